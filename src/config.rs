@@ -1,0 +1,279 @@
+//! Settings: every knob borg has, with its default, resolved with the precedence
+//! command-line flag > environment > `.env` > `config.toml` > built-in default.
+//!
+//! OWNER: helper D (inputs). The struct is fixed by the skeleton; fill `Settings::load`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Errors in configuration: bad file, bad value, bad variable. Exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or type error in the config file.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("{origin}: {key} = {value:?}: {message}")]
+    Invalid {
+        /// Where the value came from (a flag, a variable, a file).
+        origin: String,
+        /// The setting.
+        key: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// How the claude child is started.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClaudeSettings {
+    /// The binary; resolved later from this, `CLAUDE_CODE_PATH`, then PATH.
+    pub path: Option<PathBuf>,
+    /// `--permission-mode` (default bypassPermissions).
+    pub permission_mode: String,
+    /// `--model`, if any.
+    pub model: Option<String>,
+    /// `--max-turns`, if any.
+    pub max_turns: Option<u32>,
+    /// `--max-budget-usd` per task, if any.
+    pub max_budget_usd: Option<f64>,
+    /// `--allowedTools=` list.
+    pub allowed_tools: Vec<String>,
+    /// `--disallowedTools=` list.
+    pub disallowed_tools: Vec<String>,
+    /// Extra arguments appended as they are.
+    pub extra_args: Vec<String>,
+    /// Set `IS_SANDBOX=1` for the child (needed by root with bypassPermissions).
+    pub sandbox: bool,
+    /// Extra environment for every child (`[claude.env]`).
+    pub env: BTreeMap<String, String>,
+    /// `CLAUDE_CODE_MAX_RETRIES` given to the child unless the user set it.
+    pub max_retries: u32,
+    /// `API_TIMEOUT_MS` given to the child unless the user set it.
+    pub api_timeout_ms: u64,
+}
+
+/// Run-time limits and watchdogs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    /// At most this many children at once.
+    pub concurrency: usize,
+    /// Wall-clock limit of one attempt.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Stop an attempt whose stdout is silent this long.
+    #[serde(with = "humantime_serde_compat")]
+    pub idle_timeout: Duration,
+    /// Stop a child still alive this long after its `result` line.
+    #[serde(with = "humantime_serde_compat")]
+    pub result_grace: Duration,
+    /// Stop ladder: wait after SIGINT.
+    #[serde(with = "humantime_serde_compat")]
+    pub interrupt_grace: Duration,
+    /// Stop ladder: wait after SIGTERM.
+    #[serde(with = "humantime_serde_compat")]
+    pub term_grace: Duration,
+    /// After the child exits, wait this long for its pipes and descendants.
+    #[serde(with = "humantime_serde_compat")]
+    pub leak_timeout: Duration,
+    /// Default retries of a task on transient faults.
+    pub retries: u32,
+    /// Retry backoff base.
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff_base: Duration,
+    /// Retry backoff cap.
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff_cap: Duration,
+    /// Open the breaker after this many attempts in a row fail the same transient way.
+    pub breaker_threshold: u32,
+    /// Longest the fleet may stay parked on usage limits.
+    #[serde(with = "humantime_serde_compat")]
+    pub max_park: Duration,
+    /// Stop starting tasks once the run has spent this much.
+    pub budget_usd: Option<f64>,
+    /// Claim lease length (renewed by heartbeat).
+    #[serde(with = "humantime_serde_compat")]
+    pub lease: Duration,
+    /// Longest stdout line parsed; longer ones are logged but not parsed.
+    pub max_line_bytes: usize,
+}
+
+/// Where things live.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathsSettings {
+    /// The workspaces folder (instances, the store).
+    pub workspaces: PathBuf,
+    /// The roles folder.
+    pub roles_dir: PathBuf,
+    /// The store file; default `<workspaces>/borg.db`.
+    pub store: PathBuf,
+    /// Template copied into a new instance's `project-files/`.
+    pub template: Option<PathBuf>,
+    /// The config file that was read, if any.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Per-role limits (`[roles.NAME]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoleLimits {
+    /// At most this many instances of the role run at once.
+    pub max_instances: Option<usize>,
+}
+
+/// Every setting, resolved.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Paths.
+    pub paths: PathsSettings,
+    /// The claude child.
+    pub claude: ClaudeSettings,
+    /// Limits and watchdogs.
+    pub run: RunSettings,
+    /// Per-role limits.
+    pub roles: BTreeMap<String, RoleLimits>,
+}
+
+/// Values given on the command line; `None` means "not given".
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--workspaces DIR`.
+    pub workspaces: Option<PathBuf>,
+    /// `--roles DIR`.
+    pub roles_dir: Option<PathBuf>,
+    /// `--store PATH`.
+    pub store: Option<PathBuf>,
+    /// `--claude PATH`.
+    pub claude: Option<PathBuf>,
+    /// `--concurrency N`.
+    pub concurrency: Option<usize>,
+    /// `--timeout DUR`.
+    pub timeout: Option<Duration>,
+    /// `--template DIR`.
+    pub template: Option<PathBuf>,
+    /// `--budget-usd X`.
+    pub budget_usd: Option<f64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let workspaces = PathBuf::from("workspaces");
+        Settings {
+            paths: PathsSettings {
+                store: workspaces.join("borg.db"),
+                workspaces,
+                roles_dir: PathBuf::from("roles"),
+                template: None,
+                config_file: None,
+            },
+            claude: ClaudeSettings {
+                path: None,
+                permission_mode: "bypassPermissions".into(),
+                model: None,
+                max_turns: None,
+                max_budget_usd: None,
+                allowed_tools: Vec::new(),
+                disallowed_tools: Vec::new(),
+                extra_args: Vec::new(),
+                sandbox: false,
+                env: BTreeMap::new(),
+                max_retries: 2,
+                api_timeout_ms: 120_000,
+            },
+            run: RunSettings {
+                concurrency: 4,
+                timeout: Duration::from_secs(30 * 60),
+                idle_timeout: Duration::from_secs(10 * 60),
+                result_grace: Duration::from_secs(30),
+                interrupt_grace: Duration::from_secs(5),
+                term_grace: Duration::from_secs(5),
+                leak_timeout: Duration::from_secs(1),
+                retries: 0,
+                backoff_base: Duration::from_secs(5),
+                backoff_cap: Duration::from_secs(300),
+                breaker_threshold: 3,
+                max_park: Duration::from_secs(6 * 3600),
+                budget_usd: None,
+                lease: Duration::from_secs(60),
+                max_line_bytes: 8 * 1024 * 1024,
+            },
+            roles: BTreeMap::new(),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves every setting from the command line, the process environment
+    /// (`env`: name → value), `.env` in the current directory, the config file and
+    /// the defaults, in that order of precedence.
+    pub fn load(over: &Overrides, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
+        let _ = (over, env);
+        Ok(Settings::default())
+    }
+
+    /// The environment variables borg itself reads (documented in `.env.example`).
+    pub fn known_variables() -> &'static [&'static str] {
+        &[
+            "BORG_WORKSPACES",
+            "WORKSPACES_DIR",
+            "BORG_CONFIG",
+            "BORG_ROLES",
+            "BORG_STORE",
+            "BORG_CLAUDE",
+            "CLAUDE_CODE_PATH",
+            "BORG_CONCURRENCY",
+            "BORG_TIMEOUT",
+            "TASK_TIMEOUT",
+            "BORG_TEMPLATE",
+            "BORG_BUDGET_USD",
+            "BORG_LOG",
+        ]
+    }
+}
+
+/// Serde helper: durations as humantime strings ("30m", "5s").
+pub mod humantime_serde_compat {
+    use serde::Serializer;
+    use std::time::Duration;
+
+    /// Serialises a duration as a humantime string.
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+}
+
+/// Parses a humantime duration ("30m", "1h 30m", "500ms"); a bare number means seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
+}
+
+/// True when `path` exists and is a regular file.
+pub fn is_file(path: &Path) -> bool {
+    path.is_file()
+}
