@@ -270,7 +270,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Ok(n) = t.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    humantime::parse_duration(t).map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
 }
 
 /// True when `path` exists and is a regular file.

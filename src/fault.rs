@@ -44,5 +44,12 @@ pub struct Classified {
 /// Classifies an attempt.
 pub fn classify(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Classified {
     let _ = (summary, facts);
-    Classified { status: Status::Failed, fault: None, error: None, cause: None, resets_at: None, limit_kind: None }
+    Classified {
+        status: Status::Failed,
+        fault: None,
+        error: None,
+        cause: None,
+        resets_at: None,
+        limit_kind: None,
+    }
 }

@@ -78,7 +78,12 @@ impl Workspaces {
 
     /// Creates `<root>/<id>/` with `session.md`, `project-files/` (a copy of
     /// `template` when given) and `logs/`. `name` defaults to `<role>-<8 hex>`.
-    pub fn create(&self, role: &Role, name: Option<&str>, template: Option<&Path>) -> Result<Instance, InstanceError> {
+    pub fn create(
+        &self,
+        role: &Role,
+        name: Option<&str>,
+        template: Option<&Path>,
+    ) -> Result<Instance, InstanceError> {
         let _ = (role, name, template);
         Err(InstanceError::InvalidName(String::new()))
     }
@@ -118,7 +123,10 @@ impl Instance {
     /// The raw stdout and stderr log files of one attempt.
     pub fn attempt_logs(&self, task_id: &str, attempt: u32) -> (PathBuf, PathBuf) {
         let base = self.logs_dir().join(format!("{task_id}.{attempt}"));
-        (base.with_extension(format!("{attempt}.stdout.jsonl")), base.with_extension(format!("{attempt}.stderr.log")))
+        (
+            base.with_extension(format!("{attempt}.stdout.jsonl")),
+            base.with_extension(format!("{attempt}.stderr.log")),
+        )
     }
 
     /// Appends one record to `session.md`.

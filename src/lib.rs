@@ -4,13 +4,28 @@
 //! `tasklist` → `store` → `scheduler` → `instance` → `prompt` → `runner` (+ `shim`)
 //! → `transcript` → `fault` → `report`.
 
+pub mod attempt;
+pub mod claude;
+pub mod cli;
+pub mod commands;
 pub mod config;
+pub mod error;
 pub mod fault;
 pub mod instance;
 pub mod lines;
 pub mod outcome;
+pub mod plan;
+pub mod procs;
+pub mod progress;
+pub mod prompt;
+pub mod report;
 pub mod roles;
+pub mod runner;
+pub mod scheduler;
+pub mod shim;
+pub mod signals;
 pub mod snapshot;
+pub mod spawner;
 pub mod store;
 pub mod tasklist;
 pub mod testsummary;

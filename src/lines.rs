@@ -23,7 +23,11 @@ pub struct LineSplitter {
 impl LineSplitter {
     /// A splitter that refuses to buffer lines longer than `cap` bytes.
     pub fn new(cap: usize) -> Self {
-        Self { buf: Vec::new(), cap: cap.max(1), overflow: 0 }
+        Self {
+            buf: Vec::new(),
+            cap: cap.max(1),
+            overflow: 0,
+        }
     }
 
     /// Feeds a chunk; calls `f` for every line completed by it.
@@ -103,7 +107,10 @@ mod tests {
 
     #[test]
     fn splits_across_chunks_and_keeps_last_line() {
-        assert_eq!(collect(100, &[b"ab", b"c\nde\r\n", b"f"]), vec!["abc", "de", "f"]);
+        assert_eq!(
+            collect(100, &[b"ab", b"c\nde\r\n", b"f"]),
+            vec!["abc", "de", "f"]
+        );
     }
 
     #[test]

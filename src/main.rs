@@ -1,1 +1,48 @@
-fn main() {}
+//! The `borg` binary: parses the command line, sets up diagnostics, calls the
+//! library and maps the outcome to an exit code (0 ok, 1 failed, 2 bad input,
+//! 130 interrupted). The hidden `__shim` mode runs before anything else.
+
+use clap::Parser;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(borg::shim::SUBCOMMAND) {
+        borg::shim::main(&args[2..]);
+    }
+    let cli = borg::cli::Cli::parse();
+    init_logging(cli.global.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("borg: cannot start the async runtime: {e}");
+            std::process::exit(borg::error::EXIT_FAILED);
+        }
+    };
+    let code = rt
+        .block_on(borg::commands::dispatch(cli))
+        .unwrap_or_else(|e| {
+            eprintln!("borg: error: {e:#}");
+            borg::error::exit_code(&e)
+        });
+    // Every child was awaited inside dispatch; nothing of ours is left running.
+    drop(rt);
+    std::process::exit(code);
+}
+
+/// Diagnostics on stderr, filtered by BORG_LOG (env-filter syntax; default warn).
+fn init_logging(format: borg::cli::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BORG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        borg::cli::LogFormat::Json => b.json().try_init(),
+        borg::cli::LogFormat::Text => b
+            .with_ansi(std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+    };
+}

@@ -66,7 +66,10 @@ impl Status {
 
     /// True once nothing more will happen to a task in this state.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, Status::Pending | Status::Running | Status::RateLimited)
+        !matches!(
+            self,
+            Status::Pending | Status::Running | Status::RateLimited
+        )
     }
 }
 
@@ -199,4 +202,63 @@ impl ExitInfo {
     pub fn shell_code(&self) -> Option<i32> {
         self.code.or(self.signal.map(|s| 128 + s))
     }
+}
+
+/// Everything recorded about one finished attempt (stored as JSON, shown in reports).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Task id.
+    pub task: String,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// Instance that ran it.
+    pub instance: String,
+    /// Role.
+    pub role: String,
+    /// Attempt status.
+    pub status: Option<Status>,
+    /// Fault class when not succeeded.
+    pub fault: Option<FaultClass>,
+    /// Short stable cause key (api_500, auth_401, idle ...).
+    pub cause: Option<String>,
+    /// Error text.
+    pub error: Option<String>,
+    /// claude's exit code.
+    pub exit_code: Option<i32>,
+    /// Signal that killed claude.
+    pub signal: Option<i32>,
+    /// Watchdog that fired.
+    pub watchdog: Option<Watchdog>,
+    /// Something of the tree had to be killed at the end.
+    pub leaked: bool,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// Cost of this attempt.
+    pub cost_usd: f64,
+    /// Tokens of this attempt.
+    pub tokens: Tokens,
+    /// Turns.
+    pub num_turns: u64,
+    /// Files changed.
+    pub files_changed: Vec<FileChange>,
+    /// Tests recognised.
+    pub tests: Option<TestCounts>,
+    /// The result text.
+    pub result_text: Option<String>,
+    /// RFC 3339 start time.
+    pub started_at: String,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Raw stdout log path.
+    pub stdout_log: String,
+    /// Stderr log path.
+    pub stderr_log: String,
+    /// Usage-limit reset, epoch seconds.
+    pub resets_at: Option<i64>,
+    /// Oversized (unparsed) stdout lines.
+    pub oversized_lines: u64,
+    /// Stop latency (first stop action to tree gone), ms.
+    pub stop_latency_ms: Option<u64>,
+    /// Session resumed by this attempt.
+    pub resumed_session: Option<String>,
 }

@@ -84,10 +84,13 @@ impl RoleSet {
 
     /// The role of that name, or `RoleError::Unknown` listing the names that exist.
     pub fn get(&self, name: &str) -> Result<&Role, RoleError> {
-        self.roles.iter().find(|r| r.name == name).ok_or_else(|| RoleError::Unknown {
-            name: name.to_string(),
-            known: self.names(),
-        })
+        self.roles
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| RoleError::Unknown {
+                name: name.to_string(),
+                known: self.names(),
+            })
     }
 
     /// The role names.

@@ -105,7 +105,10 @@ pub fn parse_file(path: &Path, roles: &[String]) -> Result<TaskList, TaskListErr
 /// Parses and validates task-list text (`path` is used in messages only).
 pub fn parse_str(path: &Path, text: &str, roles: &[String]) -> Result<TaskList, TaskListError> {
     let _ = (text, roles);
-    Ok(TaskList { path: path.to_path_buf(), tasks: Vec::new() })
+    Ok(TaskList {
+        path: path.to_path_buf(),
+        tasks: Vec::new(),
+    })
 }
 
 /// True for a valid task/instance id: `[A-Za-z0-9._-]{1,64}`, not `.` or `..`.
@@ -114,7 +117,9 @@ pub fn valid_id(id: &str) -> bool {
         && id.len() <= 64
         && id != "."
         && id != ".."
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Serde helper: optional durations as milliseconds.

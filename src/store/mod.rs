@@ -33,7 +33,9 @@ pub enum StoreError {
         current: i64,
     },
     /// The database stayed locked longer than the busy timeout.
-    #[error("the store {path} stayed locked for more than {secs} s (another borg is writing to it?)")]
+    #[error(
+        "the store {path} stayed locked for more than {secs} s (another borg is writing to it?)"
+    )]
     Locked {
         /// Database path.
         path: String,
@@ -408,7 +410,8 @@ pub trait Store: Send + Sync {
     /// Claims the best ready task (priority desc, order asc), or None.
     fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError>;
     /// Renews the lease; `StaleClaim` when the fence moved on.
-    fn heartbeat(&self, token: &ClaimToken, lease: Duration, now_ms: i64) -> Result<(), StoreError>;
+    fn heartbeat(&self, token: &ClaimToken, lease: Duration, now_ms: i64)
+        -> Result<(), StoreError>;
     /// Records the start of the attempt of this claim.
     fn start_attempt(&self, token: &ClaimToken, start: &AttemptStart) -> Result<(), StoreError>;
     /// Records the end of the attempt and moves the task on; releases the claim.
@@ -417,7 +420,13 @@ pub trait Store: Send + Sync {
     fn skip_tasks(&self, ids: &[String], reason: &str, now_ms: i64) -> Result<(), StoreError>;
 
     /// Records a handoff request of the running claim (checked against the fence).
-    fn request_handoff(&self, token: &ClaimToken, from_instance: Option<&str>, req: &HandoffRequest, now_ms: i64) -> Result<i64, StoreError>;
+    fn request_handoff(
+        &self,
+        token: &ClaimToken,
+        from_instance: Option<&str>,
+        req: &HandoffRequest,
+        now_ms: i64,
+    ) -> Result<i64, StoreError>;
     /// Handoffs, newest last; `task` filters by source task.
     fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError>;
     /// A person accepts a handoff.
@@ -446,7 +455,12 @@ pub trait Store: Send + Sync {
     fn remove_instance(&self, id: &str) -> Result<(), StoreError>;
 
     /// Fleet-wide key/value state (parked-until, breaker, run totals), JSON values.
-    fn set_fleet(&self, key: &str, value: &serde_json::Value, now_ms: i64) -> Result<(), StoreError>;
+    fn set_fleet(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError>;
     /// Reads a fleet-wide value.
     fn fleet(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
 }

@@ -15,7 +15,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating and migrating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        Ok(SqliteStore { path: path.to_path_buf() })
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+        })
     }
 
     /// The database file.

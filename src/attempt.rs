@@ -1,0 +1,617 @@
+//! One attempt of one claimed task, end to end: prepare the instance (carry over the
+//! files its dependencies changed), build the prompt, run the child, work out what it
+//! did (transcript + workspace diff), classify the outcome, append to session.md and
+//! decide what happens to the task next (done, retry, park, handoffs).
+
+use crate::claude::{self, ChildIdentity};
+use crate::config::Settings;
+use crate::fault::{self, Classified, EndFacts};
+use crate::instance::{Instance, SessionEntry};
+use crate::outcome::{AttemptRecord, ChangeKind, FaultClass, FileChange, Status};
+use crate::prompt::{self, DepOutcome, HandoffContext};
+use crate::roles::RoleSet;
+use crate::runner::{self, AttemptPlan, Control, LiveView, Watchdogs};
+use crate::snapshot::Snapshot;
+use crate::store::{
+    AttemptStart, Claim, ClaimToken, HandoffRow, HandoffState, NewTask, Store, TaskRow,
+};
+use crate::tasklist::TaskSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A task as kept in the store's `spec` column: the list's definition, plus the
+/// context of the handoff it came from, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSpec {
+    /// The task definition.
+    #[serde(flatten)]
+    pub task: TaskSpec,
+    /// Set when a handoff created this task.
+    #[serde(default)]
+    pub handoff: Option<HandoffContext>,
+}
+
+/// What the run loop shares with every attempt.
+pub struct Shared {
+    /// Settings.
+    pub settings: Settings,
+    /// Roles.
+    pub roles: RoleSet,
+    /// The claude binary.
+    pub claude: PathBuf,
+    /// borg's own environment (the child's is built from its allowlisted part).
+    pub parent_env: BTreeMap<String, String>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The store's path (exported to the child for `borg handoff request`).
+    pub store_path: PathBuf,
+    /// The workspaces folder.
+    pub workspaces: crate::instance::Workspaces,
+}
+
+/// The end of an attempt, as the run loop needs it.
+#[derive(Debug, Clone)]
+pub struct AttemptDone {
+    /// Task id.
+    pub task: String,
+    /// Role.
+    pub role: String,
+    /// Instance.
+    pub instance: String,
+    /// The record written to the store.
+    pub record: AttemptRecord,
+    /// The classification.
+    pub classified: Classified,
+    /// Tasks created by handoffs.
+    pub new_tasks: Vec<String>,
+    /// The store refused the result (the claim was lost): nothing was recorded.
+    pub lost_claim: Option<String>,
+}
+
+/// Runs one claimed task on `instance`.
+pub async fn run(
+    shared: Arc<Shared>,
+    claim: Claim,
+    instance: Instance,
+    ctl: Control,
+    live: Arc<Mutex<LiveView>>,
+    disposition: impl FnOnce(&Classified, &TaskRow) -> crate::store::Disposition,
+) -> AttemptDone {
+    let spec: Option<StoredSpec> = serde_json::from_value(claim.task.spec.clone()).ok();
+    let attempt = claim.attempt as u32;
+    let task_id = claim.task.id.clone();
+    let mut record = AttemptRecord {
+        task: task_id.clone(),
+        attempt,
+        instance: instance.id.clone(),
+        role: claim.task.role.clone(),
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ..Default::default()
+    };
+    let Some(spec) = spec else {
+        let c = Classified {
+            status: Status::Failed,
+            fault: Some(FaultClass::Permanent),
+            error: Some("the stored task definition is unreadable".into()),
+            cause: Some("bad_spec".into()),
+            resets_at: None,
+            limit_kind: None,
+        };
+        return finish(
+            &shared,
+            &claim.token,
+            record,
+            c,
+            &claim.task,
+            Vec::new(),
+            &instance,
+            "",
+            disposition,
+        )
+        .await;
+    };
+    let role = match shared.roles.get(&spec.task.role) {
+        Ok(r) => r.clone(),
+        Err(e) => {
+            let c = Classified {
+                status: Status::Failed,
+                fault: Some(FaultClass::Permanent),
+                error: Some(e.to_string()),
+                cause: Some("unknown_role".into()),
+                resets_at: None,
+                limit_kind: None,
+            };
+            return finish(
+                &shared,
+                &claim.token,
+                record,
+                c,
+                &claim.task,
+                Vec::new(),
+                &instance,
+                &spec.task.prompt,
+                disposition,
+            )
+            .await;
+        }
+    };
+
+    // Dependencies: their outcomes go into the prompt, their changed files into this
+    // instance (instances are isolated; a tester must see what the developer wrote).
+    let mut deps = Vec::new();
+    let mut sources: Vec<(String, Vec<FileChange>)> = Vec::new();
+    let mut dep_ids = spec.task.depends_on.clone();
+    if let Some(h) = &spec.handoff {
+        if !dep_ids.contains(&h.source_task) {
+            dep_ids.push(h.source_task.clone());
+        }
+    }
+    for d in &dep_ids {
+        let s2 = shared.store.clone();
+        let d2 = d.clone();
+        let row = tokio::task::spawn_blocking(move || s2.task(&d2))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten();
+        let Some(row) = row else { continue };
+        let rec: Option<AttemptRecord> = row
+            .last_record
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok());
+        if let Some(rec) = &rec {
+            if rec.instance != instance.id && !rec.instance.is_empty() {
+                sources.push((rec.instance.clone(), rec.files_changed.clone()));
+            }
+        }
+        if spec.task.depends_on.contains(d) {
+            deps.push(DepOutcome {
+                id: row.id.clone(),
+                role: row.role.clone(),
+                status: row.status,
+                files_changed: rec
+                    .as_ref()
+                    .map(|r| r.files_changed.clone())
+                    .unwrap_or_default(),
+                result_text: rec
+                    .as_ref()
+                    .and_then(|r| r.result_text.clone().or_else(|| r.error.clone())),
+            });
+        }
+    }
+    let project = instance.project_dir();
+    for (src, files) in &sources {
+        carry_over(
+            &shared.workspaces.root.join(src).join("project-files"),
+            &project,
+            files,
+        );
+    }
+    let history = instance.history().unwrap_or_default();
+    let text = prompt::build(
+        &role,
+        &history,
+        &spec.task.prompt,
+        &deps,
+        spec.handoff.as_ref(),
+    );
+
+    // A task parked on a usage limit resumes its session so its work is kept.
+    let last: Option<AttemptRecord> = claim
+        .task
+        .last_record
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    let resume = last
+        .filter(|r| r.status == Some(Status::RateLimited))
+        .and_then(|r| r.session_id);
+    record.resumed_session.clone_from(&resume);
+
+    let s = &shared.settings;
+    let opts = claude::options(s, &role, &spec.task);
+    let uid = uuid::Uuid::new_v4().simple().to_string();
+    let identity = ChildIdentity {
+        task: &task_id,
+        instance: &instance.id,
+        attempt,
+        uid: &uid,
+        workspace: &instance.path,
+        claim_token: claim.token.fence,
+        store: &shared.store_path,
+    };
+    let env = claude::environment(&shared.parent_env, s, &spec.task, &identity);
+    let (stdout_log, stderr_log) = instance.attempt_logs(&task_id, attempt);
+    let _ = std::fs::create_dir_all(instance.logs_dir());
+    record.stdout_log = stdout_log.display().to_string();
+    record.stderr_log = stderr_log.display().to_string();
+    let plan = AttemptPlan {
+        program: shared.claude.clone(),
+        args: claude::args(s, &opts, resume.as_deref()),
+        env,
+        cwd: project.clone(),
+        prompt: text,
+        stdout_log: stdout_log.clone(),
+        stderr_log: stderr_log.clone(),
+        watchdogs: Watchdogs {
+            timeout: spec.task.timeout.unwrap_or(s.run.timeout),
+            idle_timeout: spec.task.idle_timeout.unwrap_or(s.run.idle_timeout),
+            result_grace: spec.task.result_grace.unwrap_or(s.run.result_grace),
+            interrupt_grace: s.run.interrupt_grace,
+            term_grace: s.run.term_grace,
+            leak_timeout: s.run.leak_timeout,
+        },
+        max_line: s.run.max_line_bytes,
+    };
+    let before = Snapshot::take(&project).unwrap_or_default();
+
+    // Heartbeats renew the lease while the child runs; a lost claim stops the child.
+    let hb_stop = tokio_util::sync::CancellationToken::new();
+    let hb = {
+        let (store, token, lease, stop, kill) = (
+            shared.store.clone(),
+            claim.token.clone(),
+            s.run.lease,
+            hb_stop.clone(),
+            ctl.kill.clone(),
+        );
+        tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return None,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let (st, tk) = (store.clone(), token.clone());
+                let r =
+                    tokio::task::spawn_blocking(move || st.heartbeat(&tk, lease, now_ms())).await;
+                if let Ok(Err(e @ crate::store::StoreError::StaleClaim { .. })) = r {
+                    tracing::warn!("{e}; stopping the attempt");
+                    kill.cancel();
+                    return Some(e.to_string());
+                }
+            }
+        })
+    };
+    let start_rec = {
+        let (store, token, inst, uid, so, se, res) = (
+            shared.store.clone(),
+            claim.token.clone(),
+            instance.id.clone(),
+            uid.clone(),
+            stdout_log.display().to_string(),
+            stderr_log.display().to_string(),
+            resume.clone(),
+        );
+        move |ids: &runner::ChildIds| -> Result<(), String> {
+            let start = AttemptStart {
+                instance: inst,
+                uid,
+                shim_pid: ids.shim_pid as i64,
+                pid: ids.pid as i64,
+                pgid: ids.pgid as i64,
+                start_time: ids.start_time,
+                boot_id: crate::procs::boot_id(),
+                stdout_log: so,
+                stderr_log: se,
+                resume_session: res,
+                now_ms: now_ms(),
+            };
+            store
+                .start_attempt(&token, &start)
+                .map_err(|e| e.to_string())
+        }
+    };
+    let out = runner::run_attempt(plan, ctl, start_rec, Some(live)).await;
+    hb_stop.cancel();
+    let lost = hb.await.ok().flatten();
+
+    let after = Snapshot::take(&project).unwrap_or_default();
+    let mut files = before.diff(&after);
+    merge_tool_files(&mut files, &out.summary.tool_files, &project);
+    let facts = EndFacts {
+        exit: out.exit,
+        stderr_tail: &out.stderr_tail,
+        watchdog: out.watchdog,
+        interrupted: out.interrupted,
+        spawn_error: out.spawn_error.as_deref(),
+    };
+    let classified = fault::classify(&out.summary, &facts);
+    let sm = &out.summary;
+    record.exit_code = out.exit.and_then(|e| e.code);
+    record.signal = out.exit.and_then(|e| e.signal);
+    record.watchdog = out.watchdog;
+    record.leaked = out.leaked;
+    record.session_id.clone_from(&sm.session_id);
+    record.cost_usd = sm.cost_usd;
+    record.tokens = sm.tokens;
+    record.num_turns = sm.num_turns;
+    record.files_changed = files;
+    record.tests = sm.tests;
+    record.result_text = sm.result.as_ref().and_then(|r| r.result.clone());
+    record.duration_ms = out.duration.as_millis() as u64;
+    record.oversized_lines = sm.oversized_lines;
+    record.stop_latency_ms = out.stop_latency.map(|d| d.as_millis() as u64);
+    let mut done = finish(
+        &shared,
+        &claim.token,
+        record,
+        classified,
+        &claim.task,
+        dep_ids,
+        &instance,
+        &spec.task.prompt,
+        disposition,
+    )
+    .await;
+    if done.lost_claim.is_none() {
+        done.lost_claim = lost;
+    }
+    done
+}
+
+/// Records the attempt: session.md, then the store (with the handoff tasks it creates).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    shared: &Arc<Shared>,
+    token: &ClaimToken,
+    mut record: AttemptRecord,
+    classified: Classified,
+    task: &TaskRow,
+    _deps: Vec<String>,
+    instance: &Instance,
+    prompt_text: &str,
+    disposition: impl FnOnce(&Classified, &TaskRow) -> crate::store::Disposition,
+) -> AttemptDone {
+    record.status = Some(classified.status);
+    record.fault = classified.fault;
+    record.cause.clone_from(&classified.cause);
+    record.error.clone_from(&classified.error);
+    record.resets_at = classified.resets_at;
+    let summary = record
+        .result_text
+        .clone()
+        .or_else(|| record.error.clone())
+        .unwrap_or_default();
+    let entry = SessionEntry {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        task_id: record.task.clone(),
+        attempt: record.attempt,
+        prompt: prompt_text.to_string(),
+        status: classified.status,
+        files_changed: record.files_changed.clone(),
+        summary: summary.chars().take(2000).collect(),
+    };
+    if let Err(e) = instance.append_session(&entry) {
+        tracing::warn!(
+            "cannot append to {}: {e}",
+            instance.session_path().display()
+        );
+    }
+    let disp = disposition(&classified, task);
+    let mut new_tasks = Vec::new();
+    let mut converted = Vec::new();
+    if classified.status == Status::Succeeded {
+        let (store, id) = (shared.store.clone(), task.id.clone());
+        let handoffs = tokio::task::spawn_blocking(move || store.handoffs(Some(&id)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let mut taken: Vec<String> = Vec::new();
+        let all_ids: Vec<String> = {
+            let store = shared.store.clone();
+            tokio::task::spawn_blocking(move || store.tasks())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.id)
+                .collect()
+        };
+        let spec: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
+        if let Some(to) = spec.as_ref().and_then(|s| s.task.handoff_to.clone()) {
+            let req = crate::store::HandoffRequest {
+                to_role: to,
+                reason: "declared in the task list (handoff_to)".into(),
+                state: None,
+                next_steps: vec![],
+            };
+            if let Some(t) = handoff_task(task, &instance.id, &req, &record, &all_ids, &mut taken) {
+                new_tasks.push(t);
+            }
+        }
+        for h in handoffs
+            .iter()
+            .filter(|h: &&HandoffRow| h.state == HandoffState::Pending && h.fence == token.fence)
+        {
+            if let Some(t) = handoff_task(
+                task,
+                &instance.id,
+                &h.request,
+                &record,
+                &all_ids,
+                &mut taken,
+            ) {
+                converted.push((h.id, t.id.clone()));
+                new_tasks.push(t);
+            }
+        }
+    }
+    let created: Vec<String> = new_tasks.iter().map(|t| t.id.clone()).collect();
+    let fin = crate::store::AttemptFinish {
+        status: classified.status,
+        record: serde_json::to_value(&record).unwrap_or_default(),
+        disposition: disp,
+        new_tasks,
+        converted_handoffs: converted,
+        cost_usd: record.cost_usd,
+        now_ms: now_ms(),
+    };
+    let (store, tk) = (shared.store.clone(), token.clone());
+    let lost = match tokio::task::spawn_blocking(move || store.finish_attempt(&tk, &fin)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(e.to_string()),
+    };
+    AttemptDone {
+        task: task.id.clone(),
+        role: task.role.clone(),
+        instance: instance.id.clone(),
+        record,
+        classified,
+        new_tasks: if lost.is_none() { created } else { Vec::new() },
+        lost_claim: lost,
+    }
+}
+
+/// Builds the follow-up task of a handoff: id `<source>.<role>-<n>`, role = target,
+/// depending on the source, its prompt carrying the context.
+fn handoff_task(
+    task: &TaskRow,
+    instance: &str,
+    req: &crate::store::HandoffRequest,
+    rec: &AttemptRecord,
+    existing: &[String],
+    taken: &mut Vec<String>,
+) -> Option<NewTask> {
+    let id = (1..1000)
+        .map(|n| format!("{}.{}-{n}", task.id, req.to_role))
+        .find(|c| !existing.contains(c) && !taken.contains(c))?;
+    taken.push(id.clone());
+    let src: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
+    let mut spec = TaskSpec {
+        id: id.clone(),
+        prompt: format!(
+            "Task `{}` ({} role) handed its work on to you, as the {}. Read the handoff context below, \
+             check the current state of the files in your working directory, then carry the work on.",
+            task.id, task.role, req.to_role
+        ),
+        role: req.to_role.clone(),
+        priority: task.priority,
+        depends_on: vec![task.id.clone()],
+        timeout: None,
+        idle_timeout: None,
+        result_grace: None,
+        retries: None,
+        handoff_to: None,
+        instance: None,
+        env: BTreeMap::new(),
+        model: None,
+        max_turns: None,
+        max_budget_usd: None,
+        permission_mode: None,
+        order: task.order as usize,
+    };
+    if let Some(s) = &src {
+        spec.timeout = s.task.timeout;
+        spec.retries = s.task.retries;
+        spec.env = s.task.env.clone();
+    }
+    let ctx = HandoffContext {
+        source_task: task.id.clone(),
+        source_role: task.role.clone(),
+        source_instance: Some(instance.to_string()),
+        reason: req.reason.clone(),
+        state: req.state.clone(),
+        next_steps: req.next_steps.clone(),
+        files_changed: rec.files_changed.clone(),
+        result_text: rec.result_text.clone(),
+    };
+    let stored = StoredSpec {
+        task: spec,
+        handoff: Some(ctx),
+    };
+    Some(new_task(&stored, 1))
+}
+
+/// The store row of a task definition.
+pub fn new_task(spec: &StoredSpec, default_retries: u32) -> NewTask {
+    NewTask {
+        id: spec.task.id.clone(),
+        role: spec.task.role.clone(),
+        priority: spec.task.priority,
+        order: spec.task.order as i64,
+        depends_on: spec.task.depends_on.clone(),
+        instance: spec.task.instance.clone(),
+        max_attempts: spec.task.retries.unwrap_or(default_retries) as i64 + 1,
+        spec: serde_json::to_value(spec).unwrap_or_default(),
+        hash: definition_hash(&spec.task),
+    }
+}
+
+/// A stable hash of a task's definition (its list position excluded, so inserting a
+/// task elsewhere in the list does not make the others look changed).
+pub fn definition_hash(t: &TaskSpec) -> String {
+    let mut t = t.clone();
+    t.order = 0;
+    let text = serde_json::to_string(&t).unwrap_or_default();
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// Copies the files a dependency changed from its instance into this one (and
+/// removes the ones it deleted), so work flows along the dependency graph.
+fn carry_over(src: &Path, dst: &Path, files: &[FileChange]) {
+    for f in files {
+        if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
+            continue;
+        }
+        let (from, to) = (src.join(&f.path), dst.join(&f.path));
+        match f.change {
+            ChangeKind::Deleted => {
+                let _ = std::fs::remove_file(&to);
+            }
+            _ => {
+                if let Some(parent) = to.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                if let Err(e) = std::fs::copy(&from, &to) {
+                    tracing::debug!("carry over {}: {e}", from.display());
+                }
+            }
+        }
+    }
+}
+
+/// Adds files named by tool events that the diff did not see (e.g. written with the
+/// same content), as paths relative to project-files/.
+fn merge_tool_files(
+    files: &mut Vec<FileChange>,
+    tool: &[crate::transcript::ToolFile],
+    project: &Path,
+) {
+    let canon = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
+    for t in tool {
+        let p = Path::new(&t.path);
+        let rel = if p.is_absolute() {
+            match p.strip_prefix(&canon).or_else(|_| p.strip_prefix(project)) {
+                Ok(r) => r.to_path_buf(),
+                Err(_) => continue,
+            }
+        } else {
+            p.to_path_buf()
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if !files.iter().any(|f| f.path == rel) {
+            files.push(FileChange {
+                path: rel,
+                change: t.change,
+            });
+        }
+    }
+    files.sort();
+}
+
+/// Now, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,1 @@
+//! `borg logs`: placeholder until the renderer lands.

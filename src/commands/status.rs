@@ -1,0 +1,1 @@
+//! `borg status`: placeholder until the status view lands.

@@ -1,0 +1,532 @@
+//! The scheduler: the run loop. It claims the best ready task from the store whenever
+//! a slot is free (global concurrency, per-role `max_instances`, pinned instances),
+//! gives it an idle instance of its role (creating one when needed), and reacts to
+//! each attempt's end: retry with backoff, park the fleet on a usage limit, open the
+//! circuit breaker on a fleet-wide fault, stop at the run budget. It also keeps the
+//! fleet healthy: owner heartbeats, and at once taking back the claims of a borg that
+//! is provably dead (and killing what is left of its children).
+
+use crate::attempt::{self, now_ms, AttemptDone, Shared};
+use crate::instance::Instance;
+use crate::outcome::{FaultClass, Status};
+use crate::progress::{Event, Progress};
+use crate::runner::{Control, LiveView};
+use crate::signals::Shutdown;
+use crate::store::{
+    AttemptRow, ClaimRequest, Disposition, InstanceRow, OwnerInfo, StoreError, TaskRow,
+};
+use rand::Rng;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Why a run stopped before its list was done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopReason {
+    /// The circuit breaker opened (message names the cause and the fix).
+    Breaker(String),
+    /// The run budget was reached.
+    Budget(String),
+    /// Parked longer than `max_park`.
+    Park(String),
+}
+
+impl StopReason {
+    /// The message for people.
+    pub fn message(&self) -> &str {
+        match self {
+            StopReason::Breaker(m) | StopReason::Budget(m) | StopReason::Park(m) => m,
+        }
+    }
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Ctrl-C / SIGTERM / SIGHUP stopped it.
+    pub interrupted: bool,
+    /// It stopped early for this reason.
+    pub stop: Option<StopReason>,
+    /// Task ids of this run (the list plus the handoffs it created).
+    pub scope: Vec<String>,
+    /// Money spent by this run's attempts.
+    pub cost_usd: f64,
+    /// Tasks whose attempts were stopped by the interrupt.
+    pub stopped_tasks: Vec<String>,
+}
+
+/// Knobs of one run.
+pub struct RunOptions {
+    /// Task ids in scope; empty = every task of the store.
+    pub scope: Vec<String>,
+    /// At most this many children at once.
+    pub concurrency: usize,
+    /// Stop starting tasks once this much is spent.
+    pub budget_usd: Option<f64>,
+}
+
+/// Consecutive failures with the same cause.
+#[derive(Debug, Default)]
+struct Breaker {
+    cause: Option<String>,
+    count: u32,
+}
+
+async fn db<T: Send + 'static>(
+    store: &Arc<dyn crate::store::Store>,
+    f: impl FnOnce(&dyn crate::store::Store) -> T + Send + 'static,
+) -> T {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || f(s.as_ref())).await {
+        Ok(v) => v,
+        // A panic inside a store call is a bug; surface it rather than hide it.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
+pub async fn run(
+    shared: Arc<Shared>,
+    owner: OwnerInfo,
+    mut opts: RunOptions,
+    shutdown: Shutdown,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary, StoreError> {
+    let store = shared.store.clone();
+    let s = shared.settings.clone();
+    let mut summary = RunSummary::default();
+    let mut instances: Vec<Instance> = shared.workspaces.list().unwrap_or_default();
+    let mut busy: HashMap<String, String> = HashMap::new(); // instance → task
+    let mut per_role: HashMap<String, usize> = HashMap::new();
+    let mut running: JoinSet<AttemptDone> = JoinSet::new();
+    let mut breaker = Breaker::default();
+    let mut park_started: Option<i64> = None;
+    let mut next_maintenance = 0i64;
+    let mut scope: HashSet<String> = opts.scope.iter().cloned().collect();
+    let poll = Duration::from_millis(250);
+
+    loop {
+        let now = now_ms();
+        if now >= next_maintenance {
+            maintenance(&store, &owner).await;
+            next_maintenance = now + (s.run.lease.as_millis() as i64 / 3).clamp(500, 5000);
+        }
+        let dispatching = !shutdown.stop.is_cancelled() && summary.stop.is_none();
+        let parked_until = db(&store, |st| st.fleet("parked"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()))
+            .filter(|&u| u > now);
+        if let Some(until) = parked_until {
+            let started = *park_started.get_or_insert(now);
+            if until - started > s.run.max_park.as_millis() as i64 && summary.stop.is_none() {
+                summary.stop = Some(StopReason::Park(format!(
+                    "the fleet has been parked on a usage limit since {} and the limit resets at {}, beyond max_park ({}); run again after the reset",
+                    local_time(started),
+                    local_time(until),
+                    humantime::format_duration(s.run.max_park)
+                )));
+                progress.event(&Event::Note(
+                    summary
+                        .stop
+                        .as_ref()
+                        .map(|r| r.message().to_string())
+                        .unwrap_or_default(),
+                ));
+            }
+        } else {
+            park_started = None;
+        }
+        let budget_left = opts.budget_usd.map_or(true, |b| summary.cost_usd < b);
+        if dispatching && !budget_left && summary.stop.is_none() {
+            let b = opts.budget_usd.unwrap_or(0.0);
+            summary.stop = Some(StopReason::Budget(format!(
+                "the run budget of ${b:.2} is spent (${:.4}); no new task starts",
+                summary.cost_usd
+            )));
+            progress.event(&Event::Note(
+                summary
+                    .stop
+                    .as_ref()
+                    .map(|r| r.message().to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+        let mut claimed_any = false;
+        if dispatching && parked_until.is_none() && budget_left && summary.stop.is_none() {
+            while running.len() < opts.concurrency {
+                let roles: Vec<String> = shared
+                    .roles
+                    .names()
+                    .into_iter()
+                    .filter(|r| {
+                        s.roles
+                            .get(r)
+                            .and_then(|l| l.max_instances)
+                            .map_or(true, |m| per_role.get(r).copied().unwrap_or(0) < m)
+                    })
+                    .collect();
+                if roles.is_empty() {
+                    break;
+                }
+                let idle: Vec<String> = instances
+                    .iter()
+                    .filter(|i| !busy.contains_key(&i.id))
+                    .map(|i| i.id.clone())
+                    .collect();
+                let req = ClaimRequest {
+                    owner: owner.id.clone(),
+                    roles,
+                    idle_instances: idle,
+                    only: if opts.scope.is_empty() {
+                        Vec::new()
+                    } else {
+                        scope.iter().cloned().collect()
+                    },
+                    lease: s.run.lease,
+                    now_ms: now_ms(),
+                };
+                let Some(claim) = db(&store, move |st| st.claim_next(&req)).await? else {
+                    break;
+                };
+                claimed_any = true;
+                let inst = match pick_instance(&shared, &mut instances, &busy, &claim.task) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        // Cannot even create a workspace: give the task back and stop.
+                        tracing::error!("{e}");
+                        let token = claim.token.clone();
+                        let fin = crate::store::AttemptFinish {
+                            status: Status::SpawnFailed,
+                            record: serde_json::json!({"error": e.to_string(), "status": "spawn_failed"}),
+                            disposition: Disposition::Final(Status::SpawnFailed),
+                            new_tasks: vec![],
+                            converted_handoffs: vec![],
+                            cost_usd: 0.0,
+                            now_ms: now_ms(),
+                        };
+                        db(&store, move |st| st.finish_attempt(&token, &fin)).await?;
+                        continue;
+                    }
+                };
+                busy.insert(inst.id.clone(), claim.task.id.clone());
+                *per_role.entry(claim.task.role.clone()).or_default() += 1;
+                let row = InstanceRow {
+                    id: inst.id.clone(),
+                    role: inst.role.clone(),
+                    state: "busy".into(),
+                    current_task: Some(claim.task.id.clone()),
+                    owner: Some(owner.id.clone()),
+                    updated_ms: now_ms(),
+                };
+                let _ = db(&store, move |st| st.upsert_instance(&row)).await;
+                progress.event(&Event::Started {
+                    task: claim.task.id.clone(),
+                    instance: inst.id.clone(),
+                    attempt: claim.attempt as u32,
+                });
+                let ctl = Control {
+                    stop: shutdown.stop.child_token(),
+                    kill: shutdown.kill.child_token(),
+                };
+                let live = Arc::new(Mutex::new(LiveView::default()));
+                let sh = shared.clone();
+                let (base, cap) = (s.run.backoff_base, s.run.backoff_cap);
+                running.spawn(attempt::run(sh, claim, inst, ctl, live, move |c, t| {
+                    disposition(c, t, base, cap)
+                }));
+            }
+        }
+        if running.is_empty() && !claimed_any {
+            if !dispatching || summary.stop.is_some() {
+                break;
+            }
+            let rows = db(&store, |st| st.tasks()).await?;
+            let open: Vec<&TaskRow> = rows
+                .iter()
+                .filter(|t| {
+                    (opts.scope.is_empty() || scope.contains(&t.id)) && !t.status.is_terminal()
+                })
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            // Waiting on other workers' claims, on a retry backoff or on parking.
+        }
+        tokio::select! {
+            Some(joined) = running.join_next(), if !running.is_empty() => {
+                let done = match joined {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!("an attempt task failed: {e}");
+                        continue;
+                    }
+                };
+                busy.remove(&done.instance);
+                if let Some(n) = per_role.get_mut(&done.role) { *n = n.saturating_sub(1); }
+                let row = InstanceRow { id: done.instance.clone(), role: done.role.clone(), state: "idle".into(), current_task: None, owner: None, updated_ms: now_ms() };
+                let _ = db(&store, move |st| st.upsert_instance(&row)).await;
+                summary.cost_usd += done.record.cost_usd;
+                if let Some(e) = &done.lost_claim {
+                    progress.event(&Event::Note(format!("{}: result discarded: {e}", done.task)));
+                }
+                for t in &done.new_tasks {
+                    scope.insert(t.clone());
+                    if !opts.scope.is_empty() { opts.scope.push(t.clone()); }
+                    progress.event(&Event::Note(format!("handoff: {} created from {}", t, done.task)));
+                }
+                if done.classified.status == Status::Interrupted {
+                    summary.stopped_tasks.push(done.task.clone());
+                }
+                react(&done, &s, &mut breaker, &mut summary, &store, progress).await;
+                let (total, finished) = count_done(&store, &opts.scope).await;
+                progress.event(&Event::Finished {
+                    task: done.task.clone(),
+                    status: done.classified.status,
+                    duration_ms: done.record.duration_ms,
+                    cost_usd: done.record.cost_usd,
+                    error: done.classified.error.clone(),
+                    done: finished,
+                    total,
+                });
+            }
+            _ = shutdown.stop.cancelled(), if dispatching => {}
+            _ = tokio::time::sleep(poll), if running.is_empty() || !dispatching => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    summary.interrupted = shutdown.stop.is_cancelled();
+    summary.scope = scope.into_iter().collect();
+    Ok(summary)
+}
+
+/// Decides what happens to a task after an attempt.
+fn disposition(
+    c: &crate::fault::Classified,
+    t: &TaskRow,
+    base: Duration,
+    cap: Duration,
+) -> Disposition {
+    let now = now_ms();
+    match (c.status, c.fault) {
+        (Status::Succeeded, _) => Disposition::Succeeded,
+        (_, Some(FaultClass::Interrupted)) => Disposition::Retry {
+            not_before_ms: now,
+            counts: false,
+        },
+        (_, Some(FaultClass::UsageLimit)) => {
+            let until = c
+                .resets_at
+                .map(|r| r * 1000)
+                .unwrap_or(now + cap.as_millis() as i64);
+            Disposition::Retry {
+                not_before_ms: until.max(now) + rand::thread_rng().gen_range(1000..5000),
+                counts: false,
+            }
+        }
+        (_, Some(FaultClass::Transient)) if t.counted_attempts + 1 < t.max_attempts => {
+            let exp = base.as_millis() as f64 * 2f64.powi(t.counted_attempts.clamp(0, 30) as i32);
+            let d = exp.min(cap.as_millis() as f64);
+            let jitter = rand::thread_rng().gen_range(0.75..1.25);
+            Disposition::Retry {
+                not_before_ms: now + (d * jitter) as i64,
+                counts: true,
+            }
+        }
+        (st, _) => Disposition::Final(st),
+    }
+}
+
+/// Updates the breaker, parking and progress after an attempt.
+async fn react(
+    done: &AttemptDone,
+    s: &crate::config::Settings,
+    breaker: &mut Breaker,
+    summary: &mut RunSummary,
+    store: &Arc<dyn crate::store::Store>,
+    progress: &mut dyn Progress,
+) {
+    let c = &done.classified;
+    match c.fault {
+        None => *breaker = Breaker::default(),
+        Some(FaultClass::Transient | FaultClass::FleetWide) => {
+            let cause = c.cause.clone().unwrap_or_else(|| "unknown".into());
+            if breaker.cause.as_deref() == Some(&cause) {
+                breaker.count += 1;
+            } else {
+                *breaker = Breaker {
+                    cause: Some(cause.clone()),
+                    count: 1,
+                };
+            }
+            if breaker.count >= s.run.breaker_threshold.max(1) && summary.stop.is_none() {
+                let msg = breaker_message(&cause, breaker.count, c.error.as_deref().unwrap_or(""));
+                let _ = db(store, {
+                    let v = serde_json::json!({"open": true, "cause": cause, "message": msg});
+                    move |st| st.set_fleet("breaker", &v, now_ms())
+                })
+                .await;
+                progress.event(&Event::Note(format!("circuit breaker open: {msg}")));
+                summary.stop = Some(StopReason::Breaker(msg));
+            }
+        }
+        Some(FaultClass::UsageLimit) => {
+            let until = c
+                .resets_at
+                .map(|r| r * 1000)
+                .unwrap_or(now_ms() + s.run.backoff_cap.as_millis() as i64)
+                + rand::thread_rng().gen_range(1000..5000);
+            let kind = c.limit_kind.clone().unwrap_or_else(|| "usage".into());
+            progress.event(&Event::Note(format!(
+                "usage limit ({kind}): parking the fleet until {}; {} will resume its session",
+                local_time(until),
+                done.task
+            )));
+            let v = serde_json::json!({"until_ms": until, "kind": kind, "task": done.task});
+            let _ = db(store, move |st| st.set_fleet("parked", &v, now_ms())).await;
+        }
+        Some(FaultClass::Permanent | FaultClass::Interrupted) => {}
+    }
+    if matches!(c.fault, Some(FaultClass::Transient)) {
+        if let Ok(Some(t)) = db(store, {
+            let id = done.task.clone();
+            move |st| st.task(&id)
+        })
+        .await
+        {
+            if t.status == Status::Pending {
+                progress.event(&Event::Note(format!(
+                    "{}: retrying at {} ({})",
+                    t.id,
+                    local_time(t.not_before_ms),
+                    c.cause.as_deref().unwrap_or("transient")
+                )));
+            }
+        }
+    }
+}
+
+/// The breaker's one message: the cause and the fix.
+fn breaker_message(cause: &str, n: u32, error: &str) -> String {
+    let first = error.lines().next().unwrap_or("").trim();
+    match cause {
+        "auth_401" => format!("the API key was refused by the API (401) on {n} attempts in a row; check ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN / your login)"),
+        "not_logged_in" => format!("claude is not logged in on {n} attempts in a row; set ANTHROPIC_API_KEY or log in with `claude` once"),
+        "claude_missing" => format!("the claude binary could not be started on {n} attempts in a row ({first}); check --claude / CLAUDE_CODE_PATH"),
+        "network" => format!("the API could not be reached on {n} attempts in a row ({first}); check ANTHROPIC_BASE_URL, proxies and the network"),
+        c if c.starts_with("api_5") || c == "api_529" => format!("the API failed ({c}) on {n} attempts in a row ({first}); the service may be down, run again later"),
+        "idle" => format!("{n} attempts in a row went silent past idle_timeout; the API may be stalled, run again later"),
+        c => format!("the same failure ({c}) on {n} attempts in a row: {first}"),
+    }
+}
+
+/// (tasks in scope, terminal ones).
+async fn count_done(store: &Arc<dyn crate::store::Store>, scope: &[String]) -> (usize, usize) {
+    let rows = db(store, |st| st.tasks()).await.unwrap_or_default();
+    let set: HashSet<&String> = scope.iter().collect();
+    let inscope: Vec<&TaskRow> = rows
+        .iter()
+        .filter(|t| scope.is_empty() || set.contains(&t.id))
+        .collect();
+    (
+        inscope.len(),
+        inscope.iter().filter(|t| t.status.is_terminal()).count(),
+    )
+}
+
+/// An idle instance for the task: its pinned one, else an idle one of its role, else a new one.
+fn pick_instance(
+    shared: &Shared,
+    instances: &mut Vec<Instance>,
+    busy: &HashMap<String, String>,
+    task: &TaskRow,
+) -> Result<Instance, crate::instance::InstanceError> {
+    if let Some(pin) = &task.instance {
+        if let Some(i) = instances.iter().find(|i| &i.id == pin) {
+            return Ok(i.clone());
+        }
+        let role = shared
+            .roles
+            .get(&task.role)
+            .map_err(|e| crate::instance::InstanceError::InvalidName(e.to_string()))?;
+        let i =
+            shared
+                .workspaces
+                .create(role, Some(pin), shared.settings.paths.template.as_deref())?;
+        instances.push(i.clone());
+        return Ok(i);
+    }
+    if let Some(i) = instances
+        .iter()
+        .find(|i| i.role == task.role && !busy.contains_key(&i.id))
+    {
+        return Ok(i.clone());
+    }
+    let role = shared
+        .roles
+        .get(&task.role)
+        .map_err(|e| crate::instance::InstanceError::InvalidName(e.to_string()))?;
+    let i = shared
+        .workspaces
+        .create(role, None, shared.settings.paths.template.as_deref())?;
+    instances.push(i.clone());
+    Ok(i)
+}
+
+/// Owner heartbeat; claims of dead owners back at once; expired leases back.
+pub async fn maintenance(store: &Arc<dyn crate::store::Store>, me: &OwnerInfo) {
+    let id = me.id.clone();
+    let _ = db(store, move |st| st.heartbeat_owner(&id, now_ms())).await;
+    let owners = db(store, |st| st.owners()).await.unwrap_or_default();
+    for o in owners {
+        if o.id == me.id || o.host != me.host {
+            continue;
+        }
+        if !crate::procs::same_process(o.pid, o.start_time, &o.boot_id) {
+            tracing::info!(
+                "borg {} (pid {}) is gone; taking its claims back",
+                o.id,
+                o.pid
+            );
+            let oid = o.id.clone();
+            if let Ok(attempts) = db(store, move |st| st.release_owner(&oid, now_ms())).await {
+                sweep(&attempts);
+            }
+        }
+    }
+    if let Ok(expired) = db(store, |st| st.release_expired(now_ms())).await {
+        sweep(&expired);
+    }
+}
+
+/// Kills what is left of attempts whose borg is gone: the recorded process group (if
+/// the recorded pid is still the same process) and any process carrying the attempt's
+/// cookie. A reused pid is never hit: start time and boot id must match.
+pub fn sweep(attempts: &[AttemptRow]) {
+    use nix::sys::signal::Signal;
+    let boot = crate::procs::boot_id();
+    for a in attempts {
+        let st = &a.start;
+        if st.boot_id != boot {
+            continue;
+        }
+        if crate::procs::same_process(st.pid, st.start_time, &boot) {
+            crate::procs::signal_group(st.pgid as i32, Signal::SIGKILL);
+            crate::procs::signal(st.pid as i32, Signal::SIGKILL);
+        }
+        if !st.uid.is_empty() {
+            for p in crate::procs::with_env("BORG_ATTEMPT_UID", &st.uid) {
+                crate::procs::signal(p, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Epoch ms as local HH:MM.
+pub fn local_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
+        .unwrap_or_default()
+}
