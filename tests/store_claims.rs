@@ -777,3 +777,45 @@ fn instances_fleet_and_events_paging() {
     assert!(rest[0].id > first[1].id);
     assert_eq!(rest[0].kind, "created");
 }
+
+#[test]
+fn fencing_holds_within_one_owner() {
+    // One borg process stalls past its lease and claims the same task again: the owner
+    // id is the same, only the fence tells the two claims apart.
+    let (_d, s) = fresh();
+    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let mut r = req("o1", &["dev"], 0);
+    r.lease = Duration::from_millis(10);
+    let old = claim(&s, &r);
+    r.now_ms = 11;
+    let new = claim(&s, &r);
+    assert_eq!((old.token.fence, new.token.fence), (1, 2));
+    let before = (s.tasks().unwrap(), s.events_since(0, 1000).unwrap());
+    assert!(matches!(
+        s.heartbeat(&old.token, Duration::from_secs(1), 12),
+        Err(StoreError::StaleClaim { .. })
+    ));
+    assert!(matches!(
+        s.start_attempt(&old.token, &start("i", 3, 12)),
+        Err(StoreError::StaleClaim { .. })
+    ));
+    assert!(matches!(
+        s.finish_attempt(&old.token, &ok(12)),
+        Err(StoreError::StaleClaim { .. })
+    ));
+    let hr = HandoffRequest {
+        to_role: "t".into(),
+        reason: "r".into(),
+        state: None,
+        next_steps: vec![],
+    };
+    assert!(matches!(
+        s.request_handoff(&old.token, None, &hr, 12),
+        Err(StoreError::StaleClaim { .. })
+    ));
+    assert_eq!(
+        before,
+        (s.tasks().unwrap(), s.events_since(0, 1000).unwrap())
+    );
+    s.finish_attempt(&new.token, &ok(13)).unwrap();
+}
