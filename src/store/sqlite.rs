@@ -2,26 +2,330 @@
 //! `BEGIN IMMEDIATE`, a busy timeout on every connection, schema migrations by
 //! `PRAGMA user_version`.
 //!
+//! Layout: this file opens the database and maps errors; `schema` holds the migration
+//! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
+//! `claims` is the claim/lease/attempt life cycle; `tasks` is task-list sync, retry, skip
+//! and handoffs; `misc` is owners, instances and fleet values.
+//!
+//! Every public method takes the connection mutex, runs one transaction (writes:
+//! `BEGIN IMMEDIATE`, so a read-then-write never needs a lock upgrade that could fail
+//! with SQLITE_BUSY despite the timeout) and converts errors at the boundary, where the
+//! database path is known, so every error message names the file.
+//!
 //! OWNER: helper C (store).
 
-use super::*;
-use std::path::{Path, PathBuf};
+mod claims;
+mod misc;
+mod netfs;
+mod read;
+mod schema;
+mod tasks;
 
-/// The SQLite store.
+use super::*;
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Default busy timeout: long enough for another borg's write transaction (a few ms)
+/// even under heavy fsync load, short enough that a stuck lock is reported.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The SQLite store. One connection per `SqliteStore`, behind a mutex so the store is
+/// `Send + Sync`; several processes (or several `SqliteStore`s) may open the same file.
 pub struct SqliteStore {
     path: PathBuf,
+    busy: Duration,
+    conn: Mutex<Connection>,
 }
 
+/// Internal error: either a database error (converted with the path at the boundary)
+/// or an already-formed store error (stale claim, not found ...).
+#[derive(Debug)]
+pub(crate) enum E {
+    /// From rusqlite.
+    Db(rusqlite::Error),
+    /// Already a store error.
+    Store(StoreError),
+    /// A JSON value that could not be (de)serialised.
+    Json(String),
+}
+
+impl From<rusqlite::Error> for E {
+    fn from(e: rusqlite::Error) -> E {
+        E::Db(e)
+    }
+}
+
+impl From<StoreError> for E {
+    fn from(e: StoreError) -> E {
+        E::Store(e)
+    }
+}
+
+impl From<serde_json::Error> for E {
+    fn from(e: serde_json::Error) -> E {
+        E::Json(e.to_string())
+    }
+}
+
+/// Result of the internal functions.
+pub(crate) type R<T> = Result<T, E>;
+
 impl SqliteStore {
-    /// Opens (creating and migrating if needed) the store at `path`.
+    /// Opens (creating and migrating if needed) the store at `path`, with the default
+    /// busy timeout of 10 s.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        Ok(SqliteStore {
+        Self::open_with(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Opens the store with a given busy timeout: how long a statement waits for another
+    /// connection's lock before failing with `StoreError::Locked`.
+    ///
+    /// Creates parent directories, refuses network filesystems (unless
+    /// `BORG_ALLOW_NETWORK_FS=1`), sets the pragmas, runs `PRAGMA quick_check` and
+    /// migrates the schema to [`SCHEMA_VERSION`].
+    pub fn open_with(path: &Path, busy: Duration) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| {
+            StoreError::Other(format!(
+                "cannot create the directory {} for the store {shown}: {e}",
+                parent.display()
+            ))
+        })?;
+        netfs::check(&parent, &shown)?;
+        let conv = |e: E| convert(e, &shown, busy);
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
+        setup(&conn, busy).map_err(conv)?;
+        let mut store = SqliteStore {
             path: path.to_path_buf(),
-        })
+            busy,
+            conn: Mutex::new(conn),
+        };
+        {
+            let conn = store.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            schema::migrate(conn, &shown).map_err(conv)?;
+        }
+        Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Runs `PRAGMA integrity_check` (full, slower than the quick check done on open);
+    /// returns the problems found, empty when the file is sound.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+        })
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction; commits on Ok, rolls back on Err.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let res = (|| {
+            let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        res.map_err(|e| self.convert(e))
+    }
+
+    /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one
+    /// snapshot.
+    fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T>) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let res = (|| {
+            let tx = guard.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        res.map_err(|e| self.convert(e))
+    }
+
+    fn convert(&self, e: E) -> StoreError {
+        convert(e, &self.path.display().to_string(), self.busy)
+    }
+}
+
+/// Pragmas every connection needs, readers included: a busy timeout first (so even the
+/// journal-mode switch waits for other openers), WAL, FULL sync, foreign keys.
+fn setup(conn: &Connection, busy: Duration) -> R<()> {
+    conn.busy_timeout(busy)?;
+    // journal_mode returns the resulting mode as a row; a text file fails here with
+    // SQLITE_NOTADB, which `convert` reports as Corrupt.
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(E::Store(StoreError::Other(format!(
+            "could not switch the store to WAL mode (got {mode})"
+        ))));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    let problems: Vec<String> = {
+        let mut st = conn.prepare("PRAGMA quick_check")?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().filter(|r| r != "ok").collect()
+    };
+    if !problems.is_empty() {
+        return Err(E::Store(StoreError::Corrupt {
+            path: String::new(),
+            message: problems.join("; "),
+        }));
+    }
+    Ok(())
+}
+
+/// Maps an internal error to a `StoreError` naming the database file.
+fn convert(e: E, path: &str, busy: Duration) -> StoreError {
+    match e {
+        E::Store(StoreError::Corrupt { path: p, message }) if p.is_empty() => StoreError::Corrupt {
+            path: path.to_string(),
+            message,
+        },
+        E::Store(s) => s,
+        E::Json(m) => StoreError::Other(format!("bad JSON in the store {path}: {m}")),
+        E::Db(err) => match err.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Locked {
+                path: path.to_string(),
+                secs: busy.as_secs_f64().ceil() as u64,
+            },
+            Some(ErrorCode::NotADatabase) | Some(ErrorCode::DatabaseCorrupt) => {
+                StoreError::Corrupt {
+                    path: path.to_string(),
+                    message: err.to_string(),
+                }
+            }
+            Some(ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
+                "the store {path} refused a write (constraint): {err}"
+            )),
+            Some(ErrorCode::CannotOpen) => {
+                StoreError::Other(format!("cannot open the store {path}: {err}"))
+            }
+            Some(ErrorCode::ReadOnly) => {
+                StoreError::Other(format!("the store {path} is read-only: {err}"))
+            }
+            Some(ErrorCode::DiskFull) => {
+                StoreError::Other(format!("the disk holding the store {path} is full: {err}"))
+            }
+            _ => StoreError::Other(format!("{path}: {err}")),
+        },
+    }
+}
+
+impl Store for SqliteStore {
+    fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError> {
+        self.write(|tx| misc::register_owner(tx, owner))
+    }
+    fn heartbeat_owner(&self, owner: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|tx| misc::heartbeat_owner(tx, owner, now_ms))
+    }
+    fn owners(&self) -> Result<Vec<OwnerInfo>, StoreError> {
+        self.read(misc::owners)
+    }
+    fn release_owner(&self, owner: &str, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.write(|tx| claims::release_owner(tx, owner, now_ms))
+    }
+    fn release_expired(&self, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.write(|tx| claims::release_expired(tx, now_ms))
+    }
+    fn sync_tasks(&self, list: &[NewTask], now_ms: i64) -> Result<SyncReport, StoreError> {
+        self.write(|tx| tasks::sync_tasks(tx, list, now_ms))
+    }
+    fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError> {
+        self.write(|tx| claims::claim_next(tx, req))
+    }
+    fn heartbeat(
+        &self,
+        token: &ClaimToken,
+        lease: Duration,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| claims::heartbeat(tx, token, lease, now_ms))
+    }
+    fn start_attempt(&self, token: &ClaimToken, start: &AttemptStart) -> Result<(), StoreError> {
+        self.write(|tx| claims::start_attempt(tx, token, start))
+    }
+    fn finish_attempt(&self, token: &ClaimToken, finish: &AttemptFinish) -> Result<(), StoreError> {
+        self.write(|tx| claims::finish_attempt(tx, token, finish))
+    }
+    fn skip_tasks(&self, ids: &[String], reason: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|tx| tasks::skip_tasks(tx, ids, reason, now_ms))
+    }
+    fn request_handoff(
+        &self,
+        token: &ClaimToken,
+        from_instance: Option<&str>,
+        req: &HandoffRequest,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        self.write(|tx| tasks::request_handoff(tx, token, from_instance, req, now_ms))
+    }
+    fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError> {
+        self.read(|tx| read::handoffs(tx, task))
+    }
+    fn accept_handoff(&self, id: i64, now_ms: i64) -> Result<HandoffRow, StoreError> {
+        self.write(|tx| tasks::accept_handoff(tx, id, now_ms))
+    }
+    fn reject_handoff(&self, id: i64, reason: &str, now_ms: i64) -> Result<HandoffRow, StoreError> {
+        self.write(|tx| tasks::reject_handoff(tx, id, reason, now_ms))
+    }
+    fn retry_task(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|tx| tasks::retry_task(tx, id, now_ms))
+    }
+    fn tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
+        self.read(read::tasks)
+    }
+    fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
+        self.read(|tx| read::task(tx, id))
+    }
+    fn attempts(&self, task: &str) -> Result<Vec<AttemptRow>, StoreError> {
+        self.read(|tx| read::attempts(tx, Some(task), false))
+    }
+    fn running_attempts(&self) -> Result<Vec<AttemptRow>, StoreError> {
+        self.read(|tx| read::attempts(tx, None, true))
+    }
+    fn events_since(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        self.read(|tx| read::events_since(tx, after, limit))
+    }
+    fn upsert_instance(&self, row: &InstanceRow) -> Result<(), StoreError> {
+        self.write(|tx| misc::upsert_instance(tx, row))
+    }
+    fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
+        self.read(misc::instances)
+    }
+    fn remove_instance(&self, id: &str) -> Result<(), StoreError> {
+        self.write(|tx| misc::remove_instance(tx, id))
+    }
+    fn set_fleet(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| misc::set_fleet(tx, key, value, now_ms))
+    }
+    fn fleet(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        self.read(|tx| misc::fleet(tx, key))
     }
 }

@@ -1,0 +1,499 @@
+//! The claim life cycle: claim, heartbeat, start, finish, and the releases of claims
+//! whose owner died or whose lease ran out.
+//!
+//! Every owner write checks `(task, fence, status = 'running', owner)` in the WHERE of
+//! the very statement that writes, so there is no window between the check and the
+//! write; a miss becomes `StaleClaim` and the transaction rolls back untouched.
+
+use super::read::{self, event};
+use super::{tasks, E, R};
+use crate::outcome::Status;
+use crate::store::*;
+use rusqlite::{named_params, params, OptionalExtension, Transaction};
+use serde_json::json;
+
+/// Milliseconds of a duration, saturating (a lease of centuries is still a lease).
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Filters shared by both halves of the claim query. The dependency test is a NOT
+/// EXISTS over task_deps joined to tasks; a LEFT JOIN so that a dependency on an id the
+/// store does not know counts as not satisfied.
+const CLAIMABLE: &str = "
+      t.not_before_ms <= :now
+  AND t.counted_attempts < t.max_attempts
+  AND t.role IN (SELECT value FROM json_each(:roles))
+  AND (t.instance IS NULL OR t.instance IN (SELECT value FROM json_each(:idle)))
+  AND (:any_id OR t.id IN (SELECT value FROM json_each(:only)))
+  AND NOT EXISTS (SELECT 1 FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
+                  WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))";
+
+/// The claim query: the best pending task and the best task whose lease expired (lazy
+/// takeover), each found through the (status, priority DESC, ord, id) index, then the
+/// better of the two. Two halves instead of one `status = 'pending' OR ...` so SQLite
+/// can walk the index in order and stop at the first claimable row.
+fn claim_sql() -> String {
+    format!(
+        "SELECT id, status FROM (
+           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
+                          WHERE t.status = 'pending' AND {CLAIMABLE}
+                          ORDER BY t.priority DESC, t.ord, t.id LIMIT 1)
+           UNION ALL
+           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
+                          WHERE t.status = 'running' AND t.lease_expires_ms < :now AND {CLAIMABLE}
+                          ORDER BY t.priority DESC, t.ord, t.id LIMIT 1))
+         ORDER BY priority DESC, ord, id LIMIT 1"
+    )
+}
+
+/// Claims the best ready task, in one transaction (the caller's BEGIN IMMEDIATE).
+pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<Claim>> {
+    if req.roles.is_empty() {
+        return Ok(None);
+    }
+    let now = req.now_ms;
+    let roles = serde_json::to_string(&req.roles)?;
+    let idle = serde_json::to_string(&req.idle_instances)?;
+    let only = serde_json::to_string(&req.only)?;
+    let picked: Option<(String, String)> = {
+        let sql = claim_sql();
+        let mut st = tx.prepare_cached(&sql)?;
+        st.query_row(
+            named_params! { ":now": now, ":roles": roles, ":idle": idle, ":only": only, ":any_id": req.only.is_empty() },
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+    };
+    let Some((id, status)) = picked else {
+        return Ok(None);
+    };
+    if status == "running" {
+        // Lazy takeover: the previous claim's lease ran out. Its attempt (if it got as
+        // far as starting) is over as far as the store is concerned.
+        let (old_fence, old_owner): (i64, Option<String>) =
+            tx.query_row("SELECT fence, owner FROM tasks WHERE id = ?1", [&id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        interrupt_attempts_of(tx, &id, now, "lease expired", &req.owner)?;
+        event(
+            tx,
+            now,
+            Some(&id),
+            Some(old_fence),
+            &req.owner,
+            "lease-expired",
+            &json!({ "previous_owner": old_owner, "taken_over_by": req.owner }),
+        )?;
+    }
+    let lease_until = now.saturating_add(ms(req.lease));
+    let (fence, attempt): (i64, i64) = {
+        let mut st = tx.prepare_cached(
+            "UPDATE tasks SET status = 'running', owner = ?2, fence = fence + 1, attempts = attempts + 1,
+                    lease_expires_ms = ?3, heartbeat_ms = ?4, updated_ms = ?4
+             WHERE id = ?1 RETURNING fence, attempts",
+        )?;
+        st.query_row(params![id, req.owner, lease_until, now], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+    };
+    event(
+        tx,
+        now,
+        Some(&id),
+        Some(fence),
+        &req.owner,
+        "claimed",
+        &json!({ "attempt": attempt, "lease_expires_ms": lease_until }),
+    )?;
+    let task =
+        read::task(tx, &id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
+    Ok(Some(Claim {
+        token: ClaimToken {
+            task: id,
+            fence,
+            owner: req.owner.clone(),
+        },
+        task,
+        attempt,
+    }))
+}
+
+/// Renews the lease of a live claim.
+pub(crate) fn heartbeat(
+    tx: &Transaction<'_>,
+    token: &ClaimToken,
+    lease: Duration,
+    now: i64,
+) -> R<()> {
+    let mut st = tx.prepare_cached(
+        "UPDATE tasks SET lease_expires_ms = ?1, heartbeat_ms = ?2
+         WHERE id = ?3 AND fence = ?4 AND status = 'running' AND owner = ?5",
+    )?;
+    let n = st.execute(params![
+        now.saturating_add(ms(lease)),
+        now,
+        token.task,
+        token.fence,
+        token.owner
+    ])?;
+    if n == 0 {
+        return Err(read::stale(tx, token));
+    }
+    // No event: a heartbeat every few seconds per task would drown the log; the lease
+    // itself is in the task row.
+    Ok(())
+}
+
+/// Records the start of the claim's attempt (again, if called twice: the shim pid first,
+/// claude's pid later). The attempt number is the task's attempt counter, taken in the
+/// same statement as the fence check.
+pub(crate) fn start_attempt(tx: &Transaction<'_>, token: &ClaimToken, s: &AttemptStart) -> R<()> {
+    let n = {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO attempts (task, attempt, fence, owner, status, instance, uid, shim_pid, pid, pgid,
+                                   start_time, boot_id, stdout_log, stderr_log, resume_session, started_ms)
+             SELECT t.id, t.attempts, t.fence, t.owner, 'running', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14
+             FROM tasks t WHERE t.id = ?1 AND t.fence = ?2 AND t.status = 'running' AND t.owner = ?3
+             ON CONFLICT (task, attempt) DO UPDATE SET
+                 instance = excluded.instance, uid = excluded.uid, shim_pid = excluded.shim_pid,
+                 pid = excluded.pid, pgid = excluded.pgid, start_time = excluded.start_time,
+                 boot_id = excluded.boot_id, stdout_log = excluded.stdout_log,
+                 stderr_log = excluded.stderr_log, resume_session = excluded.resume_session
+             WHERE attempts.fence = excluded.fence AND attempts.status = 'running'",
+        )?;
+        st.execute(params![
+            token.task,
+            token.fence,
+            token.owner,
+            s.instance,
+            s.uid,
+            s.shim_pid,
+            s.pid,
+            s.pgid,
+            // clock ticks since boot: far below 2^63
+            s.start_time as i64,
+            s.boot_id,
+            s.stdout_log,
+            s.stderr_log,
+            s.resume_session,
+            s.now_ms,
+        ])?
+    };
+    if n == 0 {
+        return Err(read::stale(tx, token));
+    }
+    let attempt: i64 = tx.query_row(
+        "SELECT attempts FROM tasks WHERE id = ?1",
+        [&token.task],
+        |r| r.get(0),
+    )?;
+    event(
+        tx,
+        s.now_ms,
+        Some(&token.task),
+        Some(token.fence),
+        &token.owner,
+        "started",
+        &json!({ "attempt": attempt, "instance": s.instance, "pid": s.pid, "pgid": s.pgid, "uid": s.uid }),
+    )?;
+    Ok(())
+}
+
+/// Ends the claim's attempt and moves the task on (see `Disposition`).
+pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &AttemptFinish) -> R<()> {
+    let now = f.now_ms;
+    // What the task becomes; refuse nonsense before writing anything.
+    let (task_status, not_before, counts) = match &f.disposition {
+        Disposition::Succeeded | Disposition::Final(Status::Succeeded) => {
+            (Status::Succeeded, None, false)
+        }
+        Disposition::Final(s) if s.is_terminal() => (*s, None, false),
+        Disposition::Final(s) => {
+            return Err(StoreError::Conflict(format!(
+                "finish of task {}: {s} is not a final status",
+                token.task
+            ))
+            .into());
+        }
+        Disposition::Retry {
+            not_before_ms,
+            counts,
+        } => (Status::Pending, Some(*not_before_ms), *counts),
+    };
+    let record = f.record.to_string();
+    let attempt: Option<i64> = {
+        let mut st = tx.prepare_cached(
+            "UPDATE tasks SET status = ?1, owner = NULL, lease_expires_ms = NULL, heartbeat_ms = NULL,
+                    not_before_ms = COALESCE(?2, not_before_ms), counted_attempts = counted_attempts + ?3,
+                    last_record = ?4, updated_ms = ?5
+             WHERE id = ?6 AND fence = ?7 AND status = 'running' AND owner = ?8
+             RETURNING attempts",
+        )?;
+        st.query_row(
+            params![
+                task_status.as_str(),
+                not_before,
+                i64::from(counts),
+                record,
+                now,
+                token.task,
+                token.fence,
+                token.owner
+            ],
+            |r| r.get(0),
+        )
+        .optional()?
+    };
+    let Some(attempt) = attempt else {
+        return Err(read::stale(tx, token));
+    };
+
+    // The attempt row: normally written by start_attempt; an attempt that never started
+    // (spawn failure before start was recorded) gets its row now.
+    let n = tx.execute(
+        "UPDATE attempts SET status = ?1, record = ?2, finished_ms = ?3, cost_usd = ?4
+         WHERE task = ?5 AND attempt = ?6 AND fence = ?7",
+        params![
+            f.status.as_str(),
+            record,
+            now,
+            f.cost_usd,
+            token.task,
+            attempt,
+            token.fence
+        ],
+    )?;
+    if n == 0 {
+        tx.execute(
+            "INSERT INTO attempts (task, attempt, fence, owner, status, record, cost_usd, started_ms, finished_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![token.task, attempt, token.fence, token.owner, f.status.as_str(), record, f.cost_usd, now],
+        )?;
+    }
+
+    let kind = match &f.disposition {
+        Disposition::Retry { .. } => "retry",
+        _ => task_status.as_str(),
+    };
+    event(
+        tx,
+        now,
+        Some(&token.task),
+        Some(token.fence),
+        &token.owner,
+        kind,
+        &json!({ "attempt": attempt, "attempt_status": f.status, "cost_usd": f.cost_usd,
+                 "not_before_ms": not_before, "counts": counts }),
+    )?;
+
+    match task_status {
+        Status::Succeeded => {
+            for nt in &f.new_tasks {
+                let from = f
+                    .converted_handoffs
+                    .iter()
+                    .find(|(_, t)| *t == nt.id)
+                    .map(|(h, _)| *h);
+                tasks::insert_new(tx, nt, now, from, &token.owner, Some(&token.task))?;
+            }
+            for (h, new_task) in &f.converted_handoffs {
+                let n = tx.execute(
+                    "UPDATE handoffs SET state = 'accepted', new_task = ?1, updated_ms = ?2
+                     WHERE id = ?3 AND task = ?4 AND state IN ('pending', 'accepted')",
+                    params![new_task, now, h, token.task],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "handoff {h} is not a pending handoff of task {}",
+                        token.task
+                    ))
+                    .into());
+                }
+                event(
+                    tx,
+                    now,
+                    Some(&token.task),
+                    Some(token.fence),
+                    &token.owner,
+                    "handoff-accepted",
+                    &json!({ "handoff": h, "new_task": new_task }),
+                )?;
+            }
+        }
+        Status::Pending => {}
+        _ => {
+            tasks::skip_dependents(
+                tx,
+                &token.task,
+                &format!("dependency {} {}", token.task, task_status),
+                now,
+                &token.owner,
+            )?;
+            drop_handoffs(tx, &token.task, now, &token.owner)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pending handoffs of a task whose attempt did not succeed are dropped.
+fn drop_handoffs(tx: &Transaction<'_>, task: &str, now: i64, actor: &str) -> R<()> {
+    let ids: Vec<i64> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id FROM handoffs WHERE task = ?1 AND state = 'pending' ORDER BY id",
+        )?;
+        let rows = st.query_map([task], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for h in ids {
+        tx.execute(
+            "UPDATE handoffs SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
+            params![now, h],
+        )?;
+        event(
+            tx,
+            now,
+            Some(task),
+            None,
+            actor,
+            "handoff-dropped",
+            &json!({ "handoff": h }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Marks the running attempts of a task interrupted (its claim is being released or
+/// taken over); returns them as they are now.
+fn interrupt_attempts_of(
+    tx: &Transaction<'_>,
+    task: &str,
+    now: i64,
+    reason: &str,
+    actor: &str,
+) -> R<Vec<AttemptRow>> {
+    let numbers: Vec<(i64, i64)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT attempt, fence FROM attempts WHERE task = ?1 AND status = 'running'",
+        )?;
+        let rows = st.query_map([task], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for (n, fence) in numbers {
+        tx.execute(
+            "UPDATE attempts SET status = 'interrupted', record = ?1, finished_ms = ?2 WHERE task = ?3 AND attempt = ?4",
+            params![json!({ "reason": reason }).to_string(), now, task, n],
+        )?;
+        event(
+            tx,
+            now,
+            Some(task),
+            Some(fence),
+            actor,
+            "interrupted",
+            &json!({ "attempt": n, "reason": reason }),
+        )?;
+        if let Some(a) = read::attempt(tx, task, n)? {
+            out.push(a);
+        }
+    }
+    Ok(out)
+}
+
+/// Hands the given running tasks back to the pool at once: pending, claim cleared,
+/// fence + 1 so whatever is still running for the old claim is fenced off.
+fn release_tasks(
+    tx: &Transaction<'_>,
+    ids: &[(String, i64)],
+    now: i64,
+    reason: &str,
+    kind: &str,
+    actor: &str,
+) -> R<Vec<AttemptRow>> {
+    let mut out = Vec::new();
+    for (id, fence) in ids {
+        tx.execute(
+            "UPDATE tasks SET status = 'pending', owner = NULL, lease_expires_ms = NULL, heartbeat_ms = NULL,
+                    fence = fence + 1, updated_ms = ?1
+             WHERE id = ?2 AND status = 'running'",
+            params![now, id],
+        )?;
+        event(
+            tx,
+            now,
+            Some(id),
+            Some(*fence),
+            actor,
+            kind,
+            &json!({ "reason": reason }),
+        )?;
+        out.extend(interrupt_attempts_of(tx, id, now, reason, actor)?);
+    }
+    Ok(out)
+}
+
+/// An owner is gone: release its claims, interrupt its attempts, free its instances,
+/// forget it.
+pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Vec<AttemptRow>> {
+    let ids: Vec<(String, i64)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, fence FROM tasks WHERE status = 'running' AND owner = ?1 ORDER BY ord, id",
+        )?;
+        let rows = st.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = release_tasks(tx, &ids, now, "owner gone", "owner-gone", owner)?;
+    // Attempts of this owner still marked running whose task is no longer its claim
+    // (should not happen, but a sweep must see every process it may have left).
+    let stray: Vec<String> = {
+        let mut st = tx.prepare_cached(
+            "SELECT DISTINCT task FROM attempts WHERE status = 'running' AND owner = ?1",
+        )?;
+        let rows = st.query_map([owner], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for t in stray {
+        out.extend(interrupt_attempts_of(tx, &t, now, "owner gone", owner)?);
+    }
+    tx.execute(
+        "UPDATE instances SET state = 'idle', current_task = NULL, owner = NULL, updated_ms = ?1 WHERE owner = ?2",
+        params![now, owner],
+    )?;
+    if tx.execute("DELETE FROM owners WHERE id = ?1", [owner])? > 0 {
+        event(
+            tx,
+            now,
+            None,
+            None,
+            owner,
+            "owner-removed",
+            &json!({ "owner": owner, "released": ids.len() }),
+        )?;
+    }
+    Ok(out)
+}
+
+/// Releases every claim whose lease expired before `now` (owners stay registered).
+pub(crate) fn release_expired(tx: &Transaction<'_>, now: i64) -> R<Vec<AttemptRow>> {
+    let ids: Vec<(String, i64, Option<String>)> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id, fence, owner FROM tasks WHERE status = 'running' AND lease_expires_ms < ?1 ORDER BY ord, id",
+        )?;
+        let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for (id, fence, owner) in ids {
+        let actor = owner.unwrap_or_else(|| "borg".to_string());
+        out.extend(release_tasks(
+            tx,
+            &[(id, fence)],
+            now,
+            "lease expired",
+            "lease-expired",
+            &actor,
+        )?);
+    }
+    Ok(out)
+}

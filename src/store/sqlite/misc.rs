@@ -1,0 +1,126 @@
+//! Owners (borg processes), instances and fleet-wide key/value state.
+//!
+//! Owner heartbeats and instance busy/idle flips are not logged as events: they happen
+//! all the time and carry no history worth keeping; registrations and removals are.
+
+use super::read::{self, event};
+use super::{E, R};
+use crate::store::*;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::json;
+
+/// Registers or refreshes an owner.
+pub(crate) fn register_owner(tx: &Transaction<'_>, o: &OwnerInfo) -> R<()> {
+    tx.execute(
+        "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, start_time = excluded.start_time,
+             boot_id = excluded.boot_id, started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms",
+        // start_time is in clock ticks since boot: far below 2^63
+        params![o.id, o.host, o.pid, o.start_time as i64, o.boot_id, o.started_at_ms, o.heartbeat_ms],
+    )?;
+    event(
+        tx,
+        o.started_at_ms,
+        None,
+        None,
+        &o.id,
+        "owner-registered",
+        &json!({ "host": o.host, "pid": o.pid }),
+    )?;
+    Ok(())
+}
+
+/// Updates an owner's heartbeat; an unknown owner (released by another borg that
+/// thought it dead) is `NotFound`, which tells it to stop.
+pub(crate) fn heartbeat_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<()> {
+    let n = tx.execute(
+        "UPDATE owners SET heartbeat_ms = ?1 WHERE id = ?2",
+        params![now, owner],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("owner {owner}")).into());
+    }
+    Ok(())
+}
+
+/// Every owner, oldest registration first.
+pub(crate) fn owners(tx: &Transaction<'_>) -> R<Vec<OwnerInfo>> {
+    let mut st = tx.prepare_cached(
+        "SELECT id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms FROM owners ORDER BY started_at_ms, id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(OwnerInfo {
+            id: r.get(0)?,
+            host: r.get(1)?,
+            pid: r.get(2)?,
+            start_time: r.get::<_, i64>(3)? as u64,
+            boot_id: r.get(4)?,
+            started_at_ms: r.get(5)?,
+            heartbeat_ms: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Inserts or replaces an instance row.
+pub(crate) fn upsert_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<()> {
+    tx.execute(
+        "INSERT INTO instances (id, role, state, current_task, owner, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = excluded.state,
+             current_task = excluded.current_task, owner = excluded.owner, updated_ms = excluded.updated_ms",
+        params![i.id, i.role, i.state, i.current_task, i.owner, i.updated_ms],
+    )?;
+    Ok(())
+}
+
+/// Every instance, by id.
+pub(crate) fn instances(tx: &Transaction<'_>) -> R<Vec<InstanceRow>> {
+    let mut st = tx.prepare_cached(
+        "SELECT id, role, state, current_task, owner, updated_ms FROM instances ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(InstanceRow {
+            id: r.get(0)?,
+            role: r.get(1)?,
+            state: r.get(2)?,
+            current_task: r.get(3)?,
+            owner: r.get(4)?,
+            updated_ms: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Removes an instance row; `NotFound` if there was none.
+pub(crate) fn remove_instance(tx: &Transaction<'_>, id: &str) -> R<()> {
+    if tx.execute("DELETE FROM instances WHERE id = ?1", [id])? == 0 {
+        return Err(E::Store(StoreError::NotFound(format!("instance {id}"))));
+    }
+    Ok(())
+}
+
+/// Sets a fleet value.
+pub(crate) fn set_fleet(
+    tx: &Transaction<'_>,
+    key: &str,
+    value: &serde_json::Value,
+    now: i64,
+) -> R<()> {
+    tx.execute(
+        "INSERT INTO fleet (key, value, updated_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+        params![key, value.to_string(), now],
+    )?;
+    Ok(())
+}
+
+/// Reads a fleet value.
+pub(crate) fn fleet(tx: &Transaction<'_>, key: &str) -> R<Option<serde_json::Value>> {
+    let s: Option<String> = tx
+        .query_row("SELECT value FROM fleet WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    s.as_deref().map(read::json).transpose()
+}

@@ -1,0 +1,186 @@
+//! Schema migrations, versioned by `PRAGMA user_version`.
+//!
+//! Each step takes the database from version N-1 to N and runs, with the version bump,
+//! inside one `BEGIN IMMEDIATE` transaction, so two borgs opening a fresh or old file at
+//! once cannot both migrate it: the second waits for the lock, then sees the new version.
+//! Steps are never edited once released; a change is a new step.
+//!
+//! - v1: the first shape (tasks, task_deps, attempts, owners, instances, handoffs, events).
+//! - v2: retries that do not count (`tasks.counted_attempts`, back-filled from
+//!   `attempts` because v1 counted every attempt), handoff-created tasks
+//!   (`tasks.from_handoff`), un-skipping on retry (`tasks.skipped_by`), resumed sessions
+//!   (`attempts.resume_session`), fleet-wide values (`fleet`) and an index for the lease
+//!   sweep.
+
+use super::R;
+use crate::store::StoreError;
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The newest schema version this build understands.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// v1: the initial shape.
+pub(crate) const V1: &str = r#"
+CREATE TABLE tasks (
+    id               TEXT PRIMARY KEY NOT NULL,
+    role             TEXT NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    ord              INTEGER NOT NULL DEFAULT 0,
+    instance         TEXT,
+    status           TEXT NOT NULL DEFAULT 'pending' CHECK (status IN
+                       ('pending','running','succeeded','failed','timed_out','skipped',
+                        'interrupted','spawn_failed','killed','rate_limited')),
+    fence            INTEGER NOT NULL DEFAULT 0,
+    owner            TEXT,
+    lease_expires_ms INTEGER,
+    heartbeat_ms     INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL DEFAULT 1,
+    not_before_ms    INTEGER NOT NULL DEFAULT 0,
+    spec             TEXT NOT NULL CHECK (json_valid(spec)),
+    hash             TEXT NOT NULL,
+    last_record      TEXT CHECK (last_record IS NULL OR json_valid(last_record)),
+    created_ms       INTEGER NOT NULL,
+    updated_ms       INTEGER NOT NULL,
+    CHECK ((status = 'running') = (owner IS NOT NULL))
+) STRICT;
+CREATE INDEX tasks_claim ON tasks (status, priority DESC, ord, id);
+
+CREATE TABLE task_deps (
+    task TEXT NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    dep  TEXT NOT NULL,            -- may name a task not (yet) in the store: never satisfied
+    pos  INTEGER NOT NULL,         -- position in the list, to give deps back in order
+    PRIMARY KEY (task, dep)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX task_deps_dep ON task_deps (dep, task);
+
+CREATE TABLE attempts (
+    task        TEXT NOT NULL REFERENCES tasks(id),
+    attempt     INTEGER NOT NULL,
+    fence       INTEGER NOT NULL,
+    owner       TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    instance    TEXT NOT NULL DEFAULT '',
+    uid         TEXT NOT NULL DEFAULT '',
+    shim_pid    INTEGER NOT NULL DEFAULT 0,
+    pid         INTEGER NOT NULL DEFAULT 0,
+    pgid        INTEGER NOT NULL DEFAULT 0,
+    start_time  INTEGER NOT NULL DEFAULT 0,
+    boot_id     TEXT NOT NULL DEFAULT '',
+    stdout_log  TEXT NOT NULL DEFAULT '',
+    stderr_log  TEXT NOT NULL DEFAULT '',
+    record      TEXT CHECK (record IS NULL OR json_valid(record)),
+    cost_usd    REAL NOT NULL DEFAULT 0,
+    started_ms  INTEGER NOT NULL,
+    finished_ms INTEGER,
+    PRIMARY KEY (task, attempt)
+) STRICT;
+CREATE INDEX attempts_running ON attempts (status, owner);
+
+CREATE TABLE owners (
+    id            TEXT PRIMARY KEY NOT NULL,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    start_time    INTEGER NOT NULL,
+    boot_id       TEXT NOT NULL,
+    started_at_ms INTEGER NOT NULL,
+    heartbeat_ms  INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE instances (
+    id           TEXT PRIMARY KEY NOT NULL,
+    role         TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    current_task TEXT,
+    owner        TEXT,
+    updated_ms   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE handoffs (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    task          TEXT NOT NULL REFERENCES tasks(id),
+    fence         INTEGER NOT NULL,
+    from_role     TEXT NOT NULL,
+    from_instance TEXT,
+    to_role       TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    work_state    TEXT,
+    next_steps    TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(next_steps)),
+    state         TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending','accepted','rejected','dropped')),
+    new_task      TEXT,
+    reject_reason TEXT,
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX handoffs_task ON handoffs (task, state);
+
+CREATE TABLE events (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms  INTEGER NOT NULL,
+    task   TEXT,
+    fence  INTEGER,
+    actor  TEXT NOT NULL,
+    kind   TEXT NOT NULL,
+    data   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(data))
+) STRICT;
+CREATE INDEX events_task ON events (task, id);
+"#;
+
+/// v1 → v2.
+pub(crate) const V2: &str = r#"
+ALTER TABLE tasks ADD COLUMN counted_attempts INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET counted_attempts = attempts;
+ALTER TABLE tasks ADD COLUMN from_handoff INTEGER;
+ALTER TABLE tasks ADD COLUMN skipped_by TEXT;
+CREATE INDEX tasks_lease ON tasks (status, lease_expires_ms);
+CREATE INDEX tasks_skipped_by ON tasks (skipped_by) WHERE skipped_by IS NOT NULL;
+ALTER TABLE attempts ADD COLUMN resume_session TEXT;
+CREATE TABLE fleet (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL CHECK (json_valid(value)),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// The steps, index i taking version i to i + 1.
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+
+/// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
+pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    if found < 0 {
+        return Err(StoreError::Corrupt {
+            path: path.to_string(),
+            message: format!("negative schema version {found}"),
+        }
+        .into());
+    }
+    if found == 0 {
+        // A version-0 file with tables in it was not made by borg: do not scribble on it.
+        let n: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        if n > 0 {
+            return Err(StoreError::Corrupt {
+                path: path.to_string(),
+                message: "the file is an SQLite database but not a borg store (schema version 0 with tables)".into(),
+            }
+            .into());
+        }
+    }
+    for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(step)?;
+        // PRAGMA takes no bound parameters; the value is our own integer.
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,430 @@
+//! Task definitions and their state outside a claim: sync with the task list, skip,
+//! retry, and handoffs (request under a claim, accept/reject by a person).
+
+use super::read::{self, event};
+use super::{E, R};
+use crate::store::*;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde_json::json;
+
+/// Terminal statuses other than `succeeded`: a dependency in one of them will never be
+/// satisfied without a retry.
+const BLOCKING: &str = "('failed','timed_out','skipped','interrupted','spawn_failed','killed')";
+
+fn write_deps(tx: &Transaction<'_>, id: &str, deps: &[String]) -> R<()> {
+    tx.execute("DELETE FROM task_deps WHERE task = ?1", [id])?;
+    let mut st =
+        tx.prepare_cached("INSERT OR IGNORE INTO task_deps (task, dep, pos) VALUES (?1, ?2, ?3)")?;
+    for (i, d) in deps.iter().enumerate() {
+        st.execute(params![id, d, i as i64])?;
+    }
+    Ok(())
+}
+
+/// Inserts a task unless its id exists; returns whether it was inserted. `parent` names
+/// the task whose success created it (for the event).
+pub(crate) fn insert_new(
+    tx: &Transaction<'_>,
+    t: &NewTask,
+    now: i64,
+    from_handoff: Option<i64>,
+    actor: &str,
+    parent: Option<&str>,
+) -> R<bool> {
+    let n = {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO tasks (id, role, priority, ord, instance, status, max_attempts, not_before_ms, spec, hash,
+                                from_handoff, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, 0, ?7, ?8, ?9, ?10, ?10)
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        st.execute(params![
+            t.id,
+            t.role,
+            t.priority,
+            t.order,
+            t.instance,
+            t.max_attempts,
+            t.spec.to_string(),
+            t.hash,
+            from_handoff,
+            now
+        ])?
+    };
+    if n == 0 {
+        event(
+            tx,
+            now,
+            Some(&t.id),
+            None,
+            actor,
+            "create-skipped",
+            &json!({ "reason": "id exists", "parent": parent }),
+        )?;
+        return Ok(false);
+    }
+    write_deps(tx, &t.id, &t.depends_on)?;
+    event(
+        tx,
+        now,
+        Some(&t.id),
+        None,
+        actor,
+        "created",
+        &json!({ "role": t.role, "hash": t.hash, "from_handoff": from_handoff, "parent": parent }),
+    )?;
+    Ok(true)
+}
+
+/// Brings the store in line with a task list (see `Store::sync_tasks`). A changed
+/// definition of a running task is left alone (it is in no list of the report; an
+/// `update-deferred` event records it): the next sync after it ends will apply it.
+pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<SyncReport> {
+    let mut rep = SyncReport::default();
+    for t in list {
+        let known: Option<(String, String)> = tx
+            .query_row(
+                "SELECT hash, status FROM tasks WHERE id = ?1",
+                [&t.id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match known {
+            None => {
+                insert_new(tx, t, now, None, "sync", None)?;
+                rep.added.push(t.id.clone());
+            }
+            Some((hash, _)) if hash == t.hash => rep.unchanged.push(t.id.clone()),
+            Some((_, status)) if status == "succeeded" => {
+                rep.changed_after_success.push(t.id.clone())
+            }
+            Some((old, status)) if status == "running" => {
+                event(
+                    tx,
+                    now,
+                    Some(&t.id),
+                    None,
+                    "sync",
+                    "update-deferred",
+                    &json!({ "old_hash": old, "new_hash": t.hash }),
+                )?;
+            }
+            Some((old, _)) => {
+                tx.execute(
+                    "UPDATE tasks SET role = ?1, priority = ?2, ord = ?3, instance = ?4, max_attempts = ?5, spec = ?6,
+                            hash = ?7, updated_ms = ?8
+                     WHERE id = ?9 AND status NOT IN ('running', 'succeeded')",
+                    params![t.role, t.priority, t.order, t.instance, t.max_attempts, t.spec.to_string(), t.hash, now, t.id],
+                )?;
+                write_deps(tx, &t.id, &t.depends_on)?;
+                event(
+                    tx,
+                    now,
+                    Some(&t.id),
+                    None,
+                    "sync",
+                    "updated",
+                    &json!({ "old_hash": old, "new_hash": t.hash }),
+                )?;
+                rep.updated.push(t.id.clone());
+            }
+        }
+    }
+    Ok(rep)
+}
+
+/// Skips every pending task that depends, directly or through tasks that did not
+/// succeed, on `root`; records `root` as the cause so a retry of it can un-skip them.
+pub(crate) fn skip_dependents(
+    tx: &Transaction<'_>,
+    root: &str,
+    reason: &str,
+    now: i64,
+    actor: &str,
+) -> R<Vec<String>> {
+    let found: Vec<(String, i64)> = {
+        let mut st = tx.prepare_cached(
+            "WITH RECURSIVE down(id) AS (
+                 SELECT d.task FROM task_deps d WHERE d.dep = ?1
+                 UNION
+                 SELECT d.task FROM down JOIN tasks x ON x.id = down.id AND x.status <> 'succeeded'
+                                          JOIN task_deps d ON d.dep = down.id
+             )
+             SELECT t.id, t.fence FROM tasks t JOIN down ON down.id = t.id
+             WHERE t.status = 'pending' AND t.id <> ?1 ORDER BY t.ord, t.id",
+        )?;
+        let rows = st.query_map([root], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::new();
+    for (id, fence) in found {
+        tx.execute(
+            "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3 AND status = 'pending'",
+            params![root, now, id],
+        )?;
+        event(
+            tx,
+            now,
+            Some(&id),
+            Some(fence),
+            actor,
+            "skipped",
+            &json!({ "reason": reason, "because": root }),
+        )?;
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Marks pending tasks skipped, and their pending dependents with them.
+pub(crate) fn skip_tasks(tx: &Transaction<'_>, ids: &[String], reason: &str, now: i64) -> R<()> {
+    for id in ids {
+        let n = tx.execute(
+            "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
+            params![now, id],
+        )?;
+        if n > 0 {
+            event(
+                tx,
+                now,
+                Some(id),
+                None,
+                "borg",
+                "skipped",
+                &json!({ "reason": reason }),
+            )?;
+            skip_dependents(tx, id, reason, now, "borg")?;
+        }
+    }
+    Ok(())
+}
+
+/// Re-queues a finished task, and un-skips what was skipped because of it.
+pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
+    let Some((_, status)) = read::fence_status(tx, id)? else {
+        return Err(StoreError::NotFound(format!("task {id}")).into());
+    };
+    if status == "running" {
+        return Err(StoreError::Conflict(format!(
+            "task {id} is running; stop it before retrying it"
+        ))
+        .into());
+    }
+    tx.execute(
+        "UPDATE tasks SET status = 'pending', counted_attempts = 0, not_before_ms = ?1, skipped_by = NULL, updated_ms = ?1
+         WHERE id = ?2",
+        params![now, id],
+    )?;
+    event(
+        tx,
+        now,
+        Some(id),
+        None,
+        "user",
+        "retry-requested",
+        &json!({ "from": status }),
+    )?;
+
+    let unskipped: Vec<String> = {
+        let mut st = tx.prepare_cached(
+            "SELECT id FROM tasks WHERE skipped_by = ?1 AND status = 'skipped' ORDER BY ord, id",
+        )?;
+        let rows = st.query_map([id], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for t in &unskipped {
+        tx.execute(
+            "UPDATE tasks SET status = 'pending', skipped_by = NULL, updated_ms = ?1 WHERE id = ?2",
+            params![now, t],
+        )?;
+        event(
+            tx,
+            now,
+            Some(t),
+            None,
+            "user",
+            "unskipped",
+            &json!({ "because": id }),
+        )?;
+    }
+    // A task un-skipped here may also depend on another task that failed on its own:
+    // skip it again, blaming that one, until nothing changes (bounded by the set size).
+    let sql = format!(
+        "SELECT p.id, p.status, p.skipped_by FROM task_deps d JOIN tasks p ON p.id = d.dep
+         WHERE d.task = ?1 AND p.status IN {BLOCKING} LIMIT 1"
+    );
+    loop {
+        let mut changed = false;
+        for t in &unskipped {
+            let still_pending: bool = tx.query_row(
+                "SELECT status = 'pending' FROM tasks WHERE id = ?1",
+                [t],
+                |r| r.get(0),
+            )?;
+            if !still_pending {
+                continue;
+            }
+            let blocker: Option<(String, String, Option<String>)> = {
+                let mut st = tx.prepare_cached(&sql)?;
+                st.query_row([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?
+            };
+            if let Some((dep, dep_status, dep_by)) = blocker {
+                let cause = if dep_status == "skipped" {
+                    dep_by.unwrap_or(dep.clone())
+                } else {
+                    dep.clone()
+                };
+                tx.execute(
+                    "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3",
+                    params![cause, now, t],
+                )?;
+                event(
+                    tx,
+                    now,
+                    Some(t),
+                    None,
+                    "user",
+                    "skipped",
+                    &json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause }),
+                )?;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Records a handoff request of a live claim; the fence check is the INSERT's WHERE.
+pub(crate) fn request_handoff(
+    tx: &Transaction<'_>,
+    token: &ClaimToken,
+    from_instance: Option<&str>,
+    req: &HandoffRequest,
+    now: i64,
+) -> R<i64> {
+    let steps = serde_json::to_string(&req.next_steps)?;
+    let n = {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO handoffs (task, fence, from_role, from_instance, to_role, reason, work_state, next_steps,
+                                   state, created_ms, updated_ms)
+             SELECT t.id, t.fence, t.role, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9
+             FROM tasks t WHERE t.id = ?1 AND t.fence = ?2 AND t.status = 'running' AND t.owner = ?3",
+        )?;
+        st.execute(params![
+            token.task,
+            token.fence,
+            token.owner,
+            from_instance,
+            req.to_role,
+            req.reason,
+            req.state,
+            steps,
+            now
+        ])?
+    };
+    if n == 0 {
+        return Err(read::stale(tx, token));
+    }
+    let id = tx.last_insert_rowid();
+    event(
+        tx,
+        now,
+        Some(&token.task),
+        Some(token.fence),
+        &token.owner,
+        "handoff-requested",
+        &json!({ "handoff": id, "to_role": req.to_role, "reason": req.reason }),
+    )?;
+    Ok(id)
+}
+
+fn load_handoff(tx: &Transaction<'_>, id: i64) -> R<HandoffRow> {
+    read::handoff(tx, id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("handoff {id}"))))
+}
+
+/// A person accepts a handoff (idempotent for an accepted one).
+pub(crate) fn accept_handoff(tx: &Transaction<'_>, id: i64, now: i64) -> R<HandoffRow> {
+    let h = load_handoff(tx, id)?;
+    match h.state {
+        HandoffState::Accepted => return Ok(h),
+        HandoffState::Pending => {}
+        s => {
+            return Err(StoreError::Conflict(
+                format!("handoff {id} is {s:?}, it cannot be accepted").to_lowercase(),
+            )
+            .into())
+        }
+    }
+    tx.execute(
+        "UPDATE handoffs SET state = 'accepted', updated_ms = ?1 WHERE id = ?2",
+        params![now, id],
+    )?;
+    event(
+        tx,
+        now,
+        Some(&h.task),
+        Some(h.fence),
+        "user",
+        "handoff-accepted",
+        &json!({ "handoff": id }),
+    )?;
+    load_handoff(tx, id)
+}
+
+/// A person rejects a handoff; the task made from it, if it has not started, is skipped
+/// (with its dependents).
+pub(crate) fn reject_handoff(
+    tx: &Transaction<'_>,
+    id: i64,
+    reason: &str,
+    now: i64,
+) -> R<HandoffRow> {
+    let h = load_handoff(tx, id)?;
+    match h.state {
+        HandoffState::Rejected => return Ok(h),
+        HandoffState::Pending | HandoffState::Accepted => {}
+        HandoffState::Dropped => {
+            return Err(StoreError::Conflict(format!(
+                "handoff {id} was dropped (its task did not succeed)"
+            ))
+            .into())
+        }
+    }
+    tx.execute(
+        "UPDATE handoffs SET state = 'rejected', reject_reason = ?1, updated_ms = ?2 WHERE id = ?3",
+        params![reason, now, id],
+    )?;
+    event(
+        tx,
+        now,
+        Some(&h.task),
+        Some(h.fence),
+        "user",
+        "handoff-rejected",
+        &json!({ "handoff": id, "reason": reason }),
+    )?;
+    if let Some(t) = &h.new_task {
+        let n = tx.execute(
+            "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
+            params![now, t],
+        )?;
+        if n > 0 {
+            let why = format!("handoff {id} rejected: {reason}");
+            event(
+                tx,
+                now,
+                Some(t),
+                None,
+                "user",
+                "skipped",
+                &json!({ "reason": why, "handoff": id }),
+            )?;
+            skip_dependents(tx, t, &why, now, "user")?;
+        }
+    }
+    load_handoff(tx, id)
+}
