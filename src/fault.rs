@@ -70,8 +70,8 @@ pub fn classify(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Classified
             "EACCES",
             "Permission denied",
             "not executable",
-            "os error 2",
-            "os error 13",
+            "(os error 2)",
+            "(os error 13)",
         ];
         let (fault, cause) = if missing.iter().any(|m| err.contains(m)) {
             (FaultClass::FleetWide, "claude_missing")
