@@ -1,0 +1,292 @@
+//! Command-line parsing that behaves like the real CLI's commander.js front end:
+//! the same flag spellings, `--flag=value` and `--flag value`, variadic flags that eat
+//! every following non-flag word (including a prompt: a real pitfall worth keeping),
+//! and commander's error texts for unknown options and missing values.
+
+/// Everything fake-claude takes from argv.
+#[derive(Debug, Default, Clone)]
+pub struct Args {
+    /// `-p` / `--print`.
+    pub print: bool,
+    /// `--verbose`.
+    pub verbose: bool,
+    /// `--version` / `-v`.
+    pub version: bool,
+    /// `--help` / `-h`.
+    pub help: bool,
+    /// `--output-format`.
+    pub output_format: Option<String>,
+    /// `--input-format`.
+    pub input_format: Option<String>,
+    /// `--permission-mode`.
+    pub permission_mode: Option<String>,
+    /// `--dangerously-skip-permissions`.
+    pub skip_permissions: bool,
+    /// `--model`.
+    pub model: Option<String>,
+    /// `--max-turns` (raw text; validated by the caller).
+    pub max_turns: Option<String>,
+    /// `--max-budget-usd` (raw text).
+    pub max_budget: Option<String>,
+    /// `--allowedTools` / `--allowed-tools` entries, split on commas and spaces.
+    pub allowed: Vec<String>,
+    /// `--disallowedTools` / `--disallowed-tools` entries.
+    pub disallowed: Vec<String>,
+    /// `--tools` entries (`None` = not given).
+    pub tools: Option<Vec<String>>,
+    /// `--session-id`.
+    pub session_id: Option<String>,
+    /// `--resume` / `-r` value (empty string when given without an id).
+    pub resume: Option<String>,
+    /// `--continue` / `-c`.
+    pub continue_: bool,
+    /// `--fork-session`.
+    pub fork_session: bool,
+    /// `--append-system-prompt`.
+    pub append_system_prompt: Option<String>,
+    /// The positional prompt, if any.
+    pub prompt: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Value,
+    OptValue,
+    Variadic,
+}
+
+/// (spellings, kind, the `<arg>` name commander prints in errors).
+const OPTIONS: &[(&[&str], Kind, &str)] = &[
+    (&["-p", "--print"], Kind::Bool, ""),
+    (&["--verbose"], Kind::Bool, ""),
+    (&["-v", "--version"], Kind::Bool, ""),
+    (&["-h", "--help"], Kind::Bool, ""),
+    (&["--output-format"], Kind::Value, "format"),
+    (&["--input-format"], Kind::Value, "format"),
+    (&["--permission-mode"], Kind::Value, "mode"),
+    (&["--dangerously-skip-permissions"], Kind::Bool, ""),
+    (&["--allow-dangerously-skip-permissions"], Kind::Bool, ""),
+    (&["--model"], Kind::Value, "model"),
+    (&["--fallback-model"], Kind::Value, "model"),
+    (&["--max-turns"], Kind::Value, "turns"),
+    (&["--max-budget-usd"], Kind::Value, "amount"),
+    (
+        &["--allowedTools", "--allowed-tools"],
+        Kind::Variadic,
+        "tools...",
+    ),
+    (
+        &["--disallowedTools", "--disallowed-tools"],
+        Kind::Variadic,
+        "tools...",
+    ),
+    (&["--tools"], Kind::Variadic, "tools..."),
+    (&["--add-dir"], Kind::Variadic, "directories..."),
+    (&["--mcp-config"], Kind::Variadic, "configs..."),
+    (&["--betas"], Kind::Variadic, "betas..."),
+    (&["--strict-mcp-config"], Kind::Bool, ""),
+    (&["--session-id"], Kind::Value, "uuid"),
+    (&["-r", "--resume"], Kind::OptValue, "value"),
+    (&["-c", "--continue"], Kind::Bool, ""),
+    (&["--fork-session"], Kind::Bool, ""),
+    (&["--no-session-persistence"], Kind::Bool, ""),
+    (&["--append-system-prompt"], Kind::Value, "prompt"),
+    (&["--append-system-prompt-file"], Kind::Value, "file"),
+    (&["--system-prompt"], Kind::Value, "prompt"),
+    (&["--system-prompt-file"], Kind::Value, "file"),
+    (&["--include-partial-messages"], Kind::Bool, ""),
+    (&["--include-hook-events"], Kind::Bool, ""),
+    (&["--replay-user-messages"], Kind::Bool, ""),
+    (&["--settings"], Kind::Value, "file-or-json"),
+    (&["--setting-sources"], Kind::Value, "sources"),
+    (&["--bare"], Kind::Bool, ""),
+    (&["--json-schema"], Kind::Value, "schema"),
+    (&["--effort"], Kind::Value, "level"),
+    (&["-d", "--debug"], Kind::OptValue, "filter"),
+    (&["--debug-file"], Kind::Value, "path"),
+    (&["--permission-prompt-tool"], Kind::Value, "tool"),
+];
+
+fn split_tools(v: &str, into: &mut Vec<String>) {
+    // Commas and spaces both separate, but not inside `Bash(git *)` parentheses.
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for c in v.chars() {
+        match c {
+            '(' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ',' | ' ' if depth <= 0 => {
+                if !cur.is_empty() {
+                    into.push(std::mem::take(&mut cur));
+                }
+            }
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        into.push(cur);
+    }
+}
+
+/// Parses argv (without the program name). `Err` is the exact stderr text (exit 1).
+pub fn parse(argv: &[String]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut i = 0;
+    let mut positional: Vec<String> = Vec::new();
+    let mut only_positional = false;
+    while i < argv.len() {
+        let arg = &argv[i];
+        i += 1;
+        if only_positional || !arg.starts_with('-') || arg == "-" {
+            positional.push(arg.clone());
+            continue;
+        }
+        if arg == "--" {
+            only_positional = true;
+            continue;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let Some(&(names, kind, argname)) =
+            OPTIONS.iter().find(|(n, _, _)| n.contains(&name.as_str()))
+        else {
+            return Err(format!("error: unknown option '{arg}'"));
+        };
+        let long = names
+            .iter()
+            .find(|n| n.starts_with("--"))
+            .copied()
+            .unwrap_or(names[0]);
+        let mut values: Vec<String> = Vec::new();
+        match kind {
+            Kind::Bool => {
+                if inline.is_some() {
+                    return Err(format!("error: unknown option '{arg}'"));
+                }
+            }
+            Kind::Value => {
+                if let Some(v) = inline {
+                    values.push(v);
+                } else if i < argv.len() && !argv[i].starts_with('-') {
+                    values.push(argv[i].clone());
+                    i += 1;
+                } else {
+                    let flags = names.join(", ");
+                    return Err(format!(
+                        "error: option '{flags} <{argname}>' argument missing"
+                    ));
+                }
+            }
+            Kind::OptValue => {
+                if let Some(v) = inline {
+                    values.push(v);
+                } else if i < argv.len() && !argv[i].starts_with('-') {
+                    values.push(argv[i].clone());
+                    i += 1;
+                } else {
+                    values.push(String::new());
+                }
+            }
+            Kind::Variadic => {
+                if let Some(v) = inline {
+                    // `--flag=value` takes exactly one value: the documented way to keep
+                    // a variadic flag from swallowing the prompt.
+                    values.push(v);
+                } else {
+                    // Like commander: a variadic option eats words until the next flag.
+                    while i < argv.len() && !argv[i].starts_with('-') {
+                        values.push(argv[i].clone());
+                        i += 1;
+                    }
+                }
+                if values.is_empty() {
+                    let flags = names.join(", ");
+                    return Err(format!(
+                        "error: option '{flags} <{argname}>' argument missing"
+                    ));
+                }
+            }
+        }
+        let first = values.first().cloned().unwrap_or_default();
+        match long {
+            "--print" => a.print = true,
+            "--verbose" => a.verbose = true,
+            "--version" => a.version = true,
+            "--help" => a.help = true,
+            "--output-format" => a.output_format = Some(first),
+            "--input-format" => a.input_format = Some(first),
+            "--permission-mode" => a.permission_mode = Some(first),
+            "--dangerously-skip-permissions" => a.skip_permissions = true,
+            "--model" => a.model = Some(first),
+            "--max-turns" => a.max_turns = Some(first),
+            "--max-budget-usd" => a.max_budget = Some(first),
+            "--allowedTools" => values.iter().for_each(|v| split_tools(v, &mut a.allowed)),
+            "--disallowedTools" => values
+                .iter()
+                .for_each(|v| split_tools(v, &mut a.disallowed)),
+            "--tools" => {
+                let mut t = Vec::new();
+                values.iter().for_each(|v| split_tools(v, &mut t));
+                a.tools = Some(t);
+            }
+            "--session-id" => a.session_id = Some(first),
+            "--resume" => a.resume = Some(first),
+            "--continue" => a.continue_ = true,
+            "--fork-session" => a.fork_session = true,
+            "--append-system-prompt" => a.append_system_prompt = Some(first),
+            _ => {} // accepted and ignored: it changes nothing a scenario can show
+        }
+    }
+    if !positional.is_empty() {
+        a.prompt = Some(positional.join(" "));
+    }
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(v: &[&str]) -> Result<Args, String> {
+        parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn flags_and_values() {
+        let a = p(&[
+            "-p",
+            "--permission-mode=acceptEdits",
+            "--model",
+            "sonnet",
+            "--allowedTools=Read,Bash(git *)",
+        ])
+        .unwrap();
+        assert!(a.print);
+        assert_eq!(a.permission_mode.as_deref(), Some("acceptEdits"));
+        assert_eq!(a.model.as_deref(), Some("sonnet"));
+        assert_eq!(a.allowed, vec!["Read", "Bash(git *)"]);
+    }
+
+    #[test]
+    fn unknown_and_missing() {
+        assert_eq!(p(&["--x"]).unwrap_err(), "error: unknown option '--x'");
+        assert!(p(&["--model"]).unwrap_err().contains("argument missing"));
+    }
+
+    #[test]
+    fn variadic_swallows_prompt() {
+        let a = p(&["-p", "--tools", "Read", "hello"]).unwrap();
+        assert_eq!(a.prompt, None);
+        let a = p(&["-p", "--tools=Read", "hello"]).unwrap();
+        assert_eq!(a.prompt.as_deref(), Some("hello"));
+    }
+}

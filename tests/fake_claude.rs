@@ -1,0 +1,826 @@
+//! Integration tests of the `fake-claude` binary: it must speak the real CLI's
+//! stream-json protocol (shapes, key order, exit codes) and behave like it under
+//! signals, because borg's own tests trust it as a stand-in for `claude`.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_fake-claude");
+const STREAM: &[&str] = &[
+    "-p",
+    "--output-format",
+    "stream-json",
+    "--verbose",
+    "--permission-mode",
+    "bypassPermissions",
+];
+
+/// A temp cwd plus a separate state dir, so runs never share attempt counters.
+struct Env {
+    cwd: tempfile::TempDir,
+    state: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Env {
+            cwd: tempfile::tempdir().unwrap(),
+            state: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(self.cwd.path())
+            .env("FAKE_CLAUDE_STATE_DIR", self.state.path())
+            .env("IS_SANDBOX", "1")
+            .env_remove("BORG_TASK_ID")
+            .env_remove("BORG_WORKSPACE")
+            .env_remove("FAKE_CLAUDE_SCENARIO")
+            .env_remove("CLAUDE_CODE_MAX_RETRIES")
+            .env_remove("CLAUDE_CODE_MAX_TURNS");
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str], prompt: &str, extra_env: &[(&str, &str)]) -> Run {
+        let mut child = self
+            .cmd(args, extra_env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(prompt.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        Run::from(
+            o.stdout,
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.code(),
+        )
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.cwd.path().join(rel)
+    }
+}
+
+/// One finished run: stdout lines parsed as JSON.
+struct Run {
+    raw: Vec<u8>,
+    lines: Vec<Value>,
+    stderr: String,
+    code: Option<i32>,
+}
+
+impl Run {
+    fn from(raw: Vec<u8>, stderr: String, code: Option<i32>) -> Run {
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        Run {
+            raw,
+            lines,
+            stderr,
+            code,
+        }
+    }
+
+    fn of_type(&self, t: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == t).collect()
+    }
+
+    fn result(&self) -> &Value {
+        let r = self.of_type("result");
+        assert_eq!(
+            r.len(),
+            1,
+            "one result line expected in {}",
+            String::from_utf8_lossy(&self.raw)
+        );
+        r[0]
+    }
+
+    fn raw_lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.raw)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn prompt(steps: &[&str]) -> String {
+    let mut p = String::from("Please do the task.\n");
+    for s in steps {
+        p.push_str("#fake ");
+        p.push_str(s);
+        p.push('\n');
+    }
+    p
+}
+
+#[test]
+fn default_run_has_the_real_shapes() {
+    let e = Env::new();
+    let r = e.run(STREAM, "hello", &[]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let raw = r.raw_lines();
+    assert!(
+        raw[0].starts_with(r#"{"type":"system","subtype":"init","cwd":"#),
+        "{}",
+        raw[0]
+    );
+    let init = &r.lines[0];
+    let sid = init["session_id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(sid).is_ok());
+    assert_eq!(init["claude_code_version"], "2.1.197");
+    assert_eq!(init["permissionMode"], "bypassPermissions");
+    assert_eq!(init["model"], "claude-opus-4-8[1m]");
+    assert_eq!(init["tools"].as_array().unwrap().len(), 24);
+    assert_eq!(
+        init["cwd"],
+        e.cwd.path().canonicalize().unwrap().display().to_string()
+    );
+    assert_eq!(r.lines[1]["type"], "rate_limit_event");
+    assert_eq!(r.lines[1]["rate_limit_info"]["status"], "allowed");
+    let a = &r.lines[2];
+    assert_eq!(a["type"], "assistant");
+    assert_eq!(a["message"]["content"][0]["text"], "Done.");
+    assert!(a["message"]["id"].as_str().unwrap().starts_with("msg_"));
+    let res = r.lines.last().unwrap();
+    assert!(raw.last().unwrap().starts_with(r#"{"type":"result","subtype":"success","is_error":false,"api_error_status":null,"duration_ms":"#));
+    assert_eq!(res["result"], "Done.");
+    assert_eq!(res["num_turns"], 1);
+    assert_eq!(res["terminal_reason"], "completed");
+    assert_eq!(res["stop_reason"], "end_turn");
+    assert!(
+        res["modelUsage"]["claude-opus-4-8[1m]"]["costUSD"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    for l in &r.lines {
+        assert_eq!(l["session_id"], sid);
+        assert!(l["uuid"].is_string());
+    }
+    // Nothing but the state dir was touched: the cwd stays empty.
+    assert_eq!(std::fs::read_dir(e.cwd.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn tools_really_run_and_report_like_the_cli() {
+    let e = Env::new();
+    std::fs::write(
+        e.path("calc.py"),
+        "def add(a, b):\n    return a - b\n\n\ndef mul(a, b):\n    return a * b\n",
+    )
+    .unwrap();
+    let p = prompt(&[
+        r#"text "I'll fix it.""#,
+        r##"write sub/dir/NOTES.md "# Notes\n""##,
+        "+ read calc.py",
+        r#"edit calc.py "    return a - b" "    return a + b""#,
+        r#"bash "echo out; echo err >&2""#,
+        r#"bash "echo failing; exit 3""#,
+        r#"text "All done.""#,
+    ]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(e.path("sub/dir/NOTES.md")).unwrap(),
+        "# Notes\n"
+    );
+    assert!(std::fs::read_to_string(e.path("calc.py"))
+        .unwrap()
+        .contains("return a + b"));
+
+    let asst = r.of_type("assistant");
+    // text + Write + Read share one message id; then one message per tool; then the text.
+    assert_eq!(asst[0]["message"]["id"], asst[1]["message"]["id"]);
+    assert_eq!(asst[1]["message"]["id"], asst[2]["message"]["id"]);
+    assert_ne!(asst[2]["message"]["id"], asst[3]["message"]["id"]);
+    let write = &asst[1]["message"]["content"][0];
+    assert_eq!(write["name"], "Write");
+    let abs = e.cwd.path().canonicalize().unwrap();
+    assert_eq!(
+        write["input"]["file_path"],
+        abs.join("sub/dir/NOTES.md").display().to_string()
+    );
+    assert_eq!(
+        asst[3]["message"]["content"][0]["input"]["replace_all"],
+        false
+    );
+
+    let users = r.of_type("user");
+    assert_eq!(users.len(), 5);
+    let w = &users[0];
+    assert!(w["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("File created successfully at: "));
+    assert!(w["message"]["content"][0].get("is_error").is_none());
+    assert_eq!(w["tool_use_result"]["type"], "create");
+    assert_eq!(users[1]["tool_use_result"]["file"]["numLines"], 7);
+    assert!(users[1]["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("1\tdef add(a, b):\n2\t"));
+    assert_eq!(
+        users[2]["tool_use_result"]["structuredPatch"][0]["lines"][1],
+        "-    return a - b"
+    );
+    let b = &users[3];
+    assert_eq!(b["message"]["content"][0]["content"], "out\nerr");
+    assert_eq!(b["message"]["content"][0]["is_error"], false);
+    assert_eq!(b["tool_use_result"]["stdout"], "out\nerr");
+    assert_eq!(b["tool_use_result"]["interrupted"], false);
+    let f = &users[4];
+    assert_eq!(
+        f["message"]["content"][0]["content"],
+        "Exit code 3\nfailing"
+    );
+    assert_eq!(f["message"]["content"][0]["is_error"], true);
+    assert_eq!(f["tool_use_result"], "Error: Exit code 3\nfailing");
+    // Every tool_result answers a tool_use id.
+    for u in &users {
+        let id = u["message"]["content"][0]["tool_use_id"].as_str().unwrap();
+        assert!(asst.iter().any(|a| a["message"]["content"][0]["id"] == id));
+    }
+    let res = r.result();
+    assert_eq!(res["result"], "All done.");
+    assert_eq!(res["num_turns"], 6); // 5 calls + 1 because tools ran
+}
+
+#[test]
+fn edit_errors_match_the_cli() {
+    let e = Env::new();
+    std::fs::write(e.path("a.txt"), "one\n").unwrap();
+    let p = prompt(&[
+        r#"edit a.txt "one" "two""#,
+        "read a.txt",
+        r#"edit a.txt "zzz" "two""#,
+        "read missing.txt",
+    ]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0));
+    let users = r.of_type("user");
+    assert_eq!(
+        users[0]["message"]["content"][0]["content"],
+        "<tool_use_error>File has not been read yet. Read it first before writing to it.</tool_use_error>"
+    );
+    assert_eq!(
+        users[0]["tool_use_result"],
+        "Error: File has not been read yet. Read it first before writing to it."
+    );
+    assert_eq!(
+        users[2]["tool_use_result"],
+        "Error: String to replace not found in file.\nString: zzz"
+    );
+    assert!(users[3]["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("File does not exist."));
+    assert_eq!(std::fs::read_to_string(e.path("a.txt")).unwrap(), "one\n");
+}
+
+#[test]
+fn argv_errors_and_version() {
+    let e = Env::new();
+    let r = e.run(&["-p", "--output-format", "stream-json"], "hi", &[]);
+    assert_eq!(r.code, Some(1));
+    assert!(r.raw.is_empty());
+    assert_eq!(
+        r.stderr.trim(),
+        "Error: When using --print, --output-format=stream-json requires --verbose"
+    );
+
+    let r = e.run(&["-p", "--bogus"], "hi", &[]);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.stderr.trim(), "error: unknown option '--bogus'");
+
+    let r = e.run(STREAM, "", &[]);
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("Input must be provided"));
+
+    let o = e.cmd(&["--version"], &[]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "2.1.197 (Claude Code)"
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = e
+        .cmd(&["--version"], &[("FAKE_CLAUDE_VERSION", "9.9.9")])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "9.9.9 (Claude Code)"
+    );
+
+    let r = e.run(STREAM, "#fake frobnicate 3\n", &[]);
+    assert_eq!(r.code, Some(2));
+    assert!(
+        r.stderr.contains("line 1: unknown step 'frobnicate'"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.raw.is_empty());
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let o = e
+            .cmd(&["-p", "--dangerously-skip-permissions"], &[])
+            .env_remove("IS_SANDBOX")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&o.stderr).trim(),
+            "--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons"
+        );
+    }
+}
+
+#[test]
+fn resume_keeps_the_session_id_and_argv_is_recorded() {
+    let e = Env::new();
+    let id = "11111111-2222-4333-8444-555555555555";
+    let mut args = STREAM.to_vec();
+    args.extend(["--resume", id]);
+    let r = e.run(&args, "go on", &[("BORG_TASK_ID", "task-7")]);
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.lines[0]["session_id"], id);
+    assert_eq!(r.result()["session_id"], id);
+    let rec: Value = serde_json::from_str(
+        &std::fs::read_to_string(e.state.path().join("task-7/argv.1.json")).unwrap(),
+    )
+    .unwrap();
+    let argv: Vec<&str> = rec["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(argv.windows(2).any(|w| w == ["--resume", id]), "{argv:?}");
+    assert_eq!(rec["attempt"], 1);
+}
+
+#[test]
+fn fails_once_with_500_then_succeeds() {
+    let e = Env::new();
+    let p = prompt(&["first 1 api-error 500 2", r#"text "worked this time""#]);
+    let env = [("BORG_TASK_ID", "flaky")];
+    let r = e.run(STREAM, &p, &env);
+    assert_eq!(r.code, Some(1));
+    let retries: Vec<_> = r
+        .lines
+        .iter()
+        .filter(|l| l["subtype"] == "api_retry")
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0]["error_status"], 500);
+    assert_eq!(retries[0]["error"], "server_error");
+    let synth = r.of_type("assistant");
+    assert_eq!(synth[0]["message"]["model"], "<synthetic>");
+    assert_eq!(synth[0]["error"], "server_error");
+    let res = r.result();
+    assert_eq!(res["subtype"], "success");
+    assert_eq!(res["is_error"], true);
+    assert_eq!(res["api_error_status"], 500);
+    assert_eq!(res["total_cost_usd"], 0.0);
+    assert!(res["result"]
+        .as_str()
+        .unwrap()
+        .starts_with("API Error: 500 Internal server error"));
+
+    let r = e.run(STREAM, &p, &env);
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.result()["result"], "worked this time");
+    assert!(e.state.path().join("flaky/argv.2.json").exists());
+}
+
+#[test]
+fn max_retries_env_and_401() {
+    let e = Env::new();
+    let r = e.run(
+        STREAM,
+        &prompt(&["api-error 401"]),
+        &[("CLAUDE_CODE_MAX_RETRIES", "3")],
+    );
+    assert_eq!(r.code, Some(1));
+    let retries: Vec<_> = r
+        .lines
+        .iter()
+        .filter(|l| l["subtype"] == "api_retry")
+        .collect();
+    assert_eq!(retries.len(), 3);
+    assert_eq!(retries[2]["max_retries"], 3);
+    assert_eq!(retries[0]["error"], "authentication_failed");
+    assert_eq!(
+        r.result()["result"],
+        "Invalid API key · Fix external API key"
+    );
+    assert_eq!(r.result()["modelUsage"], serde_json::json!({}));
+}
+
+#[test]
+fn usage_limit_then_resume_succeeds() {
+    let e = Env::new();
+    let p = prompt(&["first 1 rate-limit 3", r#"text "resumed""#]);
+    let env = [("BORG_TASK_ID", "limited")];
+    let before = chrono::Utc::now().timestamp();
+    let r = e.run(STREAM, &p, &env);
+    assert_eq!(r.code, Some(1));
+    let rl = r.of_type("rate_limit_event");
+    assert_eq!(rl.len(), 1);
+    let info = &rl[0]["rate_limit_info"];
+    assert_eq!(info["status"], "rejected");
+    assert_eq!(info["rateLimitType"], "five_hour");
+    let at = info["resetsAt"].as_i64().unwrap();
+    assert!(at >= before + 3 && at <= before + 5);
+    let res = r.result();
+    assert_eq!(res["is_error"], true);
+    assert_eq!(res["api_error_status"], 429);
+    assert_eq!(res["result"], format!("Claude AI usage limit reached|{at}"));
+    let sid = r.lines[0]["session_id"].as_str().unwrap().to_string();
+
+    let mut args = STREAM.to_vec();
+    args.extend(["--resume", &sid]);
+    let r = e.run(&args, &p, &env);
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.result()["session_id"], sid.as_str());
+    assert_eq!(r.result()["result"], "resumed");
+}
+
+#[test]
+fn max_turns_and_budget_are_enforced() {
+    let e = Env::new();
+    let p = prompt(&[
+        r#"bash "echo step 1""#,
+        r#"bash "echo step 2""#,
+        r#"bash "echo step 3""#,
+    ]);
+    let mut args = STREAM.to_vec();
+    args.push("--max-turns=2");
+    let r = e.run(&args, &p, &[]);
+    assert_eq!(r.code, Some(1));
+    let res = r.result();
+    assert_eq!(res["subtype"], "error_max_turns");
+    assert_eq!(res["is_error"], true);
+    assert!(res.get("result").is_none());
+    assert_eq!(res["errors"][0], "Reached maximum number of turns (2)");
+    assert_eq!(res["terminal_reason"], "max_turns");
+    assert_eq!(res["num_turns"], 3);
+    assert_eq!(r.of_type("user").len(), 2);
+    assert!(r
+        .raw_lines()
+        .last()
+        .unwrap()
+        .starts_with(r#"{"type":"result","subtype":"error_max_turns","duration_ms":"#));
+
+    let mut args = STREAM.to_vec();
+    args.push("--max-budget-usd=0.02");
+    let r = e.run(&args, &p, &[]);
+    assert_eq!(r.code, Some(1));
+    let res = r.result();
+    assert_eq!(res["subtype"], "error_max_budget_usd");
+    assert_eq!(res["errors"][0], "Reached maximum budget ($0.02)");
+    assert!(res.get("terminal_reason").is_none());
+    // The third response crossed the limit: its tool call never ran.
+    assert_eq!(r.of_type("assistant").len(), 3);
+    assert_eq!(r.of_type("user").len(), 2);
+}
+
+#[test]
+fn endings_without_result() {
+    let e = Env::new();
+    let r = e.run(STREAM, &prompt(&[r#"text "hi""#, "no-result"]), &[]);
+    assert_eq!(r.code, Some(0));
+    assert!(r.of_type("result").is_empty());
+
+    let r = e.run(STREAM, &prompt(&[r#"exit 3 "something broke""#]), &[]);
+    assert_eq!(r.code, Some(3));
+    assert_eq!(r.stderr.trim(), "something broke");
+    assert!(r.of_type("result").is_empty());
+
+    let o = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(prompt(&["crash-mid-line"]).as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_ne!(o.stdout.last(), Some(&b'\n'));
+}
+
+#[test]
+fn permission_modes_deny_like_the_cli() {
+    let e = Env::new();
+    let p = prompt(&[r#"write a.txt "x""#, r#"bash "echo hi""#]);
+    let r = e.run(
+        &[
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--permission-mode",
+            "acceptEdits",
+        ],
+        &p,
+        &[],
+    );
+    assert_eq!(r.code, Some(0));
+    assert!(e.path("a.txt").exists());
+    let users = r.of_type("user");
+    assert_eq!(
+        users[1]["message"]["content"][0]["content"],
+        "This command requires approval"
+    );
+    let res = r.result();
+    assert_eq!(res["permission_denials"][0]["tool_name"], "Bash");
+    assert_eq!(
+        res["permission_denials"][0]["tool_input"]["command"],
+        "echo hi"
+    );
+}
+
+fn procs_with_arg(arg: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies have an empty cmdline; only live processes count.
+        if cmd.split(|b| *b == 0).any(|w| w == arg.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Spawns a run whose bash step writes `started` then sleeps `secs`; returns the child
+/// once the bash really runs, with its stdout reader.
+fn spawn_sleeping_bash(
+    e: &Env,
+    secs: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let p = prompt(&[
+        r#"text "Running a long command.""#,
+        &format!(r#"bash "echo started > started.txt; sleep {secs}""#),
+    ]);
+    let mut child = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(p.as_bytes()).unwrap();
+    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(rd.read_line(&mut line).unwrap() > 0, "EOF before tool_use");
+        if line.contains(r#""type":"tool_use""#) {
+            break;
+        }
+    }
+    wait_for("the bash step to start", Duration::from_secs(10), || {
+        e.path("started.txt").exists()
+    });
+    wait_for("sleep to appear", Duration::from_secs(10), || {
+        !procs_with_arg(secs).is_empty()
+    });
+    (child, rd)
+}
+
+#[test]
+fn sigint_during_bash_kills_the_tool_and_reports() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_sleeping_bash(&e, "3001");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let r = Run::from(rest, String::new(), status.code());
+    let users = r.of_type("user");
+    assert!(users[0]["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("The user doesn't want to proceed with this tool use."));
+    assert_eq!(users[0]["tool_use_result"], "User rejected tool use");
+    assert_eq!(
+        users[1]["message"]["content"][0]["text"],
+        "[Request interrupted by user for tool use]"
+    );
+    let res = r.result();
+    assert_eq!(res["subtype"], "error_during_execution");
+    assert_eq!(res["terminal_reason"], "aborted_tools");
+    assert_eq!(res["is_error"], true);
+    wait_for(
+        "the tool's sleep to be gone",
+        Duration::from_secs(5),
+        || procs_with_arg("3001").is_empty(),
+    );
+}
+
+#[test]
+fn sigterm_exits_143_and_leaves_the_tool_running() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_sleeping_bash(&e, "3002");
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(!String::from_utf8_lossy(&rest).contains(r#""type":"result""#));
+    let left = procs_with_arg("3002");
+    assert!(!left.is_empty(), "the tool's sleep should survive SIGTERM");
+    for pid in left {
+        // SAFETY: the leftover sleep was started by this test.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+#[test]
+fn sigint_while_waiting_exits_0_without_result() {
+    let e = Env::new();
+    let mut child = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(prompt(&["hang"]).as_bytes())
+        .unwrap();
+    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    rd.read_line(&mut first).unwrap();
+    assert!(first.contains(r#""subtype":"init""#));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn grandchild_setsid_escapes_and_carries_the_environment() {
+    let e = Env::new();
+    let r = e.run(
+        STREAM,
+        &prompt(&["grandchild-setsid"]),
+        &[("BORG_TASK_ID", "gc-test")],
+    );
+    assert_eq!(r.code, Some(0));
+    let rec = std::fs::read_to_string(e.state.path().join("gc-test/grandchildren")).unwrap();
+    let pid: i32 = rec.split_whitespace().next().unwrap().parse().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_eq!(fields[3], pid.to_string(), "own session: sid == pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ
+        .split(|b| *b == 0)
+        .any(|v| v == b"BORG_TASK_ID=gc-test"));
+    // SAFETY: SIGTERM is ignored by design; SIGKILL our own leftover.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(libc::kill(pid, 0), 0, "it ignores SIGTERM");
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+#[test]
+fn output_torture_steps() {
+    let e = Env::new();
+    let r = e.run(STREAM, &prompt(&["flood 1MiB", r#"text "after""#]), &[]);
+    assert_eq!(r.code, Some(0));
+    assert!(r.raw.len() > 1 << 20);
+    assert_eq!(r.result()["result"], "after");
+
+    let o = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(prompt(&["huge-line 3MiB", "bad-utf8"]).as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
+    let huge = lines.iter().find(|l| l.len() > 1 << 20).unwrap();
+    assert_eq!(huge.len() + 1, 3 << 20);
+    assert!(serde_json::from_slice::<Value>(huge).is_ok());
+    assert!(lines.iter().any(|l| std::str::from_utf8(l).is_err()));
+    let last = lines.iter().rev().find(|l| !l.is_empty()).unwrap();
+    assert!(serde_json::from_slice::<Value>(last).unwrap()["type"] == "result");
+}
+
+#[test]
+fn scenario_file_and_text_format() {
+    let e = Env::new();
+    let file = e.state.path().join("scenario.txt");
+    std::fs::write(
+        &file,
+        "# a comment\n\ntext \"from the file\"\n#fake result \"final\"\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let r = e.run(
+        STREAM,
+        "#fake text \"ignored\"",
+        &[("FAKE_CLAUDE_SCENARIO", &f)],
+    );
+    assert_eq!(r.code, Some(0));
+    let texts: Vec<_> = r
+        .of_type("assistant")
+        .iter()
+        .map(|a| a["message"]["content"][0]["text"].clone())
+        .collect();
+    assert_eq!(texts, vec!["from the file", "final"]);
+    assert_eq!(r.result()["result"], "final");
+
+    let o = e
+        .cmd(&["-p", "--dangerously-skip-permissions"], &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(prompt(&["api-error 500 0"]).as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("API Error: 500 Internal server error"));
+}
+
+#[test]
+fn after_result_lines_follow_the_result() {
+    let e = Env::new();
+    let r = e.run(
+        STREAM,
+        &prompt(&[r#"result "ok""#, "after-result-lines 50"]),
+        &[],
+    );
+    assert_eq!(r.code, Some(0));
+    let n = r.lines.len();
+    assert_eq!(r.lines[n - 3]["type"], "result");
+    assert_eq!(r.lines[n - 2]["subtype"], "task_updated");
+    assert_eq!(r.lines[n - 1]["subtype"], "task_notification");
+}
+
+#[test]
+fn instant_is_minimal_and_writes_no_state() {
+    let e = Env::new();
+    let r = e.run(STREAM, &prompt(&["instant"]), &[]);
+    assert_eq!(r.code, Some(0));
+    assert_eq!(r.result()["result"], "Done.");
+    assert_eq!(std::fs::read_dir(e.state.path()).unwrap().count(), 0);
+}
