@@ -30,3 +30,4 @@ pub mod store;
 pub mod tasklist;
 pub mod testsummary;
 pub mod transcript;
+pub mod render;
