@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs the unit tests and prints a one-line summary that borg recognises.
+out=$(python3 -m unittest -v test_calc 2>&1); code=$?
+echo "$out"
+passed=$(grep -c '\.\.\. ok$' <<<"$out")
+failed=$(grep -cE '\.\.\. (FAIL|ERROR)$' <<<"$out")
+echo "$passed passed, $failed failed"
+exit $code
