@@ -1,0 +1,139 @@
+//! Shared helpers for the integration tests: a sandbox with its own workspaces,
+//! config and fake-claude state, a way to run the real `borg` binary in it, and
+//! `/proc` checks for processes left behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The built borg binary.
+pub fn borg_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_borg"))
+}
+
+/// The built fake-claude binary.
+pub fn fake_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fake-claude"))
+}
+
+/// One test's private world.
+pub struct Sandbox {
+    /// Removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    /// A new sandbox with a config that keeps the ladder short.
+    pub fn new() -> Sandbox {
+        let dir = tempfile::Builder::new().prefix("borg-it-").tempdir().expect("tempdir");
+        let s = Sandbox { dir };
+        std::fs::create_dir_all(s.path().join("state")).unwrap();
+        s.write(
+            "config.toml",
+            "[run]\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"3s\"\n",
+        );
+        s
+    }
+
+    /// The sandbox folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The workspaces folder.
+    pub fn ws(&self) -> PathBuf {
+        self.path().join("workspaces")
+    }
+
+    /// fake-claude's state folder.
+    pub fn state(&self) -> PathBuf {
+        self.path().join("state")
+    }
+
+    /// Writes a file (relative to the sandbox).
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path().join(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A borg command run in the sandbox, with a clean environment.
+    pub fn borg(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(borg_bin());
+        c.current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env("HOME", self.path())
+            .env("FAKE_CLAUDE_STATE_DIR", self.state())
+            .env("FAKE_CLAUDE_NO_RATE_LIMIT_EVENT", "1")
+            .env("IS_SANDBOX", "1")
+            .args(["--workspaces", self.ws().to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `borg run FILE --claude fake-claude ARGS...`, waited for.
+    pub fn run(&self, tasks: &str, extra: &[&str]) -> Output {
+        let file = self.write("tasks.toml", tasks);
+        let fake = fake_bin();
+        let mut args = vec!["run", file.to_str().unwrap(), "--claude", fake.to_str().unwrap(), "--progress", "plain"];
+        args.extend_from_slice(extra);
+        self.borg(&args).output().expect("run borg")
+    }
+
+    /// The same with `--json`, returning the parsed report too.
+    pub fn run_json(&self, tasks: &str, extra: &[&str]) -> (Output, serde_json::Value) {
+        let mut e = vec!["--json"];
+        e.extend_from_slice(extra);
+        let out = self.run(tasks, &e);
+        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!("report is not JSON ({err}):\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        });
+        (out, v)
+    }
+
+    /// fake-claude's recorded argv files for a task (attempt order).
+    pub fn argv(&self, task: &str) -> Vec<serde_json::Value> {
+        (1..100)
+            .map_while(|n| std::fs::read_to_string(self.state().join(task).join(format!("argv.{n}.json"))).ok())
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .collect()
+    }
+
+    /// The prompt fake-claude received for a task's attempt N.
+    pub fn prompt(&self, task: &str, n: u32) -> String {
+        std::fs::read_to_string(self.state().join(task).join(format!("prompt.{n}.txt"))).unwrap_or_default()
+    }
+}
+
+/// The task entry of a report.
+pub fn task<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["id"] == id)).unwrap_or_else(|| panic!("no task {id} in report: {report:#}"))
+}
+
+/// Pids of live processes whose environment has `key=value`.
+pub fn procs_with_env(key: &str, value: &str) -> Vec<i32> {
+    borg::procs::with_env(key, value).into_iter().filter(|&p| borg::procs::stat(p).is_some_and(|s| s.state != 'Z')).collect()
+}
+
+/// Waits until `f` is true or the time is up; returns whether it became true.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
