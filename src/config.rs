@@ -264,13 +264,24 @@ pub mod humantime_serde_compat {
     }
 }
 
+/// The values `claude --permission-mode` accepts (docs/claude-cli.md).
+pub const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
+
 /// Parses a humantime duration ("30m", "1h 30m", "500ms"); a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if let Ok(n) = t.parse::<u64>() {
         return Ok(Duration::from_secs(n));
     }
-    humantime::parse_duration(t).map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
 }
 
 /// True when `path` exists and is a regular file.
