@@ -264,6 +264,16 @@ pub mod humantime_serde_compat {
     }
 }
 
+/// The values `claude --permission-mode` accepts (docs/claude-cli.md).
+pub const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "default",
+    "dontAsk",
+    "plan",
+];
+
 /// Parses a humantime duration ("30m", "1h 30m", "500ms"); a bare number means seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
