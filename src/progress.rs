@@ -42,6 +42,12 @@ pub enum Event {
 pub trait Progress: Send {
     /// Shows one event.
     fn event(&mut self, ev: &Event);
+    /// Refreshes the live line of a running task (called about twice a second).
+    fn live(&mut self, _task: &str, _view: &crate::runner::LiveView, _elapsed: std::time::Duration) {}
+    /// Sets the number of tasks in scope and how many are done.
+    fn totals(&mut self, _done: usize, _total: usize, _cost_usd: f64) {}
+    /// Removes every live line (before the final report is printed).
+    fn finish(&mut self) {}
 }
 
 /// Prints nothing.
@@ -93,5 +99,84 @@ fn first_line(s: &str) -> String {
         format!("{}…", l.chars().take(160).collect::<String>())
     } else {
         l.to_string()
+    }
+}
+
+/// Live lines on a terminal: one per running task plus an overall bar.
+pub struct Tty {
+    multi: indicatif::MultiProgress,
+    overall: indicatif::ProgressBar,
+    lines: std::collections::HashMap<String, indicatif::ProgressBar>,
+    color: bool,
+}
+
+impl Tty {
+    /// A terminal display; `color` false when NO_COLOR is set.
+    pub fn new(color: bool) -> Tty {
+        let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        let tpl = if color {
+            "{bar:30.cyan/blue} {pos}/{len} tasks · {elapsed_precise} · eta {eta} · {msg}"
+        } else {
+            "{bar:30} {pos}/{len} tasks · {elapsed_precise} · eta {eta} · {msg}"
+        };
+        let overall = multi.add(indicatif::ProgressBar::new(0));
+        overall.set_style(indicatif::ProgressStyle::with_template(tpl).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+        overall.set_message("$0.0000");
+        overall.enable_steady_tick(std::time::Duration::from_millis(500));
+        Tty { multi, overall, lines: Default::default(), color }
+    }
+
+    fn style(&self) -> indicatif::ProgressStyle {
+        let tpl = if self.color { "{spinner:.green} {prefix:.bold} {msg}" } else { "{spinner} {prefix} {msg}" };
+        indicatif::ProgressStyle::with_template(tpl).unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+    }
+}
+
+impl Progress for Tty {
+    fn event(&mut self, ev: &Event) {
+        match ev {
+            Event::Started { task, instance, attempt } => {
+                let pb = self.multi.insert_before(&self.overall, indicatif::ProgressBar::new_spinner());
+                pb.set_style(self.style());
+                pb.set_prefix(format!("{task} [{instance}, attempt {attempt}]"));
+                pb.set_message("starting");
+                pb.enable_steady_tick(std::time::Duration::from_millis(250));
+                self.lines.insert(task.clone(), pb);
+            }
+            Event::Finished { task, done, total, .. } => {
+                if let Some(pb) = self.lines.remove(task) {
+                    pb.finish_and_clear();
+                }
+                self.overall.set_length(*total as u64);
+                self.overall.set_position(*done as u64);
+                let mut plain = Plain;
+                let _ = self.multi.suspend(|| plain.event(ev));
+            }
+            Event::Note(_) => {
+                let mut plain = Plain;
+                self.multi.suspend(|| plain.event(ev));
+            }
+        }
+    }
+
+    fn live(&mut self, task: &str, v: &crate::runner::LiveView, elapsed: std::time::Duration) {
+        if let Some(pb) = self.lines.get(task) {
+            let tool = v.current_tool.as_deref().unwrap_or("thinking");
+            pb.set_message(format!("{:>5}s · {} turns · ${:.4} · {tool}", elapsed.as_secs(), v.turns, v.cost_usd));
+        }
+    }
+
+    fn totals(&mut self, done: usize, total: usize, cost_usd: f64) {
+        self.overall.set_length(total as u64);
+        self.overall.set_position(done as u64);
+        self.overall.set_message(format!("${cost_usd:.4}"));
+    }
+
+    fn finish(&mut self) {
+        for (_, pb) in self.lines.drain() {
+            pb.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+        let _ = self.multi.clear();
     }
 }

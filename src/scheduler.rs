@@ -105,6 +105,7 @@ pub async fn run(
     let mut next_maintenance = 0i64;
     let mut scope: HashSet<String> = opts.scope.iter().cloned().collect();
     let poll = Duration::from_millis(250);
+    let mut lives: HashMap<String, (Arc<Mutex<LiveView>>, std::time::Instant)> = HashMap::new();
 
     loop {
         let now = now_ms();
@@ -232,6 +233,7 @@ pub async fn run(
                     kill: shutdown.kill.child_token(),
                 };
                 let live = Arc::new(Mutex::new(LiveView::default()));
+                lives.insert(claim.task.id.clone(), (live.clone(), std::time::Instant::now()));
                 let sh = shared.clone();
                 let (base, cap) = (s.run.backoff_base, s.run.backoff_cap);
                 running.spawn(attempt::run(sh, claim, inst, ctl, live, move |c, t| {
@@ -255,6 +257,11 @@ pub async fn run(
             }
             // Waiting on other workers' claims, on a retry backoff or on parking.
         }
+        for (task, (live, since)) in &lives {
+            if let Ok(v) = live.lock() {
+                progress.live(task, &v, since.elapsed());
+            }
+        }
         tokio::select! {
             Some(joined) = running.join_next(), if !running.is_empty() => {
                 let done = match joined {
@@ -265,6 +272,7 @@ pub async fn run(
                     }
                 };
                 busy.remove(&done.instance);
+                lives.remove(&done.task);
                 if let Some(n) = per_role.get_mut(&done.role) { *n = n.saturating_sub(1); }
                 let row = InstanceRow { id: done.instance.clone(), role: done.role.clone(), state: "idle".into(), current_task: None, owner: None, updated_ms: now_ms() };
                 let _ = db(&store, move |st| st.upsert_instance(&row)).await;
@@ -291,6 +299,7 @@ pub async fn run(
                     done: finished,
                     total,
                 });
+                progress.totals(finished, total, summary.cost_usd);
             }
             _ = shutdown.stop.cancelled(), if dispatching => {}
             _ = tokio::time::sleep(poll), if running.is_empty() || !dispatching => {}

@@ -6,7 +6,7 @@ use crate::cli::{ProgressMode, RunArgs};
 use crate::config::Overrides;
 use crate::error::{UsageError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
 use crate::outcome::Status;
-use crate::progress::{Plain, Progress, Silent};
+use crate::progress::{Plain, Progress, Silent, Tty};
 use crate::report::{self, Report};
 use crate::scheduler::{self, RunOptions};
 use crate::signals::Shutdown;
@@ -132,9 +132,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         workspaces,
     });
     let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let color = ctx.env.get("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut progress: Box<dyn Progress> = match a.progress {
         ProgressMode::None => Box::new(Silent),
-        ProgressMode::Auto if a.json && !std::io::stderr().is_terminal() => Box::new(Plain),
+        ProgressMode::Tty => Box::new(Tty::new(color)),
+        ProgressMode::Auto if std::io::stderr().is_terminal() => Box::new(Tty::new(color)),
         _ => Box::new(Plain),
     };
     let started_at = chrono::Utc::now();
@@ -143,7 +145,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         concurrency: settings.run.concurrency.max(1),
         budget_usd: settings.run.budget_usd,
     };
-    let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await?;
+    let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await;
+    progress.finish();
+    let summary = summary?;
     let _ = store.release_owner(&owner.id, now_ms());
 
     // The report covers this run's tasks (or the whole store without a list).
