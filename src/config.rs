@@ -69,7 +69,9 @@ pub struct ClaudeSettings {
     pub extra_args: Vec<String>,
     /// Set `IS_SANDBOX=1` for the child (needed by root with bypassPermissions).
     pub sandbox: bool,
-    /// Extra environment for every child (`[claude.env]`).
+    /// Extra environment for every child: `[claude.env]`, plus the `ANTHROPIC_*` and
+    /// `CLAUDE_CODE_*` variables that are set only in `.env` (which never changes the
+    /// process environment the child's allowlist is copied from).
     pub env: BTreeMap<String, String>,
     /// `CLAUDE_CODE_MAX_RETRIES` given to the child unless the user set it.
     pub max_retries: u32,
