@@ -1,7 +1,10 @@
 //! Settings: every knob borg has, with its default, resolved with the precedence
 //! command-line flag > environment > `.env` > `config.toml` > built-in default.
 //!
-//! OWNER: helper D (inputs). The struct is fixed by the skeleton; fill `Settings::load`.
+//! The loader lives in `config/load.rs`; this file holds the settings themselves and
+//! their defaults, which `config.toml` at the repository root documents.
+
+mod load;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -66,7 +69,9 @@ pub struct ClaudeSettings {
     pub extra_args: Vec<String>,
     /// Set `IS_SANDBOX=1` for the child (needed by root with bypassPermissions).
     pub sandbox: bool,
-    /// Extra environment for every child (`[claude.env]`).
+    /// Extra environment for every child: `[claude.env]`, plus the `ANTHROPIC_*` and
+    /// `CLAUDE_CODE_*` variables that are set only in `.env` (which never changes the
+    /// process environment the child's allowlist is copied from).
     pub env: BTreeMap<String, String>,
     /// `CLAUDE_CODE_MAX_RETRIES` given to the child unless the user set it.
     pub max_retries: u32,
@@ -182,7 +187,7 @@ impl Default for Settings {
         let workspaces = PathBuf::from("workspaces");
         Settings {
             paths: PathsSettings {
-                store: workspaces.join("borg.db"),
+                store: workspaces.join(STORE_FILE),
                 workspaces,
                 roles_dir: PathBuf::from("roles"),
                 template: None,
@@ -229,16 +234,39 @@ impl Settings {
     /// (`env`: name → value), `.env` in the current directory, the config file and
     /// the defaults, in that order of precedence.
     pub fn load(over: &Overrides, env: &BTreeMap<String, String>) -> Result<Settings, ConfigError> {
-        let _ = (over, env);
-        Ok(Settings::default())
+        Settings::load_in(over, env, Path::new(""))
+    }
+
+    /// `load` with `cwd` standing for the current directory: `.env` and `config.toml`
+    /// are looked for there and relative paths from flags and variables are taken
+    /// from there. `Path::new("")` is the process's current directory (paths stay
+    /// relative, as the user wrote them).
+    pub fn load_in(
+        over: &Overrides,
+        env: &BTreeMap<String, String>,
+        cwd: &Path,
+    ) -> Result<Settings, ConfigError> {
+        load::load(over, env, cwd)
+    }
+
+    /// The defaults with one config file's text applied (no environment, no flags).
+    /// Relative paths in it are taken from `path`'s folder; `path` names the file in
+    /// messages.
+    pub fn from_config_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
+        let mut settings = Settings::default();
+        settings.paths.config_file = Some(path.to_path_buf());
+        if !load::apply_file(&mut settings, path, text)? {
+            settings.paths.store = settings.paths.workspaces.join(STORE_FILE);
+        }
+        Ok(settings)
     }
 
     /// The environment variables borg itself reads (documented in `.env.example`).
     pub fn known_variables() -> &'static [&'static str] {
         &[
+            "BORG_CONFIG",
             "BORG_WORKSPACES",
             "WORKSPACES_DIR",
-            "BORG_CONFIG",
             "BORG_ROLES",
             "BORG_STORE",
             "BORG_CLAUDE",
@@ -246,12 +274,27 @@ impl Settings {
             "BORG_CONCURRENCY",
             "BORG_TIMEOUT",
             "TASK_TIMEOUT",
+            "BORG_IDLE_TIMEOUT",
+            "BORG_RETRIES",
             "BORG_TEMPLATE",
             "BORG_BUDGET_USD",
+            "BORG_PERMISSION_MODE",
+            "BORG_MODEL",
+            "BORG_MAX_TURNS",
+            "BORG_SANDBOX",
+            "IS_SANDBOX",
+            "CLAUDE_CODE_MAX_RETRIES",
+            "API_TIMEOUT_MS",
             "BORG_LOG",
         ]
     }
 }
+
+/// The store's file name inside the workspaces folder (the default store path).
+pub const STORE_FILE: &str = "borg.db";
+
+/// The config file borg reads from the current directory when none is named.
+pub const CONFIG_FILE: &str = "config.toml";
 
 /// Serde helper: durations as humantime strings ("30m", "5s").
 pub mod humantime_serde_compat {

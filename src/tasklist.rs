@@ -445,6 +445,18 @@ fn build_task(
         .or_else(|| defaults.role.clone())
         .unwrap_or_else(|| DEFAULT_ROLE.to_string());
     let handoff_to = f.handoff_to.or_else(|| defaults.handoff_to.clone());
+    // A dependency inherited from [defaults] does not apply to the task it names, so
+    // `[defaults] depends_on = ["setup"]` means "everything after setup".
+    let depends_on = match f.depends_on {
+        Some(own) => own,
+        None => defaults
+            .depends_on
+            .iter()
+            .flatten()
+            .filter(|d| **d != id)
+            .cloned()
+            .collect(),
+    };
     for (key, name) in [("role", Some(&role)), ("handoff_to", handoff_to.as_ref())] {
         let Some(name) = name else { continue };
         if !roles.is_empty() && !roles.iter().any(|r| r == name) {
@@ -475,10 +487,7 @@ fn build_task(
         prompt,
         role,
         priority: f.priority.or(defaults.priority).unwrap_or(0),
-        depends_on: f
-            .depends_on
-            .or_else(|| defaults.depends_on.clone())
-            .unwrap_or_default(),
+        depends_on,
         timeout: f.timeout.or(defaults.timeout),
         idle_timeout: f.idle_timeout.or(defaults.idle_timeout),
         result_grace: f.result_grace.or(defaults.result_grace),

@@ -303,3 +303,13 @@ fn ten_thousand_long_cycle_is_found_without_overflow() {
     assert!(m.contains("(9981 more) -> t9 -> "), "{m}");
     assert!(m.ends_with("t1 -> t0"), "{m}");
 }
+
+#[test]
+fn inherited_dependency_skips_the_task_it_names() {
+    let list = parse(
+        "[defaults]\ndepends_on = [\"setup\"]\n[[task]]\nid = \"setup\"\nprompt = \"p\"\n[[task]]\nid = \"work\"\nprompt = \"p\"\n",
+    )
+    .unwrap();
+    assert!(list.tasks[0].depends_on.is_empty());
+    assert_eq!(list.tasks[1].depends_on, vec!["setup"]);
+}
