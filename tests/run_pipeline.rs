@@ -49,7 +49,7 @@ fn demo_list_runs_to_success_with_files_tests_and_a_handoff() {
 #[test]
 fn the_prompt_goes_on_stdin_in_order_and_argv_follows_the_protocol() {
     let sb = Sandbox::new();
-    let tasks = r#"
+    let tasks = r##"
 [[task]]
 id = "impl"
 prompt = '''
@@ -63,7 +63,7 @@ id = "check"
 role = "tester"
 depends_on = ["impl"]
 prompt = "Check the thing VERBATIM-MARKER *with* `markdown`."
-"#;
+"##;
     let (out, _rep) = sb.run_json(tasks, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let p = sb.prompt("check", 1);
@@ -119,7 +119,7 @@ prompt = '''
 #[test]
 fn failures_are_reported_and_dependents_skipped() {
     let sb = Sandbox::new();
-    let tasks = r#"
+    let tasks = r##"
 [[task]]
 id = "api"
 prompt = "#fake api-error 500 2"
@@ -144,7 +144,7 @@ prompt = '''#fake exit 3 "Error: something broke badly"'''
 [[task]]
 id = "ok"
 prompt = "#fake result \"fine\""
-"#;
+"##;
     let (out, rep) = sb.run_json(tasks, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let api = task(&rep, "api");

@@ -58,8 +58,7 @@ fn hang_after_result_keeps_the_outcome_once_result_grace_stops_it() {
 #[test]
 fn silence_fires_the_idle_watchdog() {
     let sb = Sandbox::new();
-    let cfg = "[run]\nidle_timeout = \"1s\"\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\n";
-    sb.write("config.toml", cfg);
+    sb.config("idle_timeout = \"1s\"");
     let (out, rep) = sb.run_json(&one("quiet", "#fake text \"thinking\"\n#fake turn\n#fake silence 30000\n#fake result \"late\""), &[]);
     assert_eq!(out.status.code(), Some(1));
     let r = task(&rep, "quiet");

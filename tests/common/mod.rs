@@ -29,11 +29,18 @@ impl Sandbox {
         let dir = tempfile::Builder::new().prefix("borg-it-").tempdir().expect("tempdir");
         let s = Sandbox { dir };
         std::fs::create_dir_all(s.path().join("state")).unwrap();
-        s.write(
-            "config.toml",
-            "[run]\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"3s\"\n",
-        );
+        s.config("");
         s
+    }
+
+    /// Writes config.toml: short ladder graces, fake-claude's state dir passed to the
+    /// child (its environment is an allowlist), plus `run_extra` lines under [run].
+    pub fn config(&self, run_extra: &str) {
+        let text = format!(
+            "[run]\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"3s\"\n{run_extra}\n\n[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\nFAKE_CLAUDE_NO_RATE_LIMIT_EVENT = \"1\"\n",
+            self.state().display()
+        );
+        self.write("config.toml", &text);
     }
 
     /// The sandbox folder.
