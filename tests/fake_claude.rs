@@ -57,12 +57,8 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(prompt.as_bytes())
-            .unwrap();
+        // The fake may exit (argument errors) before reading stdin: EPIPE is fine.
+        let _ = child.stdin.take().unwrap().write_all(prompt.as_bytes());
         let o = child.wait_with_output().unwrap();
         Run::from(
             o.stdout,
@@ -823,4 +819,58 @@ fn instant_is_minimal_and_writes_no_state() {
     assert_eq!(r.code, Some(0));
     assert_eq!(r.result()["result"], "Done.");
     assert_eq!(std::fs::read_dir(e.state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn strict_resume_of_an_unknown_session_fails_like_the_cli() {
+    let e = Env::new();
+    let strict = [("FAKE_CLAUDE_STRICT_RESUME", "1")];
+    let unknown = "99999999-2222-4333-8444-555555555555";
+    let mut args = STREAM.to_vec();
+    args.extend(["--resume", unknown]);
+    let r = e.run(&args, "continue", &strict);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.lines.len(), 1, "no init line");
+    let res = r.result();
+    assert_eq!(res["subtype"], "error_during_execution");
+    assert_eq!(res["num_turns"], 0);
+    assert_eq!(
+        res["errors"][0],
+        format!("No conversation found with session ID: {unknown}")
+    );
+    assert!(r.stderr.contains("No conversation found"));
+
+    // A session a previous run used can be resumed.
+    let first = e.run(STREAM, "start", &strict);
+    let sid = first.lines[0]["session_id"].as_str().unwrap().to_string();
+    let mut args = STREAM.to_vec();
+    args.extend(["-r", &sid]);
+    let r = e.run(&args, "continue", &strict);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.result()["session_id"], sid.as_str());
+}
+
+#[test]
+fn overwrite_after_read_is_an_update_with_a_patch() {
+    let e = Env::new();
+    std::fs::write(e.path("README.md"), "# old\n").unwrap();
+    let p = prompt(&["read README.md", r##"write README.md "# new\n\nbody\n""##]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0));
+    let users = r.of_type("user");
+    let w = &users[1];
+    assert_eq!(w["tool_use_result"]["type"], "update");
+    assert_eq!(w["tool_use_result"]["originalFile"], "# old\n");
+    assert_eq!(
+        w["tool_use_result"]["structuredPatch"][0]["lines"][0],
+        "-# old"
+    );
+    assert!(w["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("has been updated successfully"));
+    assert_eq!(
+        std::fs::read_to_string(e.path("README.md")).unwrap(),
+        "# new\n\nbody\n"
+    );
 }

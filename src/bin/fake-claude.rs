@@ -97,6 +97,7 @@
 //! | `no-result [CODE]` | stop without a result line | CODE (0) |
 //! | `exit CODE ["STDERR"]` | print STDERR (if given) on stderr, stop without a result | CODE |
 //! | `crash-mid-line [abort]` | write half a JSON line, no newline, then exit 1 (or `abort()`: SIGABRT) | 1 / signal |
+//! | `no-conversation` (alias `resume-unknown`) | as the first step: no init; stderr and an `error_during_execution` result `No conversation found with session ID: <id>`, `num_turns:0` (what `--resume` of an unknown id does) | 1 |
 //!
 //! ### Timing
 //!
@@ -138,8 +139,8 @@
 //!
 //! | step | what it does |
 //! |---|---|
-//! | `grandchild-setsid` | spawns a grandchild (this binary in a hidden sleeper mode) in **its own session**, ignoring SIGINT and SIGTERM, stdio on /dev/null, with the full environment (`BORG_TASK_ID` …), sleeping forever; its pid goes to the state dir's `grandchildren` |
-//! | `grandchild-holds-stdout [MS]` | spawns a grandchild in our process group that inherits stdout/stderr and sleeps MS (default 1 h), so the pipe stays open after we exit |
+//! | `grandchild-setsid` (alias `setsid-grandchild`) | spawns a grandchild (this binary in a hidden sleeper mode) in **its own session**, ignoring SIGINT and SIGTERM, stdio on /dev/null, with the full environment (`BORG_TASK_ID` …), sleeping forever; its pid goes to the state dir's `grandchildren` |
+//! | `grandchild-holds-stdout [MS]` (alias `leak-grandchild`) | spawns a grandchild in our process group that inherits stdout/stderr and sleeps MS (default 1 h), so the pipe stays open after we exit |
 //! | `ignore-signals` | this process ignores SIGINT and SIGTERM from now on |
 //! | `flood BYTES [stderr]` | at least BYTES of valid assistant JSON lines (~1 KiB each, whole lines) on stdout as fast as possible, or plain text lines on stderr; then go on |
 //! | `huge-line BYTES` | one valid assistant JSON line of BYTES bytes (newline included), streamed |
@@ -154,7 +155,10 @@
 //!   (is_error, `tool_use_result:"User rejected tool use"`), the user text
 //!   `[Request interrupted by user for tool use]`, a `result` `error_during_execution` with
 //!   `terminal_reason:"aborted_tools"`; exit 1.
-//! * **SIGINT at any other time** (sleeping, hanging, between steps): exit 0, no result.
+//! * **SIGINT while a message's other tool calls are still to run**: the next one is
+//!   rejected the same way (`aborted_tools`, exit 1).
+//! * **SIGINT at any other time** (sleeping, hanging, between steps, after the result):
+//!   exit 0, no result.
 //! * **SIGTERM**: exit 143 at once, no result; a running bash step's processes are left
 //!   running (they are in another session).
 //! * `ignore-signals` turns both off.
@@ -166,7 +170,9 @@
 //! `FAKE_CLAUDE_RETRY_DELAY_MS` (real sleep between `api_retry` lines, default 10; the
 //! printed `retry_delay_ms` looks real), `FAKE_CLAUDE_TURN_DELAY_MS` (sleep before each
 //! model message, default 0), `FAKE_CLAUDE_AFTER_RESULT_MS` (default 5000),
-//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`; and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
+//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`, `FAKE_CLAUDE_STRICT_RESUME=1` (`--resume ID` of
+//! an id no earlier fake run used — they are recorded in `<state root>/sessions/` —
+//! behaves like `no-conversation`); and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
 //! `CLAUDE_CODE_MAX_TURNS`, `IS_SANDBOX`, `ANTHROPIC_API_KEY` (init `apiKeySource`),
 //! `ANTHROPIC_BASE_URL` (named in 5xx error texts), `BORG_TASK_ID`, `BORG_WORKSPACE`.
 //!
@@ -174,8 +180,9 @@
 //!
 //! Sub-agents, MCP, hooks, `--include-partial-messages` events, `--json-schema`
 //! structured output, one result per message with `--input-format stream-json` (the
-//! messages' texts are joined into one prompt), `--resume` of an unknown id, and
-//! session transcripts under `~/.claude`.
+//! messages' texts are joined into one prompt), `--continue` picking the latest session
+//! (it gets a new id), Bash `timeout`/background tasks, output truncation, and session
+//! transcripts under `~/.claude`.
 
 #[path = "fake_claude/cli.rs"]
 mod cli;
@@ -380,11 +387,29 @@ fn main() {
     };
     tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
 
+    // FAKE_CLAUDE_STRICT_RESUME=1: `--resume ID` of an id this fake never used fails
+    // like the real CLI (fixture `resume-unknown`).
+    let strict = std::env::var("FAKE_CLAUDE_STRICT_RESUME")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    let steps = match &args.resume {
+        Some(r) if strict && !r.is_empty() && !state::session_known(r) => {
+            vec![dsl::Step::NoConversation]
+        }
+        _ => steps,
+    };
     let instant = matches!(steps.first(), Some(dsl::Step::Instant));
     let (steps, state_dir) = if instant {
         (steps, None)
     } else {
-        match state::claim(&prompt, &argv, &cwd.display().to_string(), &session_id) {
+        let remember = !matches!(steps.first(), Some(dsl::Step::NoConversation));
+        match state::claim(
+            &prompt,
+            &argv,
+            &cwd.display().to_string(),
+            &session_id,
+            remember,
+        ) {
             Ok(st) => (run::for_attempt(steps, st.attempt), Some(st.dir)),
             Err(e) => {
                 eprintln!("fake-claude: warning: {e}; treating this as attempt 1");

@@ -86,6 +86,8 @@ pub enum Step {
     BadUtf8,
     /// The fastest run: init, one assistant line, result, no IO besides stdout.
     Instant,
+    /// `--resume` of an unknown session: no init, an `error_during_execution` result.
+    NoConversation,
 }
 
 /// Splits a line into words: whitespace separates; `"..."` with `\n \t \r \\ \" \0`
@@ -392,11 +394,11 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
                 _ => Step::First(n, b),
             })
         }
-        "grandchild-setsid" => {
+        "grandchild-setsid" | "setsid-grandchild" => {
             want(0, 0, "grandchild-setsid")?;
             one(Step::GrandchildSetsid)
         }
-        "grandchild-holds-stdout" => {
+        "grandchild-holds-stdout" | "leak-grandchild" => {
             want(0, 1, "grandchild-holds-stdout [MS]")?;
             let ms = args
                 .first()
@@ -429,6 +431,10 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
         "instant" => {
             want(0, 0, "instant")?;
             one(Step::Instant)
+        }
+        "no-conversation" | "resume-unknown" => {
+            want(0, 0, "no-conversation")?;
+            one(Step::NoConversation)
         }
         "demo" => {
             want(0, 0, "demo")?;

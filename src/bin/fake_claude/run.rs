@@ -366,6 +366,10 @@ impl Engine {
             }
         }
         for (id, tool) in msg.pending {
+            if signals::interrupted() {
+                // SIGINT while this response's tools run: the rest are rejected.
+                return self.abort_tool(&id);
+            }
             self.run_tool(&id, &tool)?;
         }
         Ok(())
@@ -738,6 +742,31 @@ impl Engine {
             &e,
             "Error: aborted",
         )
+    }
+
+    /// `--resume` of an unknown id (fixture `resume-unknown`): stderr + error result.
+    pub fn no_conversation(&mut self) -> R {
+        let msg = format!("No conversation found with session ID: {}", self.sid());
+        eprintln!("{msg}");
+        let j = Obj::new()
+            .s("type", "result")
+            .s("subtype", "error_during_execution")
+            .v("duration_ms", &0)
+            .v("duration_api_ms", &0)
+            .v("is_error", &true)
+            .v("num_turns", &0)
+            .null("stop_reason")
+            .s("session_id", &self.sid())
+            .v("total_cost_usd", &0)
+            .o("usage", self.usage(true))
+            .raw("modelUsage", "{}")
+            .raw("permission_denials", "[]")
+            .s("uuid", &uuid())
+            .v("errors", &[&msg])
+            .end();
+        self.result_done = true;
+        self.out.result(&j, &msg)?;
+        Err(End(1))
     }
 
     fn synthetic(&mut self, text: &str, error: &str, with_request: bool) -> R {
@@ -1200,6 +1229,7 @@ impl Engine {
                 self.close_turn()?;
                 self.bad_utf8()
             }
+            Step::NoConversation => self.no_conversation(),
             Step::Instant => {
                 self.emit_text("Done.")?;
                 self.close_turn()?;
@@ -1210,6 +1240,13 @@ impl Engine {
 
     /// Runs all steps, then the default ending; returns the exit code.
     pub fn run(&mut self, steps: &[Step]) -> i32 {
+        if steps.first() == Some(&Step::NoConversation) {
+            // The real CLI fails before printing init.
+            return match self.no_conversation() {
+                Ok(()) => 0,
+                Err(End(c)) => c,
+            };
+        }
         if let Err(End(c)) = self.init() {
             return c;
         }
