@@ -874,3 +874,112 @@ fn overwrite_after_read_is_an_update_with_a_patch() {
         "# new\n\nbody\n"
     );
 }
+
+/// Spawns a run and returns it with its stdout reader, after the prompt is written.
+fn spawn_run(
+    e: &Env,
+    steps: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(prompt(steps).as_bytes())
+        .unwrap();
+    let rd = BufReader::new(child.stdout.take().unwrap());
+    (child, rd)
+}
+
+fn read_until(rd: &mut BufReader<std::process::ChildStdout>, needle: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(rd.read_line(&mut line).unwrap() > 0, "EOF before {needle}");
+        if line.contains(needle) {
+            return;
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn ignore_signals_and_hang_after_result() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_run(&e, &["ignore-signals", "hang-after-result"]);
+    read_until(&mut rd, r#""type":"result""#);
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+        libc::kill(pid, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it ignores SIGINT and SIGTERM"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn grandchild_holds_stdout_after_exit() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_run(&e, &["grandchild-holds-stdout 20s"]);
+    read_until(&mut rd, r#""type":"result""#);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let rec = std::fs::read_dir(e.state.path())
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("grandchildren"))
+        .find(|p| p.exists())
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(rec)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    // The pipe is still open: no EOF yet. Kill the holder, then EOF comes.
+    // SAFETY: our own leftover grandchild.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn slow_lines_and_transient_retries() {
+    let e = Env::new();
+    let t = Instant::now();
+    let r = e.run(STREAM, &prompt(&["api-retry 529 2", "slow 3 50ms"]), &[]);
+    assert_eq!(r.code, Some(0));
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    let retries: Vec<_> = r
+        .lines
+        .iter()
+        .filter(|l| l["subtype"] == "api_retry")
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0]["error_status"], 529);
+    let asst = r.of_type("assistant");
+    assert_eq!(asst.len(), 3);
+    assert!(asst
+        .iter()
+        .all(|a| a["message"]["id"] == asst[0]["message"]["id"]));
+    assert_eq!(r.result()["result"], "slow line 3 of 3");
+    assert_eq!(r.result()["is_error"], false);
+}
