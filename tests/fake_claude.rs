@@ -822,9 +822,9 @@ fn instant_is_minimal_and_writes_no_state() {
 }
 
 #[test]
-fn strict_resume_of_an_unknown_session_fails_like_the_cli() {
+fn strict_sessions_like_the_cli() {
     let e = Env::new();
-    let strict = [("FAKE_CLAUDE_STRICT_RESUME", "1")];
+    let strict = [("FAKE_CLAUDE_STRICT_SESSIONS", "1")];
     let unknown = "99999999-2222-4333-8444-555555555555";
     let mut args = STREAM.to_vec();
     args.extend(["--resume", unknown]);
@@ -848,6 +848,17 @@ fn strict_resume_of_an_unknown_session_fails_like_the_cli() {
     let r = e.run(&args, "continue", &strict);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
     assert_eq!(r.result()["session_id"], sid.as_str());
+
+    // Reusing a known id with --session-id is refused before any output.
+    let mut args = STREAM.to_vec();
+    args.extend(["--session-id", &sid]);
+    let r = e.run(&args, "again", &strict);
+    assert_eq!(r.code, Some(1));
+    assert!(r.raw.is_empty());
+    assert_eq!(
+        r.stderr.trim(),
+        format!("Error: Session ID {sid} is already in use.")
+    );
 }
 
 #[test]
@@ -982,4 +993,29 @@ fn slow_lines_and_transient_retries() {
         .all(|a| a["message"]["id"] == asst[0]["message"]["id"]));
     assert_eq!(r.result()["result"], "slow line 3 of 3");
     assert_eq!(r.result()["is_error"], false);
+}
+
+#[test]
+fn bash_cd_carries_over_and_runs_in_its_own_session() {
+    let e = Env::new();
+    let p = prompt(&[
+        r#"bash "mkdir -p sub && cd sub && pwd""#,
+        r#"bash "pwd; ps -o sid= -p $$; ps -o sid= -p $PPID""#,
+    ]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0));
+    let users = r.of_type("user");
+    let out = users[1]["tool_use_result"]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[0],
+        e.path("sub").canonicalize().unwrap().display().to_string()
+    );
+    if lines.len() == 3 {
+        // The shell leads its own session, not fake-claude's.
+        assert_ne!(lines[1], lines[2]);
+    }
 }

@@ -79,7 +79,7 @@
 //! | `write PATH "CONTENT"` | Write tool: creates parent dirs, writes the file. Result `File created successfully at: …` (`tool_use_result.type` `create`) or, over an existing file, `The file … has been updated successfully.` (`update`, with `structuredPatch`). Overwriting needs a prior `read` in this run, like the CLI: else is_error `File has not been read yet. Read it first before writing to it.` |
 //! | `read PATH` | Read tool: numbered lines (`1\tline`); a missing file is an is_error `File does not exist. …` |
 //! | `edit PATH "OLD" "NEW" [all]` | Edit tool: really replaces OLD (once, or every match with `all`). Needs a prior `read`. Errors as the CLI: `String to replace not found in file.`, `Found N matches…` |
-//! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged. Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
+//! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged; a `cd` carries over to later `bash` steps (the CLI's `eval '…' && pwd -P >| file` trick). Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
 //! | `+ TOOLSTEP` | the tool step in the same message as the previous tool |
 //! | `turn` | end the current model message |
 //!
@@ -170,9 +170,11 @@
 //! `FAKE_CLAUDE_RETRY_DELAY_MS` (real sleep between `api_retry` lines, default 10; the
 //! printed `retry_delay_ms` looks real), `FAKE_CLAUDE_TURN_DELAY_MS` (sleep before each
 //! model message, default 0), `FAKE_CLAUDE_AFTER_RESULT_MS` (default 5000),
-//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`, `FAKE_CLAUDE_STRICT_RESUME=1` (`--resume ID` of
-//! an id no earlier fake run used — they are recorded in `<state root>/sessions/` —
-//! behaves like `no-conversation`); and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
+//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`, `FAKE_CLAUDE_STRICT_SESSIONS=1` (session ids
+//! are checked like the real CLI does against its transcripts, using the ids earlier fake
+//! runs recorded in `<state root>/sessions/`: `--resume ID` of an unknown id behaves like
+//! `no-conversation`, and `--session-id ID` of a used id fails with stderr
+//! `Error: Session ID ID is already in use.`, exit 1, empty stdout); and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
 //! `CLAUDE_CODE_MAX_TURNS`, `IS_SANDBOX`, `ANTHROPIC_API_KEY` (init `apiKeySource`),
 //! `ANTHROPIC_BASE_URL` (named in 5xx error texts), `BORG_TASK_ID`, `BORG_WORKSPACE`.
 //!
@@ -387,11 +389,17 @@ fn main() {
     };
     tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
 
-    // FAKE_CLAUDE_STRICT_RESUME=1: `--resume ID` of an id this fake never used fails
-    // like the real CLI (fixture `resume-unknown`).
-    let strict = std::env::var("FAKE_CLAUDE_STRICT_RESUME")
+    // FAKE_CLAUDE_STRICT_SESSIONS=1: session ids are checked against the ones earlier
+    // fake runs used, as the real CLI checks its transcripts (fixtures `resume-unknown`,
+    // `session-id-reuse` in the docs).
+    let strict = std::env::var("FAKE_CLAUDE_STRICT_SESSIONS")
         .map(|v| v == "1")
         .unwrap_or(false);
+    if let (true, None, Some(id)) = (strict, &args.resume, &args.session_id) {
+        if state::session_known(id) {
+            fail(&format!("Error: Session ID {id} is already in use."), 1);
+        }
+    }
     let steps = match &args.resume {
         Some(r) if strict && !r.is_empty() && !state::session_known(r) => {
             vec![dsl::Step::NoConversation]

@@ -100,6 +100,8 @@ pub struct Engine {
     last_closed_had_tools: bool,
     last_text: Option<String>,
     read: HashSet<PathBuf>,
+    /// Where the next Bash call starts (a `cd` carries over, as in the CLI).
+    shell_cwd: PathBuf,
     denials: Vec<String>,
     result_done: bool,
     rl_sent: bool,
@@ -133,6 +135,7 @@ fn glob(pat: &str, s: &str) -> bool {
 impl Engine {
     /// An engine writing to `out`.
     pub fn new(out: Out, cfg: Config) -> Self {
+        let shell_cwd = cfg.cwd.clone();
         Engine {
             out,
             cfg,
@@ -146,6 +149,7 @@ impl Engine {
             last_closed_had_tools: false,
             last_text: None,
             read: HashSet::new(),
+            shell_cwd,
             denials: Vec::new(),
             result_done: false,
             rl_sent: false,
@@ -405,7 +409,7 @@ impl Engine {
                 let p = tools::abs(&cwd, f);
                 tools::edit(&cwd, &p, old, new, *all, self.read.contains(&p))
             }
-            Tool::Bash(c, _) => tools::bash(&cwd, c),
+            Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
         };
         match outcome {
             Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur),

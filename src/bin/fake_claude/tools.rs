@@ -283,7 +283,30 @@ pub fn edit(cwd: &Path, path: &Path, old: &str, new: &str, all: bool, was_read: 
 /// /dev/null, stdout and stderr merged into one pipe. SIGINT kills the shell's whole
 /// process group and reports [`Outcome::Interrupted`]; SIGTERM exits the fake at once
 /// (signal handler) and leaves the shell running, which is the real behaviour.
-pub fn bash(cwd: &Path, command: &str) -> Outcome {
+///
+/// Like the CLI, the command runs as `eval '<command>' < /dev/null && pwd -P >| <file>`
+/// so a `cd` carries over to the next Bash call: `shell_cwd` is updated from the file
+/// (which lives in `$TMPDIR`, never in the cwd, and is removed afterwards).
+pub fn bash(shell_cwd: &mut PathBuf, command: &str) -> Outcome {
+    let cwd_file = std::env::temp_dir().join(format!("fake-claude-{}-cwd", crate::out::b62(10)));
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let script = format!(
+        "eval {} < /dev/null && pwd -P >| {}",
+        quote(command),
+        quote(&cwd_file.display().to_string())
+    );
+    let outcome = run_shell(shell_cwd, &script);
+    if let Ok(dir) = std::fs::read_to_string(&cwd_file) {
+        let dir = PathBuf::from(dir.trim_end_matches('\n'));
+        if dir.is_dir() {
+            *shell_cwd = dir;
+        }
+    }
+    let _ = std::fs::remove_file(&cwd_file);
+    outcome
+}
+
+fn run_shell(cwd: &Path, command: &str) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => return err(format!("pipe: {e}"), format!("Error: pipe: {e}")),
