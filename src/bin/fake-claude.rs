@@ -50,6 +50,8 @@
 //! `\n \t \r \0 \\ \"`; `'...'` quotes literally. `MS` is milliseconds (`500`, `500ms`,
 //! `2s`); `BYTES` takes `K/KiB/M/MiB/G/GiB` suffixes (`64MiB`, `1GiB`). Paths are relative
 //! to the cwd (absolute paths work too); the events show absolute paths like the CLI.
+//! `text`, `result` and `stderr` join several words with spaces (`text all done`).
+//! A line whose words are all empty is skipped.
 //!
 //! ### Model turns
 //!
@@ -208,6 +210,7 @@ use std::io::Read;
 /// The version the real CLI we mimic reports.
 const VERSION: &str = "2.1.197";
 
+/// Prints `msg` on stderr and exits with `code`.
 fn fail(msg: &str, code: i32) -> ! {
     eprintln!("{msg}");
     std::process::exit(code)

@@ -49,10 +49,15 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+/// How an option takes its argument (commander's shapes).
 enum Kind {
+    /// A flag without value.
     Bool,
+    /// `--flag value` or `--flag=value`, required.
     Value,
+    /// `--flag [value]`: the value is optional.
     OptValue,
+    /// `--flag <values...>`: eats words up to the next flag.
     Variadic,
 }
 
@@ -108,6 +113,7 @@ const OPTIONS: &[(&[&str], Kind, &str)] = &[
     (&["--permission-prompt-tool"], Kind::Value, "tool"),
 ];
 
+/// Splits a tools value on commas and spaces, keeping `Bash(git *)` whole.
 fn split_tools(v: &str, into: &mut Vec<String>) {
     // Commas and spaces both separate, but not inside `Bash(git *)` parentheses.
     let mut depth = 0i32;

@@ -33,7 +33,12 @@ pub enum Step {
     /// An assistant text block.
     Text(String),
     /// A tool call; `join` (the `+` prefix) keeps it in the previous tool's message.
-    Tool { tool: Tool, join: bool },
+    Tool {
+        /// The call.
+        tool: Tool,
+        /// Written with a `+` prefix.
+        join: bool,
+    },
     /// Ends the current model message.
     Turn,
     /// Final success result with this text (`None`: the last text).
@@ -181,6 +186,7 @@ pub fn millis(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses the STATUS word of `api-error` / `api-retry`.
 fn api_kind(s: &str) -> Result<Api, String> {
     match s {
         "network" | "connection" => Ok(Api::Network),
@@ -195,6 +201,7 @@ fn api_kind(s: &str) -> Result<Api, String> {
     }
 }
 
+/// Parses a number, naming `what` in the error.
 fn num<T: std::str::FromStr>(w: &str, what: &str) -> Result<T, String> {
     w.parse().map_err(|_| format!("bad {what} '{w}'"))
 }
@@ -248,8 +255,9 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
     let one = |s: Step| Ok(vec![s]);
     match name.as_str() {
         "text" => {
-            want(1, 1, "text \"TEXT\"")?;
-            one(Step::Text(args[0].clone()))
+            // Several words are joined with spaces: `text all done` works unquoted.
+            want(1, usize::MAX, "text \"TEXT\"")?;
+            one(Step::Text(args.join(" ")))
         }
         "write" => {
             want(2, 2, "write PATH \"CONTENT\"")?;
@@ -286,8 +294,8 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
             one(Step::Turn)
         }
         "result" => {
-            want(0, 1, "result [\"TEXT\"]")?;
-            one(Step::Result(args.first().cloned()))
+            let text = (!args.is_empty()).then(|| args.join(" "));
+            one(Step::Result(text))
         }
         "api-error" => {
             want(1, 2, "api-error STATUS|network|nokey [RETRIES]")?;
@@ -331,8 +339,8 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
             ))
         }
         "stderr" => {
-            want(1, 1, "stderr \"TEXT\"")?;
-            one(Step::Stderr(args[0].clone()))
+            want(1, usize::MAX, "stderr \"TEXT\"")?;
+            one(Step::Stderr(args.join(" ")))
         }
         "crash-mid-line" => {
             want(0, 1, "crash-mid-line [abort]")?;

@@ -12,6 +12,7 @@ use crate::signals;
 const REJECTED: &str = "The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if it was a file edit, the new_string was NOT written to the file). STOP what you are doing and wait for the user to tell you how to proceed.";
 
 impl Engine {
+    /// The `usage` object of results (`zero`: all counts 0, as after API failures).
     pub(super) fn usage(&self, zero: bool) -> Obj {
         let (i, o) = if zero {
             (0, 0)
@@ -41,6 +42,7 @@ impl Engine {
             .s("speed", "standard")
     }
 
+    /// `modelUsage`: `{}` before any successful call, else one entry for the model.
     pub(super) fn model_usage(&self) -> String {
         if self.turns == 0 {
             return "{}".into();
@@ -58,6 +60,7 @@ impl Engine {
         Obj::new().o(&self.cfg.model, m).end()
     }
 
+    /// (`duration_ms`, `duration_api_ms`) so far.
     pub(super) fn durations(&self) -> (u64, u64) {
         let d = self.start.elapsed().as_millis() as u64;
         (d, d * 3 / 10)
@@ -130,6 +133,7 @@ impl Engine {
         Err(End(1))
     }
 
+    /// `error_max_turns` with limit N; ends the run with 1.
     pub(super) fn fail_max_turns(&mut self, n: u32) -> R {
         let e = vec![format!("Reached maximum number of turns ({n})")];
         let turns = self.num_turns();
@@ -142,6 +146,7 @@ impl Engine {
         )
     }
 
+    /// `error_max_budget_usd`; ends the run with 1.
     pub(super) fn fail_budget(&mut self) -> R {
         let shown = match &self.cfg.max_budget {
             Some((_, s)) => s.clone(),
@@ -158,6 +163,8 @@ impl Engine {
         )
     }
 
+    /// SIGINT during a tool: rejected tool_result, the interrupt user line, then
+    /// `error_during_execution` / `aborted_tools`; ends the run with 1.
     pub(super) fn abort_tool(&mut self, id: &str) -> R {
         self.user_err(id, REJECTED, "User rejected tool use")?;
         let b = Obj::new()
@@ -205,6 +212,7 @@ impl Engine {
         Err(End(1))
     }
 
+    /// The synthetic `"model":"<synthetic>"` assistant line that carries an API error.
     pub(super) fn synthetic(&mut self, text: &str, error: &str, with_request: bool) -> R {
         let usage = Obj::new()
             .v("input_tokens", &0)
@@ -384,6 +392,7 @@ impl Engine {
         }
     }
 
+    /// COUNT `system/api_retry` lines, sleeping `FAKE_CLAUDE_RETRY_DELAY_MS` after each.
     pub(super) fn retry_lines(
         &mut self,
         status: Option<u16>,
@@ -414,6 +423,7 @@ impl Engine {
         Ok(())
     }
 
+    /// `CLAUDE_CODE_MAX_RETRIES`, clamped to 15 like the CLI.
     pub(super) fn env_max_retries() -> Option<u32> {
         std::env::var("CLAUDE_CODE_MAX_RETRIES")
             .ok()
@@ -421,6 +431,7 @@ impl Engine {
             .map(|v| v.min(15))
     }
 
+    /// The `api-error` step: retries, synthetic line, is_error result; ends with 1.
     pub(super) fn api_error(&mut self, api: Api, retries: Option<u32>) -> R {
         self.close_turn()?;
         let (status, retry_err, synth_err, text, retried, terminal) = Self::api_facts(api);
@@ -437,11 +448,19 @@ impl Engine {
         self.api_result(status, &text, terminal)
     }
 
+    /// The `rate-limit` step: rejected `rate_limit_event`, synthetic line, 429 result.
     pub(super) fn rate_limited(&mut self, secs: i64, ms: bool) -> R {
         self.close_turn()?;
-        let reset = epoch_secs() + secs;
+        let reset = epoch_secs().saturating_add(secs);
         self.rl_sent = true;
-        self.rate_limit_line("rejected", if ms { reset * 1000 } else { reset })?;
+        self.rate_limit_line(
+            "rejected",
+            if ms {
+                reset.saturating_mul(1000)
+            } else {
+                reset
+            },
+        )?;
         let text = format!("Claude AI usage limit reached|{reset}");
         self.synthetic(&text, "rate_limit", true)?;
         self.api_result(Some(429), &text, "completed")

@@ -91,6 +91,7 @@ impl Engine {
         self.emit(line)
     }
 
+    /// A `rate_limit_event` line with this status and `resetsAt`.
     pub(super) fn rate_limit_line(&mut self, status: &str, resets_at: i64) -> R {
         let info = Obj::new()
             .s("status", status)
@@ -108,6 +109,7 @@ impl Engine {
         self.emit(line)
     }
 
+    /// One `assistant` line holding one content block of message `msg_id`.
     pub(super) fn assistant_line(&self, msg_id: &str, request_id: &str, block: String) -> String {
         let usage = Obj::new()
             .v("input_tokens", &1000)
@@ -134,10 +136,12 @@ impl Engine {
             .end()
     }
 
+    /// A text content block.
     pub(super) fn text_block(t: &str) -> String {
         Obj::new().s("type", "text").s("text", t).end()
     }
 
+    /// A `user` line with one content block and, for tool results, `tool_use_result`.
     pub(super) fn user_line(&self, block: String, tur: Option<&str>) -> String {
         let message = Obj::new().s("role", "user").raw("content", &arr([block]));
         let o = Obj::new()
@@ -153,6 +157,7 @@ impl Engine {
         }
     }
 
+    /// A successful tool result (`is_error` absent, or `false` for Bash as the CLI does).
     pub(super) fn user_ok(&mut self, id: &str, content: &str, bash: bool, tur: &str) -> R {
         let mut b = Obj::new()
             .s("tool_use_id", id)
@@ -165,6 +170,7 @@ impl Engine {
         self.emit(line)
     }
 
+    /// A failed tool result: `is_error:true`, `tool_use_result` a plain string.
     pub(super) fn user_err(&mut self, id: &str, content: &str, tur: &str) -> R {
         let b = Obj::new()
             .s("type", "tool_result")
@@ -175,6 +181,7 @@ impl Engine {
         self.emit(line)
     }
 
+    /// `system/task_updated` + `system/task_notification`, as after a killed background task.
     pub(super) fn task_lines(&mut self) -> R {
         let task = b62(9).to_lowercase();
         let tool = format!("toolu_01{}", b62(22));
@@ -205,12 +212,14 @@ impl Engine {
         self.emit(b)
     }
 
+    /// Records a spawned grandchild's pid in the state dir (`grandchildren`).
     pub(super) fn note_pid(&self, what: &str, pid: Option<u32>) {
         if let (Some(dir), Some(pid)) = (&self.cfg.state_dir, pid) {
             crate::state::note(dir, "grandchildren", &format!("{pid} {what}"));
         }
     }
 
+    /// A valid assistant text line, used as the unit of the output torture steps.
     pub(super) fn sample_line(&self, text: &str) -> String {
         self.assistant_line(
             "msg_01FakeClaudeFloodLine000",
@@ -219,6 +228,7 @@ impl Engine {
         )
     }
 
+    /// The `bad-utf8` step's lines.
     pub(super) fn bad_utf8(&mut self) -> R {
         let before = self.sample_line("valid line before invalid UTF-8");
         self.out.raw(format!("{before}\n").as_bytes())?;

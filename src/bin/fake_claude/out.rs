@@ -19,7 +19,9 @@ pub type R<T = ()> = Result<T, End>;
 
 /// A JSON object built field by field, keeping insertion order.
 pub struct Obj {
+    /// The JSON text so far (without the closing brace).
     buf: String,
+    /// No field written yet (no comma needed).
     empty: bool,
 }
 
@@ -38,6 +40,7 @@ impl Obj {
         }
     }
 
+    /// Writes the separator and the quoted key.
     fn key(&mut self, k: &str) {
         if !self.empty {
             self.buf.push(',');
@@ -139,10 +142,13 @@ pub enum Format {
 /// std `Stdout` lock would be needed from signal-aware code paths and its buffering
 /// would hide lines from a supervisor that watches for silence.
 pub struct Out {
+    /// fd 1, never closed by us.
     fd1: ManuallyDrop<File>,
     /// The output format chosen on the command line.
     pub format: Format,
+    /// `--verbose`: `json` output becomes an array of every event.
     verbose: bool,
+    /// Events kept for the `json --verbose` array.
     collected: Vec<String>,
 }
 

@@ -71,6 +71,7 @@ pub const DEFAULT_TOOLS: &[&str] = &[
     "Write",
 ];
 
+/// A millisecond setting from the environment, or `default`.
 fn env_ms(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
@@ -78,32 +79,53 @@ fn env_ms(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The model message being printed (one API response).
 struct Msg {
+    /// `message.id`, shared by all its blocks.
     id: String,
+    /// `request_id` of the response.
     request_id: String,
+    /// It has a tool call already (a new text or tool starts the next message).
     has_tools: bool,
+    /// Tool calls to run once the message is complete: (tool_use id, tool).
     pending: Vec<(String, Tool)>,
+    /// Its last text block, if any.
     last_text: Option<String>,
 }
 
 /// The running scenario.
 pub struct Engine {
+    /// stdout.
     out: Out,
+    /// Settings.
     cfg: Config,
+    /// Process start, for `duration_ms`.
     start: Instant,
+    /// Model messages (API calls) so far.
     turns: u32,
+    /// Whether any tool ran (adds 1 to `num_turns`, as observed).
     tool_ran: bool,
+    /// Cumulative cost in USD.
     cost: f64,
+    /// Cumulative input tokens.
     in_tok: u64,
+    /// Cumulative output tokens.
     out_tok: u64,
+    /// The open message, if any.
     msg: Option<Msg>,
+    /// Whether the last closed message had tool calls (then the model answers again).
     last_closed_had_tools: bool,
+    /// The last text block printed (the default result text).
     last_text: Option<String>,
+    /// Files Read or written in this run (Edit/overwrite need it, like the CLI).
     read: HashSet<PathBuf>,
     /// Where the next Bash call starts (a `cd` carries over, as in the CLI).
     shell_cwd: PathBuf,
+    /// `permission_denials` entries, as JSON.
     denials: Vec<String>,
+    /// A result line was printed.
     result_done: bool,
+    /// The `allowed` rate_limit_event was printed (or a rejected one).
     rl_sent: bool,
 }
 
@@ -156,6 +178,7 @@ impl Engine {
         }
     }
 
+    /// The model id sent to the API (init's name without `[1m]`).
     fn req_model(&self) -> String {
         self.cfg.model.trim_end_matches("[1m]").to_string()
     }
@@ -180,14 +203,17 @@ impl Engine {
         }
     }
 
+    /// `num_turns` as the CLI counts it.
     fn num_turns(&self) -> u32 {
         self.turns + u32::from(self.tool_ran)
     }
 
+    /// The session id.
     fn sid(&self) -> String {
         self.cfg.session_id.clone()
     }
 
+    /// Prints one event line.
     fn emit(&mut self, line: String) -> R {
         self.out.line(&line)
     }
@@ -254,6 +280,7 @@ impl Engine {
         Ok(())
     }
 
+    /// A `text` step: joins the open message unless it has a tool call.
     fn emit_text(&mut self, t: &str) -> R {
         if self.msg.as_ref().is_some_and(|m| m.has_tools) {
             self.close_turn()?;
@@ -272,6 +299,7 @@ impl Engine {
         Ok(())
     }
 
+    /// (tool name, `input` JSON) for a tool call, in the CLI's key order.
     fn tool_input(&self, tool: &Tool) -> (&'static str, String) {
         let p = |s: &str| tools::abs(&self.cfg.cwd, s).display().to_string();
         match tool {
@@ -293,6 +321,7 @@ impl Engine {
         }
     }
 
+    /// A tool step: its `tool_use` line now, the tool itself when the message closes.
     fn emit_tool(&mut self, tool: &Tool, join: bool) -> R {
         if !join && self.msg.as_ref().is_some_and(|m| m.has_tools) {
             self.close_turn()?;
@@ -318,6 +347,7 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether an `--allowedTools` rule allows this call.
     fn allowed_by_rule(&self, name: &str, tool: &Tool) -> bool {
         let arg = match tool {
             Tool::Bash(c, _) => c.clone(),
@@ -366,6 +396,7 @@ impl Engine {
         }
     }
 
+    /// Runs one tool call (permissions first) and prints its `user` line.
     fn run_tool(&mut self, id: &str, tool: &Tool) -> R {
         self.tool_ran = true;
         let (name, input) = self.tool_input(tool);

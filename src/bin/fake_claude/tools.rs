@@ -18,16 +18,25 @@ pub enum Outcome {
     /// Success: message `content`, whether to print `"is_error":false` (Bash does),
     /// and the `tool_use_result` object as JSON.
     Ok {
+        /// Text of the tool_result.
         content: String,
+        /// Bash prints `"is_error":false`; the file tools leave it out.
         bash: bool,
+        /// `tool_use_result` JSON.
         tur: String,
     },
     /// Failure: message `content` (is_error true) and the plain-string `tool_use_result`.
-    Err { content: String, tur: String },
+    Err {
+        /// Text of the tool_result.
+        content: String,
+        /// `tool_use_result`: `Error: …`.
+        tur: String,
+    },
     /// SIGINT arrived while the tool ran; its processes are already gone.
     Interrupted,
 }
 
+/// Shorthand for [`Outcome::Err`].
 fn err(content: String, tur: String) -> Outcome {
     Outcome::Err { content, tur }
 }
@@ -306,6 +315,7 @@ pub fn bash(shell_cwd: &mut PathBuf, command: &str) -> Outcome {
     outcome
 }
 
+/// Runs `bash -c SCRIPT` in its own session; SIGINT kills its process group.
 fn run_shell(cwd: &Path, command: &str) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
