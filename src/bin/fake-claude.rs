@@ -51,7 +51,7 @@
 //! `2s`); `BYTES` takes `K/KiB/M/MiB/G/GiB` suffixes (`64MiB`, `1GiB`). Paths are relative
 //! to the cwd (absolute paths work too); the events show absolute paths like the CLI.
 //! `text`, `result` and `stderr` join several words with spaces (`text all done`).
-//! A line whose words are all empty is skipped.
+//! Blank directive lines are skipped.
 //!
 //! ### Model turns
 //!
@@ -89,7 +89,7 @@
 //!
 //! | step | what it does | exit |
 //! |---|---|---|
-//! | `result ["TEXT"]` | success result with TEXT (a final assistant text block is printed first unless the open message ends with that text). Without TEXT: like the end of the scenario. Later steps still run (e.g. `hang-after-result`) | 0 |
+//! | `result ["TEXT"]` | success result with TEXT (default: the last text) (a final assistant text block is printed first unless the open message ends with that text). Without TEXT: like the end of the scenario. Later steps still run (e.g. `hang-after-result`) | 0 |
 //! | *(end of scenario)* | if no result yet: success result; when the last message had tool calls, one more message repeating the last text (or `Done.`) comes first, as a model answers after tool results | 0 |
 //! | `api-error STATUS [RETRIES]` | RETRIES `system/api_retry` lines (default `CLAUDE_CODE_MAX_RETRIES` or 10; the env var caps RETRIES), the synthetic `"model":"<synthetic>"` assistant line with `error`, then `result` `subtype:"success"`, `is_error:true`, `api_error_status`. STATUS: a number (`500`, `502`, `503`, `529`, `401`, `429`, `400`, …), `network` (status null, `Unable to connect to API`), `nokey` (`Not logged in · Please run /login`, no retries). 400 = `Prompt is too long`, not retried, `terminal_reason:"prompt_too_long"` | 1 |
 //! | `api-retry STATUS [COUNT]` | COUNT (default 1) `api_retry` lines, then the run goes on (a transient error the CLI absorbed) | – |
@@ -120,14 +120,16 @@
 //! | `first N STEP…` (alias `fail-first`) | on attempts 1..=N |
 //! | `after-attempt N STEP…` | on attempts after N |
 //!
-//! The attempt number counts invocations per key: `$BORG_TASK_ID`, else `prompt-<fnv64 of
-//! the prompt>`. It and a record of each invocation live in
+//! The attempt number counts invocations per key: `$BORG_TASK_ID` (characters other than
+//! `A-Za-z0-9-_.` become `_`), else `prompt-<fnv64 of the prompt, 16 hex digits>`. It and a record of each invocation live in
 //! `$FAKE_CLAUDE_STATE_DIR/<key>/`, else `$BORG_WORKSPACE/.fake-claude/<key>/`, else
 //! `$TMPDIR/fake-claude/<key>/` (`/tmp/fake-claude/<key>/`) — never in the cwd:
 //! `argv.N.json` (`{"attempt","argv","cwd","session_id","pid","time"}`, created
 //! exclusively, which is what claims attempt N), `prompt.N.txt`, `last_session`, and
-//! `grandchildren` (`PID KIND` lines). Only a scenario that starts with `instant` skips
-//! this (no file IO at all). Examples:
+//! `grandchildren` (`PID KIND` lines); every session id used is also marked in
+//! `<state root>/sessions/<id>`. Only a scenario that starts with `instant` skips this
+//! (no file IO at all). borg clears the child's environment: `FAKE_CLAUDE_*` variables
+//! reach the fake only if borg passes them on (else `$BORG_WORKSPACE` decides). Examples:
 //!
 //! ```text
 //! #fake first 1 api-error 500 0      ← attempt 1: HTTP 500, exit 1
