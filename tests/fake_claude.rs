@@ -1019,3 +1019,60 @@ fn bash_cd_carries_over_and_runs_in_its_own_session() {
         assert_ne!(lines[1], lines[2]);
     }
 }
+
+#[test]
+fn background_bash_is_killed_after_the_result() {
+    let e = Env::new();
+    let p = prompt(&[
+        r#"bash-bg "echo bg-start > bg.txt; sleep 3003" "background sleeper""#,
+        r#"text "Started the background job and finished.""#,
+    ]);
+    let t = Instant::now();
+    let r = e.run(STREAM, &p, &[("FAKE_CLAUDE_AFTER_RESULT_MS", "300")]);
+    assert_eq!(r.code, Some(0));
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let types: Vec<String> = r
+        .lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}",
+                l["type"].as_str().unwrap(),
+                l["subtype"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let n = types.len();
+    assert_eq!(
+        &types[n - 3..],
+        [
+            "result/success",
+            "system/task_updated",
+            "system/task_notification"
+        ]
+    );
+    let started = r
+        .lines
+        .iter()
+        .find(|l| l["subtype"] == "task_started")
+        .unwrap();
+    let user = r.of_type("user")[0];
+    assert_eq!(
+        user["tool_use_result"]["backgroundTaskId"],
+        started["task_id"]
+    );
+    assert!(user["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Command running in background with ID: "));
+    assert_eq!(r.lines[n - 1]["status"], "stopped");
+    assert_eq!(r.lines[n - 1]["summary"], "background sleeper");
+    assert_eq!(
+        std::fs::read_to_string(e.path("bg.txt")).unwrap(),
+        "bg-start\n"
+    );
+    assert!(
+        procs_with_arg("3003").is_empty(),
+        "the background task was killed"
+    );
+}

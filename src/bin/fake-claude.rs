@@ -82,6 +82,7 @@
 //! | `read PATH` | Read tool: numbered lines (`1\tline`); a missing file is an is_error `File does not exist. …` |
 //! | `edit PATH "OLD" "NEW" [all]` | Edit tool: really replaces OLD (once, or every match with `all`). Needs a prior `read`. Errors as the CLI: `String to replace not found in file.`, `Found N matches…` |
 //! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged; a `cd` carries over to later `bash` steps (the CLI's `eval '…' && pwd -P >| file` trick). Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
+//! | `bash-bg "COMMAND" ["DESCRIPTION"]` | Bash with `run_in_background:true`: starts the command in its own session (output to `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/<id>.output`), prints `system/task_started`, and at once the tool result `Command running in background with ID: <id>. …` (`tool_use_result.backgroundTaskId`). At exit, after the result, running tasks get `FAKE_CLAUDE_AFTER_RESULT_MS` (5000) to finish, then their session is SIGKILLed and `system/task_updated` (`killed`) + `system/task_notification` (`stopped`) follow the result, as observed; a task that finished by then gets one `task_notification` `completed` (not observed). Without a result (SIGINT, `no-result` …) they are killed silently; SIGTERM leaves them running |
 //! | `+ TOOLSTEP` | the tool step in the same message as the previous tool |
 //! | `turn` | end the current model message |
 //!
@@ -187,8 +188,8 @@
 //! Sub-agents, MCP, hooks, `--include-partial-messages` events, `--json-schema`
 //! structured output, one result per message with `--input-format stream-json` (the
 //! messages' texts are joined into one prompt), `--continue` picking the latest session
-//! (it gets a new id), Bash `timeout`/background tasks, output truncation, and session
-//! transcripts under `~/.claude`.
+//! (it gets a new id), the Bash `timeout` (moving a command to the background), Bash
+//! output truncation, and session transcripts under `~/.claude`.
 
 #[path = "fake_claude/cli.rs"]
 mod cli;

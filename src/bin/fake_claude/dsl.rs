@@ -25,6 +25,8 @@ pub enum Tool {
     Edit(String, String, String, bool),
     /// Bash(command, description).
     Bash(String, String),
+    /// Bash with `run_in_background: true` (command, description).
+    BashBg(String, String),
 }
 
 /// One scenario step.
@@ -249,8 +251,13 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
         }
     };
     let tool = |t: Tool| Ok(vec![Step::Tool { tool: t, join }]);
-    if join && !matches!(name.as_str(), "write" | "read" | "edit" | "bash") {
-        return Err("'+' only goes before a tool step (write, read, edit, bash)".into());
+    if join
+        && !matches!(
+            name.as_str(),
+            "write" | "read" | "edit" | "bash" | "bash-bg"
+        )
+    {
+        return Err("'+' only goes before a tool step (write, read, edit, bash, bash-bg)".into());
     }
     let one = |s: Step| Ok(vec![s]);
     match name.as_str() {
@@ -288,6 +295,14 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
                 .cloned()
                 .unwrap_or_else(|| "Run shell command".into());
             tool(Tool::Bash(args[0].clone(), desc))
+        }
+        "bash-bg" => {
+            want(1, 2, "bash-bg \"COMMAND\" [\"DESCRIPTION\"]")?;
+            let desc = args
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "Run in background".into());
+            tool(Tool::BashBg(args[0].clone(), desc))
         }
         "turn" => {
             want(0, 0, "turn")?;

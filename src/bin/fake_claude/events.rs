@@ -181,31 +181,59 @@ impl Engine {
         self.emit(line)
     }
 
-    /// `system/task_updated` + `system/task_notification`, as after a killed background task.
+    /// `system/task_updated` + `system/task_notification` for a made-up killed task
+    /// (the `after-result-lines` step).
     pub(super) fn task_lines(&mut self) -> R {
-        let task = b62(9).to_lowercase();
+        let task = format!("b{}", b62(8).to_lowercase());
         let tool = format!("toolu_01{}", b62(22));
-        let end_time = chrono::Utc::now().timestamp_millis();
-        let a = Obj::new()
-            .s("type", "system")
-            .s("subtype", "task_updated")
-            .s("task_id", &task)
-            .o(
-                "patch",
-                Obj::new().s("status", "killed").v("end_time", &end_time),
-            )
-            .s("uuid", &uuid())
-            .s("session_id", &self.sid())
-            .end();
-        self.emit(a)?;
+        self.task_end_lines(
+            &task,
+            &tool,
+            "background task",
+            true,
+            std::path::Path::new(""),
+        )
+    }
+
+    /// The lines for a background task that ended: killed (`task_updated` with
+    /// `status:"killed"`, then `task_notification` `stopped`, as observed) or completed on
+    /// its own (`task_notification` `completed` with its output file; not observed).
+    pub(super) fn task_end_lines(
+        &mut self,
+        task: &str,
+        tool: &str,
+        summary: &str,
+        killed: bool,
+        output: &std::path::Path,
+    ) -> R {
+        if killed {
+            let end_time = chrono::Utc::now().timestamp_millis();
+            let a = Obj::new()
+                .s("type", "system")
+                .s("subtype", "task_updated")
+                .s("task_id", task)
+                .o(
+                    "patch",
+                    Obj::new().s("status", "killed").v("end_time", &end_time),
+                )
+                .s("uuid", &uuid())
+                .s("session_id", &self.sid())
+                .end();
+            self.emit(a)?;
+        }
+        let (status, file) = if killed {
+            ("stopped", String::new())
+        } else {
+            ("completed", output.display().to_string())
+        };
         let b = Obj::new()
             .s("type", "system")
             .s("subtype", "task_notification")
-            .s("task_id", &task)
-            .s("tool_use_id", &tool)
-            .s("status", "stopped")
-            .s("output_file", "")
-            .s("summary", "background task")
+            .s("task_id", task)
+            .s("tool_use_id", tool)
+            .s("status", status)
+            .s("output_file", &file)
+            .s("summary", summary)
             .s("uuid", &uuid())
             .s("session_id", &self.sid())
             .end();

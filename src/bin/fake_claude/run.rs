@@ -14,6 +14,8 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[path = "background.rs"]
+mod background;
 #[path = "endings.rs"]
 mod endings;
 #[path = "events.rs"]
@@ -121,6 +123,8 @@ pub struct Engine {
     read: HashSet<PathBuf>,
     /// Where the next Bash call starts (a `cd` carries over, as in the CLI).
     shell_cwd: PathBuf,
+    /// Background Bash tasks still owned by this run.
+    bg: Vec<background::Bg>,
     /// `permission_denials` entries, as JSON.
     denials: Vec<String>,
     /// A result line was printed.
@@ -172,6 +176,7 @@ impl Engine {
             last_text: None,
             read: HashSet::new(),
             shell_cwd,
+            bg: Vec::new(),
             denials: Vec::new(),
             result_done: false,
             rl_sent: false,
@@ -318,6 +323,14 @@ impl Engine {
                     .end(),
             ),
             Tool::Bash(c, d) => ("Bash", Obj::new().s("command", c).s("description", d).end()),
+            Tool::BashBg(c, d) => (
+                "Bash",
+                Obj::new()
+                    .s("command", c)
+                    .s("description", d)
+                    .v("run_in_background", &true)
+                    .end(),
+            ),
         }
     }
 
@@ -350,7 +363,7 @@ impl Engine {
     /// Whether an `--allowedTools` rule allows this call.
     fn allowed_by_rule(&self, name: &str, tool: &Tool) -> bool {
         let arg = match tool {
-            Tool::Bash(c, _) => c.clone(),
+            Tool::Bash(c, _) | Tool::BashBg(c, _) => c.clone(),
             Tool::Write(f, _) | Tool::Edit(f, _, _, _) | Tool::Read(f) => f.clone(),
         };
         self.cfg.allowed.iter().any(|r| {
@@ -387,7 +400,7 @@ impl Engine {
             ("dontAsk", _) => {
                 Some(format!("Permission to use {name} has been denied because Claude Code is running in don't ask mode."))
             }
-            (_, Tool::Bash(..)) => Some("This command requires approval".into()),
+            (_, Tool::Bash(..) | Tool::BashBg(..)) => Some("This command requires approval".into()),
             (_, Tool::Write(f, _) | Tool::Edit(f, _, _, _)) => Some(format!(
                 "Claude requested permissions to write to {}, but you haven't granted it yet.",
                 tools::abs(&self.cfg.cwd, f).display()
@@ -441,6 +454,7 @@ impl Engine {
                 tools::edit(&cwd, &p, old, new, *all, self.read.contains(&p))
             }
             Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
+            Tool::BashBg(c, d) => self.start_background(id, c, d)?,
         };
         match outcome {
             Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur),
@@ -631,14 +645,24 @@ impl Engine {
         }
         for s in steps {
             if let Err(End(c)) = self.step(s) {
-                return c;
+                return self.end(c);
             }
         }
         if signals::interrupted() {
-            return 0;
+            return self.end(0);
         }
         match self.ensure_result(None) {
-            Ok(()) => 0,
+            Ok(()) => self.end(0),
+            Err(End(c)) => self.end(c),
+        }
+    }
+
+    /// Exit bookkeeping: background tasks are waited for a while, then killed, with their
+    /// task lines after the result (as the CLI does on a normal exit).
+    fn end(&mut self, code: i32) -> i32 {
+        let lines = self.result_done && !signals::interrupted();
+        match self.finish_background(lines) {
+            Ok(()) => code,
             Err(End(c)) => c,
         }
     }

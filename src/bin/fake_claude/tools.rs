@@ -315,7 +315,38 @@ pub fn bash(shell_cwd: &mut PathBuf, command: &str) -> Outcome {
     outcome
 }
 
-/// Runs `bash -c SCRIPT` in its own session; SIGINT kills its process group.
+/// Starts a `run_in_background` Bash command: its own session (the CLI kills it at exit,
+/// see `Engine::finish_background`), stdin /dev/null, stdout+stderr into `output`.
+pub fn spawn_background(
+    cwd: &Path,
+    command: &str,
+    output: &Path,
+) -> std::io::Result<std::process::Child> {
+    if let Some(d) = output.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::File::create(output)?;
+    let f2 = f.try_clone()?;
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Runs `bash -c SCRIPT` in its own session and waits; SIGINT kills its process group.
 fn run_shell(cwd: &Path, command: &str) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
