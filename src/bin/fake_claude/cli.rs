@@ -111,6 +111,26 @@ const OPTIONS: &[(&[&str], Kind, &str)] = &[
     (&["-d", "--debug"], Kind::OptValue, "filter"),
     (&["--debug-file"], Kind::Value, "path"),
     (&["--permission-prompt-tool"], Kind::Value, "tool"),
+    (&["--safe-mode"], Kind::Bool, ""),
+    (&["--disable-slash-commands"], Kind::Bool, ""),
+    (
+        &["--exclude-dynamic-system-prompt-sections"],
+        Kind::Bool,
+        "",
+    ),
+    (&["--ide"], Kind::Bool, ""),
+    (&["--agents"], Kind::Value, "json"),
+    (&["--agent"], Kind::Value, "agent"),
+    (&["--plugin-dir"], Kind::Variadic, "paths..."),
+    (&["--resume-session-at"], Kind::Value, "message id"),
+    (&["--rewind-files"], Kind::Value, "user-message-id"),
+    (&["--task-budget"], Kind::Value, "tokens"),
+    (&["--thinking"], Kind::Value, "mode"),
+    (&["--max-thinking-tokens"], Kind::Value, "tokens"),
+    (&["--sdk-url"], Kind::Value, "url"),
+    (&["--session-mirror"], Kind::Bool, ""),
+    (&["--workload"], Kind::Value, "tag"),
+    (&["--init-only"], Kind::Bool, ""),
 ];
 
 /// Splits a tools value on commas and spaces, keeping `Bash(git *)` whole.

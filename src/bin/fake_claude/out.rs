@@ -65,6 +65,16 @@ impl Obj {
         self
     }
 
+    /// Adds a number the way JavaScript prints it: whole values without `.0`
+    /// (`"total_cost_usd":0`, as the CLI prints), others as the shortest round-trip form.
+    pub fn f(self, k: &str, v: f64) -> Self {
+        if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+            self.raw(k, &format!("{}", v as i64))
+        } else {
+            self.v(k, &v)
+        }
+    }
+
     /// Adds already-serialized JSON text.
     pub fn raw(mut self, k: &str, raw: &str) -> Self {
         self.key(k);
