@@ -57,12 +57,8 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(prompt.as_bytes())
-            .unwrap();
+        // The fake may exit (argument errors) before reading stdin: EPIPE is fine.
+        let _ = child.stdin.take().unwrap().write_all(prompt.as_bytes());
         let o = child.wait_with_output().unwrap();
         Run::from(
             o.stdout,
@@ -823,4 +819,260 @@ fn instant_is_minimal_and_writes_no_state() {
     assert_eq!(r.code, Some(0));
     assert_eq!(r.result()["result"], "Done.");
     assert_eq!(std::fs::read_dir(e.state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn strict_sessions_like_the_cli() {
+    let e = Env::new();
+    let strict = [("FAKE_CLAUDE_STRICT_SESSIONS", "1")];
+    let unknown = "99999999-2222-4333-8444-555555555555";
+    let mut args = STREAM.to_vec();
+    args.extend(["--resume", unknown]);
+    let r = e.run(&args, "continue", &strict);
+    assert_eq!(r.code, Some(1));
+    assert_eq!(r.lines.len(), 1, "no init line");
+    let res = r.result();
+    assert_eq!(res["subtype"], "error_during_execution");
+    assert_eq!(res["num_turns"], 0);
+    assert_eq!(
+        res["errors"][0],
+        format!("No conversation found with session ID: {unknown}")
+    );
+    assert!(r.stderr.contains("No conversation found"));
+
+    // A session a previous run used can be resumed.
+    let first = e.run(STREAM, "start", &strict);
+    let sid = first.lines[0]["session_id"].as_str().unwrap().to_string();
+    let mut args = STREAM.to_vec();
+    args.extend(["-r", &sid]);
+    let r = e.run(&args, "continue", &strict);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert_eq!(r.result()["session_id"], sid.as_str());
+
+    // Reusing a known id with --session-id is refused before any output.
+    let mut args = STREAM.to_vec();
+    args.extend(["--session-id", &sid]);
+    let r = e.run(&args, "again", &strict);
+    assert_eq!(r.code, Some(1));
+    assert!(r.raw.is_empty());
+    assert_eq!(
+        r.stderr.trim(),
+        format!("Error: Session ID {sid} is already in use.")
+    );
+}
+
+#[test]
+fn overwrite_after_read_is_an_update_with_a_patch() {
+    let e = Env::new();
+    std::fs::write(e.path("README.md"), "# old\n").unwrap();
+    let p = prompt(&["read README.md", r##"write README.md "# new\n\nbody\n""##]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0));
+    let users = r.of_type("user");
+    let w = &users[1];
+    assert_eq!(w["tool_use_result"]["type"], "update");
+    assert_eq!(w["tool_use_result"]["originalFile"], "# old\n");
+    assert_eq!(
+        w["tool_use_result"]["structuredPatch"][0]["lines"][0],
+        "-# old"
+    );
+    assert!(w["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .contains("has been updated successfully"));
+    assert_eq!(
+        std::fs::read_to_string(e.path("README.md")).unwrap(),
+        "# new\n\nbody\n"
+    );
+}
+
+/// Spawns a run and returns it with its stdout reader, after the prompt is written.
+fn spawn_run(
+    e: &Env,
+    steps: &[&str],
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = e
+        .cmd(STREAM, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(prompt(steps).as_bytes())
+        .unwrap();
+    let rd = BufReader::new(child.stdout.take().unwrap());
+    (child, rd)
+}
+
+fn read_until(rd: &mut BufReader<std::process::ChildStdout>, needle: &str) {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(rd.read_line(&mut line).unwrap() > 0, "EOF before {needle}");
+        if line.contains(needle) {
+            return;
+        }
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        .unwrap_or(false)
+}
+
+#[test]
+fn ignore_signals_and_hang_after_result() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_run(&e, &["ignore-signals", "hang-after-result"]);
+    read_until(&mut rd, r#""type":"result""#);
+    let pid = child.id() as i32;
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGINT);
+        libc::kill(pid, libc::SIGTERM);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "it ignores SIGINT and SIGTERM"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn grandchild_holds_stdout_after_exit() {
+    let e = Env::new();
+    let (mut child, mut rd) = spawn_run(&e, &["grandchild-holds-stdout 20s"]);
+    read_until(&mut rd, r#""type":"result""#);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let rec = std::fs::read_dir(e.state.path())
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("grandchildren"))
+        .find(|p| p.exists())
+        .unwrap();
+    let pid: i32 = std::fs::read_to_string(rec)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(alive(pid));
+    // The pipe is still open: no EOF yet. Kill the holder, then EOF comes.
+    // SAFETY: our own leftover grandchild.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut rd, &mut rest).unwrap();
+    assert!(rest.is_empty());
+}
+
+#[test]
+fn slow_lines_and_transient_retries() {
+    let e = Env::new();
+    let t = Instant::now();
+    let r = e.run(STREAM, &prompt(&["api-retry 529 2", "slow 3 50ms"]), &[]);
+    assert_eq!(r.code, Some(0));
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    let retries: Vec<_> = r
+        .lines
+        .iter()
+        .filter(|l| l["subtype"] == "api_retry")
+        .collect();
+    assert_eq!(retries.len(), 2);
+    assert_eq!(retries[0]["error_status"], 529);
+    let asst = r.of_type("assistant");
+    assert_eq!(asst.len(), 3);
+    assert!(asst
+        .iter()
+        .all(|a| a["message"]["id"] == asst[0]["message"]["id"]));
+    assert_eq!(r.result()["result"], "slow line 3 of 3");
+    assert_eq!(r.result()["is_error"], false);
+}
+
+#[test]
+fn bash_cd_carries_over_and_runs_in_its_own_session() {
+    let e = Env::new();
+    let p = prompt(&[
+        r#"bash "mkdir -p sub && cd sub && pwd""#,
+        r#"bash "pwd; ps -o sid= -p $$; ps -o sid= -p $PPID""#,
+    ]);
+    let r = e.run(STREAM, &p, &[]);
+    assert_eq!(r.code, Some(0));
+    let users = r.of_type("user");
+    let out = users[1]["tool_use_result"]["stdout"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(
+        lines[0],
+        e.path("sub").canonicalize().unwrap().display().to_string()
+    );
+    if lines.len() == 3 {
+        // The shell leads its own session, not fake-claude's.
+        assert_ne!(lines[1], lines[2]);
+    }
+}
+
+#[test]
+fn background_bash_is_killed_after_the_result() {
+    let e = Env::new();
+    let p = prompt(&[
+        r#"bash-bg "echo bg-start > bg.txt; sleep 3003" "background sleeper""#,
+        r#"text "Started the background job and finished.""#,
+    ]);
+    let t = Instant::now();
+    let r = e.run(STREAM, &p, &[("FAKE_CLAUDE_AFTER_RESULT_MS", "300")]);
+    assert_eq!(r.code, Some(0));
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let types: Vec<String> = r
+        .lines
+        .iter()
+        .map(|l| {
+            format!(
+                "{}/{}",
+                l["type"].as_str().unwrap(),
+                l["subtype"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let n = types.len();
+    assert_eq!(
+        &types[n - 3..],
+        [
+            "result/success",
+            "system/task_updated",
+            "system/task_notification"
+        ]
+    );
+    let started = r
+        .lines
+        .iter()
+        .find(|l| l["subtype"] == "task_started")
+        .unwrap();
+    let user = r.of_type("user")[0];
+    assert_eq!(
+        user["tool_use_result"]["backgroundTaskId"],
+        started["task_id"]
+    );
+    assert!(user["message"]["content"][0]["content"]
+        .as_str()
+        .unwrap()
+        .starts_with("Command running in background with ID: "));
+    assert_eq!(r.lines[n - 1]["status"], "stopped");
+    assert_eq!(r.lines[n - 1]["summary"], "background sleeper");
+    assert_eq!(
+        std::fs::read_to_string(e.path("bg.txt")).unwrap(),
+        "bg-start\n"
+    );
+    assert!(
+        procs_with_arg("3003").is_empty(),
+        "the background task was killed"
+    );
 }

@@ -50,6 +50,8 @@
 //! `\n \t \r \0 \\ \"`; `'...'` quotes literally. `MS` is milliseconds (`500`, `500ms`,
 //! `2s`); `BYTES` takes `K/KiB/M/MiB/G/GiB` suffixes (`64MiB`, `1GiB`). Paths are relative
 //! to the cwd (absolute paths work too); the events show absolute paths like the CLI.
+//! `text`, `result` and `stderr` join several words with spaces (`text all done`).
+//! Blank directive lines are skipped.
 //!
 //! ### Model turns
 //!
@@ -79,7 +81,8 @@
 //! | `write PATH "CONTENT"` | Write tool: creates parent dirs, writes the file. Result `File created successfully at: …` (`tool_use_result.type` `create`) or, over an existing file, `The file … has been updated successfully.` (`update`, with `structuredPatch`). Overwriting needs a prior `read` in this run, like the CLI: else is_error `File has not been read yet. Read it first before writing to it.` |
 //! | `read PATH` | Read tool: numbered lines (`1\tline`); a missing file is an is_error `File does not exist. …` |
 //! | `edit PATH "OLD" "NEW" [all]` | Edit tool: really replaces OLD (once, or every match with `all`). Needs a prior `read`. Errors as the CLI: `String to replace not found in file.`, `Found N matches…` |
-//! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged. Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
+//! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged; a `cd` carries over to later `bash` steps (the CLI's `eval '…' && pwd -P >| file` trick). Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
+//! | `bash-bg "COMMAND" ["DESCRIPTION"]` | Bash with `run_in_background:true`: starts the command in its own session (output to `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/<id>.output`), prints `system/task_started`, and at once the tool result `Command running in background with ID: <id>. …` (`tool_use_result.backgroundTaskId`). At exit, after the result, running tasks get `FAKE_CLAUDE_AFTER_RESULT_MS` (5000) to finish, then their session is SIGKILLed and `system/task_updated` (`killed`) + `system/task_notification` (`stopped`) follow the result, as observed; a task that finished by then gets one `task_notification` `completed` (not observed). Without a result (SIGINT, `no-result` …) they are killed silently; SIGTERM leaves them running |
 //! | `+ TOOLSTEP` | the tool step in the same message as the previous tool |
 //! | `turn` | end the current model message |
 //!
@@ -87,7 +90,7 @@
 //!
 //! | step | what it does | exit |
 //! |---|---|---|
-//! | `result ["TEXT"]` | success result with TEXT (a final assistant text block is printed first unless the open message ends with that text). Without TEXT: like the end of the scenario. Later steps still run (e.g. `hang-after-result`) | 0 |
+//! | `result ["TEXT"]` | success result with TEXT (default: the last text) (a final assistant text block is printed first unless the open message ends with that text). Without TEXT: like the end of the scenario. Later steps still run (e.g. `hang-after-result`) | 0 |
 //! | *(end of scenario)* | if no result yet: success result; when the last message had tool calls, one more message repeating the last text (or `Done.`) comes first, as a model answers after tool results | 0 |
 //! | `api-error STATUS [RETRIES]` | RETRIES `system/api_retry` lines (default `CLAUDE_CODE_MAX_RETRIES` or 10; the env var caps RETRIES), the synthetic `"model":"<synthetic>"` assistant line with `error`, then `result` `subtype:"success"`, `is_error:true`, `api_error_status`. STATUS: a number (`500`, `502`, `503`, `529`, `401`, `429`, `400`, …), `network` (status null, `Unable to connect to API`), `nokey` (`Not logged in · Please run /login`, no retries). 400 = `Prompt is too long`, not retried, `terminal_reason:"prompt_too_long"` | 1 |
 //! | `api-retry STATUS [COUNT]` | COUNT (default 1) `api_retry` lines, then the run goes on (a transient error the CLI absorbed) | – |
@@ -97,6 +100,7 @@
 //! | `no-result [CODE]` | stop without a result line | CODE (0) |
 //! | `exit CODE ["STDERR"]` | print STDERR (if given) on stderr, stop without a result | CODE |
 //! | `crash-mid-line [abort]` | write half a JSON line, no newline, then exit 1 (or `abort()`: SIGABRT) | 1 / signal |
+//! | `no-conversation` (alias `resume-unknown`) | as the first step: no init; stderr and an `error_during_execution` result `No conversation found with session ID: <id>`, `num_turns:0` (what `--resume` of an unknown id does) | 1 |
 //!
 //! ### Timing
 //!
@@ -117,14 +121,16 @@
 //! | `first N STEP…` (alias `fail-first`) | on attempts 1..=N |
 //! | `after-attempt N STEP…` | on attempts after N |
 //!
-//! The attempt number counts invocations per key: `$BORG_TASK_ID`, else `prompt-<fnv64 of
-//! the prompt>`. It and a record of each invocation live in
+//! The attempt number counts invocations per key: `$BORG_TASK_ID` (characters other than
+//! `A-Za-z0-9-_.` become `_`), else `prompt-<fnv64 of the prompt, 16 hex digits>`. It and a record of each invocation live in
 //! `$FAKE_CLAUDE_STATE_DIR/<key>/`, else `$BORG_WORKSPACE/.fake-claude/<key>/`, else
 //! `$TMPDIR/fake-claude/<key>/` (`/tmp/fake-claude/<key>/`) — never in the cwd:
 //! `argv.N.json` (`{"attempt","argv","cwd","session_id","pid","time"}`, created
 //! exclusively, which is what claims attempt N), `prompt.N.txt`, `last_session`, and
-//! `grandchildren` (`PID KIND` lines). Only a scenario that starts with `instant` skips
-//! this (no file IO at all). Examples:
+//! `grandchildren` (`PID KIND` lines); every session id used is also marked in
+//! `<state root>/sessions/<id>`. Only a scenario that starts with `instant` skips this
+//! (no file IO at all). borg clears the child's environment: `FAKE_CLAUDE_*` variables
+//! reach the fake only if borg passes them on (else `$BORG_WORKSPACE` decides). Examples:
 //!
 //! ```text
 //! #fake first 1 api-error 500 0      ← attempt 1: HTTP 500, exit 1
@@ -138,8 +144,8 @@
 //!
 //! | step | what it does |
 //! |---|---|
-//! | `grandchild-setsid` | spawns a grandchild (this binary in a hidden sleeper mode) in **its own session**, ignoring SIGINT and SIGTERM, stdio on /dev/null, with the full environment (`BORG_TASK_ID` …), sleeping forever; its pid goes to the state dir's `grandchildren` |
-//! | `grandchild-holds-stdout [MS]` | spawns a grandchild in our process group that inherits stdout/stderr and sleeps MS (default 1 h), so the pipe stays open after we exit |
+//! | `grandchild-setsid` (alias `setsid-grandchild`) | spawns a grandchild (this binary in a hidden sleeper mode) in **its own session**, ignoring SIGINT and SIGTERM, stdio on /dev/null, with the full environment (`BORG_TASK_ID` …), sleeping forever; its pid goes to the state dir's `grandchildren` |
+//! | `grandchild-holds-stdout [MS]` (alias `leak-grandchild`) | spawns a grandchild in our process group that inherits stdout/stderr and sleeps MS (default 1 h), so the pipe stays open after we exit |
 //! | `ignore-signals` | this process ignores SIGINT and SIGTERM from now on |
 //! | `flood BYTES [stderr]` | at least BYTES of valid assistant JSON lines (~1 KiB each, whole lines) on stdout as fast as possible, or plain text lines on stderr; then go on |
 //! | `huge-line BYTES` | one valid assistant JSON line of BYTES bytes (newline included), streamed |
@@ -154,7 +160,10 @@
 //!   (is_error, `tool_use_result:"User rejected tool use"`), the user text
 //!   `[Request interrupted by user for tool use]`, a `result` `error_during_execution` with
 //!   `terminal_reason:"aborted_tools"`; exit 1.
-//! * **SIGINT at any other time** (sleeping, hanging, between steps): exit 0, no result.
+//! * **SIGINT while a message's other tool calls are still to run**: the next one is
+//!   rejected the same way (`aborted_tools`, exit 1).
+//! * **SIGINT at any other time** (sleeping, hanging, between steps, after the result):
+//!   exit 0, no result.
 //! * **SIGTERM**: exit 143 at once, no result; a running bash step's processes are left
 //!   running (they are in another session).
 //! * `ignore-signals` turns both off.
@@ -166,7 +175,11 @@
 //! `FAKE_CLAUDE_RETRY_DELAY_MS` (real sleep between `api_retry` lines, default 10; the
 //! printed `retry_delay_ms` looks real), `FAKE_CLAUDE_TURN_DELAY_MS` (sleep before each
 //! model message, default 0), `FAKE_CLAUDE_AFTER_RESULT_MS` (default 5000),
-//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`; and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
+//! `FAKE_CLAUDE_NO_RATE_LIMIT_EVENT=1`, `FAKE_CLAUDE_STRICT_SESSIONS=1` (session ids
+//! are checked like the real CLI does against its transcripts, using the ids earlier fake
+//! runs recorded in `<state root>/sessions/`: `--resume ID` of an unknown id behaves like
+//! `no-conversation`, and `--session-id ID` of a used id fails with stderr
+//! `Error: Session ID ID is already in use.`, exit 1, empty stdout); and the real ones: `CLAUDE_CODE_MAX_RETRIES`,
 //! `CLAUDE_CODE_MAX_TURNS`, `IS_SANDBOX`, `ANTHROPIC_API_KEY` (init `apiKeySource`),
 //! `ANTHROPIC_BASE_URL` (named in 5xx error texts), `BORG_TASK_ID`, `BORG_WORKSPACE`.
 //!
@@ -174,8 +187,9 @@
 //!
 //! Sub-agents, MCP, hooks, `--include-partial-messages` events, `--json-schema`
 //! structured output, one result per message with `--input-format stream-json` (the
-//! messages' texts are joined into one prompt), `--resume` of an unknown id, and
-//! session transcripts under `~/.claude`.
+//! messages' texts are joined into one prompt), `--continue` picking the latest session
+//! (it gets a new id), the Bash `timeout` (moving a command to the background), Bash
+//! output truncation, and session transcripts under `~/.claude`.
 
 #[path = "fake_claude/cli.rs"]
 mod cli;
@@ -199,6 +213,7 @@ use std::io::Read;
 /// The version the real CLI we mimic reports.
 const VERSION: &str = "2.1.197";
 
+/// Prints `msg` on stderr and exits with `code`.
 fn fail(msg: &str, code: i32) -> ! {
     eprintln!("{msg}");
     std::process::exit(code)
@@ -380,11 +395,35 @@ fn main() {
     };
     tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
 
+    // FAKE_CLAUDE_STRICT_SESSIONS=1: session ids are checked against the ones earlier
+    // fake runs used, as the real CLI checks its transcripts (fixtures `resume-unknown`,
+    // `session-id-reuse` in the docs).
+    let strict = std::env::var("FAKE_CLAUDE_STRICT_SESSIONS")
+        .map(|v| v == "1")
+        .unwrap_or(false);
+    if let (true, None, Some(id)) = (strict, &args.resume, &args.session_id) {
+        if state::session_known(id) {
+            fail(&format!("Error: Session ID {id} is already in use."), 1);
+        }
+    }
+    let steps = match &args.resume {
+        Some(r) if strict && !r.is_empty() && !state::session_known(r) => {
+            vec![dsl::Step::NoConversation]
+        }
+        _ => steps,
+    };
     let instant = matches!(steps.first(), Some(dsl::Step::Instant));
     let (steps, state_dir) = if instant {
         (steps, None)
     } else {
-        match state::claim(&prompt, &argv, &cwd.display().to_string(), &session_id) {
+        let remember = !matches!(steps.first(), Some(dsl::Step::NoConversation));
+        match state::claim(
+            &prompt,
+            &argv,
+            &cwd.display().to_string(),
+            &session_id,
+            remember,
+        ) {
             Ok(st) => (run::for_attempt(steps, st.attempt), Some(st.dir)),
             Err(e) => {
                 eprintln!("fake-claude: warning: {e}; treating this as attempt 1");

@@ -49,10 +49,15 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+/// How an option takes its argument (commander's shapes).
 enum Kind {
+    /// A flag without value.
     Bool,
+    /// `--flag value` or `--flag=value`, required.
     Value,
+    /// `--flag [value]`: the value is optional.
     OptValue,
+    /// `--flag <values...>`: eats words up to the next flag.
     Variadic,
 }
 
@@ -106,8 +111,29 @@ const OPTIONS: &[(&[&str], Kind, &str)] = &[
     (&["-d", "--debug"], Kind::OptValue, "filter"),
     (&["--debug-file"], Kind::Value, "path"),
     (&["--permission-prompt-tool"], Kind::Value, "tool"),
+    (&["--safe-mode"], Kind::Bool, ""),
+    (&["--disable-slash-commands"], Kind::Bool, ""),
+    (
+        &["--exclude-dynamic-system-prompt-sections"],
+        Kind::Bool,
+        "",
+    ),
+    (&["--ide"], Kind::Bool, ""),
+    (&["--agents"], Kind::Value, "json"),
+    (&["--agent"], Kind::Value, "agent"),
+    (&["--plugin-dir"], Kind::Variadic, "paths..."),
+    (&["--resume-session-at"], Kind::Value, "message id"),
+    (&["--rewind-files"], Kind::Value, "user-message-id"),
+    (&["--task-budget"], Kind::Value, "tokens"),
+    (&["--thinking"], Kind::Value, "mode"),
+    (&["--max-thinking-tokens"], Kind::Value, "tokens"),
+    (&["--sdk-url"], Kind::Value, "url"),
+    (&["--session-mirror"], Kind::Bool, ""),
+    (&["--workload"], Kind::Value, "tag"),
+    (&["--init-only"], Kind::Bool, ""),
 ];
 
+/// Splits a tools value on commas and spaces, keeping `Bash(git *)` whole.
 fn split_tools(v: &str, into: &mut Vec<String>) {
     // Commas and spaces both separate, but not inside `Bash(git *)` parentheses.
     let mut depth = 0i32;

@@ -25,6 +25,8 @@ pub enum Tool {
     Edit(String, String, String, bool),
     /// Bash(command, description).
     Bash(String, String),
+    /// Bash with `run_in_background: true` (command, description).
+    BashBg(String, String),
 }
 
 /// One scenario step.
@@ -33,7 +35,12 @@ pub enum Step {
     /// An assistant text block.
     Text(String),
     /// A tool call; `join` (the `+` prefix) keeps it in the previous tool's message.
-    Tool { tool: Tool, join: bool },
+    Tool {
+        /// The call.
+        tool: Tool,
+        /// Written with a `+` prefix.
+        join: bool,
+    },
     /// Ends the current model message.
     Turn,
     /// Final success result with this text (`None`: the last text).
@@ -86,6 +93,8 @@ pub enum Step {
     BadUtf8,
     /// The fastest run: init, one assistant line, result, no IO besides stdout.
     Instant,
+    /// `--resume` of an unknown session: no init, an `error_during_execution` result.
+    NoConversation,
 }
 
 /// Splits a line into words: whitespace separates; `"..."` with `\n \t \r \\ \" \0`
@@ -179,6 +188,7 @@ pub fn millis(s: &str) -> Result<u64, String> {
     }
 }
 
+/// Parses the STATUS word of `api-error` / `api-retry`.
 fn api_kind(s: &str) -> Result<Api, String> {
     match s {
         "network" | "connection" => Ok(Api::Network),
@@ -193,6 +203,7 @@ fn api_kind(s: &str) -> Result<Api, String> {
     }
 }
 
+/// Parses a number, naming `what` in the error.
 fn num<T: std::str::FromStr>(w: &str, what: &str) -> Result<T, String> {
     w.parse().map_err(|_| format!("bad {what} '{w}'"))
 }
@@ -240,14 +251,20 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
         }
     };
     let tool = |t: Tool| Ok(vec![Step::Tool { tool: t, join }]);
-    if join && !matches!(name.as_str(), "write" | "read" | "edit" | "bash") {
-        return Err("'+' only goes before a tool step (write, read, edit, bash)".into());
+    if join
+        && !matches!(
+            name.as_str(),
+            "write" | "read" | "edit" | "bash" | "bash-bg"
+        )
+    {
+        return Err("'+' only goes before a tool step (write, read, edit, bash, bash-bg)".into());
     }
     let one = |s: Step| Ok(vec![s]);
     match name.as_str() {
         "text" => {
-            want(1, 1, "text \"TEXT\"")?;
-            one(Step::Text(args[0].clone()))
+            // Several words are joined with spaces: `text all done` works unquoted.
+            want(1, usize::MAX, "text \"TEXT\"")?;
+            one(Step::Text(args.join(" ")))
         }
         "write" => {
             want(2, 2, "write PATH \"CONTENT\"")?;
@@ -279,13 +296,21 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
                 .unwrap_or_else(|| "Run shell command".into());
             tool(Tool::Bash(args[0].clone(), desc))
         }
+        "bash-bg" => {
+            want(1, 2, "bash-bg \"COMMAND\" [\"DESCRIPTION\"]")?;
+            let desc = args
+                .get(1)
+                .cloned()
+                .unwrap_or_else(|| "Run in background".into());
+            tool(Tool::BashBg(args[0].clone(), desc))
+        }
         "turn" => {
             want(0, 0, "turn")?;
             one(Step::Turn)
         }
         "result" => {
-            want(0, 1, "result [\"TEXT\"]")?;
-            one(Step::Result(args.first().cloned()))
+            let text = (!args.is_empty()).then(|| args.join(" "));
+            one(Step::Result(text))
         }
         "api-error" => {
             want(1, 2, "api-error STATUS|network|nokey [RETRIES]")?;
@@ -329,8 +354,8 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
             ))
         }
         "stderr" => {
-            want(1, 1, "stderr \"TEXT\"")?;
-            one(Step::Stderr(args[0].clone()))
+            want(1, usize::MAX, "stderr \"TEXT\"")?;
+            one(Step::Stderr(args.join(" ")))
         }
         "crash-mid-line" => {
             want(0, 1, "crash-mid-line [abort]")?;
@@ -392,11 +417,11 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
                 _ => Step::First(n, b),
             })
         }
-        "grandchild-setsid" => {
+        "grandchild-setsid" | "setsid-grandchild" => {
             want(0, 0, "grandchild-setsid")?;
             one(Step::GrandchildSetsid)
         }
-        "grandchild-holds-stdout" => {
+        "grandchild-holds-stdout" | "leak-grandchild" => {
             want(0, 1, "grandchild-holds-stdout [MS]")?;
             let ms = args
                 .first()
@@ -429,6 +454,10 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
         "instant" => {
             want(0, 0, "instant")?;
             one(Step::Instant)
+        }
+        "no-conversation" | "resume-unknown" => {
+            want(0, 0, "no-conversation")?;
+            one(Step::NoConversation)
         }
         "demo" => {
             want(0, 0, "demo")?;

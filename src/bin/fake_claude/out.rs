@@ -19,7 +19,9 @@ pub type R<T = ()> = Result<T, End>;
 
 /// A JSON object built field by field, keeping insertion order.
 pub struct Obj {
+    /// The JSON text so far (without the closing brace).
     buf: String,
+    /// No field written yet (no comma needed).
     empty: bool,
 }
 
@@ -38,6 +40,7 @@ impl Obj {
         }
     }
 
+    /// Writes the separator and the quoted key.
     fn key(&mut self, k: &str) {
         if !self.empty {
             self.buf.push(',');
@@ -60,6 +63,16 @@ impl Obj {
         self.buf
             .push_str(&serde_json::to_string(v).unwrap_or_else(|_| "null".into()));
         self
+    }
+
+    /// Adds a number the way JavaScript prints it: whole values without `.0`
+    /// (`"total_cost_usd":0`, as the CLI prints), others as the shortest round-trip form.
+    pub fn f(self, k: &str, v: f64) -> Self {
+        if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+            self.raw(k, &format!("{}", v as i64))
+        } else {
+            self.v(k, &v)
+        }
     }
 
     /// Adds already-serialized JSON text.
@@ -139,10 +152,13 @@ pub enum Format {
 /// std `Stdout` lock would be needed from signal-aware code paths and its buffering
 /// would hide lines from a supervisor that watches for silence.
 pub struct Out {
+    /// fd 1, never closed by us.
     fd1: ManuallyDrop<File>,
     /// The output format chosen on the command line.
     pub format: Format,
+    /// `--verbose`: `json` output becomes an array of every event.
     verbose: bool,
+    /// Events kept for the `json --verbose` array.
     collected: Vec<String>,
 }
 

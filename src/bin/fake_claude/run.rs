@@ -2,15 +2,24 @@
 //! steps into model messages (one `assistant` line per block, same `message.id`),
 //! executes tool calls after their message is complete (as the CLI does once the
 //! response ends), keeps the turn/cost/usage books, enforces `--max-turns` and
-//! `--max-budget-usd`, and prints the right `result` shape for every way a run ends.
+//! `--max-budget-usd`, and dispatches every step. The line builders live in the child
+//! modules `events` (init, assistant/user lines, torture output) and `endings` (every
+//! `result` shape, API retries and failures).
 
-use crate::dsl::{Api, Step, Tool};
-use crate::out::{arr, b62, epoch_secs, jstr, timestamp, uuid, End, Obj, Out, R};
+use crate::dsl::{Step, Tool};
+use crate::out::{b62, epoch_secs, End, Obj, Out, R};
 use crate::signals;
 use crate::tools::{self, Outcome};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
+
+#[path = "background.rs"]
+mod background;
+#[path = "endings.rs"]
+mod endings;
+#[path = "events.rs"]
+mod events;
 
 /// Run settings derived from argv and the environment.
 pub struct Config {
@@ -64,39 +73,7 @@ pub const DEFAULT_TOOLS: &[&str] = &[
     "Write",
 ];
 
-const SKILLS: &[&str] = &[
-    "deep-research",
-    "update-config",
-    "verify",
-    "debug",
-    "code-review",
-    "simplify",
-    "batch",
-    "fewer-permission-prompts",
-    "loop",
-    "claude-api",
-    "run",
-    "run-skill-generator",
-];
-
-const MORE_COMMANDS: &[&str] = &[
-    "clear",
-    "compact",
-    "config",
-    "context",
-    "heapdump",
-    "init",
-    "reload-skills",
-    "review",
-    "security-review",
-    "usage",
-    "insights",
-    "goal",
-    "team-onboarding",
-];
-
-const REJECTED: &str = "The user doesn't want to proceed with this tool use. The tool use was rejected (eg. if it was a file edit, the new_string was NOT written to the file). STOP what you are doing and wait for the user to tell you how to proceed.";
-
+/// A millisecond setting from the environment, or `default`.
 fn env_ms(key: &str, default: u64) -> u64 {
     std::env::var(key)
         .ok()
@@ -104,30 +81,55 @@ fn env_ms(key: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The model message being printed (one API response).
 struct Msg {
+    /// `message.id`, shared by all its blocks.
     id: String,
+    /// `request_id` of the response.
     request_id: String,
+    /// It has a tool call already (a new text or tool starts the next message).
     has_tools: bool,
+    /// Tool calls to run once the message is complete: (tool_use id, tool).
     pending: Vec<(String, Tool)>,
+    /// Its last text block, if any.
     last_text: Option<String>,
 }
 
 /// The running scenario.
 pub struct Engine {
+    /// stdout.
     out: Out,
+    /// Settings.
     cfg: Config,
+    /// Process start, for `duration_ms`.
     start: Instant,
+    /// Model messages (API calls) so far.
     turns: u32,
+    /// Whether any tool ran (adds 1 to `num_turns`, as observed).
     tool_ran: bool,
+    /// Cumulative cost in USD.
     cost: f64,
+    /// Cumulative input tokens.
     in_tok: u64,
+    /// Cumulative output tokens.
     out_tok: u64,
+    /// The open message, if any.
     msg: Option<Msg>,
+    /// Whether the last closed message had tool calls (then the model answers again).
     last_closed_had_tools: bool,
+    /// The last text block printed (the default result text).
     last_text: Option<String>,
+    /// Files Read or written in this run (Edit/overwrite need it, like the CLI).
     read: HashSet<PathBuf>,
+    /// Where the next Bash call starts (a `cd` carries over, as in the CLI).
+    shell_cwd: PathBuf,
+    /// Background Bash tasks still owned by this run.
+    bg: Vec<background::Bg>,
+    /// `permission_denials` entries, as JSON.
     denials: Vec<String>,
+    /// A result line was printed.
     result_done: bool,
+    /// The `allowed` rate_limit_event was printed (or a rejected one).
     rl_sent: bool,
 }
 
@@ -159,6 +161,7 @@ fn glob(pat: &str, s: &str) -> bool {
 impl Engine {
     /// An engine writing to `out`.
     pub fn new(out: Out, cfg: Config) -> Self {
+        let shell_cwd = cfg.cwd.clone();
         Engine {
             out,
             cfg,
@@ -172,12 +175,15 @@ impl Engine {
             last_closed_had_tools: false,
             last_text: None,
             read: HashSet::new(),
+            shell_cwd,
+            bg: Vec::new(),
             denials: Vec::new(),
             result_done: false,
             rl_sent: false,
         }
     }
 
+    /// The model id sent to the API (init's name without `[1m]`).
     fn req_model(&self) -> String {
         self.cfg.model.trim_end_matches("[1m]").to_string()
     }
@@ -202,115 +208,19 @@ impl Engine {
         }
     }
 
+    /// `num_turns` as the CLI counts it.
     fn num_turns(&self) -> u32 {
         self.turns + u32::from(self.tool_ran)
     }
 
+    /// The session id.
     fn sid(&self) -> String {
         self.cfg.session_id.clone()
     }
 
+    /// Prints one event line.
     fn emit(&mut self, line: String) -> R {
         self.out.line(&line)
-    }
-
-    /// The `system/init` line.
-    pub fn init(&mut self) -> R {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        let slug: String = self
-            .cfg
-            .cwd
-            .display()
-            .to_string()
-            .chars()
-            .map(|c| if c == '/' || c == '.' { '-' } else { c })
-            .collect();
-        let key_source = if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
-            "ANTHROPIC_API_KEY"
-        } else {
-            "none"
-        };
-        let cmds: Vec<&str> = SKILLS.iter().chain(MORE_COMMANDS.iter()).copied().collect();
-        let agents = [
-            "claude",
-            "Explore",
-            "general-purpose",
-            "Plan",
-            "statusline-setup",
-        ];
-        let line = Obj::new()
-            .s("type", "system")
-            .s("subtype", "init")
-            .s("cwd", &self.cfg.cwd.display().to_string())
-            .s("session_id", &self.sid())
-            .v("tools", &self.cfg.tools)
-            .raw("mcp_servers", "[]")
-            .s("model", &self.cfg.model)
-            .s("permissionMode", &self.cfg.perm_mode)
-            .v("slash_commands", &cmds)
-            .s("apiKeySource", key_source)
-            .s("claude_code_version", &self.cfg.version)
-            .s("output_style", "default")
-            .v("agents", &agents)
-            .v("skills", SKILLS)
-            .raw("plugins", "[]")
-            .v("analytics_disabled", &true)
-            .v("product_feedback_disabled", &true)
-            .s("uuid", &uuid())
-            .o(
-                "memory_paths",
-                Obj::new().s("auto", &format!("{home}/.claude/projects/{slug}/memory/")),
-            )
-            .s("fast_mode_state", "off")
-            .end();
-        self.emit(line)
-    }
-
-    fn rate_limit_line(&mut self, status: &str, resets_at: i64) -> R {
-        let info = Obj::new()
-            .s("status", status)
-            .v("resetsAt", &resets_at)
-            .s("rateLimitType", "five_hour")
-            .s("overageStatus", "rejected")
-            .s("overageDisabledReason", "org_level_disabled")
-            .v("isUsingOverage", &false);
-        let line = Obj::new()
-            .s("type", "rate_limit_event")
-            .o("rate_limit_info", info)
-            .s("uuid", &uuid())
-            .s("session_id", &self.sid())
-            .end();
-        self.emit(line)
-    }
-
-    fn assistant_line(&self, msg_id: &str, request_id: &str, block: String) -> String {
-        let usage = Obj::new()
-            .v("input_tokens", &1000)
-            .v("output_tokens", &1)
-            .v("cache_creation_input_tokens", &0)
-            .v("cache_read_input_tokens", &0);
-        let message = Obj::new()
-            .s("id", msg_id)
-            .s("type", "message")
-            .s("role", "assistant")
-            .s("model", &self.req_model())
-            .raw("content", &arr([block]))
-            .null("stop_reason")
-            .null("stop_sequence")
-            .o("usage", usage)
-            .null("context_management");
-        Obj::new()
-            .s("type", "assistant")
-            .o("message", message)
-            .null("parent_tool_use_id")
-            .s("session_id", &self.sid())
-            .s("uuid", &uuid())
-            .s("request_id", request_id)
-            .end()
-    }
-
-    fn text_block(t: &str) -> String {
-        Obj::new().s("type", "text").s("text", t).end()
     }
 
     /// Starts a model message (one API call), unless one is open.
@@ -366,11 +276,16 @@ impl Engine {
             }
         }
         for (id, tool) in msg.pending {
+            if signals::interrupted() {
+                // SIGINT while this response's tools run: the rest are rejected.
+                return self.abort_tool(&id);
+            }
             self.run_tool(&id, &tool)?;
         }
         Ok(())
     }
 
+    /// A `text` step: joins the open message unless it has a tool call.
     fn emit_text(&mut self, t: &str) -> R {
         if self.msg.as_ref().is_some_and(|m| m.has_tools) {
             self.close_turn()?;
@@ -389,6 +304,7 @@ impl Engine {
         Ok(())
     }
 
+    /// (tool name, `input` JSON) for a tool call, in the CLI's key order.
     fn tool_input(&self, tool: &Tool) -> (&'static str, String) {
         let p = |s: &str| tools::abs(&self.cfg.cwd, s).display().to_string();
         match tool {
@@ -407,9 +323,18 @@ impl Engine {
                     .end(),
             ),
             Tool::Bash(c, d) => ("Bash", Obj::new().s("command", c).s("description", d).end()),
+            Tool::BashBg(c, d) => (
+                "Bash",
+                Obj::new()
+                    .s("command", c)
+                    .s("description", d)
+                    .v("run_in_background", &true)
+                    .end(),
+            ),
         }
     }
 
+    /// A tool step: its `tool_use` line now, the tool itself when the message closes.
     fn emit_tool(&mut self, tool: &Tool, join: bool) -> R {
         if !join && self.msg.as_ref().is_some_and(|m| m.has_tools) {
             self.close_turn()?;
@@ -435,46 +360,10 @@ impl Engine {
         Ok(())
     }
 
-    fn user_line(&self, block: String, tur: Option<&str>) -> String {
-        let message = Obj::new().s("role", "user").raw("content", &arr([block]));
-        let o = Obj::new()
-            .s("type", "user")
-            .o("message", message)
-            .null("parent_tool_use_id")
-            .s("session_id", &self.sid())
-            .s("uuid", &uuid())
-            .s("timestamp", &timestamp());
-        match tur {
-            Some(t) => o.raw("tool_use_result", t).end(),
-            None => o.end(),
-        }
-    }
-
-    fn user_ok(&mut self, id: &str, content: &str, bash: bool, tur: &str) -> R {
-        let mut b = Obj::new()
-            .s("tool_use_id", id)
-            .s("type", "tool_result")
-            .s("content", content);
-        if bash {
-            b = b.v("is_error", &false);
-        }
-        let line = self.user_line(b.end(), Some(tur));
-        self.emit(line)
-    }
-
-    fn user_err(&mut self, id: &str, content: &str, tur: &str) -> R {
-        let b = Obj::new()
-            .s("type", "tool_result")
-            .s("content", content)
-            .v("is_error", &true)
-            .s("tool_use_id", id);
-        let line = self.user_line(b.end(), Some(&jstr(tur)));
-        self.emit(line)
-    }
-
+    /// Whether an `--allowedTools` rule allows this call.
     fn allowed_by_rule(&self, name: &str, tool: &Tool) -> bool {
         let arg = match tool {
-            Tool::Bash(c, _) => c.clone(),
+            Tool::Bash(c, _) | Tool::BashBg(c, _) => c.clone(),
             Tool::Write(f, _) | Tool::Edit(f, _, _, _) | Tool::Read(f) => f.clone(),
         };
         self.cfg.allowed.iter().any(|r| {
@@ -511,7 +400,7 @@ impl Engine {
             ("dontAsk", _) => {
                 Some(format!("Permission to use {name} has been denied because Claude Code is running in don't ask mode."))
             }
-            (_, Tool::Bash(..)) => Some("This command requires approval".into()),
+            (_, Tool::Bash(..) | Tool::BashBg(..)) => Some("This command requires approval".into()),
             (_, Tool::Write(f, _) | Tool::Edit(f, _, _, _)) => Some(format!(
                 "Claude requested permissions to write to {}, but you haven't granted it yet.",
                 tools::abs(&self.cfg.cwd, f).display()
@@ -520,6 +409,7 @@ impl Engine {
         }
     }
 
+    /// Runs one tool call (permissions first) and prints its `user` line.
     fn run_tool(&mut self, id: &str, tool: &Tool) -> R {
         self.tool_ran = true;
         let (name, input) = self.tool_input(tool);
@@ -563,417 +453,14 @@ impl Engine {
                 let p = tools::abs(&cwd, f);
                 tools::edit(&cwd, &p, old, new, *all, self.read.contains(&p))
             }
-            Tool::Bash(c, _) => tools::bash(&cwd, c),
+            Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
+            Tool::BashBg(c, d) => self.start_background(id, c, d)?,
         };
         match outcome {
             Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur),
             Outcome::Err { content, tur } => self.user_err(id, &content, &tur),
             Outcome::Interrupted => self.abort_tool(id),
         }
-    }
-
-    fn usage(&self, zero: bool) -> Obj {
-        let (i, o) = if zero {
-            (0, 0)
-        } else {
-            (self.in_tok, self.out_tok)
-        };
-        Obj::new()
-            .v("input_tokens", &i)
-            .v("cache_creation_input_tokens", &0)
-            .v("cache_read_input_tokens", &0)
-            .v("output_tokens", &o)
-            .o(
-                "server_tool_use",
-                Obj::new()
-                    .v("web_search_requests", &0)
-                    .v("web_fetch_requests", &0),
-            )
-            .s("service_tier", "standard")
-            .o(
-                "cache_creation",
-                Obj::new()
-                    .v("ephemeral_1h_input_tokens", &0)
-                    .v("ephemeral_5m_input_tokens", &0),
-            )
-            .s("inference_geo", "")
-            .raw("iterations", "[]")
-            .s("speed", "standard")
-    }
-
-    fn model_usage(&self) -> String {
-        if self.turns == 0 {
-            return "{}".into();
-        }
-        let (_, _, ctx, max_out) = self.pricing();
-        let m = Obj::new()
-            .v("inputTokens", &self.in_tok)
-            .v("outputTokens", &self.out_tok)
-            .v("cacheReadInputTokens", &0)
-            .v("cacheCreationInputTokens", &0)
-            .v("webSearchRequests", &0)
-            .v("costUSD", &self.cost)
-            .v("contextWindow", &ctx)
-            .v("maxOutputTokens", &max_out);
-        Obj::new().o(&self.cfg.model, m).end()
-    }
-
-    fn durations(&self) -> (u64, u64) {
-        let d = self.start.elapsed().as_millis() as u64;
-        (d, d * 3 / 10)
-    }
-
-    /// The normal `success` result (exit 0 at the end of the run).
-    fn success_result(&mut self, text: &str) -> R {
-        let (dur, api) = self.durations();
-        // Time to first token of the first call: a slice of the API time.
-        let ttft = api / u64::from(self.turns.max(1));
-        let j = Obj::new()
-            .s("type", "result")
-            .s("subtype", "success")
-            .v("is_error", &false)
-            .null("api_error_status")
-            .v("duration_ms", &dur)
-            .v("duration_api_ms", &api)
-            .v("ttft_ms", &ttft)
-            .v("ttft_stream_ms", &(ttft * 95 / 100))
-            .v("time_to_request_ms", &(ttft * 85 / 100))
-            .v("num_turns", &self.num_turns())
-            .s("result", text)
-            .s("stop_reason", "end_turn")
-            .s("session_id", &self.sid())
-            .v("total_cost_usd", &self.cost)
-            .o("usage", self.usage(false))
-            .raw("modelUsage", &self.model_usage())
-            .raw("permission_denials", &arr(self.denials.clone()))
-            .s("terminal_reason", "completed")
-            .s("fast_mode_state", "off")
-            .s("uuid", &uuid())
-            .end();
-        self.result_done = true;
-        self.out.result(&j, text)
-    }
-
-    /// An `error_*` result: no `result` field, `errors[]` last. Ends the run with 1.
-    fn error_result(
-        &mut self,
-        subtype: &str,
-        turns: u32,
-        terminal: Option<&str>,
-        errors: &[String],
-        text: &str,
-    ) -> R {
-        let (dur, api) = self.durations();
-        let mut o = Obj::new()
-            .s("type", "result")
-            .s("subtype", subtype)
-            .v("duration_ms", &dur)
-            .v("duration_api_ms", &api)
-            .v("is_error", &true)
-            .v("num_turns", &turns)
-            .s("stop_reason", "tool_use")
-            .s("session_id", &self.sid())
-            .v("total_cost_usd", &self.cost)
-            .o("usage", self.usage(false))
-            .raw("modelUsage", &self.model_usage())
-            .raw("permission_denials", &arr(self.denials.clone()));
-        if let Some(t) = terminal {
-            o = o.s("terminal_reason", t);
-        }
-        let j = o
-            .s("fast_mode_state", "off")
-            .s("uuid", &uuid())
-            .v("errors", errors)
-            .end();
-        self.result_done = true;
-        self.out.result(&j, text)?;
-        Err(End(1))
-    }
-
-    fn fail_max_turns(&mut self, n: u32) -> R {
-        let e = vec![format!("Reached maximum number of turns ({n})")];
-        let turns = self.num_turns();
-        self.error_result(
-            "error_max_turns",
-            turns,
-            Some("max_turns"),
-            &e,
-            &format!("Error: Reached max turns ({n})"),
-        )
-    }
-
-    fn fail_budget(&mut self) -> R {
-        let shown = match &self.cfg.max_budget {
-            Some((_, s)) => s.clone(),
-            None => format!("{:.2}", self.cost),
-        };
-        let e = vec![format!("Reached maximum budget (${shown})")];
-        let turns = self.turns;
-        self.error_result(
-            "error_max_budget_usd",
-            turns,
-            None,
-            &e,
-            &format!("Error: Reached maximum budget (${shown})"),
-        )
-    }
-
-    fn abort_tool(&mut self, id: &str) -> R {
-        self.user_err(id, REJECTED, "User rejected tool use")?;
-        let b = Obj::new()
-            .s("type", "text")
-            .s("text", "[Request interrupted by user for tool use]")
-            .end();
-        let line = self.user_line(b, None);
-        self.emit(line)?;
-        let e = vec![
-            "[ede_diagnostic] result_type=user last_content_type=n/a stop_reason=tool_use"
-                .to_string(),
-        ];
-        let turns = self.num_turns() + 1;
-        self.error_result(
-            "error_during_execution",
-            turns,
-            Some("aborted_tools"),
-            &e,
-            "Error: aborted",
-        )
-    }
-
-    fn synthetic(&mut self, text: &str, error: &str, with_request: bool) -> R {
-        let usage = Obj::new()
-            .v("input_tokens", &0)
-            .v("output_tokens", &0)
-            .v("cache_creation_input_tokens", &0)
-            .v("cache_read_input_tokens", &0)
-            .o(
-                "server_tool_use",
-                Obj::new()
-                    .v("web_search_requests", &0)
-                    .v("web_fetch_requests", &0),
-            )
-            .null("service_tier")
-            .o(
-                "cache_creation",
-                Obj::new()
-                    .v("ephemeral_1h_input_tokens", &0)
-                    .v("ephemeral_5m_input_tokens", &0),
-            )
-            .null("inference_geo")
-            .null("iterations")
-            .null("speed");
-        let message = Obj::new()
-            .s("id", &uuid())
-            .null("container")
-            .s("model", "<synthetic>")
-            .s("role", "assistant")
-            .null("stop_details")
-            .s("stop_reason", "stop_sequence")
-            .s("stop_sequence", "")
-            .s("type", "message")
-            .o("usage", usage)
-            .raw("content", &arr([Self::text_block(text)]))
-            .null("context_management");
-        let mut o = Obj::new()
-            .s("type", "assistant")
-            .o("message", message)
-            .null("parent_tool_use_id")
-            .s("session_id", &self.sid())
-            .s("uuid", &uuid())
-            .s("error", error);
-        if with_request {
-            o = o.s("request_id", &format!("req_011C{}", b62(20)));
-        }
-        let line = o.end();
-        self.emit(line)
-    }
-
-    /// The API-failure result: subtype success, is_error true. Ends the run with 1.
-    fn api_result(&mut self, status: Option<u16>, text: &str, terminal: &str) -> R {
-        let (dur, _) = self.durations();
-        let j = Obj::new()
-            .s("type", "result")
-            .s("subtype", "success")
-            .v("is_error", &true)
-            .v("api_error_status", &status)
-            .v("duration_ms", &dur)
-            .v("duration_api_ms", &0)
-            .v("num_turns", &(self.num_turns() + 1))
-            .s("result", text)
-            .s("stop_reason", "stop_sequence")
-            .s("session_id", &self.sid())
-            .v("total_cost_usd", &self.cost)
-            .o("usage", self.usage(self.turns == 0))
-            .raw("modelUsage", &self.model_usage())
-            .raw("permission_denials", &arr(self.denials.clone()))
-            .s("terminal_reason", terminal)
-            .s("fast_mode_state", "off")
-            .s("uuid", &uuid())
-            .end();
-        self.result_done = true;
-        self.out.result(&j, text)?;
-        Err(End(1))
-    }
-
-    /// (status, api_retry `error`, synthetic `error`, text, retried, terminal_reason).
-    fn api_facts(
-        api: Api,
-    ) -> (
-        Option<u16>,
-        &'static str,
-        &'static str,
-        String,
-        bool,
-        &'static str,
-    ) {
-        let gateway = match std::env::var("ANTHROPIC_BASE_URL") {
-            Ok(u) if !u.is_empty() => {
-                let host = u
-                    .split("://")
-                    .nth(1)
-                    .unwrap_or(&u)
-                    .trim_end_matches('/')
-                    .to_string();
-                format!("check your inference gateway ({host})")
-            }
-            _ => "check status.claude.com".to_string(),
-        };
-        match api {
-            Api::NoKey => (
-                None,
-                "authentication_failed",
-                "authentication_failed",
-                "Not logged in · Please run /login".into(),
-                false,
-                "completed",
-            ),
-            Api::Network => (
-                None,
-                "unknown",
-                "server_error",
-                "API Error: Unable to connect to API (ConnectionRefused)".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(401) => (
-                Some(401),
-                "authentication_failed",
-                "authentication_failed",
-                "Invalid API key · Fix external API key".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(429) => (
-                Some(429),
-                "rate_limit",
-                "rate_limit",
-                "API Error: Request rejected (429) · Rate limited. Please try again later.".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(529) => (
-                Some(529),
-                "server_error",
-                "server_error",
-                "API Error: Repeated 529 Overloaded errors · check status.claude.com".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(400) => (
-                Some(400),
-                "invalid_request",
-                "invalid_request",
-                "Prompt is too long".into(),
-                false,
-                "prompt_too_long",
-            ),
-            Api::Status(s) if s >= 500 => {
-                let reason = match s {
-                    500 => "Internal server error",
-                    502 => "Bad gateway",
-                    503 => "Service unavailable",
-                    504 => "Gateway timeout",
-                    _ => "Server error",
-                };
-                let t = format!("API Error: {s} {reason}. This is a server-side issue, usually temporary — try again in a moment. If it persists, {gateway}.");
-                (
-                    Some(s),
-                    "server_error",
-                    "server_error",
-                    t,
-                    true,
-                    "completed",
-                )
-            }
-            Api::Status(s) => {
-                let retried = matches!(s, 408 | 409);
-                (
-                    Some(s),
-                    "unknown",
-                    "unknown",
-                    format!("API Error: {s} Request failed"),
-                    retried,
-                    "completed",
-                )
-            }
-        }
-    }
-
-    fn retry_lines(&mut self, status: Option<u16>, error: &str, count: u32, max: u32) -> R {
-        let sleep = env_ms("FAKE_CLAUDE_RETRY_DELAY_MS", 10);
-        for i in 1..=count {
-            let jitter = 1.0 + rand::random::<f64>() * 0.2;
-            let shown = (500.0 * 2f64.powi(i as i32 - 1)).min(32_000.0) * jitter;
-            let line = Obj::new()
-                .s("type", "system")
-                .s("subtype", "api_retry")
-                .v("attempt", &i)
-                .v("max_retries", &max)
-                .v("retry_delay_ms", &shown)
-                .v("error_status", &status)
-                .s("error", error)
-                .s("session_id", &self.sid())
-                .s("uuid", &uuid())
-                .end();
-            self.emit(line)?;
-            if signals::nap(sleep) {
-                return Err(End(0));
-            }
-        }
-        Ok(())
-    }
-
-    fn env_max_retries() -> Option<u32> {
-        std::env::var("CLAUDE_CODE_MAX_RETRIES")
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
-            .map(|v| v.min(15))
-    }
-
-    fn api_error(&mut self, api: Api, retries: Option<u32>) -> R {
-        self.close_turn()?;
-        let (status, retry_err, synth_err, text, retried, terminal) = Self::api_facts(api);
-        if retried {
-            let (count, max) = match (Self::env_max_retries(), retries) {
-                (Some(max), Some(r)) => (r.min(max), max),
-                (Some(max), None) => (max, max),
-                (None, Some(r)) => (r, r),
-                (None, None) => (10, 10),
-            };
-            self.retry_lines(status, retry_err, count, max)?;
-        }
-        self.synthetic(&text, synth_err, !matches!(api, Api::NoKey | Api::Network))?;
-        self.api_result(status, &text, terminal)
-    }
-
-    fn rate_limited(&mut self, secs: i64, ms: bool) -> R {
-        self.close_turn()?;
-        let reset = epoch_secs() + secs;
-        self.rl_sent = true;
-        self.rate_limit_line("rejected", if ms { reset * 1000 } else { reset })?;
-        let text = format!("Claude AI usage limit reached|{reset}");
-        self.synthetic(&text, "rate_limit", true)?;
-        self.api_result(Some(429), &text, "completed")
     }
 
     /// Prints the success result now, if none was printed yet.
@@ -1010,71 +497,6 @@ impl Engine {
                 self.success_result(&t)
             }
         }
-    }
-
-    fn task_lines(&mut self) -> R {
-        let task = b62(9).to_lowercase();
-        let tool = format!("toolu_01{}", b62(22));
-        let end_time = chrono::Utc::now().timestamp_millis();
-        let a = Obj::new()
-            .s("type", "system")
-            .s("subtype", "task_updated")
-            .s("task_id", &task)
-            .o(
-                "patch",
-                Obj::new().s("status", "killed").v("end_time", &end_time),
-            )
-            .s("uuid", &uuid())
-            .s("session_id", &self.sid())
-            .end();
-        self.emit(a)?;
-        let b = Obj::new()
-            .s("type", "system")
-            .s("subtype", "task_notification")
-            .s("task_id", &task)
-            .s("tool_use_id", &tool)
-            .s("status", "stopped")
-            .s("output_file", "")
-            .s("summary", "background task")
-            .s("uuid", &uuid())
-            .s("session_id", &self.sid())
-            .end();
-        self.emit(b)
-    }
-
-    fn note_pid(&self, what: &str, pid: Option<u32>) {
-        if let (Some(dir), Some(pid)) = (&self.cfg.state_dir, pid) {
-            crate::state::note(dir, "grandchildren", &format!("{pid} {what}"));
-        }
-    }
-
-    fn sample_line(&self, text: &str) -> String {
-        self.assistant_line(
-            "msg_01FakeClaudeFloodLine000",
-            "req_011CFakeClaudeFloodLine0",
-            Self::text_block(text),
-        )
-    }
-
-    fn bad_utf8(&mut self) -> R {
-        let before = self.sample_line("valid line before invalid UTF-8");
-        self.out.raw(format!("{before}\n").as_bytes())?;
-        let good = self.sample_line("BAD");
-        let (head, tail) = good.split_once("BAD").unwrap_or((&good, ""));
-        let mut l = head.as_bytes().to_vec();
-        l.extend_from_slice(b"bytes \xff\xfe and a lone \xc3( here");
-        l.extend_from_slice(tail.as_bytes());
-        l.push(b'\n');
-        self.out.raw(&l)?;
-        self.out.raw(b"\x80\x81 not json at all \xf0\x9f\n")?;
-        let mut cut = head.as_bytes().to_vec();
-        cut.extend_from_slice("ends mid-char \u{20ac}".as_bytes());
-        cut.truncate(cut.len() - 1); // split the 3-byte euro sign
-        cut.extend_from_slice(tail.as_bytes());
-        cut.push(b'\n');
-        self.out.raw(&cut)?;
-        let after = self.sample_line("valid line after invalid UTF-8");
-        self.out.raw(format!("{after}\n").as_bytes())
     }
 
     /// Runs one step. `Err(End(code))` ends the run.
@@ -1200,6 +622,7 @@ impl Engine {
                 self.close_turn()?;
                 self.bad_utf8()
             }
+            Step::NoConversation => self.no_conversation(),
             Step::Instant => {
                 self.emit_text("Done.")?;
                 self.close_turn()?;
@@ -1210,19 +633,36 @@ impl Engine {
 
     /// Runs all steps, then the default ending; returns the exit code.
     pub fn run(&mut self, steps: &[Step]) -> i32 {
+        if steps.first() == Some(&Step::NoConversation) {
+            // The real CLI fails before printing init.
+            return match self.no_conversation() {
+                Ok(()) => 0,
+                Err(End(c)) => c,
+            };
+        }
         if let Err(End(c)) = self.init() {
             return c;
         }
         for s in steps {
             if let Err(End(c)) = self.step(s) {
-                return c;
+                return self.end(c);
             }
         }
         if signals::interrupted() {
-            return 0;
+            return self.end(0);
         }
         match self.ensure_result(None) {
-            Ok(()) => 0,
+            Ok(()) => self.end(0),
+            Err(End(c)) => self.end(c),
+        }
+    }
+
+    /// Exit bookkeeping: background tasks are waited for a while, then killed, with their
+    /// task lines after the result (as the CLI does on a normal exit).
+    fn end(&mut self, code: i32) -> i32 {
+        let lines = self.result_done && !signals::interrupted();
+        match self.finish_background(lines) {
+            Ok(()) => code,
             Err(End(c)) => c,
         }
     }

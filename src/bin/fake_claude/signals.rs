@@ -7,18 +7,22 @@
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Set by the SIGINT handler.
 static SIGINT_SEEN: AtomicBool = AtomicBool::new(false);
 
+/// SIGINT handler: only records it.
 extern "C" fn on_int(_: libc::c_int) {
     SIGINT_SEEN.store(true, Ordering::SeqCst);
 }
 
+/// SIGTERM handler: exit 143 at once, like the CLI.
 extern "C" fn on_term(_: libc::c_int) {
     // SAFETY: _exit is async-signal-safe. Lines are written whole by one write(2)
     // each, so there is no user-space buffer to lose.
     unsafe { libc::_exit(143) }
 }
 
+/// Installs a disposition for one signal (no SA_RESTART).
 fn set(sig: Signal, h: SigHandler) {
     let act = SigAction::new(h, SaFlags::empty(), SigSet::empty());
     // SAFETY: the handlers only touch an atomic or call _exit.
@@ -45,7 +49,13 @@ pub fn interrupted() -> bool {
 /// Sleeps `ms` milliseconds, in slices so a SIGINT that lands between the check and the
 /// sleep is still seen soon. Returns true when interrupted by SIGINT.
 pub fn nap(ms: u64) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    // A huge MS would overflow `Instant`: treat it as forever.
+    let Some(deadline) =
+        std::time::Instant::now().checked_add(std::time::Duration::from_millis(ms))
+    else {
+        while !nap(3_600_000) {}
+        return true;
+    };
     loop {
         if interrupted() {
             return true;

@@ -55,8 +55,15 @@ pub fn key(prompt: &str) -> String {
 }
 
 /// Claims the next attempt number by creating `argv.N.json` exclusively (atomic even
-/// when several fakes share a key), and records argv, cwd, session and prompt.
-pub fn claim(prompt: &str, argv: &[String], cwd: &str, session_id: &str) -> Result<State, String> {
+/// when several fakes share a key), and records argv, cwd, session and prompt; with
+/// `remember`, also marks the session id as existing (for strict `--resume`).
+pub fn claim(
+    prompt: &str,
+    argv: &[String],
+    cwd: &str,
+    session_id: &str,
+    remember: bool,
+) -> Result<State, String> {
     let dir = root().join(key(prompt));
     std::fs::create_dir_all(&dir).map_err(|e| format!("state dir {}: {e}", dir.display()))?;
     for n in 1u32..100_000 {
@@ -81,6 +88,9 @@ pub fn claim(prompt: &str, argv: &[String], cwd: &str, session_id: &str) -> Resu
                 let _ = writeln!(f, "{rec}");
                 let _ = std::fs::write(dir.join(format!("prompt.{n}.txt")), prompt);
                 let _ = std::fs::write(dir.join("last_session"), session_id);
+                if remember {
+                    remember_session(session_id);
+                }
                 return Ok(State { dir, attempt: n });
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
@@ -102,4 +112,18 @@ pub fn note(dir: &std::path::Path, name: &str, line: &str) {
     {
         let _ = writeln!(f, "{line}");
     }
+}
+
+/// `<root>/sessions/<id>`: marks a session id as used, for `FAKE_CLAUDE_STRICT_RESUME`.
+fn remember_session(id: &str) {
+    if uuid::Uuid::parse_str(id).is_ok() {
+        let d = root().join("sessions");
+        let _ = std::fs::create_dir_all(&d);
+        let _ = std::fs::write(d.join(id), "");
+    }
+}
+
+/// Whether an earlier invocation (any key) used this session id.
+pub fn session_known(id: &str) -> bool {
+    uuid::Uuid::parse_str(id).is_ok() && root().join("sessions").join(id).exists()
 }

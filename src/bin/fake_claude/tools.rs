@@ -18,16 +18,25 @@ pub enum Outcome {
     /// Success: message `content`, whether to print `"is_error":false` (Bash does),
     /// and the `tool_use_result` object as JSON.
     Ok {
+        /// Text of the tool_result.
         content: String,
+        /// Bash prints `"is_error":false`; the file tools leave it out.
         bash: bool,
+        /// `tool_use_result` JSON.
         tur: String,
     },
     /// Failure: message `content` (is_error true) and the plain-string `tool_use_result`.
-    Err { content: String, tur: String },
+    Err {
+        /// Text of the tool_result.
+        content: String,
+        /// `tool_use_result`: `Error: …`.
+        tur: String,
+    },
     /// SIGINT arrived while the tool ran; its processes are already gone.
     Interrupted,
 }
 
+/// Shorthand for [`Outcome::Err`].
 fn err(content: String, tur: String) -> Outcome {
     Outcome::Err { content, tur }
 }
@@ -283,7 +292,62 @@ pub fn edit(cwd: &Path, path: &Path, old: &str, new: &str, all: bool, was_read: 
 /// /dev/null, stdout and stderr merged into one pipe. SIGINT kills the shell's whole
 /// process group and reports [`Outcome::Interrupted`]; SIGTERM exits the fake at once
 /// (signal handler) and leaves the shell running, which is the real behaviour.
-pub fn bash(cwd: &Path, command: &str) -> Outcome {
+///
+/// Like the CLI, the command runs as `eval '<command>' < /dev/null && pwd -P >| <file>`
+/// so a `cd` carries over to the next Bash call: `shell_cwd` is updated from the file
+/// (which lives in `$TMPDIR`, never in the cwd, and is removed afterwards).
+pub fn bash(shell_cwd: &mut PathBuf, command: &str) -> Outcome {
+    let cwd_file = std::env::temp_dir().join(format!("fake-claude-{}-cwd", crate::out::b62(10)));
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let script = format!(
+        "eval {} < /dev/null && pwd -P >| {}",
+        quote(command),
+        quote(&cwd_file.display().to_string())
+    );
+    let outcome = run_shell(shell_cwd, &script);
+    if let Ok(dir) = std::fs::read_to_string(&cwd_file) {
+        let dir = PathBuf::from(dir.trim_end_matches('\n'));
+        if dir.is_dir() {
+            *shell_cwd = dir;
+        }
+    }
+    let _ = std::fs::remove_file(&cwd_file);
+    outcome
+}
+
+/// Starts a `run_in_background` Bash command: its own session (the CLI kills it at exit,
+/// see `Engine::finish_background`), stdin /dev/null, stdout+stderr into `output`.
+pub fn spawn_background(
+    cwd: &Path,
+    command: &str,
+    output: &Path,
+) -> std::io::Result<std::process::Child> {
+    if let Some(d) = output.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::File::create(output)?;
+    let f2 = f.try_clone()?;
+    let mut cmd = Command::new("/bin/bash");
+    cmd.arg("-c")
+        .arg(command)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Runs `bash -c SCRIPT` in its own session and waits; SIGINT kills its process group.
+fn run_shell(cwd: &Path, command: &str) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => return err(format!("pipe: {e}"), format!("Error: pipe: {e}")),

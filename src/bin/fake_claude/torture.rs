@@ -24,6 +24,7 @@ pub fn sleeper(args: &[String]) -> i32 {
     0
 }
 
+/// This binary's path, for re-executing it as the sleeper.
 fn self_exe() -> std::path::PathBuf {
     std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into())
 }
