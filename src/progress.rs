@@ -43,7 +43,13 @@ pub trait Progress: Send {
     /// Shows one event.
     fn event(&mut self, ev: &Event);
     /// Refreshes the live line of a running task (called about twice a second).
-    fn live(&mut self, _task: &str, _view: &crate::runner::LiveView, _elapsed: std::time::Duration) {}
+    fn live(
+        &mut self,
+        _task: &str,
+        _view: &crate::runner::LiveView,
+        _elapsed: std::time::Duration,
+    ) {
+    }
     /// Sets the number of tasks in scope and how many are done.
     fn totals(&mut self, _done: usize, _total: usize, _cost_usd: f64) {}
     /// Removes every live line (before the final report is printed).
@@ -113,37 +119,61 @@ pub struct Tty {
 impl Tty {
     /// A terminal display; `color` false when NO_COLOR is set.
     pub fn new(color: bool) -> Tty {
-        let multi = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        let multi = indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::stderr_with_hz(4),
+        );
         let tpl = if color {
             "{bar:30.cyan/blue} {pos}/{len} tasks · {elapsed_precise} · eta {eta} · {msg}"
         } else {
             "{bar:30} {pos}/{len} tasks · {elapsed_precise} · eta {eta} · {msg}"
         };
         let overall = multi.add(indicatif::ProgressBar::new(0));
-        overall.set_style(indicatif::ProgressStyle::with_template(tpl).unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()).progress_chars("=> "));
+        overall.set_style(
+            indicatif::ProgressStyle::with_template(tpl)
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
         overall.set_message("$0.0000");
         overall.enable_steady_tick(std::time::Duration::from_millis(500));
-        Tty { multi, overall, lines: Default::default(), color }
+        Tty {
+            multi,
+            overall,
+            lines: Default::default(),
+            color,
+        }
     }
 
     fn style(&self) -> indicatif::ProgressStyle {
-        let tpl = if self.color { "{spinner:.green} {prefix:.bold} {msg}" } else { "{spinner} {prefix} {msg}" };
-        indicatif::ProgressStyle::with_template(tpl).unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+        let tpl = if self.color {
+            "{spinner:.green} {prefix:.bold} {msg}"
+        } else {
+            "{spinner} {prefix} {msg}"
+        };
+        indicatif::ProgressStyle::with_template(tpl)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
     }
 }
 
 impl Progress for Tty {
     fn event(&mut self, ev: &Event) {
         match ev {
-            Event::Started { task, instance, attempt } => {
-                let pb = self.multi.insert_before(&self.overall, indicatif::ProgressBar::new_spinner());
+            Event::Started {
+                task,
+                instance,
+                attempt,
+            } => {
+                let pb = self
+                    .multi
+                    .insert_before(&self.overall, indicatif::ProgressBar::new_spinner());
                 pb.set_style(self.style());
                 pb.set_prefix(format!("{task} [{instance}, attempt {attempt}]"));
                 pb.set_message("starting");
                 pb.enable_steady_tick(std::time::Duration::from_millis(250));
                 self.lines.insert(task.clone(), pb);
             }
-            Event::Finished { task, done, total, .. } => {
+            Event::Finished {
+                task, done, total, ..
+            } => {
                 if let Some(pb) = self.lines.remove(task) {
                     pb.finish_and_clear();
                 }
@@ -162,7 +192,12 @@ impl Progress for Tty {
     fn live(&mut self, task: &str, v: &crate::runner::LiveView, elapsed: std::time::Duration) {
         if let Some(pb) = self.lines.get(task) {
             let tool = v.current_tool.as_deref().unwrap_or("thinking");
-            pb.set_message(format!("{:>5}s · {} turns · ${:.4} · {tool}", elapsed.as_secs(), v.turns, v.cost_usd));
+            pb.set_message(format!(
+                "{:>5}s · {} turns · ${:.4} · {tool}",
+                elapsed.as_secs(),
+                v.turns,
+                v.cost_usd
+            ));
         }
     }
 

@@ -233,7 +233,10 @@ pub async fn run(
                     kill: shutdown.kill.child_token(),
                 };
                 let live = Arc::new(Mutex::new(LiveView::default()));
-                lives.insert(claim.task.id.clone(), (live.clone(), std::time::Instant::now()));
+                lives.insert(
+                    claim.task.id.clone(),
+                    (live.clone(), std::time::Instant::now()),
+                );
                 let sh = shared.clone();
                 let (base, cap) = (s.run.backoff_base, s.run.backoff_cap);
                 running.spawn(attempt::run(sh, claim, inst, ctl, live, move |c, t| {

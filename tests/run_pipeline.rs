@@ -9,7 +9,8 @@ const DEMO_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/templ
 #[test]
 fn demo_list_runs_to_success_with_files_tests_and_a_handoff() {
     let sb = Sandbox::new();
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml")).unwrap();
+    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/demo.toml"))
+        .unwrap();
     let (out, rep) = sb.run_json(&demo, &["--template", DEMO_TEMPLATE]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     let fix = task(&rep, "fix-add");
@@ -21,29 +22,55 @@ fn demo_list_runs_to_success_with_files_tests_and_a_handoff() {
     assert_eq!(fix["tests"]["passed"], 3);
     assert_eq!(fix["tests"]["failed"], 0);
     let files = fix["files_changed"].as_array().unwrap();
-    assert!(files.iter().any(|f| f["path"] == "NOTES.md" && f["change"] == "created"), "{files:?}");
-    assert!(files.iter().any(|f| f["path"] == "calc.py" && f["change"] == "modified"), "{files:?}");
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == "NOTES.md" && f["change"] == "created"),
+        "{files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path"] == "calc.py" && f["change"] == "modified"),
+        "{files:?}"
+    );
     assert_eq!(fix["handoff_to"], "tester");
     let tester = task(&rep, "fix-add.tester-1");
     assert_eq!(tester["status"], "succeeded");
     assert_eq!(tester["role"], "tester");
     // A file changed only by a shell command (sed -i) is reported.
     let docs = task(&rep, "docs");
-    assert!(docs["files_changed"].as_array().unwrap().iter().any(|f| f["path"] == "README.md"));
+    assert!(docs["files_changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["path"] == "README.md"));
     assert_eq!(task(&rep, "add-sub")["tests"]["passed"], 4);
     assert_eq!(rep["totals"]["tasks"], 5);
     assert_eq!(rep["totals"]["succeeded"], 5);
     // The files are really there, in the instance that ran the task.
     let inst = fix["instance"].as_str().unwrap();
     let pf = sb.ws().join(inst).join("project-files");
-    assert!(std::fs::read_to_string(pf.join("calc.py")).unwrap().contains("return a + b"));
+    assert!(std::fs::read_to_string(pf.join("calc.py"))
+        .unwrap()
+        .contains("return a + b"));
     assert!(pf.join("NOTES.md").is_file());
     let session = std::fs::read_to_string(sb.ws().join(inst).join("session.md")).unwrap();
-    assert!(session.starts_with("# DEVELOPER Instance Session\n"), "{session}");
+    assert!(
+        session.starts_with("# DEVELOPER Instance Session\n"),
+        "{session}"
+    );
     assert!(session.contains("fix-add"));
     // Raw logs are kept per attempt, byte for byte.
-    let logs: Vec<_> = std::fs::read_dir(sb.ws().join(inst).join("logs")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
-    assert!(logs.iter().any(|l| l.starts_with("fix-add.1") && l.ends_with(".stdout.jsonl")), "{logs:?}");
+    let logs: Vec<_> = std::fs::read_dir(sb.ws().join(inst).join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with("fix-add.1") && l.ends_with(".stdout.jsonl")),
+        "{logs:?}"
+    );
 }
 
 #[test]
@@ -68,18 +95,39 @@ prompt = "Check the thing VERBATIM-MARKER *with* `markdown`."
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let p = sb.prompt("check", 1);
     let role_at = p.find("tester").expect("role context");
-    let task_at = p.find("Check the thing VERBATIM-MARKER *with* `markdown`.").expect("verbatim prompt");
-    let dep_at = p.find("implemented: wrote out.txt").expect("dependency result text");
+    let task_at = p
+        .find("Check the thing VERBATIM-MARKER *with* `markdown`.")
+        .expect("verbatim prompt");
+    let dep_at = p
+        .find("implemented: wrote out.txt")
+        .expect("dependency result text");
     assert!(role_at < task_at && task_at < dep_at, "{p}");
     assert!(p.contains("out.txt"), "dependency files are listed: {p}");
     let argv = &sb.argv("check")[0]["argv"];
-    let argv: Vec<&str> = argv.as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-    assert!(argv.contains(&"-p") && argv.contains(&"--verbose") && argv.contains(&"stream-json"), "{argv:?}");
-    assert!(argv.contains(&"--permission-mode=bypassPermissions"), "{argv:?}");
-    assert!(!argv.iter().any(|a| a.contains("VERBATIM-MARKER")), "the prompt is never in argv");
+    let argv: Vec<&str> = argv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        argv.contains(&"-p") && argv.contains(&"--verbose") && argv.contains(&"stream-json"),
+        "{argv:?}"
+    );
+    assert!(
+        argv.contains(&"--permission-mode=bypassPermissions"),
+        "{argv:?}"
+    );
+    assert!(
+        !argv.iter().any(|a| a.contains("VERBATIM-MARKER")),
+        "the prompt is never in argv"
+    );
     // The dependency's file was carried into the tester's instance.
     let cwd = sb.argv("check")[0]["cwd"].as_str().unwrap().to_string();
-    assert_eq!(std::fs::read_to_string(std::path::Path::new(&cwd).join("out.txt")).unwrap(), "hello");
+    assert_eq!(
+        std::fs::read_to_string(std::path::Path::new(&cwd).join("out.txt")).unwrap(),
+        "hello"
+    );
 }
 
 #[test]
@@ -99,7 +147,12 @@ prompt = '''
     );
     let file = sb.write("tasks.toml", &tasks);
     let out = sb
-        .borg(&["run", file.to_str().unwrap(), "--claude", fake_bin().to_str().unwrap()])
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+        ])
         .env("CLAUDECODE", "1")
         .env("SOME_SECRET", "nope")
         .env("ANTHROPIC_API_KEY", "sk-test")
@@ -112,7 +165,13 @@ prompt = '''
     assert!(env.contains("ANTHROPIC_API_KEY=sk-test"));
     assert!(env.contains("TASK_VAR=from-task"));
     assert!(env.contains("BORG_TASK_ID=env"));
-    assert!(has("BORG_INSTANCE_ID") && has("BORG_ATTEMPT") && has("BORG_WORKSPACE") && has("BORG_BIN") && has("BORG_CLAIM_TOKEN"));
+    assert!(
+        has("BORG_INSTANCE_ID")
+            && has("BORG_ATTEMPT")
+            && has("BORG_WORKSPACE")
+            && has("BORG_BIN")
+            && has("BORG_CLAIM_TOKEN")
+    );
     assert!(env.contains("CLAUDE_CODE_MAX_RETRIES=2"));
 }
 
@@ -153,18 +212,30 @@ prompt = "#fake result \"fine\""
     assert_eq!(api["exit_code"], 1);
     assert_eq!(task(&rep, "after-api")["status"], "skipped");
     assert_eq!(task(&rep, "after-api")["attempts"], 0);
-    assert!(sb.argv("after-api").is_empty(), "a skipped task never starts a child");
+    assert!(
+        sb.argv("after-api").is_empty(),
+        "a skipped task never starts a child"
+    );
     assert_eq!(task(&rep, "turns")["status"], "failed");
-    assert!(task(&rep, "turns")["error"].as_str().unwrap().contains("maximum number of turns"));
+    assert!(task(&rep, "turns")["error"]
+        .as_str()
+        .unwrap()
+        .contains("maximum number of turns"));
     assert_eq!(task(&rep, "noresult")["status"], "failed");
-    assert!(task(&rep, "stderr")["error"].as_str().unwrap().contains("something broke badly"));
+    assert!(task(&rep, "stderr")["error"]
+        .as_str()
+        .unwrap()
+        .contains("something broke badly"));
     assert_eq!(task(&rep, "ok")["status"], "succeeded");
 }
 
 #[test]
 fn a_timeout_stops_the_child_and_reports_timed_out() {
     let sb = Sandbox::new();
-    let (out, rep) = sb.run_json("[[task]]\nid = \"slow\"\nprompt = \"#fake hang\"\n", &["--timeout", "1s"]);
+    let (out, rep) = sb.run_json(
+        "[[task]]\nid = \"slow\"\nprompt = \"#fake hang\"\n",
+        &["--timeout", "1s"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let t = task(&rep, "slow");
     assert_eq!(t["status"], "timed_out");
@@ -177,7 +248,9 @@ fn at_most_n_children_run_at_once() {
     let sb = Sandbox::new();
     let mut tasks = String::new();
     for i in 0..6 {
-        tasks.push_str(&format!("[[task]]\nid = \"t{i}\"\nprompt = \"#fake sleep 400\"\n\n"));
+        tasks.push_str(&format!(
+            "[[task]]\nid = \"t{i}\"\nprompt = \"#fake sleep 400\"\n\n"
+        ));
     }
     let (out, rep) = sb.run_json(&tasks, &["--concurrency", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -185,11 +258,16 @@ fn at_most_n_children_run_at_once() {
     let mut spans: Vec<(f64, f64)> = Vec::new();
     for i in 0..6 {
         let a = &sb.argv(&format!("t{i}"))[0];
-        let start = chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap()).unwrap().timestamp_millis() as f64;
+        let start = chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis() as f64;
         spans.push((start, start + 400.0));
     }
     for s in &spans {
-        let overlapping = spans.iter().filter(|o| o.0 < s.0 + 350.0 && s.0 < o.1 - 50.0).count();
+        let overlapping = spans
+            .iter()
+            .filter(|o| o.0 < s.0 + 350.0 && s.0 < o.1 - 50.0)
+            .count();
         assert!(overlapping <= 2, "more than 2 at once: {spans:?}");
     }
     assert_eq!(rep["totals"]["succeeded"], 6);
@@ -210,8 +288,15 @@ fn bad_task_lists_exit_2_and_start_nothing() {
         let sb = Sandbox::new();
         let out = sb.run(text, &[]);
         assert_eq!(out.status.code(), Some(2), "{text}\n{}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "expected {needle:?} in: {}", stderr(&out));
-        assert!(std::fs::read_dir(sb.state()).unwrap().next().is_none(), "no child may start");
+        assert!(
+            stderr(&out).contains(needle),
+            "expected {needle:?} in: {}",
+            stderr(&out)
+        );
+        assert!(
+            std::fs::read_dir(sb.state()).unwrap().next().is_none(),
+            "no child may start"
+        );
     }
 }
 
@@ -219,9 +304,21 @@ fn bad_task_lists_exit_2_and_start_nothing() {
 fn a_missing_claude_binary_exits_2_naming_it() {
     let sb = Sandbox::new();
     let f = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
-    let out = sb.borg(&["run", f.to_str().unwrap(), "--claude", "/nonexistent/claude"]).output().unwrap();
+    let out = sb
+        .borg(&[
+            "run",
+            f.to_str().unwrap(),
+            "--claude",
+            "/nonexistent/claude",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/claude"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/claude"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -232,7 +329,16 @@ fn root_with_bypass_permissions_and_no_sandbox_flag_is_refused_up_front() {
     }
     let sb = Sandbox::new();
     let f = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
-    let out = sb.borg(&["run", f.to_str().unwrap(), "--claude", fake_bin().to_str().unwrap()]).env_remove("IS_SANDBOX").output().unwrap();
+    let out = sb
+        .borg(&[
+            "run",
+            f.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+        ])
+        .env_remove("IS_SANDBOX")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("IS_SANDBOX=1"), "{}", stderr(&out));
     assert!(std::fs::read_dir(sb.state()).unwrap().next().is_none());

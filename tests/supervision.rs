@@ -12,19 +12,32 @@ fn one(id: &str, prompt: &str) -> String {
 #[test]
 fn timeout_kills_a_grandchild_that_escaped_into_its_own_session_and_ignores_sigterm() {
     let sb = Sandbox::new();
-    let (out, rep) = sb.run_json(&one("esc", "#fake grandchild-setsid\n#fake hang"), &["--timeout", "1s"]);
+    let (out, rep) = sb.run_json(
+        &one("esc", "#fake grandchild-setsid\n#fake hang"),
+        &["--timeout", "1s"],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(task(&rep, "esc")["status"], "timed_out");
-    assert!(procs_with_env("BORG_TASK_ID", "esc").is_empty(), "a process of the attempt survived");
+    assert!(
+        procs_with_env("BORG_TASK_ID", "esc").is_empty(),
+        "a process of the attempt survived"
+    );
 }
 
 #[test]
 fn a_child_ignoring_sigint_and_sigterm_is_killed_at_the_end_of_the_ladder() {
     let sb = Sandbox::new();
     let t = Instant::now();
-    let (out, rep) = sb.run_json(&one("deaf", "#fake ignore-signals\n#fake hang"), &["--timeout", "1s"]);
+    let (out, rep) = sb.run_json(
+        &one("deaf", "#fake ignore-signals\n#fake hang"),
+        &["--timeout", "1s"],
+    );
     // timeout 1 s + interrupt_grace 1 s + term_grace 1 s (sandbox config), plus slack.
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     let r = task(&rep, "deaf");
     assert_eq!(r["status"], "timed_out");
@@ -35,8 +48,18 @@ fn a_child_ignoring_sigint_and_sigterm_is_killed_at_the_end_of_the_ladder() {
 fn a_grandchild_holding_stdout_does_not_hang_the_attempt_and_is_reported_as_leaked() {
     let sb = Sandbox::new();
     let t = Instant::now();
-    let (out, rep) = sb.run_json(&one("holder", "#fake grandchild-holds-stdout\n#fake result \"done\""), &[]);
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    let (out, rep) = sb.run_json(
+        &one(
+            "holder",
+            "#fake grandchild-holds-stdout\n#fake result \"done\"",
+        ),
+        &[],
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = task(&rep, "holder");
     assert_eq!(r["status"], "succeeded");
@@ -47,7 +70,13 @@ fn a_grandchild_holding_stdout_does_not_hang_the_attempt_and_is_reported_as_leak
 #[test]
 fn hang_after_result_keeps_the_outcome_once_result_grace_stops_it() {
     let sb = Sandbox::new();
-    let (out, rep) = sb.run_json(&one("lingers", "#fake result \"all good\"\n#fake hang-after-result"), &[]);
+    let (out, rep) = sb.run_json(
+        &one(
+            "lingers",
+            "#fake result \"all good\"\n#fake hang-after-result",
+        ),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let r = task(&rep, "lingers");
     assert_eq!(r["status"], "succeeded");
@@ -59,7 +88,13 @@ fn hang_after_result_keeps_the_outcome_once_result_grace_stops_it() {
 fn silence_fires_the_idle_watchdog() {
     let sb = Sandbox::new();
     sb.config("idle_timeout = \"1s\"");
-    let (out, rep) = sb.run_json(&one("quiet", "#fake text \"thinking\"\n#fake turn\n#fake silence 30000\n#fake result \"late\""), &[]);
+    let (out, rep) = sb.run_json(
+        &one(
+            "quiet",
+            "#fake text \"thinking\"\n#fake turn\n#fake silence 30000\n#fake result \"late\"",
+        ),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
     let r = task(&rep, "quiet");
     assert_eq!(r["status"], "timed_out");
@@ -71,9 +106,15 @@ fn oversized_lines_invalid_utf8_and_a_crash_mid_line_never_break_the_stream() {
     let sb = Sandbox::new();
     let tasks = format!(
         "{}{}{}",
-        one("huge", "#fake huge-line 64MiB\n#fake result \"after the huge line\""),
+        one(
+            "huge",
+            "#fake huge-line 64MiB\n#fake result \"after the huge line\""
+        ),
         one("utf8", "#fake bad-utf8\n#fake result \"after bad bytes\""),
-        one("crash", "#fake text \"partial\"\n#fake turn\n#fake crash-mid-line"),
+        one(
+            "crash",
+            "#fake text \"partial\"\n#fake turn\n#fake crash-mid-line"
+        ),
     );
     let (out, rep) = sb.run_json(&tasks, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -90,9 +131,21 @@ fn oversized_lines_invalid_utf8_and_a_crash_mid_line_never_break_the_stream() {
 #[test]
 fn a_flood_of_output_is_drained_with_bounded_memory() {
     let sb = Sandbox::new();
-    let file = sb.write("tasks.toml", &one("flood", "#fake flood 1GiB\n#fake flood 64MiB stderr\n#fake result \"flooded\""));
+    let file = sb.write(
+        "tasks.toml",
+        &one(
+            "flood",
+            "#fake flood 1GiB\n#fake flood 64MiB stderr\n#fake result \"flooded\"",
+        ),
+    );
     let mut child = sb
-        .borg(&["run", file.to_str().unwrap(), "--claude", fake_bin().to_str().unwrap(), "--json"])
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -101,7 +154,12 @@ fn a_flood_of_output_is_drained_with_bounded_memory() {
     while child.try_wait().unwrap().is_none() {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
             for l in s.lines().filter(|l| l.starts_with("VmRSS:")) {
-                peak_kib = peak_kib.max(l.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0));
+                peak_kib = peak_kib.max(
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0),
+                );
             }
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -111,7 +169,11 @@ fn a_flood_of_output_is_drained_with_bounded_memory() {
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task(&rep, "flood")["status"], "succeeded");
     eprintln!("borg peak RSS under a 1 GiB flood: {} MiB", peak_kib / 1024);
-    assert!(peak_kib < 200 * 1024, "borg's RSS reached {} MiB", peak_kib / 1024);
+    assert!(
+        peak_kib < 200 * 1024,
+        "borg's RSS reached {} MiB",
+        peak_kib / 1024
+    );
 }
 
 #[test]
@@ -119,16 +181,37 @@ fn sigkill_of_borg_leaves_no_process_of_any_attempt() {
     let sb = Sandbox::new();
     let mut tasks = String::new();
     for i in 0..3 {
-        tasks.push_str(&one(&format!("k{i}"), "#fake grandchild-setsid\n#fake bash \"sleep 300\""));
+        tasks.push_str(&one(
+            &format!("k{i}"),
+            "#fake grandchild-setsid\n#fake bash \"sleep 300\"",
+        ));
     }
     let file = sb.write("tasks.toml", &tasks);
-    let mut child = sb.borg(&["run", file.to_str().unwrap(), "--claude", fake_bin().to_str().unwrap()]).spawn().unwrap();
-    let started = wait_until(Duration::from_secs(20), || (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).len() >= 3));
+    let mut child = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+        ])
+        .spawn()
+        .unwrap();
+    let started = wait_until(Duration::from_secs(20), || {
+        (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).len() >= 3)
+    });
     assert!(started, "the attempts did not start");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let _ = child.wait();
-    let gone = wait_until(Duration::from_secs(2), || (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).is_empty()));
-    let left: Vec<i32> = (0..3).flat_map(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}"))).collect();
+    let gone = wait_until(Duration::from_secs(2), || {
+        (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).is_empty())
+    });
+    let left: Vec<i32> = (0..3)
+        .flat_map(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")))
+        .collect();
     for p in &left {
         borg::procs::signal(*p, nix::sys::signal::Signal::SIGKILL);
     }
@@ -138,26 +221,52 @@ fn sigkill_of_borg_leaves_no_process_of_any_attempt() {
 #[test]
 fn ctrl_c_stops_every_child_records_interrupted_and_exits_130() {
     let sb = Sandbox::new();
-    let tasks = format!("{}{}", one("i1", "#fake bash \"sleep 300\""), one("i2", "#fake grandchild-setsid\n#fake hang"));
+    let tasks = format!(
+        "{}{}",
+        one("i1", "#fake bash \"sleep 300\""),
+        one("i2", "#fake grandchild-setsid\n#fake hang")
+    );
     let file = sb.write("tasks.toml", &tasks);
     let child = sb
-        .borg(&["run", file.to_str().unwrap(), "--claude", fake_bin().to_str().unwrap(), "--json"])
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !procs_with_env("BORG_TASK_ID", "i1").is_empty() && !procs_with_env("BORG_TASK_ID", "i2").is_empty()));
+    assert!(wait_until(Duration::from_secs(20), || !procs_with_env(
+        "BORG_TASK_ID",
+        "i1"
+    )
+    .is_empty()
+        && !procs_with_env("BORG_TASK_ID", "i2").is_empty()));
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(t.elapsed() < Duration::from_secs(8), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task(&rep, "i1")["status"], "interrupted");
     assert_eq!(task(&rep, "i2")["status"], "interrupted");
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-    assert!(procs_with_env("BORG_TASK_ID", "i1").is_empty() && procs_with_env("BORG_TASK_ID", "i2").is_empty());
+    assert!(
+        procs_with_env("BORG_TASK_ID", "i1").is_empty()
+            && procs_with_env("BORG_TASK_ID", "i2").is_empty()
+    );
 }
 
 #[test]
@@ -166,8 +275,21 @@ fn a_dangling_claude_path_is_refused_before_anything_starts() {
     let file = sb.write("tasks.toml", &one("gone", "#fake result \"x\""));
     let link = sb.path().join("claude-link");
     std::os::unix::fs::symlink(sb.path().join("does-not-exist"), &link).unwrap();
-    let out = sb.borg(&["run", file.to_str().unwrap(), "--claude", link.to_str().unwrap()]).output().unwrap();
+    let out = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            link.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("claude-link"));
-    assert!(!sb.ws().exists() || std::fs::read_dir(sb.ws()).unwrap().all(|e| e.unwrap().file_name() == "borg.db"));
+    assert!(
+        !sb.ws().exists()
+            || std::fs::read_dir(sb.ws())
+                .unwrap()
+                .all(|e| e.unwrap().file_name() == "borg.db")
+    );
 }

@@ -28,17 +28,31 @@ struct LogRef {
 pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let ws = Workspaces::new(&s.paths.workspaces);
-    let store = if s.paths.store.exists() { Some(ctx.store(&s)?) } else { None };
-    let color = std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let store = if s.paths.store.exists() {
+        Some(ctx.store(&s)?)
+    } else {
+        None
+    };
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut shown: Vec<(String, u32)> = Vec::new();
     let mut waited = false;
     loop {
         let logs = find_logs(store.as_deref(), &ws, &a.id, a.attempt)?;
         if logs.is_empty() && !a.follow {
-            return Err(UsageError(format!("no task or instance {:?} with logs (store {}, workspaces {})", a.id, s.paths.store.display(), ws.root.display())).into());
+            return Err(UsageError(format!(
+                "no task or instance {:?} with logs (store {}, workspaces {})",
+                a.id,
+                s.paths.store.display(),
+                ws.root.display()
+            ))
+            .into());
         }
         let mut progressed = false;
-        let fresh: Vec<LogRef> = logs.into_iter().filter(|l| !shown.contains(&(l.task.clone(), l.attempt))).collect();
+        let fresh: Vec<LogRef> = logs
+            .into_iter()
+            .filter(|l| !shown.contains(&(l.task.clone(), l.attempt)))
+            .collect();
         for l in &fresh {
             if !a.raw {
                 println!("── {} · attempt {} ──", l.task, l.attempt);
@@ -63,30 +77,57 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
 
 /// True when the task is in a terminal state (nothing more will be written).
 fn finished(store: Option<&SqliteStore>, id: &str) -> bool {
-    store.and_then(|s| s.task(id).ok().flatten()).is_some_and(|t| t.status.is_terminal())
+    store
+        .and_then(|s| s.task(id).ok().flatten())
+        .is_some_and(|t| t.status.is_terminal())
 }
 
 /// The attempts' logs of a task, or of every task an instance ran.
-fn find_logs(store: Option<&SqliteStore>, ws: &Workspaces, id: &str, only: Option<u32>) -> anyhow::Result<Vec<LogRef>> {
+fn find_logs(
+    store: Option<&SqliteStore>,
+    ws: &Workspaces,
+    id: &str,
+    only: Option<u32>,
+) -> anyhow::Result<Vec<LogRef>> {
     let mut out = Vec::new();
     if let Some(st) = store {
         if st.task(id)?.is_some() {
             for att in st.attempts(id)? {
-                out.push(LogRef { task: id.to_string(), attempt: att.attempt as u32, stdout: PathBuf::from(&att.start.stdout_log), running: att.status == crate::outcome::Status::Running });
+                out.push(LogRef {
+                    task: id.to_string(),
+                    attempt: att.attempt as u32,
+                    stdout: PathBuf::from(&att.start.stdout_log),
+                    running: att.status == crate::outcome::Status::Running,
+                });
             }
         }
     }
     if out.is_empty() && crate::tasklist::valid_id(id) {
         if let Ok(inst) = ws.get(id) {
-            let mut files: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(inst.logs_dir())
-                .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().ends_with(".stdout.jsonl")).filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p))).collect())
-                .unwrap_or_default();
+            let mut files: Vec<(std::time::SystemTime, PathBuf)> =
+                std::fs::read_dir(inst.logs_dir())
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.path())
+                            .filter(|p| p.to_string_lossy().ends_with(".stdout.jsonl"))
+                            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
             files.sort();
             for (_, p) in files {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let stem = name.trim_end_matches(".stdout.jsonl");
                 let (task, n) = stem.rsplit_once('.').unwrap_or((stem, "1"));
-                out.push(LogRef { task: task.to_string(), attempt: n.parse().unwrap_or(1), stdout: p, running: false });
+                out.push(LogRef {
+                    task: task.to_string(),
+                    attempt: n.parse().unwrap_or(1),
+                    stdout: p,
+                    running: false,
+                });
             }
         }
     }
@@ -98,7 +139,12 @@ fn find_logs(store: Option<&SqliteStore>, ws: &Workspaces, id: &str, only: Optio
 }
 
 /// Prints one attempt's log; with --follow, keeps reading while the attempt runs.
-async fn show(l: &LogRef, a: &LogsArgs, color: bool, store: Option<&SqliteStore>) -> anyhow::Result<()> {
+async fn show(
+    l: &LogRef,
+    a: &LogsArgs,
+    color: bool,
+    store: Option<&SqliteStore>,
+) -> anyhow::Result<()> {
     let mut renderer = Renderer::new(color);
     let mut splitter = LineSplitter::new(8 * 1024 * 1024);
     let mut pos = 0u64;
@@ -122,7 +168,9 @@ async fn show(l: &LogRef, a: &LogsArgs, color: bool, store: Option<&SqliteStore>
                     let mut lines = Vec::new();
                     splitter.push(&buf[..n], |line| match line {
                         Line::Complete(b) => lines.extend(renderer.line(b)),
-                        Line::Oversized(n) => lines.push(format!("[a line of {n} bytes, too long to show]")),
+                        Line::Oversized(n) => {
+                            lines.push(format!("[a line of {n} bytes, too long to show]"))
+                        }
                     });
                     for s in lines {
                         writeln!(out, "{s}")?;

@@ -66,15 +66,28 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let parked = store.fleet("parked")?.filter(|v| v.get("until_ms").and_then(|u| u.as_i64()).is_some_and(|u| u > now));
-    let mut queue: BTreeMap<&'static str, Vec<String>> = ["ready", "running", "waiting", "parked", "done", "failed", "skipped"].into_iter().map(|k| (k, Vec::new())).collect();
+    let parked = store.fleet("parked")?.filter(|v| {
+        v.get("until_ms")
+            .and_then(|u| u.as_i64())
+            .is_some_and(|u| u > now)
+    });
+    let mut queue: BTreeMap<&'static str, Vec<String>> = [
+        "ready", "running", "waiting", "parked", "done", "failed", "skipped",
+    ]
+    .into_iter()
+    .map(|k| (k, Vec::new()))
+    .collect();
     for t in &tasks {
         let k = match t.status {
             Status::Running => "running",
             Status::Succeeded => "done",
             Status::Skipped => "skipped",
             Status::Pending | Status::RateLimited => {
-                let deps_done = t.depends_on.iter().all(|d| by_id.get(d.as_str()).is_some_and(|p| p.status == Status::Succeeded));
+                let deps_done = t.depends_on.iter().all(|d| {
+                    by_id
+                        .get(d.as_str())
+                        .is_some_and(|p| p.status == Status::Succeeded)
+                });
                 if !deps_done {
                     "waiting"
                 } else if parked.is_some() || t.not_before_ms > now {
@@ -91,11 +104,17 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     let mut instances = Vec::new();
     for i in store.instances()? {
         let att = running.iter().find(|a| a.start.instance == i.id);
-        let live = att.and_then(|a| crate::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log)).ok());
+        let live = att.and_then(|a| {
+            crate::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log)).ok()
+        });
         instances.push(InstanceView {
             id: i.id.clone(),
             role: i.role.clone(),
-            state: if att.is_some() { "busy".into() } else { "idle".into() },
+            state: if att.is_some() {
+                "busy".into()
+            } else {
+                "idle".into()
+            },
             task: att.map(|a| a.task.clone()),
             attempt: att.map(|a| a.attempt),
             tool: live.as_ref().and_then(|l| l.current_tool.clone()),
@@ -113,7 +132,9 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
         instances,
         queue,
         parked,
-        breaker: store.fleet("breaker")?.filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
+        breaker: store
+            .fleet("breaker")?
+            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
         totals,
         roles,
         handoffs: store.handoffs(None)?,
@@ -128,7 +149,13 @@ fn text(v: &StatusView) -> String {
         let _ = writeln!(o, "  (none)");
     }
     for i in &v.instances {
-        let elapsed = i.elapsed_ms.map(|ms| humantime::format_duration(Duration::from_secs((ms / 1000).max(0) as u64)).to_string()).unwrap_or_default();
+        let elapsed = i
+            .elapsed_ms
+            .map(|ms| {
+                humantime::format_duration(Duration::from_secs((ms / 1000).max(0) as u64))
+                    .to_string()
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             o,
             "  {:<28} {:<11} {:<5} {:<24} {:<28} {:>10} {:>4} turns ${:.4}",
@@ -145,25 +172,66 @@ fn text(v: &StatusView) -> String {
     let _ = writeln!(o, "QUEUE");
     for (k, ids) in &v.queue {
         let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
-        let more = if ids.len() > 8 { format!(" … (+{})", ids.len() - 8) } else { String::new() };
-        let _ = writeln!(o, "  {:<8} {:>5}  {}{}", k, ids.len(), shown.join(", "), more);
+        let more = if ids.len() > 8 {
+            format!(" … (+{})", ids.len() - 8)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>5}  {}{}",
+            k,
+            ids.len(),
+            shown.join(", "),
+            more
+        );
     }
     if let Some(p) = &v.parked {
-        let until = p.get("until_ms").and_then(|u| u.as_i64()).map(crate::scheduler::local_time).unwrap_or_default();
+        let until = p
+            .get("until_ms")
+            .and_then(|u| u.as_i64())
+            .map(crate::scheduler::local_time)
+            .unwrap_or_default();
         let kind = p.get("kind").and_then(|k| k.as_str()).unwrap_or("usage");
         let _ = writeln!(o, "PARKED   parked until {until} ({kind} limit)");
     }
     if let Some(b) = &v.breaker {
-        let _ = writeln!(o, "BREAKER  open: {}", b.get("message").and_then(|m| m.as_str()).unwrap_or(""));
+        let _ = writeln!(
+            o,
+            "BREAKER  open: {}",
+            b.get("message").and_then(|m| m.as_str()).unwrap_or("")
+        );
     }
-    let pending_handoffs = v.handoffs.iter().filter(|h| h.state == crate::store::HandoffState::Pending).count();
+    let pending_handoffs = v
+        .handoffs
+        .iter()
+        .filter(|h| h.state == crate::store::HandoffState::Pending)
+        .count();
     if !v.handoffs.is_empty() {
-        let _ = writeln!(o, "HANDOFFS {} ({} pending)", v.handoffs.len(), pending_handoffs);
+        let _ = writeln!(
+            o,
+            "HANDOFFS {} ({} pending)",
+            v.handoffs.len(),
+            pending_handoffs
+        );
     }
     let t = &v.totals;
-    let _ = writeln!(o, "TOTALS   {} tasks, {} succeeded, {} failed, {} skipped; ${:.4}; {} in / {} out tokens", t.tasks, t.succeeded, t.failed, t.skipped, t.cost_usd, t.tokens.input, t.tokens.output);
+    let _ = writeln!(
+        o,
+        "TOTALS   {} tasks, {} succeeded, {} failed, {} skipped; ${:.4}; {} in / {} out tokens",
+        t.tasks, t.succeeded, t.failed, t.skipped, t.cost_usd, t.tokens.input, t.tokens.output
+    );
     for (r, m) in &v.roles {
-        let _ = writeln!(o, "  {:<11} {} tasks, {:.0}% ok, mean {:.1}s, p95 {:.1}s, ${:.4}", r, m.tasks, m.success_rate * 100.0, m.mean_duration_ms as f64 / 1000.0, m.p95_duration_ms as f64 / 1000.0, m.cost_usd);
+        let _ = writeln!(
+            o,
+            "  {:<11} {} tasks, {:.0}% ok, mean {:.1}s, p95 {:.1}s, ${:.4}",
+            r,
+            m.tasks,
+            m.success_rate * 100.0,
+            m.mean_duration_ms as f64 / 1000.0,
+            m.p95_duration_ms as f64 / 1000.0,
+            m.cost_usd
+        );
     }
     o
 }

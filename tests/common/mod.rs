@@ -26,7 +26,10 @@ pub struct Sandbox {
 impl Sandbox {
     /// A new sandbox with a config that keeps the ladder short.
     pub fn new() -> Sandbox {
-        let dir = tempfile::Builder::new().prefix("borg-it-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("borg-it-")
+            .tempdir()
+            .expect("tempdir");
         let s = Sandbox { dir };
         std::fs::create_dir_all(s.path().join("state")).unwrap();
         s.config("");
@@ -73,7 +76,10 @@ impl Sandbox {
         let mut c = Command::new(borg_bin());
         c.current_dir(self.path())
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            )
             .env("HOME", self.path())
             .env("FAKE_CLAUDE_STATE_DIR", self.state())
             .env("FAKE_CLAUDE_NO_RATE_LIMIT_EVENT", "1")
@@ -88,7 +94,14 @@ impl Sandbox {
     pub fn run(&self, tasks: &str, extra: &[&str]) -> Output {
         let file = self.write("tasks.toml", tasks);
         let fake = fake_bin();
-        let mut args = vec!["run", file.to_str().unwrap(), "--claude", fake.to_str().unwrap(), "--progress", "plain"];
+        let mut args = vec![
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake.to_str().unwrap(),
+            "--progress",
+            "plain",
+        ];
         args.extend_from_slice(extra);
         self.borg(&args).output().expect("run borg")
     }
@@ -99,7 +112,11 @@ impl Sandbox {
         e.extend_from_slice(extra);
         let out = self.run(tasks, &e);
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!("report is not JSON ({err}):\nstdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+            panic!(
+                "report is not JSON ({err}):\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
         });
         (out, v)
     }
@@ -107,25 +124,34 @@ impl Sandbox {
     /// fake-claude's recorded argv files for a task (attempt order).
     pub fn argv(&self, task: &str) -> Vec<serde_json::Value> {
         (1..100)
-            .map_while(|n| std::fs::read_to_string(self.state().join(task).join(format!("argv.{n}.json"))).ok())
+            .map_while(|n| {
+                std::fs::read_to_string(self.state().join(task).join(format!("argv.{n}.json"))).ok()
+            })
             .map(|t| serde_json::from_str(&t).unwrap())
             .collect()
     }
 
     /// The prompt fake-claude received for a task's attempt N.
     pub fn prompt(&self, task: &str, n: u32) -> String {
-        std::fs::read_to_string(self.state().join(task).join(format!("prompt.{n}.txt"))).unwrap_or_default()
+        std::fs::read_to_string(self.state().join(task).join(format!("prompt.{n}.txt")))
+            .unwrap_or_default()
     }
 }
 
 /// The task entry of a report.
 pub fn task<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["tasks"].as_array().and_then(|ts| ts.iter().find(|t| t["id"] == id)).unwrap_or_else(|| panic!("no task {id} in report: {report:#}"))
+    report["tasks"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["id"] == id))
+        .unwrap_or_else(|| panic!("no task {id} in report: {report:#}"))
 }
 
 /// Pids of live processes whose environment has `key=value`.
 pub fn procs_with_env(key: &str, value: &str) -> Vec<i32> {
-    borg::procs::with_env(key, value).into_iter().filter(|&p| borg::procs::stat(p).is_some_and(|s| s.state != 'Z')).collect()
+    borg::procs::with_env(key, value)
+        .into_iter()
+        .filter(|&p| borg::procs::stat(p).is_some_and(|s| s.state != 'Z'))
+        .collect()
 }
 
 /// Waits until `f` is true or the time is up; returns whether it became true.
