@@ -368,6 +368,10 @@ fn main() {
         },
     };
 
+    // From here on SIGINT/SIGTERM act like the CLI's (a SIGINT while reading stdin makes
+    // the run end with 0 right after init, as if it came while waiting for the API).
+    signals::install();
+
     // The prompt: a positional argument, else stdin to EOF (with `--input-format
     // stream-json`: one user message per line, each its own turn with a result).
     let (prompt, messages) = match &args.prompt {
@@ -423,8 +427,6 @@ fn main() {
             })
             .collect()
     });
-
-    signals::install();
 
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let session_id = match (&args.resume, &args.session_id) {

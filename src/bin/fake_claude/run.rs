@@ -445,7 +445,7 @@ impl Engine {
         let outcome = match tool {
             Tool::Write(f, c) => {
                 let p = tools::abs(&cwd, f);
-                let o = tools::write(&cwd, &p, c, self.read.contains(&p));
+                let o = tools::write(&p, c, self.read.contains(&p));
                 if matches!(o, Outcome::Ok { .. }) {
                     self.read.insert(p);
                 }
