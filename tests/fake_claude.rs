@@ -1076,3 +1076,48 @@ fn background_bash_is_killed_after_the_result() {
         "the background task was killed"
     );
 }
+
+#[test]
+fn stream_json_input_gives_one_result_per_message() {
+    let e = Env::new();
+    let input = concat!(
+        r#"{"type":"user","message":{"role":"user","content":"first\n#fake text \"one\""}}"#,
+        "\n",
+        r#"{"type":"user","message":{"role":"user","content":[{"type":"text","text":"second"}]}}"#,
+        "\n"
+    );
+    let mut args = STREAM.to_vec();
+    args.extend(["--input-format", "stream-json", "--replay-user-messages"]);
+    let r = e.run(&args, input, &[("FAKE_CLAUDE_NO_RATE_LIMIT_EVENT", "1")]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let types: Vec<&str> = r
+        .lines
+        .iter()
+        .map(|l| l["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "system",
+            "user",
+            "assistant",
+            "result",
+            "system",
+            "user",
+            "assistant",
+            "result"
+        ]
+    );
+    assert!(r.raw_lines()[5].contains(r#""content":[{"type":"text","text":"second"}]"#));
+    assert_eq!(r.lines[1]["isReplay"], true);
+    let results = r.of_type("result");
+    assert_eq!(results[0]["result"], "one");
+    assert_eq!(results[1]["result"], "Done.");
+    assert_eq!(results[1]["num_turns"], 1);
+    assert_eq!(results[1]["total_cost_usd"], 0.015);
+    assert_eq!(results[1]["usage"]["input_tokens"], 1000);
+    assert_eq!(
+        results[1]["modelUsage"]["claude-opus-4-8[1m]"]["inputTokens"],
+        2000
+    );
+}

@@ -22,8 +22,14 @@
 //!   `--model`, `--max-turns`, `--max-budget-usd`, `--allowedTools=…`, `--disallowedTools=…`,
 //!   `--tools=…`, `--session-id UUID`, `--resume ID` / `-r ID` (the session id stays ID),
 //!   `--continue`, `--fork-session` (new id), `--append-system-prompt`, `--input-format text|stream-json`,
-//!   and the other real flags (ignored). Variadic flags eat following words like commander
+//!   `--replay-user-messages`, and the other real flags (ignored). Variadic flags eat following words like commander
 //!   does (write `--tools=Read`). Unknown flag → `error: unknown option '--x'`, exit 1.
+//! * `--input-format stream-json`: each stdin line `{"type":"user","message":{"content":…}}`
+//!   is one turn with its own `init` line, its user line echoed back (`"isReplay":true`)
+//!   with `--replay-user-messages`, its own scenario (that message's `#fake` lines, or the
+//!   scenario file, or the default) and its own `result`; `usage`/`num_turns` are per
+//!   message, `total_cost_usd`/`modelUsage` cumulative, as observed. Attempt filters use
+//!   the invocation's attempt number.
 //! * `--version` → `2.1.197 (Claude Code)` (override the number with `FAKE_CLAUDE_VERSION`).
 //! * Root (euid 0) with `bypassPermissions` or `--dangerously-skip-permissions`, without
 //!   `IS_SANDBOX=1` → stderr `--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons`, exit 1.
@@ -186,8 +192,7 @@
 //! ## Not modelled
 //!
 //! Sub-agents, MCP, hooks, `--include-partial-messages` events, `--json-schema`
-//! structured output, one result per message with `--input-format stream-json` (the
-//! messages' texts are joined into one prompt), `--continue` picking the latest session
+//! structured output, `--continue` picking the latest session
 //! (it gets a new id), the Bash `timeout` (moving a command to the background), Bash
 //! output truncation, and session transcripts under `~/.claude`.
 
@@ -229,24 +234,47 @@ fn model_name(m: Option<&str>) -> String {
     }
 }
 
-/// The text of `--input-format stream-json` user lines, joined.
-fn stream_json_prompt(input: &str) -> String {
-    let mut parts = Vec::new();
+/// The user messages of `--input-format stream-json` input: (raw `content` JSON, its
+/// text). Lines that are not JSON user messages are skipped.
+fn stream_json_messages(input: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     for line in input.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        match &v["message"]["content"] {
-            serde_json::Value::String(s) => parts.push(s.clone()),
-            serde_json::Value::Array(items) => parts.extend(
-                items
-                    .iter()
-                    .filter_map(|i| i["text"].as_str().map(str::to_string)),
-            ),
-            _ => {}
-        }
+        let content = &v["message"]["content"];
+        let text = match content {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            _ => continue,
+        };
+        out.push((type_first(content), text));
     }
-    parts.join("\n")
+    out
+}
+
+/// JSON text of `v` with `"type"` first in every object. serde_json's map sorts keys,
+/// and content blocks as clients write them (and as the CLI echoes them) start with
+/// `type`, so this restores the usual order.
+fn type_first(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut o = out::Obj::new();
+            if let Some(t) = m.get("type") {
+                o = o.raw("type", &type_first(t));
+            }
+            for (k, x) in m.iter().filter(|(k, _)| k.as_str() != "type") {
+                o = o.raw(k, &type_first(x));
+            }
+            o.end()
+        }
+        serde_json::Value::Array(a) => out::arr(a.iter().map(type_first)),
+        other => other.to_string(),
+    }
 }
 
 fn main() {
@@ -340,17 +368,28 @@ fn main() {
         },
     };
 
-    // The prompt: a positional argument, else stdin to EOF.
-    let prompt = match &args.prompt {
-        Some(p) => p.clone(),
+    // From here on SIGINT/SIGTERM act like the CLI's (a SIGINT while reading stdin makes
+    // the run end with 0 right after init, as if it came while waiting for the API).
+    signals::install();
+
+    // The prompt: a positional argument, else stdin to EOF (with `--input-format
+    // stream-json`: one user message per line, each its own turn with a result).
+    let (prompt, messages) = match &args.prompt {
+        Some(p) => (p.clone(), None),
         None => {
             let mut buf = Vec::new();
             let _ = std::io::stdin().read_to_end(&mut buf);
             let text = String::from_utf8_lossy(&buf).into_owned();
             if args.input_format.as_deref() == Some("stream-json") {
-                stream_json_prompt(&text)
+                let m = stream_json_messages(&text);
+                let joined = m
+                    .iter()
+                    .map(|x| x.1.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (joined, Some(m))
             } else {
-                text
+                (text, None)
             }
         }
     };
@@ -358,9 +397,10 @@ fn main() {
         fail("Error: Input must be provided either through stdin or as a prompt argument when using --print", 1);
     }
 
-    // The scenario.
-    let lines = match std::env::var_os("FAKE_CLAUDE_SCENARIO").filter(|v| !v.is_empty()) {
-        Some(path) => match std::fs::read_to_string(&path) {
+    // The scenario: the file, else the prompt's directives, else the default.
+    let file_lines = std::env::var_os("FAKE_CLAUDE_SCENARIO")
+        .filter(|v| !v.is_empty())
+        .map(|path| match std::fs::read_to_string(&path) {
             Ok(t) => dsl::file_lines(&t),
             Err(e) => fail(
                 &format!(
@@ -369,16 +409,24 @@ fn main() {
                 ),
                 2,
             ),
-        },
-        None => dsl::directives(&prompt),
+        });
+    let scenario = |text: &str| -> Vec<dsl::Step> {
+        let lines = file_lines.clone().unwrap_or_else(|| dsl::directives(text));
+        if lines.is_empty() {
+            vec![dsl::Step::Text("Done.".into())]
+        } else {
+            dsl::parse(&lines).unwrap_or_else(|e| fail(&format!("fake-claude: scenario {e}"), 2))
+        }
     };
-    let steps = if lines.is_empty() {
-        vec![dsl::Step::Text("Done.".into())]
-    } else {
-        dsl::parse(&lines).unwrap_or_else(|e| fail(&format!("fake-claude: scenario {e}"), 2))
-    };
-
-    signals::install();
+    let steps = scenario(&prompt);
+    let conversation: Option<Vec<(String, Vec<dsl::Step>)>> = messages.map(|m| {
+        m.into_iter()
+            .map(|(raw, text)| {
+                let s = scenario(&text);
+                (raw, s)
+            })
+            .collect()
+    });
 
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
     let session_id = match (&args.resume, &args.session_id) {
@@ -413,8 +461,8 @@ fn main() {
         _ => steps,
     };
     let instant = matches!(steps.first(), Some(dsl::Step::Instant));
-    let (steps, state_dir) = if instant {
-        (steps, None)
+    let (attempt, state_dir) = if instant {
+        (1, None)
     } else {
         let remember = !matches!(steps.first(), Some(dsl::Step::NoConversation));
         match state::claim(
@@ -424,13 +472,14 @@ fn main() {
             &session_id,
             remember,
         ) {
-            Ok(st) => (run::for_attempt(steps, st.attempt), Some(st.dir)),
+            Ok(st) => (st.attempt, Some(st.dir)),
             Err(e) => {
                 eprintln!("fake-claude: warning: {e}; treating this as attempt 1");
-                (run::for_attempt(steps, 1), None)
+                (1, None)
             }
         }
     };
+    let steps = run::for_attempt(steps, attempt);
 
     let cfg = run::Config {
         session_id,
@@ -449,6 +498,15 @@ fn main() {
             .to_string(),
     };
     let mut engine = run::Engine::new(out::Out::new(format, args.verbose), cfg);
-    let code = engine.run(&steps);
+    let code = match conversation {
+        Some(c) if steps.first() != Some(&dsl::Step::NoConversation) => {
+            let c: Vec<_> = c
+                .into_iter()
+                .map(|(raw, s)| (raw, run::for_attempt(s, attempt)))
+                .collect();
+            engine.run_conversation(&c, args.replay_user_messages)
+        }
+        _ => engine.run(&steps),
+    };
     std::process::exit(code);
 }

@@ -44,6 +44,8 @@ pub struct Args {
     pub fork_session: bool,
     /// `--append-system-prompt`.
     pub append_system_prompt: Option<String>,
+    /// `--replay-user-messages`.
+    pub replay_user_messages: bool,
     /// The positional prompt, if any.
     pub prompt: Option<String>,
 }
@@ -269,6 +271,7 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             "--continue" => a.continue_ = true,
             "--fork-session" => a.fork_session = true,
             "--append-system-prompt" => a.append_system_prompt = Some(first),
+            "--replay-user-messages" => a.replay_user_messages = true,
             _ => {} // accepted and ignored: it changes nothing a scenario can show
         }
     }

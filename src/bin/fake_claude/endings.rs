@@ -17,7 +17,7 @@ impl Engine {
         let (i, o) = if zero {
             (0, 0)
         } else {
-            (self.in_tok, self.out_tok)
+            (self.in_tok - self.base.1, self.out_tok - self.base.2)
         };
         Obj::new()
             .v("input_tokens", &i)
@@ -70,7 +70,7 @@ impl Engine {
     pub(super) fn success_result(&mut self, text: &str) -> R {
         let (dur, api) = self.durations();
         // Time to first token of the first call: a slice of the API time.
-        let ttft = api / u64::from(self.turns.max(1));
+        let ttft = api / u64::from(self.msg_turns().max(1));
         let j = Obj::new()
             .s("type", "result")
             .s("subtype", "success")
@@ -153,7 +153,7 @@ impl Engine {
             None => format!("{:.2}", self.cost),
         };
         let e = vec![format!("Reached maximum budget (${shown})")];
-        let turns = self.turns;
+        let turns = self.msg_turns();
         self.error_result(
             "error_max_budget_usd",
             turns,
@@ -276,7 +276,7 @@ impl Engine {
             .s("stop_reason", "stop_sequence")
             .s("session_id", &self.sid())
             .f("total_cost_usd", self.cost)
-            .o("usage", self.usage(self.turns == 0))
+            .o("usage", self.usage(self.msg_turns() == 0))
             .raw("modelUsage", &self.model_usage())
             .raw("permission_denials", &arr(self.denials.clone()))
             .s("terminal_reason", terminal)

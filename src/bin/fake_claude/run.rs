@@ -107,6 +107,9 @@ pub struct Engine {
     turns: u32,
     /// Whether any tool ran (adds 1 to `num_turns`, as observed).
     tool_ran: bool,
+    /// (turns, input tokens, output tokens) before the current user message: `usage`
+    /// and `num_turns` are per message, cost and `modelUsage` cumulative (observed).
+    base: (u32, u64, u64),
     /// Cumulative cost in USD.
     cost: f64,
     /// Cumulative input tokens.
@@ -168,6 +171,7 @@ impl Engine {
             start: Instant::now(),
             turns: 0,
             tool_ran: false,
+            base: (0, 0, 0),
             cost: 0.0,
             in_tok: 0,
             out_tok: 0,
@@ -210,7 +214,13 @@ impl Engine {
 
     /// `num_turns` as the CLI counts it.
     fn num_turns(&self) -> u32 {
-        self.turns + u32::from(self.tool_ran)
+        self.msg_turns() + u32::from(self.tool_ran)
+    }
+
+    /// Model calls for the current user message (all of them, unless the input is
+    /// `--input-format stream-json` with several messages).
+    fn msg_turns(&self) -> u32 {
+        self.turns - self.base.0
     }
 
     /// The session id.
@@ -229,7 +239,7 @@ impl Engine {
             return Ok(());
         }
         if let Some(n) = self.cfg.max_turns {
-            if self.turns >= n {
+            if self.msg_turns() >= n {
                 return self.fail_max_turns(n);
             }
         }
@@ -435,7 +445,7 @@ impl Engine {
         let outcome = match tool {
             Tool::Write(f, c) => {
                 let p = tools::abs(&cwd, f);
-                let o = tools::write(&cwd, &p, c, self.read.contains(&p));
+                let o = tools::write(&p, c, self.read.contains(&p));
                 if matches!(o, Outcome::Ok { .. }) {
                     self.read.insert(p);
                 }
@@ -487,7 +497,7 @@ impl Engine {
                     .map(|m| m.has_tools)
                     .unwrap_or(self.last_closed_had_tools);
                 self.close_turn()?;
-                if ended_with_tools || self.turns == 0 {
+                if ended_with_tools || self.msg_turns() == 0 {
                     // After tool results the model always answers once more.
                     let t = self.last_text.clone().unwrap_or_else(|| "Done.".into());
                     self.emit_text(&t)?;
@@ -519,7 +529,7 @@ impl Engine {
             }
             Step::MaxTurns => {
                 self.close_turn()?;
-                let n = self.cfg.max_turns.unwrap_or(self.turns);
+                let n = self.cfg.max_turns.unwrap_or(self.msg_turns());
                 self.fail_max_turns(n)
             }
             Step::MaxBudget => {
@@ -655,6 +665,52 @@ impl Engine {
             Ok(()) => self.end(0),
             Err(End(c)) => self.end(c),
         }
+    }
+
+    /// `--input-format stream-json`: one turn per user message, each with its own init
+    /// line, optional replay of the user line, steps and result (fixture
+    /// `input-stream-json`). `content` is the message's raw `content` JSON.
+    pub fn run_conversation(&mut self, messages: &[(String, Vec<Step>)], replay: bool) -> i32 {
+        for (content, steps) in messages {
+            self.base = (self.turns, self.in_tok, self.out_tok);
+            self.tool_ran = false;
+            self.start = Instant::now();
+            self.result_done = false;
+            self.last_text = None;
+            self.last_closed_had_tools = false;
+            if let Err(End(c)) = self.init() {
+                return self.end(c);
+            }
+            if replay {
+                let line = Obj::new()
+                    .s("type", "user")
+                    .o(
+                        "message",
+                        Obj::new().s("role", "user").raw("content", content),
+                    )
+                    .s("session_id", &self.cfg.session_id)
+                    .null("parent_tool_use_id")
+                    .s("uuid", &crate::out::uuid())
+                    .s("timestamp", &crate::out::timestamp())
+                    .v("isReplay", &true)
+                    .end();
+                if let Err(End(c)) = self.emit(line) {
+                    return self.end(c);
+                }
+            }
+            for s in steps {
+                if let Err(End(c)) = self.step(s) {
+                    return self.end(c);
+                }
+            }
+            if signals::interrupted() {
+                return self.end(0);
+            }
+            if let Err(End(c)) = self.ensure_result(None) {
+                return self.end(c);
+            }
+        }
+        self.end(0)
     }
 
     /// Exit bookkeeping: background tasks are waited for a while, then killed, with their

@@ -149,7 +149,7 @@ pub fn structured_patch(old: &str, new: &str) -> String {
 }
 
 /// Write: create or overwrite (overwriting needs a prior Read in this session).
-pub fn write(cwd: &Path, path: &Path, content: &str, was_read: bool) -> Outcome {
+pub fn write(path: &Path, content: &str, was_read: bool) -> Outcome {
     let p = path.display().to_string();
     let original = std::fs::read_to_string(path).ok();
     if original.is_some() && !was_read {
@@ -163,8 +163,7 @@ pub fn write(cwd: &Path, path: &Path, content: &str, was_read: bool) -> Outcome 
         let _ = std::fs::create_dir_all(dir);
     }
     if let Err(e) = std::fs::write(path, content) {
-        let m = format!("EACCES: cannot write {p}: {e}");
-        let _ = cwd;
+        let m = format!("Cannot write {p}: {e}");
         return err(m.clone(), format!("Error: {m}"));
     }
     match original {
