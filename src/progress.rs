@@ -180,7 +180,7 @@ impl Progress for Tty {
                 self.overall.set_length(*total as u64);
                 self.overall.set_position(*done as u64);
                 let mut plain = Plain;
-                let _ = self.multi.suspend(|| plain.event(ev));
+                self.multi.suspend(|| plain.event(ev));
             }
             Event::Note(_) => {
                 let mut plain = Plain;

@@ -140,7 +140,7 @@ pub async fn run(
         } else {
             park_started = None;
         }
-        let budget_left = opts.budget_usd.map_or(true, |b| summary.cost_usd < b);
+        let budget_left = opts.budget_usd.is_none_or(|b| summary.cost_usd < b);
         if dispatching && !budget_left && summary.stop.is_none() {
             let b = opts.budget_usd.unwrap_or(0.0);
             summary.stop = Some(StopReason::Budget(format!(
@@ -166,7 +166,7 @@ pub async fn run(
                         s.roles
                             .get(r)
                             .and_then(|l| l.max_instances)
-                            .map_or(true, |m| per_role.get(r).copied().unwrap_or(0) < m)
+                            .is_none_or(|m| per_role.get(r).copied().unwrap_or(0) < m)
                     })
                     .collect();
                 if roles.is_empty() {

@@ -76,7 +76,7 @@ pub fn grandchild_holds_stdout(ms: u64) -> Option<u32> {
 pub fn flood(out: &mut Out, line: &str, total: u64, to_stderr: bool) -> R {
     let unit: Vec<u8> = if to_stderr {
         let mut v = b"flood: ".to_vec();
-        v.extend(std::iter::repeat(b'e').take(1016));
+        v.extend(std::iter::repeat_n(b'e', 1016));
         v.push(b'\n');
         v
     } else {
