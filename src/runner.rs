@@ -233,6 +233,8 @@ pub async fn run_attempt(
     let mut rung_at = started;
     let mut stop_began: Option<Instant> = None;
     let mut kill_sent_at: Option<Instant> = None;
+    let mut status_closed = false;
+    let mut shim_status: Option<std::process::ExitStatus> = None;
     let signal_shim = |sig: Signal, done: bool| {
         // Only while the shim is unreaped: its pid cannot have been reused.
         if !done {
@@ -241,7 +243,7 @@ pub async fn run_attempt(
     };
 
     loop {
-        if shim_done && stdout_eof && stderr_eof {
+        if shim_done && stdout_eof && stderr_eof && status_closed {
             break;
         }
         let now = Instant::now();
@@ -292,21 +294,16 @@ pub async fn run_attempt(
                     out.spawn_error = Some(format!("cannot start {}: {e}", plan.program.display()));
                     claude_end.get_or_insert(Instant::now());
                 }
-                Some(Ev::StatusClosed) => {}
+                Some(Ev::StatusClosed) => status_closed = true,
                 Some(Ev::StdoutEof) => stdout_eof = true,
                 Some(Ev::StderrEof) => stderr_eof = true,
                 Some(Ev::ResultSeen) => { result_at.get_or_insert(Instant::now()); }
-                None => { stdout_eof = true; stderr_eof = true; }
+                None => { stdout_eof = true; stderr_eof = true; status_closed = true; }
             },
             st = child.wait(), if !shim_done => {
                 shim_done = true;
+                shim_status = st.ok();
                 claude_end.get_or_insert(Instant::now());
-                if out.exit.is_none() && out.spawn_error.is_none() && out.ids.is_none() {
-                    if let Ok(st) = st {
-                        use std::os::unix::process::ExitStatusExt;
-                        out.spawn_error = Some(format!("the shim ended before starting claude ({st:?}, signal {:?})", st.signal()));
-                    }
-                }
             },
             _ = ctl.stop.cancelled(), if rung == Rung::None && claude_end.is_none() && kill_sent_at.is_none() => {
                 out.interrupted = true;
@@ -367,6 +364,19 @@ pub async fn run_attempt(
         // Gave up waiting on pipes held by processes outside our reach; reap the shim.
         signal_shim(Signal::SIGUSR1, false);
         let _ = tokio::time::timeout(AFTER_KILL, child.wait()).await;
+    }
+    if out.exit.is_none() && out.spawn_error.is_none() && out.ids.is_none() {
+        // The shim never reported claude's start: it failed (or was killed) first.
+        use std::os::unix::process::ExitStatusExt;
+        let how = shim_status.map(|st| match (st.code(), st.signal()) {
+            (Some(c), _) => format!("exit code {c}"),
+            (_, Some(sig)) => format!("signal {sig}"),
+            _ => "unknown status".into(),
+        });
+        out.spawn_error = Some(format!(
+            "the shim ended before starting claude ({})",
+            how.unwrap_or_else(|| "not reaped".into())
+        ));
     }
     if out.killed_processes > 0 && rung == Rung::None && out.watchdog.is_none() && !out.interrupted
     {
