@@ -401,3 +401,35 @@ fn sigkill_loses_no_committed_finish() {
     run_threads(&path, 4, left);
     check_store(&s, &list);
 }
+
+/// Single-thread claim cost as a 10 000-task table drains (how much the scan over
+/// blocked tasks grows). `cargo test --release --test store_concurrency -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn claim_cost_as_10k_table_drains() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let path = dir.path().join("borg.db");
+    let list = random_dag(10_000, 11);
+    let s = SqliteStore::open(&path).unwrap();
+    s.sync_tasks(&list, 0).unwrap();
+    for chunk in 0..10 {
+        let mut claims = Vec::new();
+        let mut finishes = Vec::new();
+        for _ in 0..1000 {
+            let t = Instant::now();
+            let c = claim(&s, &req("solo", &["dev", "tester"], 1_000));
+            claims.push(t.elapsed());
+            let t = Instant::now();
+            s.finish_attempt(&c.token, &ok(1_000)).unwrap();
+            finishes.push(t.elapsed());
+        }
+        report(
+            &format!("tasks {}..{} claim", chunk * 1000, chunk * 1000 + 1000),
+            claims,
+        );
+        report(
+            &format!("tasks {}..{} finish", chunk * 1000, chunk * 1000 + 1000),
+            finishes,
+        );
+    }
+}

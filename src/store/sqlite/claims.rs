@@ -30,14 +30,17 @@ const CLAIMABLE: &str = "
                   WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))";
 
 /// The claim query: the best pending task and the best task whose lease expired (lazy
-/// takeover), each found through the (status, priority DESC, ord, id) index, then the
-/// better of the two. Two halves instead of one `status = 'pending' OR ...` so SQLite
-/// can walk the index in order and stop at the first claimable row.
+/// takeover), then the better of the two. Two halves instead of one
+/// `status = 'pending' OR ...` so SQLite can walk an index in order and stop at the
+/// first claimable row: pending tasks through the partial index `tasks_ready` (pending
+/// and no unmet dependency, a trigger-kept count), expired ones through `tasks_lease`.
+/// The NOT EXISTS dependency test stays as the authoritative check; on rows of
+/// `tasks_ready` it is a few index probes.
 fn claim_sql() -> String {
     format!(
         "SELECT id, status FROM (
-           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
-                          WHERE t.status = 'pending' AND {CLAIMABLE}
+           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t INDEXED BY tasks_ready
+                          WHERE t.status = 'pending' AND t.unmet = 0 AND {CLAIMABLE}
                           ORDER BY t.priority DESC, t.ord, t.id LIMIT 1)
            UNION ALL
            SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
