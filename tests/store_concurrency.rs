@@ -235,13 +235,22 @@ fn eight_threads_finish_500_tasks_exactly_once() {
     check_store(&SqliteStore::open(&path).unwrap(), &list);
 }
 
+/// Where the latency benches put their database: `BORG_BENCH_DIR` (e.g. /dev/shm to
+/// take the disk's fsync out of the figures), else cargo's target tmp dir (a real disk).
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var("BORG_BENCH_DIR") {
+        Ok(d) => tempfile::tempdir_in(d).unwrap(),
+        Err(_) => tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+    }
+}
+
 /// Latency with 10 000 tasks in the table (8 threads, one connection each, 2 000 tasks
 /// run). Slow with synchronous=FULL (every commit is an fsync), so not run by default:
 /// `cargo test --release --test store_concurrency -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn latency_with_10k_tasks() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = bench_dir();
     let path = dir.path().join("borg.db");
     let list = random_dag(10_000, 11);
     let s = SqliteStore::open(&path).unwrap();
@@ -407,7 +416,7 @@ fn sigkill_loses_no_committed_finish() {
 #[test]
 #[ignore]
 fn claim_cost_as_10k_table_drains() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = bench_dir();
     let path = dir.path().join("borg.db");
     let list = random_dag(10_000, 11);
     let s = SqliteStore::open(&path).unwrap();
