@@ -862,3 +862,40 @@ fn retry_of_a_succeeded_task_blocks_its_dependents_again() {
     assert_eq!(claim_id(&s, &r).as_deref(), Some("b"));
     assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
+
+#[test]
+fn heartbeat_extends_the_lease_and_revives_an_expired_untaken_one() {
+    let (_d, s) = fresh();
+    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let mut r = req("o1", &["dev"], 0);
+    r.lease = Duration::from_millis(100);
+    let c = claim(&s, &r);
+    s.heartbeat(&c.token, Duration::from_millis(100), 90)
+        .unwrap(); // → 190
+    assert!(
+        s.claim_next(&req("o2", &["dev"], 150)).unwrap().is_none(),
+        "renewed lease keeps others out"
+    );
+    // expired at 190 but nobody took it: the fence still matches, the claim lives on
+    s.heartbeat(&c.token, Duration::from_millis(100), 250)
+        .unwrap();
+    assert_eq!(s.task("a").unwrap().unwrap().lease_expires_ms, Some(350));
+    assert!(s.release_expired(300).unwrap().is_empty());
+    // once released by the sweep, the old claim is dead
+    assert_eq!(
+        s.release_expired(351).unwrap().len(),
+        0,
+        "no attempt was started"
+    );
+    assert!(matches!(
+        s.heartbeat(&c.token, Duration::from_millis(100), 352),
+        Err(StoreError::StaleClaim { current: 2, .. })
+    ));
+    let kinds: Vec<String> = s
+        .events_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("lease-expired"));
+}

@@ -413,6 +413,7 @@ fn release_tasks(
     reason: &str,
     kind: &str,
     actor: &str,
+    previous_owner: Option<&str>,
 ) -> R<Vec<AttemptRow>> {
     let mut out = Vec::new();
     for (id, fence) in ids {
@@ -429,7 +430,7 @@ fn release_tasks(
             Some(*fence),
             actor,
             kind,
-            &json!({ "reason": reason }),
+            &json!({ "reason": reason, "previous_owner": previous_owner }),
         )?;
         out.extend(interrupt_attempts_of(tx, id, now, reason, actor)?);
     }
@@ -446,7 +447,15 @@ pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Ve
         let rows = st.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut out = release_tasks(tx, &ids, now, "owner gone", "owner-gone", owner)?;
+    let mut out = release_tasks(
+        tx,
+        &ids,
+        now,
+        "owner gone",
+        "owner-gone",
+        owner,
+        Some(owner),
+    )?;
     // Attempts of this owner still marked running whose task is no longer its claim
     // (should not happen, but a sweep must see every process it may have left).
     let stray: Vec<String> = {
@@ -488,14 +497,15 @@ pub(crate) fn release_expired(tx: &Transaction<'_>, now: i64) -> R<Vec<AttemptRo
     };
     let mut out = Vec::new();
     for (id, fence, owner) in ids {
-        let actor = owner.unwrap_or_else(|| "borg".to_string());
+        // The sweeping borg is not known here; the old owner goes in the event data.
         out.extend(release_tasks(
             tx,
             &[(id, fence)],
             now,
             "lease expired",
             "lease-expired",
-            &actor,
+            "borg",
+            owner.as_deref(),
         )?);
     }
     Ok(out)
