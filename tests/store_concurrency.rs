@@ -83,7 +83,7 @@ struct Measured {
 /// Runs `threads` workers, each with its own `SqliteStore` on `path`, until `target`
 /// tasks succeeded. 10 % of attempts are parked (Retry, not counted) to exercise the
 /// way back to pending. `limit`, if set, stops after that many successes.
-fn run_threads(path: &Path, threads: usize, target: usize) -> Measured {
+fn run_threads(path: &Path, threads: usize, target: usize, work: Duration) -> Measured {
     let done = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(Mutex::new(Measured::default()));
     let handles: Vec<_> = (0..threads)
@@ -110,6 +110,7 @@ fn run_threads(path: &Path, threads: usize, target: usize) -> Measured {
                     mine.claims.push((c.task.id.clone(), c.token.fence));
                     s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
                         .unwrap();
+                    std::thread::sleep(work);
                     let t1 = Instant::now();
                     if rng.gen_bool(0.1) {
                         let f = fin(
@@ -216,7 +217,7 @@ fn eight_threads_finish_500_tasks_exactly_once() {
         .sync_tasks(&list, 0)
         .unwrap();
     let t0 = Instant::now();
-    let m = run_threads(&path, 8, list.len());
+    let m = run_threads(&path, 8, list.len(), Duration::ZERO);
     let wall = t0.elapsed();
     let unique: HashSet<&(String, i64)> = m.claims.iter().collect();
     assert_eq!(
@@ -245,7 +246,7 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 /// Latency with 10 000 tasks in the table (8 threads, one connection each, 2 000 tasks
-/// run). Slow with synchronous=FULL (every commit is an fsync), so not run by default:
+/// run back to back, then 1 000 more with 50 ms of "work" per claim). Slow with synchronous=FULL (every commit is an fsync), so not run by default:
 /// `cargo test --release --test store_concurrency -- --ignored --nocapture`.
 #[test]
 #[ignore]
@@ -269,10 +270,17 @@ fn latency_with_10k_tasks() {
         single.push(t.elapsed());
     }
     report("1 thread claim+finish (10k table)", single);
-    let m = run_threads(&path, 8, 2_000);
-    report("8 threads claim (10k table)", m.claim);
-    report("8 threads finish (10k table)", m.finish);
-    report("8 threads claim+finish (10k table)", m.both);
+    // saturated: no work between claim and finish, the write lock is never free
+    let m = run_threads(&path, 8, 2_000, Duration::ZERO);
+    report("8 threads, no work: claim (10k table)", m.claim);
+    report("8 threads, no work: finish (10k table)", m.finish);
+    report("8 threads, no work: claim+finish (10k table)", m.both);
+    // closer to borg: each claim is held for a while (an agent runs for minutes; 50 ms
+    // here) so the lock is contended but not saturated
+    let m = run_threads(&path, 8, 1_000, Duration::from_millis(50));
+    report("8 threads, 50 ms work: claim (10k table)", m.claim);
+    report("8 threads, 50 ms work: finish (10k table)", m.finish);
+    report("8 threads, 50 ms work: claim+finish (10k table)", m.both);
 }
 
 /// Worker process body: does nothing unless started by `sigkill_loses_no_committed_finish`.
@@ -407,7 +415,7 @@ fn sigkill_loses_no_committed_finish() {
         .iter()
         .filter(|t| t.status != Status::Succeeded)
         .count();
-    run_threads(&path, 4, left);
+    run_threads(&path, 4, left, Duration::ZERO);
     check_store(&s, &list);
 }
 
