@@ -75,6 +75,7 @@ fn deps_block_until_succeeded_and_unknown_deps_never_satisfy() {
     assert_eq!(claim_id(&s, &r).as_deref(), Some("b"));
     assert!(s.claim_next(&r).unwrap().is_none());
     assert_eq!(status(&s, "x"), Status::Pending);
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -434,6 +435,7 @@ fn failure_skips_transitive_dependents_and_retry_unskips() {
     // and the chain runs
     let r = req("o", &["dev"], 20);
     assert_eq!(claim_id(&s, &r).as_deref(), Some("a"));
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -533,6 +535,7 @@ fn release_owner_hands_tasks_back_at_once() {
         1,
         "c's attempt still running"
     );
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -605,6 +608,7 @@ fn sync_adds_keeps_updates_and_reports_changes_after_success() {
     );
     assert_eq!(c.spec, serde_json::json!({ "prompt": "new" }));
     s.finish_attempt(&cb.token, &ok(11)).unwrap();
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -677,6 +681,7 @@ fn handoff_becomes_a_task_for_the_target_role() {
         s.accept_handoff(999, 9),
         Err(StoreError::NotFound(_))
     ));
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -701,6 +706,7 @@ fn rejecting_a_converted_handoff_skips_its_pending_task() {
     s.reject_handoff(h, "no", 4).unwrap();
     assert_eq!(status(&s, "a.review"), Status::Skipped);
     assert_eq!(status(&s, "a.after"), Status::Skipped);
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
 #[test]
@@ -818,4 +824,78 @@ fn fencing_holds_within_one_owner() {
         (s.tasks().unwrap(), s.events_since(0, 1000).unwrap())
     );
     s.finish_attempt(&new.token, &ok(13)).unwrap();
+}
+
+#[test]
+fn retry_of_a_succeeded_task_blocks_its_dependents_again() {
+    let (_d, s) = fresh();
+    s.sync_tasks(
+        &[
+            nt("a", "dev", 0, 0, &[]),
+            nt("b", "dev", 0, 1, &["a"]),
+            nt("c", "dev", 0, 2, &["later"]),
+        ],
+        0,
+    )
+    .unwrap();
+    let r = req("o", &["dev"], 1);
+    let c = claim(&s, &r);
+    s.finish_attempt(&c.token, &ok(2)).unwrap();
+    s.retry_task("a", 3).unwrap();
+    let r = req("o", &["dev"], 10);
+    assert_eq!(
+        claim_id(&s, &r).as_deref(),
+        Some("a"),
+        "b waits for a again"
+    );
+    assert!(s.claim_next(&r).unwrap().is_none());
+    // a dependency that appears later, and succeeds, unblocks its dependent
+    s.sync_tasks(&[nt("later", "dev", 9, 3, &[])], 4).unwrap();
+    let c = claim(&s, &r);
+    assert_eq!(c.task.id, "later");
+    s.finish_attempt(&c.token, &ok(5)).unwrap();
+    assert_eq!(claim_id(&s, &r).as_deref(), Some("c"));
+    // changing deps in place is reflected too
+    let mut b2 = nt("b", "dev", 0, 1, &[]);
+    b2.hash = "changed".into();
+    assert_eq!(s.sync_tasks(&[b2], 6).unwrap().updated, ["b"]);
+    assert_eq!(claim_id(&s, &r).as_deref(), Some("b"));
+    assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn heartbeat_extends_the_lease_and_revives_an_expired_untaken_one() {
+    let (_d, s) = fresh();
+    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let mut r = req("o1", &["dev"], 0);
+    r.lease = Duration::from_millis(100);
+    let c = claim(&s, &r);
+    s.heartbeat(&c.token, Duration::from_millis(100), 90)
+        .unwrap(); // → 190
+    assert!(
+        s.claim_next(&req("o2", &["dev"], 150)).unwrap().is_none(),
+        "renewed lease keeps others out"
+    );
+    // expired at 190 but nobody took it: the fence still matches, the claim lives on
+    s.heartbeat(&c.token, Duration::from_millis(100), 250)
+        .unwrap();
+    assert_eq!(s.task("a").unwrap().unwrap().lease_expires_ms, Some(350));
+    assert!(s.release_expired(300).unwrap().is_empty());
+    // once released by the sweep, the old claim is dead
+    assert_eq!(
+        s.release_expired(351).unwrap().len(),
+        0,
+        "no attempt was started"
+    );
+    assert!(matches!(
+        s.heartbeat(&c.token, Duration::from_millis(100), 352),
+        Err(StoreError::StaleClaim { current: 2, .. })
+    ));
+    let kinds: Vec<String> = s
+        .events_since(0, 100)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("lease-expired"));
 }

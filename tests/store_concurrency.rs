@@ -83,7 +83,7 @@ struct Measured {
 /// Runs `threads` workers, each with its own `SqliteStore` on `path`, until `target`
 /// tasks succeeded. 10 % of attempts are parked (Retry, not counted) to exercise the
 /// way back to pending. `limit`, if set, stops after that many successes.
-fn run_threads(path: &Path, threads: usize, target: usize) -> Measured {
+fn run_threads(path: &Path, threads: usize, target: usize, work: Duration) -> Measured {
     let done = Arc::new(AtomicUsize::new(0));
     let out = Arc::new(Mutex::new(Measured::default()));
     let handles: Vec<_> = (0..threads)
@@ -110,6 +110,7 @@ fn run_threads(path: &Path, threads: usize, target: usize) -> Measured {
                     mine.claims.push((c.task.id.clone(), c.token.fence));
                     s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
                         .unwrap();
+                    std::thread::sleep(work);
                     let t1 = Instant::now();
                     if rng.gen_bool(0.1) {
                         let f = fin(
@@ -216,7 +217,7 @@ fn eight_threads_finish_500_tasks_exactly_once() {
         .sync_tasks(&list, 0)
         .unwrap();
     let t0 = Instant::now();
-    let m = run_threads(&path, 8, list.len());
+    let m = run_threads(&path, 8, list.len(), Duration::ZERO);
     let wall = t0.elapsed();
     let unique: HashSet<&(String, i64)> = m.claims.iter().collect();
     assert_eq!(
@@ -235,13 +236,22 @@ fn eight_threads_finish_500_tasks_exactly_once() {
     check_store(&SqliteStore::open(&path).unwrap(), &list);
 }
 
+/// Where the latency benches put their database: `BORG_BENCH_DIR` (e.g. /dev/shm to
+/// take the disk's fsync out of the figures), else cargo's target tmp dir (a real disk).
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var("BORG_BENCH_DIR") {
+        Ok(d) => tempfile::tempdir_in(d).unwrap(),
+        Err(_) => tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap(),
+    }
+}
+
 /// Latency with 10 000 tasks in the table (8 threads, one connection each, 2 000 tasks
-/// run). Slow with synchronous=FULL (every commit is an fsync), so not run by default:
+/// run back to back, then 1 000 more with 50 ms of "work" per claim). Slow with synchronous=FULL (every commit is an fsync), so not run by default:
 /// `cargo test --release --test store_concurrency -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn latency_with_10k_tasks() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = bench_dir();
     let path = dir.path().join("borg.db");
     let list = random_dag(10_000, 11);
     let s = SqliteStore::open(&path).unwrap();
@@ -260,10 +270,17 @@ fn latency_with_10k_tasks() {
         single.push(t.elapsed());
     }
     report("1 thread claim+finish (10k table)", single);
-    let m = run_threads(&path, 8, 2_000);
-    report("8 threads claim (10k table)", m.claim);
-    report("8 threads finish (10k table)", m.finish);
-    report("8 threads claim+finish (10k table)", m.both);
+    // saturated: no work between claim and finish, the write lock is never free
+    let m = run_threads(&path, 8, 2_000, Duration::ZERO);
+    report("8 threads, no work: claim (10k table)", m.claim);
+    report("8 threads, no work: finish (10k table)", m.finish);
+    report("8 threads, no work: claim+finish (10k table)", m.both);
+    // closer to borg: each claim is held for a while (an agent runs for minutes; 50 ms
+    // here) so the lock is contended but not saturated
+    let m = run_threads(&path, 8, 1_000, Duration::from_millis(50));
+    report("8 threads, 50 ms work: claim (10k table)", m.claim);
+    report("8 threads, 50 ms work: finish (10k table)", m.finish);
+    report("8 threads, 50 ms work: claim+finish (10k table)", m.both);
 }
 
 /// Worker process body: does nothing unless started by `sigkill_loses_no_committed_finish`.
@@ -398,6 +415,38 @@ fn sigkill_loses_no_committed_finish() {
         .iter()
         .filter(|t| t.status != Status::Succeeded)
         .count();
-    run_threads(&path, 4, left);
+    run_threads(&path, 4, left, Duration::ZERO);
     check_store(&s, &list);
+}
+
+/// Single-thread claim cost as a 10 000-task table drains (how much the scan over
+/// blocked tasks grows). `cargo test --release --test store_concurrency -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn claim_cost_as_10k_table_drains() {
+    let dir = bench_dir();
+    let path = dir.path().join("borg.db");
+    let list = random_dag(10_000, 11);
+    let s = SqliteStore::open(&path).unwrap();
+    s.sync_tasks(&list, 0).unwrap();
+    for chunk in 0..10 {
+        let mut claims = Vec::new();
+        let mut finishes = Vec::new();
+        for _ in 0..1000 {
+            let t = Instant::now();
+            let c = claim(&s, &req("solo", &["dev", "tester"], 1_000));
+            claims.push(t.elapsed());
+            let t = Instant::now();
+            s.finish_attempt(&c.token, &ok(1_000)).unwrap();
+            finishes.push(t.elapsed());
+        }
+        report(
+            &format!("tasks {}..{} claim", chunk * 1000, chunk * 1000 + 1000),
+            claims,
+        );
+        report(
+            &format!("tasks {}..{} finish", chunk * 1000, chunk * 1000 + 1000),
+            finishes,
+        );
+    }
 }

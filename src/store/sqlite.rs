@@ -94,13 +94,19 @@ impl SqliteStore {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        // Check the filesystem before creating anything on it: the nearest existing
+        // ancestor is on the same filesystem as the directories about to be made.
+        let existing = parent
+            .ancestors()
+            .find(|a| a.exists())
+            .unwrap_or(Path::new("/"));
+        netfs::check(existing, &shown)?;
         std::fs::create_dir_all(&parent).map_err(|e| {
             StoreError::Other(format!(
                 "cannot create the directory {} for the store {shown}: {e}",
                 parent.display()
             ))
         })?;
-        netfs::check(&parent, &shown)?;
         let conv = |e: E| convert(e, &shown, busy);
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE

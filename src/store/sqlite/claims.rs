@@ -30,14 +30,17 @@ const CLAIMABLE: &str = "
                   WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))";
 
 /// The claim query: the best pending task and the best task whose lease expired (lazy
-/// takeover), each found through the (status, priority DESC, ord, id) index, then the
-/// better of the two. Two halves instead of one `status = 'pending' OR ...` so SQLite
-/// can walk the index in order and stop at the first claimable row.
+/// takeover), then the better of the two. Two halves instead of one
+/// `status = 'pending' OR ...` so SQLite can walk an index in order and stop at the
+/// first claimable row: pending tasks through the partial index `tasks_ready` (pending
+/// and no unmet dependency, a trigger-kept count), expired ones through `tasks_lease`.
+/// The NOT EXISTS dependency test stays as the authoritative check; on rows of
+/// `tasks_ready` it is a few index probes.
 fn claim_sql() -> String {
     format!(
         "SELECT id, status FROM (
-           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
-                          WHERE t.status = 'pending' AND {CLAIMABLE}
+           SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t INDEXED BY tasks_ready
+                          WHERE t.status = 'pending' AND t.unmet = 0 AND {CLAIMABLE}
                           ORDER BY t.priority DESC, t.ord, t.id LIMIT 1)
            UNION ALL
            SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t
@@ -410,6 +413,7 @@ fn release_tasks(
     reason: &str,
     kind: &str,
     actor: &str,
+    previous_owner: Option<&str>,
 ) -> R<Vec<AttemptRow>> {
     let mut out = Vec::new();
     for (id, fence) in ids {
@@ -426,7 +430,7 @@ fn release_tasks(
             Some(*fence),
             actor,
             kind,
-            &json!({ "reason": reason }),
+            &json!({ "reason": reason, "previous_owner": previous_owner }),
         )?;
         out.extend(interrupt_attempts_of(tx, id, now, reason, actor)?);
     }
@@ -443,7 +447,15 @@ pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Ve
         let rows = st.query_map([owner], |r| Ok((r.get(0)?, r.get(1)?)))?;
         rows.collect::<Result<_, _>>()?
     };
-    let mut out = release_tasks(tx, &ids, now, "owner gone", "owner-gone", owner)?;
+    let mut out = release_tasks(
+        tx,
+        &ids,
+        now,
+        "owner gone",
+        "owner-gone",
+        owner,
+        Some(owner),
+    )?;
     // Attempts of this owner still marked running whose task is no longer its claim
     // (should not happen, but a sweep must see every process it may have left).
     let stray: Vec<String> = {
@@ -485,14 +497,15 @@ pub(crate) fn release_expired(tx: &Transaction<'_>, now: i64) -> R<Vec<AttemptRo
     };
     let mut out = Vec::new();
     for (id, fence, owner) in ids {
-        let actor = owner.unwrap_or_else(|| "borg".to_string());
+        // The sweeping borg is not known here; the old owner goes in the event data.
         out.extend(release_tasks(
             tx,
             &[(id, fence)],
             now,
             "lease expired",
             "lease-expired",
-            &actor,
+            "borg",
+            owner.as_deref(),
         )?);
     }
     Ok(out)

@@ -9,8 +9,9 @@
 //! - v2: retries that do not count (`tasks.counted_attempts`, back-filled from
 //!   `attempts` because v1 counted every attempt), handoff-created tasks
 //!   (`tasks.from_handoff`), un-skipping on retry (`tasks.skipped_by`), resumed sessions
-//!   (`attempts.resume_session`), fleet-wide values (`fleet`) and an index for the lease
-//!   sweep.
+//!   (`attempts.resume_session`), fleet-wide values (`fleet`), an index for the lease
+//!   sweep, and the trigger-kept count of unmet dependencies (`tasks.unmet`) that makes
+//!   the claim fast on big lists.
 
 use super::R;
 use crate::store::StoreError;
@@ -141,6 +142,38 @@ CREATE TABLE fleet (
     value      TEXT NOT NULL CHECK (json_valid(value)),
     updated_ms INTEGER NOT NULL
 ) STRICT;
+
+-- unmet = how many dependencies are not (yet) succeeded, unknown ids included. Kept by
+-- triggers, so no code path can forget it; lets the claim walk only ready tasks
+-- (tasks_ready) instead of every pending one whose dependencies are still running.
+ALTER TABLE tasks ADD COLUMN unmet INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET unmet = (SELECT count(*) FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
+                          WHERE d.task = tasks.id AND (p.status IS NULL OR p.status <> 'succeeded'));
+CREATE INDEX tasks_ready ON tasks (priority DESC, ord, id) WHERE status = 'pending' AND unmet = 0;
+CREATE TRIGGER tasks_succeeded_on AFTER UPDATE OF status ON tasks
+    WHEN new.status = 'succeeded' AND old.status <> 'succeeded'
+BEGIN
+    UPDATE tasks SET unmet = unmet - 1 WHERE id IN (SELECT task FROM task_deps WHERE dep = new.id);
+END;
+CREATE TRIGGER tasks_succeeded_off AFTER UPDATE OF status ON tasks
+    WHEN old.status = 'succeeded' AND new.status <> 'succeeded'
+BEGIN
+    UPDATE tasks SET unmet = unmet + 1 WHERE id IN (SELECT task FROM task_deps WHERE dep = new.id);
+END;
+CREATE TRIGGER tasks_inserted_succeeded AFTER INSERT ON tasks WHEN new.status = 'succeeded'
+BEGIN
+    UPDATE tasks SET unmet = unmet - 1 WHERE id IN (SELECT task FROM task_deps WHERE dep = new.id);
+END;
+CREATE TRIGGER task_deps_added AFTER INSERT ON task_deps
+BEGIN
+    UPDATE tasks SET unmet = unmet + NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = new.dep AND p.status = 'succeeded')
+    WHERE id = new.task;
+END;
+CREATE TRIGGER task_deps_removed AFTER DELETE ON task_deps
+BEGIN
+    UPDATE tasks SET unmet = unmet - NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = old.dep AND p.status = 'succeeded')
+    WHERE id = old.task;
+END;
 "#;
 
 /// The steps, index i taking version i to i + 1.
