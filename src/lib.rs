@@ -9,6 +9,7 @@ pub mod fault;
 pub mod instance;
 pub mod lines;
 pub mod outcome;
+pub mod render;
 pub mod roles;
 pub mod snapshot;
 pub mod store;

@@ -8,7 +8,11 @@
 //! line that is not JSON is counted and skipped. Unknown event types and fields are
 //! ignored, so a newer CLI adding events does not break the parse.
 
+mod label;
 mod wire;
+
+use label::tool_arg;
+pub(crate) use label::{push_abridged, write_tool_label, ToolArg};
 
 use crate::lines::{Line, LineSplitter};
 use crate::outcome::{ChangeKind, TestCounts, Tokens};
@@ -243,7 +247,7 @@ impl TranscriptParser {
                     let input = &block.input.0;
                     let label = self.summary.current_tool.get_or_insert_with(String::new);
                     label.clear();
-                    write_tool_label(label, name, &tool_arg(name, input), Some(&self.cwd));
+                    write_tool_label(label, name, &tool_arg(input), Some(&self.cwd));
                     let id = block.id.get().unwrap_or("");
                     self.current_tool_id.clear();
                     self.current_tool_id.push_str(id);
@@ -420,90 +424,6 @@ pub fn summarize_file(path: &Path) -> std::io::Result<TranscriptSummary> {
 /// Tools whose calls name a file they write.
 pub(crate) fn is_file_tool(name: &str) -> bool {
     matches!(name, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
-}
-
-/// What a tool call is about, for its one-line label.
-pub(crate) enum ToolArg<'s> {
-    None,
-    File(&'s str),
-    Command(&'s str),
-    Other(&'s str),
-}
-
-fn tool_arg<'s>(name: &str, input: &'s ToolInput<'_>) -> ToolArg<'s> {
-    if let Some(c) = input.command.get() {
-        return ToolArg::Command(c);
-    }
-    if let Some(f) = input.file_path.get().or(input.notebook_path.get()) {
-        let _ = name;
-        return ToolArg::File(f);
-    }
-    match input
-        .pattern
-        .get()
-        .or(input.url.get())
-        .or(input.query.get())
-        .or(input.description.get())
-        .or(input.path.get())
-    {
-        Some(o) => ToolArg::Other(o),
-        None => ToolArg::None,
-    }
-}
-
-/// Writes `Write NOTES.md` / `Edit src/calc.py` / `Bash: cargo test` into `out`: short
-/// enough for a status column, with paths relative to the session's cwd.
-pub(crate) fn write_tool_label(out: &mut String, name: &str, arg: &ToolArg<'_>, cwd: Option<&str>) {
-    out.push_str(name);
-    match arg {
-        ToolArg::None => {}
-        ToolArg::Command(c) => {
-            out.push_str(": ");
-            let first = c
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            push_abridged(out, first, 60);
-            if c.trim().lines().nth(1).is_some() && !out.ends_with('…') {
-                out.push_str(" …");
-            }
-        }
-        ToolArg::File(f) => {
-            out.push(' ');
-            push_abridged(out, relative_path(f, cwd), 80);
-        }
-        ToolArg::Other(o) => {
-            out.push(' ');
-            push_abridged(out, o.lines().next().unwrap_or(""), 60);
-        }
-    }
-}
-
-/// `path` relative to `cwd` when it lies inside it, else unchanged.
-pub(crate) fn relative_path<'p>(path: &'p str, cwd: Option<&str>) -> &'p str {
-    if let Some(cwd) = cwd
-        .map(|c| c.trim_end_matches('/'))
-        .filter(|c| !c.is_empty())
-    {
-        if let Some(rest) = path.strip_prefix(cwd).and_then(|r| r.strip_prefix('/')) {
-            if !rest.is_empty() {
-                return rest;
-            }
-        }
-    }
-    path
-}
-
-/// Appends at most `max` characters of `s`, marking a cut with `…`.
-pub(crate) fn push_abridged(out: &mut String, s: &str, max: usize) {
-    match s.char_indices().nth(max) {
-        None => out.push_str(s),
-        Some((cut, _)) => {
-            out.push_str(&s[..cut]);
-            out.push('…');
-        }
-    }
 }
 
 /// The old usage-limit text, `Claude AI usage limit reached|1771390800`: Some(reset)
