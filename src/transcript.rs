@@ -17,7 +17,7 @@ pub(crate) use label::{push_abridged, write_tool_label, ToolArg};
 use crate::lines::{Line, LineSplitter};
 use crate::outcome::{ChangeKind, TestCounts, Tokens};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use wire::{Event, ToolInput};
@@ -138,6 +138,8 @@ pub struct TranscriptParser {
     last_message_id: String,
     /// The tool_use id whose label is in `current_tool`.
     current_tool_id: String,
+    /// Paths already in `tool_files`, so deduplication stays cheap on long runs.
+    seen_files: HashSet<String>,
 }
 
 impl TranscriptParser {
@@ -324,7 +326,8 @@ impl TranscriptParser {
                     ChangeKind::Modified
                 };
                 // First kind wins: a file created then edited was still created here.
-                if !self.summary.tool_files.iter().any(|f| f.path == p.arg) {
+                if !self.seen_files.contains(&p.arg) {
+                    self.seen_files.insert(p.arg.clone());
                     self.summary.tool_files.push(ToolFile {
                         path: p.arg.clone(),
                         change,
