@@ -271,15 +271,12 @@ impl TranscriptParser {
                 self.pending.push(Pending::default());
                 self.pending.len() - 1
             }
-            None => {
-                let oldest = self
-                    .pending
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, p)| p.seq)
-                    .map_or(0, |(i, _)| i);
-                oldest
-            }
+            None => self
+                .pending
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, p)| p.seq)
+                .map_or(0, |(i, _)| i),
         };
         let p = &mut self.pending[slot];
         p.seq = self.next_seq;
