@@ -8,12 +8,16 @@
 //! line that is not JSON is counted and skipped. Unknown event types and fields are
 //! ignored, so a newer CLI adding events does not break the parse.
 
+mod label;
 mod wire;
+
+use label::tool_arg;
+pub(crate) use label::{push_abridged, write_tool_label, ToolArg};
 
 use crate::lines::{Line, LineSplitter};
 use crate::outcome::{ChangeKind, TestCounts, Tokens};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 use wire::{Event, ToolInput};
@@ -134,6 +138,8 @@ pub struct TranscriptParser {
     last_message_id: String,
     /// The tool_use id whose label is in `current_tool`.
     current_tool_id: String,
+    /// Paths already in `tool_files`, so deduplication stays cheap on long runs.
+    seen_files: HashSet<String>,
 }
 
 impl TranscriptParser {
@@ -243,7 +249,7 @@ impl TranscriptParser {
                     let input = &block.input.0;
                     let label = self.summary.current_tool.get_or_insert_with(String::new);
                     label.clear();
-                    write_tool_label(label, name, &tool_arg(name, input), Some(&self.cwd));
+                    write_tool_label(label, name, &tool_arg(input), Some(&self.cwd));
                     let id = block.id.get().unwrap_or("");
                     self.current_tool_id.clear();
                     self.current_tool_id.push_str(id);
@@ -265,15 +271,12 @@ impl TranscriptParser {
                 self.pending.push(Pending::default());
                 self.pending.len() - 1
             }
-            None => {
-                let oldest = self
-                    .pending
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, p)| p.seq)
-                    .map_or(0, |(i, _)| i);
-                oldest
-            }
+            None => self
+                .pending
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, p)| p.seq)
+                .map_or(0, |(i, _)| i),
         };
         let p = &mut self.pending[slot];
         p.seq = self.next_seq;
@@ -320,7 +323,8 @@ impl TranscriptParser {
                     ChangeKind::Modified
                 };
                 // First kind wins: a file created then edited was still created here.
-                if !self.summary.tool_files.iter().any(|f| f.path == p.arg) {
+                if !self.seen_files.contains(&p.arg) {
+                    self.seen_files.insert(p.arg.clone());
                     self.summary.tool_files.push(ToolFile {
                         path: p.arg.clone(),
                         change,
@@ -420,90 +424,6 @@ pub fn summarize_file(path: &Path) -> std::io::Result<TranscriptSummary> {
 /// Tools whose calls name a file they write.
 pub(crate) fn is_file_tool(name: &str) -> bool {
     matches!(name, "Write" | "Edit" | "MultiEdit" | "NotebookEdit")
-}
-
-/// What a tool call is about, for its one-line label.
-pub(crate) enum ToolArg<'s> {
-    None,
-    File(&'s str),
-    Command(&'s str),
-    Other(&'s str),
-}
-
-fn tool_arg<'s>(name: &str, input: &'s ToolInput<'_>) -> ToolArg<'s> {
-    if let Some(c) = input.command.get() {
-        return ToolArg::Command(c);
-    }
-    if let Some(f) = input.file_path.get().or(input.notebook_path.get()) {
-        let _ = name;
-        return ToolArg::File(f);
-    }
-    match input
-        .pattern
-        .get()
-        .or(input.url.get())
-        .or(input.query.get())
-        .or(input.description.get())
-        .or(input.path.get())
-    {
-        Some(o) => ToolArg::Other(o),
-        None => ToolArg::None,
-    }
-}
-
-/// Writes `Write NOTES.md` / `Edit src/calc.py` / `Bash: cargo test` into `out`: short
-/// enough for a status column, with paths relative to the session's cwd.
-pub(crate) fn write_tool_label(out: &mut String, name: &str, arg: &ToolArg<'_>, cwd: Option<&str>) {
-    out.push_str(name);
-    match arg {
-        ToolArg::None => {}
-        ToolArg::Command(c) => {
-            out.push_str(": ");
-            let first = c
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            push_abridged(out, first, 60);
-            if c.trim().lines().nth(1).is_some() && !out.ends_with('…') {
-                out.push_str(" …");
-            }
-        }
-        ToolArg::File(f) => {
-            out.push(' ');
-            push_abridged(out, relative_path(f, cwd), 80);
-        }
-        ToolArg::Other(o) => {
-            out.push(' ');
-            push_abridged(out, o.lines().next().unwrap_or(""), 60);
-        }
-    }
-}
-
-/// `path` relative to `cwd` when it lies inside it, else unchanged.
-pub(crate) fn relative_path<'p>(path: &'p str, cwd: Option<&str>) -> &'p str {
-    if let Some(cwd) = cwd
-        .map(|c| c.trim_end_matches('/'))
-        .filter(|c| !c.is_empty())
-    {
-        if let Some(rest) = path.strip_prefix(cwd).and_then(|r| r.strip_prefix('/')) {
-            if !rest.is_empty() {
-                return rest;
-            }
-        }
-    }
-    path
-}
-
-/// Appends at most `max` characters of `s`, marking a cut with `…`.
-pub(crate) fn push_abridged(out: &mut String, s: &str, max: usize) {
-    match s.char_indices().nth(max) {
-        None => out.push_str(s),
-        Some((cut, _)) => {
-            out.push_str(&s[..cut]);
-            out.push('…');
-        }
-    }
 }
 
 /// The old usage-limit text, `Claude AI usage limit reached|1771390800`: Some(reset)
