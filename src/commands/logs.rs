@@ -168,9 +168,7 @@ async fn show(
                     let mut lines = Vec::new();
                     splitter.push(&buf[..n], |line| match line {
                         Line::Complete(b) => lines.extend(renderer.line(b)),
-                        Line::Oversized(n) => {
-                            lines.push(format!("[a line of {n} bytes, too long to show]"))
-                        }
+                        Line::Oversized(n) => lines.extend(renderer.oversized(n)),
                     });
                     for s in lines {
                         writeln!(out, "{s}")?;

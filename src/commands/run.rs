@@ -26,7 +26,13 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         budget_usd: a.budget_usd,
         ..Default::default()
     };
-    let settings = ctx.settings(over)?;
+    let mut settings = ctx.settings(over)?;
+    // Paths recorded in the store must not depend on the cwd of this run.
+    for p in [&mut settings.paths.workspaces, &mut settings.paths.store] {
+        if let Ok(abs) = std::path::absolute(&*p) {
+            *p = abs;
+        }
+    }
     let roles = ctx.roles(&settings)?;
     let list: Option<TaskList> = match &a.tasks {
         Some(p) => Some(tasklist::parse_file(p, &roles.names())?),
