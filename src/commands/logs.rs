@@ -38,6 +38,9 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let mut shown: Vec<(String, u32)> = Vec::new();
     let mut waited = false;
     loop {
+        if store.is_none() && s.paths.store.exists() {
+            store = ctx.store(&s).ok();
+        }
         let logs = find_logs(store.as_deref(), &ws, &a.id, a.attempt)?;
         if logs.is_empty() && !a.follow {
             return Err(UsageError(format!(

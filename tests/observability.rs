@@ -1,0 +1,261 @@
+//! Seeing what the fleet does: `borg logs --follow` live, `borg status --json` during
+//! a run, JUnit XML, `borg transcript`, and diagnostics kept off `--json` stdout.
+
+mod common;
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn logs_follow_streams_lines_while_the_task_runs_and_ends_with_it() {
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "tasks.toml",
+        "[[task]]\nid = \"live\"\nprompt = \"#fake slow 5 600\"\n",
+    );
+    // Start following before the task exists: it waits for it.
+    let mut follow = sb
+        .borg(&["logs", "live", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut run = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--progress",
+            "none",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut arrivals = Vec::new();
+    let reader = BufReader::new(follow.stdout.take().unwrap());
+    for line in reader.lines() {
+        let line = line.unwrap();
+        assert!(
+            !line.trim_start().starts_with("{\""),
+            "raw JSON printed: {line}"
+        );
+        if line.contains("slow line") {
+            arrivals.push((started.elapsed(), line));
+        }
+    }
+    let status = follow.wait().unwrap();
+    let run_status = run.wait().unwrap();
+    assert!(status.success() && run_status.success());
+    assert_eq!(arrivals.len(), 5, "{arrivals:?}");
+    // Lines arrive as they are written (600 ms apart), not all at the end.
+    let spread = arrivals[4].0 - arrivals[0].0;
+    assert!(
+        spread > Duration::from_millis(1500),
+        "lines arrived in a burst: {arrivals:?}"
+    );
+    for w in arrivals.windows(2) {
+        assert!(
+            w[1].0 - w[0].0 < Duration::from_millis(1600),
+            "a line took too long to show: {arrivals:?}"
+        );
+    }
+}
+
+#[test]
+fn status_json_shows_the_running_task_and_its_tool_from_another_process() {
+    let sb = Sandbox::new();
+    let file = sb.write("tasks.toml", "[[task]]\nid = \"busy\"\nprompt = '''\n#fake bash \"sleep 3\"\n'''\n[[task]]\nid = \"later\"\ndepends_on = [\"busy\"]\nprompt = \"x\"\n");
+    let mut run = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--progress",
+            "none",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = None;
+    let ok = wait_until(Duration::from_secs(15), || {
+        let out = sb.borg(&["status", "--json"]).output().unwrap();
+        if !out.status.success() {
+            return false;
+        }
+        let v: serde_json::Value = match serde_json::from_slice(&out.stdout) {
+            Ok(v) => v,
+            Err(_) => return false,
+        };
+        let busy = v["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["task"] == "busy")
+            .cloned();
+        if let Some(i) = busy {
+            if i["tool"].as_str().is_some_and(|t| t.contains("sleep 3")) {
+                seen = Some(v);
+                return true;
+            }
+        }
+        false
+    });
+    assert!(ok, "status never showed the running task with its tool");
+    let v = seen.unwrap();
+    assert_eq!(v["queue"]["running"], serde_json::json!(["busy"]));
+    assert_eq!(v["queue"]["waiting"], serde_json::json!(["later"]));
+    assert!(v["roles"]["developer"]["tasks"].as_u64().unwrap() >= 1);
+    assert!(run.wait().unwrap().success());
+    let text = sb.borg(&["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("TOTALS") && text.contains("2 succeeded"),
+        "{text}"
+    );
+}
+
+#[test]
+fn junit_has_one_testcase_per_task_with_failures_and_skips() {
+    let sb = Sandbox::new();
+    let junit = sb.path().join("junit.xml");
+    let tasks = "[[task]]\nid = \"good\"\nprompt = '#fake result \"all fine & <ok>\"'\n[[task]]\nid = \"bad\"\nprompt = \"#fake api-error 500 0\"\n[[task]]\nid = \"blocked\"\ndepends_on = [\"bad\"]\nprompt = \"x\"\n";
+    let out = sb.run(tasks, &["--junit", junit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("not XML ({e}): {xml}"));
+    let cases: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<&str> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    assert_eq!(names, vec!["good", "bad", "blocked"]);
+    let child = |name: &str, tag: &str| {
+        cases
+            .iter()
+            .find(|c| c.attribute("name") == Some(name))
+            .unwrap()
+            .children()
+            .find(|n| n.has_tag_name(tag))
+    };
+    assert!(child("good", "failure").is_none());
+    assert_eq!(
+        child("good", "system-out").and_then(|n| n.text()),
+        Some("all fine & <ok>")
+    );
+    assert!(child("bad", "failure")
+        .unwrap()
+        .attribute("message")
+        .unwrap()
+        .contains("500"));
+    assert!(child("blocked", "skipped").is_some());
+    let suites = doc.root_element();
+    assert_eq!(suites.attribute("tests"), Some("3"));
+    assert_eq!(suites.attribute("failures"), Some("1"));
+    assert_eq!(suites.attribute("skipped"), Some("1"));
+}
+
+#[test]
+fn transcript_summarises_a_saved_file_and_a_large_generated_one() {
+    let sb = Sandbox::new();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/success.stream.jsonl"
+    );
+    let out = sb
+        .borg(&["transcript", fixture, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["session_id"], "470a0a8f-122c-41b2-824c-fac7f58a93f3");
+    assert_eq!(v["tests"]["passed"], 3);
+    assert!((v["cost_usd"].as_f64().unwrap() - 0.0415).abs() < 1e-9);
+    // A 40 MB transcript: many copies of the middle of a real one, then its result.
+    let lines: Vec<&str> = include_str!("fixtures/success.stream.jsonl")
+        .lines()
+        .collect();
+    let big = sb.path().join("big.jsonl");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&big).unwrap());
+        writeln!(f, "{}", lines[0]).unwrap();
+        let body = lines[1..lines.len() - 1].join("\n");
+        let mut written = 0usize;
+        while written < 40 * 1024 * 1024 {
+            writeln!(f, "{body}").unwrap();
+            written += body.len() + 1;
+        }
+        writeln!(f, "{}", lines[lines.len() - 1]).unwrap();
+    }
+    let t = Instant::now();
+    let out = sb
+        .borg(&["transcript", big.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    eprintln!("borg transcript on 40 MB: {:?}", t.elapsed());
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"], "succeeded");
+    assert!(v["tools_used"]["Bash"].as_u64().unwrap() > 1000);
+}
+
+#[test]
+fn diagnostics_go_to_stderr_and_json_stdout_stays_clean() {
+    let sb = Sandbox::new();
+    let file = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
+    let out = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+            "--log-format",
+            "json",
+        ])
+        .env("BORG_LOG", "borg=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is exactly one JSON report");
+    assert_eq!(v["totals"]["succeeded"], 1);
+    let json_lines = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        .count();
+    assert!(
+        json_lines > 0,
+        "no JSON diagnostics on stderr: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn logs_raw_prints_the_bytes_exactly_and_logs_of_an_instance_cover_its_tasks() {
+    let sb = Sandbox::new();
+    let tasks = "[[task]]\nid = \"one\"\ninstance = \"dev-1\"\nprompt = '#fake bad-utf8'\n[[task]]\nid = \"two\"\ninstance = \"dev-1\"\ndepends_on = [\"one\"]\nprompt = '#fake result \"second\"'\n";
+    let (out, rep) = sb.run_json(tasks, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(task(&rep, "one")["instance"], "dev-1");
+    let raw = sb.borg(&["logs", "one", "--raw"]).output().unwrap();
+    let file = std::fs::read(sb.ws().join("dev-1/logs/one.1.stdout.jsonl")).unwrap();
+    assert_eq!(raw.stdout, file, "--raw must print the bytes exactly");
+    let human = sb.borg(&["logs", "dev-1"]).output().unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("one") && text.contains("two") && text.contains("second"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("{\"")),
+        "{text}"
+    );
+}
