@@ -106,6 +106,13 @@ pub async fn run(
     let mut scope: HashSet<String> = opts.scope.iter().cloned().collect();
     let poll = Duration::from_millis(250);
     let mut lives: HashMap<String, (Arc<Mutex<LiveView>>, std::time::Instant)> = HashMap::new();
+    // Instances named by pins: one that does not exist yet counts as idle (it is created
+    // when its task is claimed), else a task pinned to it would wait forever.
+    let pins: HashSet<String> = db(&store, |st| st.tasks())
+        .await?
+        .into_iter()
+        .filter_map(|t| t.instance)
+        .collect();
 
     loop {
         let now = now_ms();
@@ -172,11 +179,16 @@ pub async fn run(
                 if roles.is_empty() {
                     break;
                 }
-                let idle: Vec<String> = instances
+                let mut idle: Vec<String> = instances
                     .iter()
                     .filter(|i| !busy.contains_key(&i.id))
                     .map(|i| i.id.clone())
                     .collect();
+                idle.extend(
+                    pins.iter()
+                        .filter(|p| !instances.iter().any(|i| &i.id == *p))
+                        .cloned(),
+                );
                 let req = ClaimRequest {
                     owner: owner.id.clone(),
                     roles,
