@@ -39,6 +39,15 @@ impl StopReason {
             StopReason::Breaker(m) | StopReason::Budget(m) | StopReason::Park(m) => m,
         }
     }
+
+    /// A few words for each task it kept from starting (the message itself is shown once).
+    pub fn short(&self) -> &'static str {
+        match self {
+            StopReason::Breaker(_) => "the circuit breaker opened",
+            StopReason::Budget(_) => "the run budget was spent",
+            StopReason::Park(_) => "parked longer than max_park",
+        }
+    }
 }
 
 /// The end of a run.
@@ -392,7 +401,10 @@ async fn react(
                     move |st| st.set_fleet("breaker", &v, now_ms())
                 })
                 .await;
-                progress.event(&Event::Note(format!("circuit breaker open: {msg}")));
+                progress.event(&Event::Note(format!(
+                    "circuit breaker open: {} attempts in a row failed the same way ({cause}); no new task starts",
+                    breaker.count
+                )));
                 summary.stop = Some(StopReason::Breaker(msg));
             }
         }
