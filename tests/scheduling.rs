@@ -488,3 +488,25 @@ fn a_dry_run_of_ten_thousand_tasks_completes() {
     assert_eq!(n, 10_000);
     assert_eq!(waves.len(), 100);
 }
+
+#[test]
+fn an_open_breaker_does_not_outlive_its_run() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let bad: String = (0..4)
+        .map(|i| one(&format!("stuck-{i}"), "#fake api-error 401"))
+        .collect();
+    let out = sb.run(&bad, &["--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status = |sb: &Sandbox| {
+        let o = sb.borg(&["status", "--json"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(status(&sb)["breaker"]["open"], true);
+    // The key is fixed: the next run works, and status no longer says the breaker is open.
+    let out = sb.run(&one("unstuck", "#fake result \"ok\""), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = status(&sb);
+    assert!(v["breaker"].is_null(), "still open: {v:#}");
+}
