@@ -564,3 +564,35 @@ fn status_and_task_list_work_while_a_run_is_active() {
     let st = wait_child(&mut c, Duration::from_secs(30));
     assert_eq!(st.code(), Some(0));
 }
+
+#[test]
+fn a_running_borg_takes_over_the_claims_of_a_peer_that_dies() {
+    let sb = Sandbox::new();
+    let tasks = one(
+        "peer-task",
+        "#fake first 1 sleep 30000\n#fake result \"taken over\"",
+    );
+    let file = sb.write("tasks.toml", &tasks);
+    let mut a = spawn_run(&sb, &file, "a", &[]);
+    assert!(
+        wait_until(Duration::from_secs(15), || starts(&sb, "peer-task") == 1),
+        "the first attempt never started"
+    );
+    // b finds the task claimed by a live borg and waits.
+    let mut b = spawn_run(&sb, &file, "b", &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(starts(&sb, "peer-task"), 1, "b ran a task a still held");
+    kill9(&mut a);
+    let t = Instant::now();
+    let st = wait_child(&mut b, Duration::from_secs(40));
+    let took = t.elapsed();
+    let err = std::fs::read_to_string(sb.path().join("b.stderr")).unwrap();
+    assert_eq!(st.code(), Some(0), "{err}");
+    // Well before the 60 s lease runs out.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert_eq!(starts(&sb, "peer-task"), 2);
+    assert_eq!(
+        attempt_statuses(&sb, "peer-task"),
+        vec!["interrupted", "succeeded"]
+    );
+}
