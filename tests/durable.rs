@@ -596,3 +596,42 @@ fn a_running_borg_takes_over_the_claims_of_a_peer_that_dies() {
         vec!["interrupted", "succeeded"]
     );
 }
+
+#[test]
+fn a_task_stopped_by_ctrl_c_resumes_on_the_next_run_without_using_a_retry() {
+    let sb = Sandbox::new();
+    let tasks = format!(
+        "{}{}",
+        one(
+            "ctrlc-a",
+            "#fake first 1 sleep 30000\n#fake result \"second run\""
+        ),
+        one("ctrlc-b", "#fake result \"b\"")
+    )
+    .replace(
+        "[[task]]\nid = \"ctrlc-a\"",
+        "[[task]]\nid = \"ctrlc-a\"\nretries = 0",
+    );
+    let file = sb.write("tasks.toml", &tasks);
+    let mut c = spawn_run(&sb, &file, "first", &["--concurrency", "1"]);
+    assert!(wait_until(Duration::from_secs(15), || starts(
+        &sb, "ctrlc-a"
+    ) == 1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = wait_child(&mut c, Duration::from_secs(20));
+    assert_eq!(st.code(), Some(130));
+    assert_eq!(starts(&sb, "ctrlc-b"), 0, "nothing new starts after Ctrl-C");
+    let (out, rep) = sb.run_json(&tasks, &["--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "ctrlc-a")["status"], "succeeded");
+    assert_eq!(task(&rep, "ctrlc-b")["status"], "succeeded");
+    assert_eq!(
+        attempt_statuses(&sb, "ctrlc-a"),
+        vec!["interrupted", "succeeded"]
+    );
+    assert_eq!(starts(&sb, "ctrlc-b"), 1);
+}
