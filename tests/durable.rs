@@ -97,9 +97,12 @@ fn handoffs(sb: &Sandbox) -> Vec<Value> {
     json_of(&o).as_array().unwrap().clone()
 }
 
-/// How many children fake-claude saw for a task.
+/// How many children fake-claude saw for a task: its `argv.N.json` files (counted, not
+/// parsed: a child killed with its borg may leave one empty).
 fn starts(sb: &Sandbox, id: &str) -> usize {
-    sb.argv(id).len()
+    (1..1000)
+        .take_while(|n| sb.state().join(id).join(format!("argv.{n}.json")).exists())
+        .count()
 }
 
 fn one(id: &str, prompt: &str) -> String {
@@ -634,4 +637,41 @@ fn a_task_stopped_by_ctrl_c_resumes_on_the_next_run_without_using_a_retry() {
         vec!["interrupted", "succeeded"]
     );
     assert_eq!(starts(&sb, "ctrlc-b"), 1);
+}
+
+#[test]
+fn a_handoff_of_an_attempt_that_is_retried_is_dropped_not_left_pending() {
+    let sb = Sandbox::new();
+    sb.config("backoff_base = \"100ms\"\nbackoff_cap = \"500ms\"\n");
+    let tasks = format!(
+        "[[task]]\nid = \"retry-dev\"\nretries = 1\nprompt = '''\n{}\n#fake first 1 api-error 500 0\n#fake result \"done\"\n'''\n",
+        REQUEST.replacen("#fake bash", "#fake first 1 bash", 1)
+    );
+    let (out, rep) = sb.run_json(&tasks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "retry-dev")["attempts"], 2);
+    let hs = handoffs(&sb);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    // Asked for by attempt 1, which failed: it never runs, and it does not wait forever.
+    assert_eq!(hs[0]["state"], "dropped", "{hs:#?}");
+    assert_eq!(starts(&sb, "retry-dev.reviewer-1"), 0);
+}
+
+#[test]
+fn borgs_started_together_on_a_fresh_store_all_open_it() {
+    for round in 0..5 {
+        let sb = Sandbox::new();
+        let file = sb.write(
+            "tasks.toml",
+            &one(&format!("fresh-{round}"), "#fake instant"),
+        );
+        let mut kids: Vec<Child> = (0..3)
+            .map(|n| spawn_run(&sb, &file, &format!("b{n}"), &[]))
+            .collect();
+        for (n, c) in kids.iter_mut().enumerate() {
+            let st = wait_child(c, Duration::from_secs(30));
+            let err = std::fs::read_to_string(sb.path().join(format!("b{n}.stderr"))).unwrap();
+            assert_eq!(st.code(), Some(0), "round {round}, borg {n}: {err}");
+        }
+    }
 }
