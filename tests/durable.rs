@@ -675,3 +675,20 @@ fn borgs_started_together_on_a_fresh_store_all_open_it() {
         }
     }
 }
+
+#[test]
+fn a_handoff_asked_for_before_a_usage_limit_runs_after_the_resumed_session() {
+    let sb = Sandbox::new();
+    let tasks = format!(
+        "[[task]]\nid = \"limit-dev\"\nprompt = '''\n{}\n#fake first 1 rate-limit 1\n#fake result \"done\"\n'''\n",
+        REQUEST.replacen("#fake bash", "#fake first 1 bash", 1)
+    );
+    let (out, rep) = sb.run_json(&tasks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(starts(&sb, "limit-dev"), 2);
+    // The resumed session already asked: the request is kept and converted.
+    assert_eq!(task(&rep, "limit-dev.reviewer-1")["status"], "succeeded");
+    let hs = handoffs(&sb);
+    assert_eq!(hs.len(), 1, "{hs:#?}");
+    assert_eq!(hs[0]["state"], "accepted");
+}
