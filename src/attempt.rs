@@ -424,10 +424,11 @@ async fn finish(
                 new_tasks.push(t);
             }
         }
-        for h in handoffs
-            .iter()
-            .filter(|h: &&HandoffRow| h.state == HandoffState::Pending && h.fence == token.fence)
-        {
+        for h in handoffs.iter().filter(|h: &&HandoffRow| {
+            // A resumed session's earlier (usage-limited) attempt may have asked.
+            h.state == HandoffState::Pending
+                && (h.fence == token.fence || record.resumed_session.is_some())
+        }) {
             if let Some(t) = handoff_task(
                 task,
                 &instance.id,

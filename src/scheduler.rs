@@ -39,6 +39,15 @@ impl StopReason {
             StopReason::Breaker(m) | StopReason::Budget(m) | StopReason::Park(m) => m,
         }
     }
+
+    /// A few words for each task it kept from starting (the message itself is shown once).
+    pub fn short(&self) -> &'static str {
+        match self {
+            StopReason::Breaker(_) => "the circuit breaker opened",
+            StopReason::Budget(_) => "the run budget was spent",
+            StopReason::Park(_) => "parked longer than max_park",
+        }
+    }
 }
 
 /// The end of a run.
@@ -106,6 +115,19 @@ pub async fn run(
     let mut scope: HashSet<String> = opts.scope.iter().cloned().collect();
     let poll = Duration::from_millis(250);
     let mut lives: HashMap<String, (Arc<Mutex<LiveView>>, std::time::Instant)> = HashMap::new();
+    // Instances named by pins: one that does not exist yet counts as idle (it is created
+    // when its task is claimed), else a task pinned to it would wait forever.
+    // A new run starts with a closed breaker: so must the store (and `borg status`).
+    let open = db(&store, |st| st.fleet("breaker")).await.ok().flatten();
+    if open.is_some_and(|b| b.get("open").and_then(|o| o.as_bool()) == Some(true)) {
+        let v = serde_json::json!({"open": false});
+        let _ = db(&store, move |st| st.set_fleet("breaker", &v, now_ms())).await;
+    }
+    let pins: HashSet<String> = db(&store, |st| st.tasks())
+        .await?
+        .into_iter()
+        .filter_map(|t| t.instance)
+        .collect();
 
     loop {
         let now = now_ms();
@@ -172,11 +194,16 @@ pub async fn run(
                 if roles.is_empty() {
                     break;
                 }
-                let idle: Vec<String> = instances
+                let mut idle: Vec<String> = instances
                     .iter()
                     .filter(|i| !busy.contains_key(&i.id))
                     .map(|i| i.id.clone())
                     .collect();
+                idle.extend(
+                    pins.iter()
+                        .filter(|p| !instances.iter().any(|i| &i.id == *p))
+                        .cloned(),
+                );
                 let req = ClaimRequest {
                     owner: owner.id.clone(),
                     roles,
@@ -380,7 +407,10 @@ async fn react(
                     move |st| st.set_fleet("breaker", &v, now_ms())
                 })
                 .await;
-                progress.event(&Event::Note(format!("circuit breaker open: {msg}")));
+                progress.event(&Event::Note(format!(
+                    "circuit breaker open: {} attempts in a row failed the same way ({cause}); no new task starts",
+                    breaker.count
+                )));
                 summary.stop = Some(StopReason::Breaker(msg));
             }
         }

@@ -163,7 +163,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         summary
             .stop
             .as_ref()
-            .map(|s| s.message().to_string())
+            .map(|s| s.short().to_string())
             .or(if summary.interrupted {
                 Some("interrupted".into())
             } else {
@@ -242,7 +242,10 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         return Ok(EXIT_INTERRUPTED);
     }
     if let Some(s) = &summary.stop {
-        eprintln!("borg: {}", s.message());
+        // The table ends with the same message ("stopped early: ..."): say it once.
+        if a.json {
+            eprintln!("borg: {}", s.message());
+        }
         return Ok(EXIT_FAILED);
     }
     Ok(if rep.tasks.iter().all(|t| t.status == Status::Succeeded) {

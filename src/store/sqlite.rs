@@ -224,7 +224,24 @@ fn setup(conn: &Connection, busy: Duration) -> R<()> {
     conn.busy_handler(Some(busy_handler))?;
     // journal_mode returns the resulting mode as a row; a text file fails here with
     // SQLITE_NOTADB, which `convert` reports as Corrupt.
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    // SQLite does not call the busy handler when the journal-mode switch finds another
+    // connection switching or creating the same fresh file: it fails at once with
+    // SQLITE_BUSY. Retry it ourselves within the busy timeout.
+    let began = Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && began.elapsed() < busy =>
+            {
+                let us = rand::Rng::gen_range(&mut rand::thread_rng(), 500..5000);
+                std::thread::sleep(Duration::from_micros(us));
+            }
+            r => break r?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(E::Store(StoreError::Other(format!(
             "could not switch the store to WAL mode (got {mode})"

@@ -324,6 +324,11 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
                 )?;
             }
         }
+        // A retried attempt did not succeed: its handoff requests are dropped (the next
+        // attempt asks again), except a usage-limited one's, whose session is resumed.
+        Status::Pending if f.status != Status::RateLimited => {
+            drop_handoffs(tx, &token.task, now, &token.owner)?;
+        }
         Status::Pending => {}
         _ => {
             tasks::skip_dependents(
@@ -433,6 +438,7 @@ fn release_tasks(
             &json!({ "reason": reason, "previous_owner": previous_owner }),
         )?;
         out.extend(interrupt_attempts_of(tx, id, now, reason, actor)?);
+        drop_handoffs(tx, id, now, actor)?;
     }
     Ok(out)
 }

@@ -1,0 +1,512 @@
+//! Issue 5, scheduling, seen from outside: priorities, role limits, pinned instances,
+//! fault classes (retry with backoff, permanent, the circuit breaker, usage limits and
+//! parking), the run budget, per-task budget and the child's retry/timeout variables,
+//! and the dry run.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+fn one(id: &str, prompt: &str) -> String {
+    format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n\n")
+}
+
+/// Fast retries for tests.
+const FAST: &str = "backoff_base = \"100ms\"\nbackoff_cap = \"500ms\"\n";
+
+/// Epoch ms of an attempt's start, from fake-claude's argv record.
+fn started_ms(a: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// The tasks named by `start` lines of the plain progress output, in order.
+fn start_order(err: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| l.split_once("] start  "))
+        .map(|(_, rest)| rest.split(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn argv_strings(a: &Value) -> Vec<String> {
+    a["argv"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn spawn_run(sb: &Sandbox, tasks: &str, extra: &[&str]) -> Child {
+    let file = sb.write("tasks.toml", tasks);
+    let fake = fake_bin();
+    let mut args = vec![
+        "run",
+        file.to_str().unwrap(),
+        "--claude",
+        fake.to_str().unwrap(),
+        "--progress",
+        "plain",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    sb.borg(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn ready_tasks_start_in_priority_then_list_order() {
+    let sb = Sandbox::new();
+    let tasks = [
+        ("prio-low", 0),
+        ("prio-high", 10),
+        ("prio-mid", 5),
+        ("prio-mid2", 5),
+        ("prio-low2", 0),
+        ("prio-neg", -3),
+    ]
+    .iter()
+    .map(|(id, p)| {
+        format!("[[task]]\nid = \"{id}\"\npriority = {p}\nprompt = \"#fake result \\\"ok\\\"\"\n\n")
+    })
+    .collect::<String>();
+    let out = sb.run(&tasks, &["--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        start_order(&stderr(&out)),
+        vec![
+            "prio-high",
+            "prio-mid",
+            "prio-mid2",
+            "prio-low",
+            "prio-low2",
+            "prio-neg"
+        ]
+    );
+    // fake-claude saw them in the same order.
+    let times: Vec<i64> = [
+        "prio-high",
+        "prio-mid",
+        "prio-mid2",
+        "prio-low",
+        "prio-low2",
+        "prio-neg",
+    ]
+    .iter()
+    .map(|id| started_ms(&sb.argv(id)[0]))
+    .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+}
+
+#[test]
+fn a_role_limit_keeps_to_one_tester_at_a_time() {
+    let sb = Sandbox::new();
+    sb.config("\n[roles.tester]\nmax_instances = 1\n");
+    let mut tasks = String::new();
+    for i in 0..3 {
+        tasks.push_str(&format!(
+            "[[task]]\nid = \"lim-tester-{i}\"\nrole = \"tester\"\nprompt = \"#fake sleep 600\"\n\n"
+        ));
+    }
+    tasks.push_str("[[task]]\nid = \"lim-dev\"\nprompt = \"#fake sleep 600\"\n\n");
+    let (out, rep) = sb.run_json(&tasks, &["--concurrency", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(rep["totals"]["succeeded"], 4);
+    let mut starts: Vec<i64> = (0..3)
+        .map(|i| started_ms(&sb.argv(&format!("lim-tester-{i}"))[0]))
+        .collect();
+    starts.sort();
+    for w in starts.windows(2) {
+        assert!(
+            w[1] - w[0] >= 550,
+            "two testers ran at once: starts {starts:?}"
+        );
+    }
+    // The developer is not held back by the tester limit.
+    let dev = started_ms(&sb.argv("lim-dev")[0]);
+    assert!(dev < starts[1], "dev {dev} waited for testers {starts:?}");
+}
+
+#[test]
+fn a_pinned_task_runs_on_its_instance_and_waits_for_it() {
+    let sb = Sandbox::new();
+    let o = sb
+        .borg(&[
+            "instance",
+            "create",
+            "--role",
+            "developer",
+            "--name",
+            "dev-1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let tasks = "[[task]]\nid = \"pin-a\"\ninstance = \"dev-1\"\nprompt = \"#fake sleep 600\"\n\n\
+                 [[task]]\nid = \"pin-b\"\ninstance = \"dev-1\"\nprompt = \"#fake sleep 600\"\n\n\
+                 [[task]]\nid = \"pin-free\"\nprompt = \"#fake sleep 600\"\n";
+    let (out, rep) = sb.run_json(tasks, &["--concurrency", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "pin-a")["instance"], "dev-1");
+    assert_eq!(task(&rep, "pin-b")["instance"], "dev-1");
+    assert_ne!(task(&rep, "pin-free")["instance"], "dev-1");
+    let (a, b) = (
+        started_ms(&sb.argv("pin-a")[0]),
+        started_ms(&sb.argv("pin-b")[0]),
+    );
+    assert!(
+        (b - a).abs() >= 550,
+        "both pinned tasks ran at once on dev-1: {a} {b}"
+    );
+    assert!(sb.argv("pin-a")[0]["cwd"]
+        .as_str()
+        .unwrap()
+        .contains("/dev-1/"));
+}
+
+#[test]
+fn a_task_pinned_to_an_instance_that_does_not_exist_yet_still_runs() {
+    let sb = Sandbox::new();
+    let tasks = "[[task]]\nid = \"pin-new\"\ninstance = \"dev-new\"\nprompt = \"#fake result \\\"ok\\\"\"\n";
+    let file = sb.write("tasks.toml", tasks);
+    let mut c = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let finished = wait_until(Duration::from_secs(20), || c.try_wait().unwrap().is_some());
+    if !finished {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    assert!(finished, "borg waited forever for instance dev-new");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task(&rep, "pin-new")["instance"], "dev-new");
+}
+
+#[test]
+fn a_transient_fault_is_retried_quickly_with_the_configured_backoff() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let tasks = "[[task]]\nid = \"flaky\"\nretries = 1\nprompt = '''\n#fake first 1 api-error 500 0\n#fake result \"ok\"\n'''\n";
+    let (out, rep) = sb.run_json(tasks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = task(&rep, "flaky");
+    assert_eq!(t["status"], "succeeded");
+    assert_eq!(t["attempts"], 2);
+    let a = sb.argv("flaky");
+    assert_eq!(a.len(), 2);
+    // backoff_base = 100ms: the default (5 s) would show here.
+    let gap = started_ms(&a[1]) - started_ms(&a[0]);
+    assert!(gap < 3000, "retry came {gap} ms later");
+}
+
+#[test]
+fn a_permanent_fault_is_not_retried() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let tasks = "[[task]]\nid = \"perm\"\nretries = 3\nprompt = \"#fake max-turns\"\n";
+    let (out, rep) = sb.run_json(tasks, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let t = task(&rep, "perm");
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["attempts"], 1);
+    assert_eq!(sb.argv("perm").len(), 1);
+}
+
+#[test]
+fn a_401_on_every_task_opens_the_breaker_with_one_message() {
+    let tasks: String = (0..12)
+        .map(|i| one(&format!("auth-{i:02}"), "#fake api-error 401"))
+        .collect();
+    // The same in both outputs: the table on stderr, or the JSON report on stdout.
+    for json in [false, true] {
+        let sb = Sandbox::new();
+        sb.config(FAST);
+        let extra: &[&str] = if json {
+            &["--concurrency", "1", "--json"]
+        } else {
+            &["--concurrency", "1"]
+        };
+        let out = sb.run(&tasks, extra);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let started = (0..12)
+            .filter(|i| !sb.argv(&format!("auth-{i:02}")).is_empty())
+            .count();
+        assert_eq!(started, 3, "the breaker should stop after 3 attempts");
+        let err = stderr(&out);
+        assert_eq!(
+            err.matches("ANTHROPIC_API_KEY").count(),
+            1,
+            "one message naming the fix (json: {json}): {err}"
+        );
+        let line = err
+            .lines()
+            .find(|l| l.contains("ANTHROPIC_API_KEY"))
+            .unwrap();
+        assert!(line.contains("401"), "{line}");
+        if json {
+            let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(rep["stop_reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("ANTHROPIC_API_KEY")));
+            assert_eq!(task(&rep, "auth-11")["attempts"], 0);
+        }
+    }
+}
+
+#[test]
+fn a_usage_limit_parks_the_fleet_then_resumes_the_session() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let tasks = "[[task]]\nid = \"park-a\"\npriority = 1\nretries = 0\nprompt = '''\n#fake first 1 rate-limit 3\n#fake result \"resumed\"\n'''\n\n\
+                 [[task]]\nid = \"park-b\"\nprompt = \"#fake result \\\"b\\\"\"\n";
+    let mut c = spawn_run(&sb, tasks, &["--concurrency", "1"]);
+    // While parked, `borg status` says so.
+    let mut status = String::new();
+    let seen = wait_until(Duration::from_secs(15), || {
+        let o = sb.borg(&["status"]).output().unwrap();
+        status = String::from_utf8_lossy(&o.stdout).into_owned();
+        status.contains("parked until")
+    });
+    assert!(seen, "status never showed the park: {status}");
+    let line = status.lines().find(|l| l.contains("parked until")).unwrap();
+    let hhmm = line
+        .split("parked until ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert!(
+        hhmm.len() == 5 && hhmm.as_bytes()[2] == b':',
+        "HH:MM: {line}"
+    );
+    let finished = wait_until(Duration::from_secs(30), || c.try_wait().unwrap().is_some());
+    if !finished {
+        let _ = c.kill();
+    }
+    let out = c.wait_with_output().unwrap();
+    assert!(finished, "the run never ended: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task(&rep, "park-a")["status"], "succeeded");
+    assert_eq!(task(&rep, "park-b")["status"], "succeeded");
+    let a = sb.argv("park-a");
+    assert_eq!(a.len(), 2);
+    let session = a[0]["session_id"].as_str().unwrap().to_string();
+    let argv2 = argv_strings(&a[1]);
+    let resumed = argv2
+        .iter()
+        .position(|x| x == "--resume")
+        .map(|i| argv2[i + 1].clone())
+        .or_else(|| {
+            argv2
+                .iter()
+                .find_map(|x| x.strip_prefix("--resume=").map(String::from))
+        });
+    assert_eq!(resumed.as_deref(), Some(session.as_str()), "{argv2:?}");
+    // The other task was held back until the reset (3 s after the limit was hit).
+    let reset = started_ms(&a[0]) + 3000;
+    let b = started_ms(&sb.argv("park-b")[0]);
+    assert!(
+        b >= reset - 500,
+        "park-b started {} ms before the reset",
+        reset - b
+    );
+}
+
+#[test]
+#[ignore = "bug: transcript.rs note_usage_limit_text() replaces the rate_limit_event's rateLimitType (five_hour) with None when the result text says 'usage limit reached', so status shows '(usage limit)'"]
+fn status_names_the_kind_of_limit_the_fleet_is_parked_on() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let tasks = one(
+        "kind-a",
+        "#fake first 1 rate-limit 3\n#fake result \"resumed\"",
+    );
+    let mut c = spawn_run(&sb, &tasks, &[]);
+    let mut status = String::new();
+    let seen = wait_until(Duration::from_secs(15), || {
+        let o = sb.borg(&["status"]).output().unwrap();
+        status = String::from_utf8_lossy(&o.stdout).into_owned();
+        status.contains("parked until")
+    });
+    let _ = c.kill();
+    let _ = c.wait();
+    assert!(seen, "status never showed the park: {status}");
+    assert!(status.contains("(five_hour limit)"), "{status}");
+}
+
+#[test]
+fn a_park_longer_than_max_park_stops_the_run() {
+    let sb = Sandbox::new();
+    sb.config(&format!("{FAST}max_park = \"2s\"\n"));
+    let tasks = format!(
+        "{}{}",
+        one("longpark-a", "#fake rate-limit 60"),
+        one("longpark-b", "#fake result \"b\"")
+    );
+    let t = Instant::now();
+    let out = sb.run(&tasks, &["--concurrency", "1"]);
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("max_park"), "{err}");
+    assert!(sb.argv("longpark-b").is_empty(), "nothing new starts");
+}
+
+#[test]
+fn the_run_budget_stops_new_starts() {
+    let sb = Sandbox::new();
+    let tasks: String = (0..5)
+        .map(|i| one(&format!("budget-{i}"), "#fake result \"ok\""))
+        .collect();
+    let out = sb.run(&tasks, &["--concurrency", "1", "--budget-usd", "0.01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let started = (0..5)
+        .filter(|i| !sb.argv(&format!("budget-{i}")).is_empty())
+        .count();
+    // $0.0075 each: after two, $0.015 >= $0.01.
+    assert_eq!(started, 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("budget"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_task_budget_is_passed_to_the_child() {
+    let sb = Sandbox::new();
+    let tasks = "[[task]]\nid = \"taskbudget\"\nmax_budget_usd = 0.5\nprompt = \"#fake result \\\"ok\\\"\"\n";
+    let out = sb.run(tasks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let argv = argv_strings(&sb.argv("taskbudget")[0]);
+    assert!(argv.iter().any(|a| a == "--max-budget-usd=0.5"), "{argv:?}");
+}
+
+fn child_env(sb: &Sandbox, id: &str, extra_env: &[(&str, &str)]) -> String {
+    let envfile = sb.path().join(format!("{id}.env"));
+    let tasks = one(id, &format!("#fake bash \"env > {}\"", envfile.display()));
+    let file = sb.write("tasks.toml", &tasks);
+    let mut cmd = sb.borg(&[
+        "run",
+        file.to_str().unwrap(),
+        "--claude",
+        fake_bin().to_str().unwrap(),
+    ]);
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::read_to_string(envfile).unwrap()
+}
+
+#[test]
+fn the_child_gets_retry_and_timeout_defaults_unless_the_user_set_them() {
+    let sb = Sandbox::new();
+    let env = child_env(&sb, "envdefault", &[]);
+    assert!(
+        env.lines().any(|l| l == "CLAUDE_CODE_MAX_RETRIES=2"),
+        "{env}"
+    );
+    assert!(env.lines().any(|l| l == "API_TIMEOUT_MS=120000"), "{env}");
+    let sb = Sandbox::new();
+    let env = child_env(
+        &sb,
+        "envuser",
+        &[("CLAUDE_CODE_MAX_RETRIES", "7"), ("API_TIMEOUT_MS", "999")],
+    );
+    assert!(
+        env.lines().any(|l| l == "CLAUDE_CODE_MAX_RETRIES=7"),
+        "{env}"
+    );
+    assert!(env.lines().any(|l| l == "API_TIMEOUT_MS=999"), "{env}");
+}
+
+#[test]
+fn a_dry_run_prints_waves_and_starts_nothing() {
+    let sb = Sandbox::new();
+    let tasks = "[[task]]\nid = \"dry-a\"\nprompt = \"x\"\n\n\
+                 [[task]]\nid = \"dry-b\"\nprompt = \"x\"\n\n\
+                 [[task]]\nid = \"dry-c\"\nrole = \"tester\"\ndepends_on = [\"dry-a\", \"dry-b\"]\nprompt = \"x\"\n\n\
+                 [[task]]\nid = \"dry-d\"\ndepends_on = [\"dry-c\"]\nprompt = \"x\"\n";
+    let out = sb.run(tasks, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 waves"), "{text}");
+    let w1 = text.lines().find(|l| l.starts_with("wave 1")).unwrap();
+    assert!(w1.contains("dry-a") && w1.contains("dry-b"), "{text}");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("wave 3") && l.contains("dry-d")));
+    let (out, v) = sb.run_json(tasks, &["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        v["waves"],
+        serde_json::json!([["dry-a", "dry-b"], ["dry-c"], ["dry-d"]])
+    );
+    assert!(std::fs::read_dir(sb.state()).unwrap().next().is_none());
+    assert!(
+        !sb.ws().join("borg.db").exists(),
+        "a dry run writes no store"
+    );
+}
+
+#[test]
+fn a_dry_run_of_ten_thousand_tasks_completes() {
+    let sb = Sandbox::new();
+    let mut tasks = String::with_capacity(1 << 20);
+    for i in 0..10_000 {
+        let deps = if i >= 100 {
+            format!("depends_on = [\"big-{}\", \"big-{}\"]\n", i - 100, i / 2)
+        } else {
+            String::new()
+        };
+        tasks.push_str(&format!(
+            "[[task]]\nid = \"big-{i}\"\n{deps}prompt = \"task {i}\"\n\n"
+        ));
+    }
+    let t = Instant::now();
+    let (out, v) = sb.run_json(&tasks, &["--dry-run"]);
+    eprintln!("dry run of 10 000 tasks: {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let waves = v["waves"].as_array().unwrap();
+    let n: usize = waves.iter().map(|w| w.as_array().unwrap().len()).sum();
+    assert_eq!(n, 10_000);
+    assert_eq!(waves.len(), 100);
+}
+
+#[test]
+fn an_open_breaker_does_not_outlive_its_run() {
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let bad: String = (0..4)
+        .map(|i| one(&format!("stuck-{i}"), "#fake api-error 401"))
+        .collect();
+    let out = sb.run(&bad, &["--concurrency", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let status = |sb: &Sandbox| {
+        let o = sb.borg(&["status", "--json"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    assert_eq!(status(&sb)["breaker"]["open"], true);
+    // The key is fixed: the next run works, and status no longer says the breaker is open.
+    let out = sb.run(&one("unstuck", "#fake result \"ok\""), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v = status(&sb);
+    assert!(v["breaker"].is_null(), "still open: {v:#}");
+}
