@@ -155,7 +155,7 @@ impl TranscriptParser {
         if trimmed.is_empty() {
             return;
         }
-        if trimmed[0] != b'{' {
+        if trimmed.first() != Some(&b'{') {
             self.summary.bad_lines += 1;
             return;
         }
