@@ -29,12 +29,13 @@ pub fn recognise(text: &str) -> Option<TestCounts> {
 }
 
 /// A cheap byte-level test that rejects most outputs before any regex runs: every
-/// format recognised here contains at least one of these words.
+/// format recognised here contains at least one of these words. It also works on the
+/// JSON-escaped form of a text (`ok\\t` is the escaped tab after go's `ok`).
 pub fn might_contain_summary(text: &[u8]) -> bool {
     static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
     let finders = FINDERS.get_or_init(|| {
         [
-            "passed", "failed", "Ran ", "FAIL", "ok ", "ok\t", "PASS", "Tests",
+            "passed", "failed", "Ran ", "FAIL", "ok ", "ok\t", "ok\\t", "PASS", "Tests",
         ]
         .iter()
         .map(|w| memchr::memmem::Finder::new(w.as_bytes()))
