@@ -272,7 +272,8 @@ fn signal_of(exit: &ExitInfo) -> Option<i32> {
 }
 
 /// The human error text: the result text when it is an error, else `errors[]`, else
-/// the end of stderr, else a description of how the attempt ended.
+/// the end of stderr, else a description of how the attempt ended (the description
+/// comes before stderr when borg's watchdog or shutdown stopped the child).
 fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<String> {
     if let Some(r) = summary.result.as_ref().filter(|r| r.is_error) {
         if let Some(t) = r.result.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
@@ -293,8 +294,14 @@ fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<Strin
             return Some("aborted during a tool call (aborted_tools)".into());
         }
     }
-    if let Some(tail) = stderr_tail(facts.stderr_tail, 500) {
-        return Some(tail);
+    // When borg itself stopped the child, that is the news; stderr would only hold
+    // whatever the child happened to print last.
+    let stopped_by_borg =
+        facts.interrupted || matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle));
+    if !stopped_by_borg {
+        if let Some(tail) = stderr_tail(facts.stderr_tail, 500) {
+            return Some(tail);
+        }
     }
     Some(describe(summary, facts))
 }

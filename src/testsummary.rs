@@ -20,20 +20,22 @@ pub fn recognise(text: &str) -> Option<TestCounts> {
         return None;
     }
     let text = strip_ansi(text);
+    let p = patterns()?;
     let mut scan = Scan::default();
     for line in text.lines() {
-        scan.line(line);
+        scan.line(p, line);
     }
     scan.finish()
 }
 
 /// A cheap byte-level test that rejects most outputs before any regex runs: every
-/// format recognised here contains at least one of these words.
+/// format recognised here contains at least one of these words. It also works on the
+/// JSON-escaped form of a text (`ok\\t` is the escaped tab after go's `ok`).
 pub fn might_contain_summary(text: &[u8]) -> bool {
     static FINDERS: OnceLock<Vec<memchr::memmem::Finder<'static>>> = OnceLock::new();
     let finders = FINDERS.get_or_init(|| {
         [
-            "passed", "failed", "Ran ", "FAIL", "ok ", "ok\t", "PASS", "Tests",
+            "passed", "failed", "Ran ", "FAIL", "ok ", "ok\t", "ok\\t", "PASS", "Tests",
         ]
         .iter()
         .map(|w| memchr::memmem::Finder::new(w.as_bytes()))
@@ -48,18 +50,14 @@ fn strip_ansi(text: &str) -> Cow<'_, str> {
     if !text.contains('\x1b') {
         return Cow::Borrowed(text);
     }
-    static ANSI: OnceLock<Regex> = OnceLock::new();
+    static ANSI: OnceLock<Option<Regex>> = OnceLock::new();
     let re = ANSI.get_or_init(|| {
-        Regex::new(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-            .unwrap_or_else(|_| unreachable_regex())
+        Regex::new(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])").ok()
     });
-    re.replace_all(text, "")
-}
-
-/// A regex that matches nothing; stands in if a constant pattern ever failed to
-/// compile, so a typo degrades recognition instead of panicking at run time.
-fn unreachable_regex() -> Regex {
-    Regex::new(r"[^\s\S]").unwrap_or_else(|_| unreachable!("the empty class always compiles"))
+    match re {
+        Some(re) => re.replace_all(text, ""),
+        None => Cow::Borrowed(text),
+    }
 }
 
 struct Patterns {
@@ -79,29 +77,32 @@ struct Patterns {
     unittest_kv: Regex,
 }
 
-fn patterns() -> &'static Patterns {
-    static P: OnceLock<Patterns> = OnceLock::new();
+/// The compiled patterns; None only if one of the constants were broken, which the
+/// unit tests catch, so recognition degrades instead of panicking.
+fn patterns() -> Option<&'static Patterns> {
+    static P: OnceLock<Option<Patterns>> = OnceLock::new();
     P.get_or_init(|| {
-        let re = |p: &str| Regex::new(p).unwrap_or_else(|_| unreachable_regex());
-        Patterns {
-            cargo: re(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored"),
-            cargo_finished: re(r"^\s*Finished .*target\(s\) in "),
-            nextest: re(r"^\s*Summary \[[^\]]*\]\s+\d+ tests? run: (.*)$"),
-            pytest: re(r"^=+ (.*\d+ \w+.*) in [\d.]+s(?: \([^)]*\))? =+\s*$"),
-            pytest_quiet: re(r"^(\d+ \w+(?:, \d+ \w+)*) in [\d.]+s(?: \([^)]*\))?\s*$"),
-            unittest_ran: re(r"^Ran (\d+) tests? in [\d.]+s\s*$"),
-            unittest_end: re(r"^(OK|FAILED)(?: \((.*)\))?\s*$"),
-            go_case: re(r"^--- (PASS|FAIL|SKIP): "),
-            go_pkg: re(r"^(ok|FAIL)\s+\S+\s+(?:[\d.]+s|\(cached\)|\[)"),
-            jest: re(r"^\s*Tests:\s+(.*\d+ total)\s*$"),
-            vitest: re(r"^\s*Tests\s+(\d+ \w+(?: \| \d+ \w+)*) \(\d+\)\s*$"),
+        let re = |p: &str| Regex::new(p).ok();
+        Some(Patterns {
+            cargo: re(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored")?,
+            cargo_finished: re(r"^\s*Finished .*target\(s\) in ")?,
+            nextest: re(r"^\s*Summary \[[^\]]*\]\s+\d+ tests? run: (.*)$")?,
+            pytest: re(r"^=+ (.*\d+ \w+.*) in [\d.]+s(?: \([^)]*\))? =+\s*$")?,
+            pytest_quiet: re(r"^(\d+ \w+(?:, \d+ \w+)*) in [\d.]+s(?: \([^)]*\))?\s*$")?,
+            unittest_ran: re(r"^Ran (\d+) tests? in [\d.]+s\s*$")?,
+            unittest_end: re(r"^(OK|FAILED)(?: \((.*)\))?\s*$")?,
+            go_case: re(r"^--- (PASS|FAIL|SKIP): ")?,
+            go_pkg: re(r"^(ok|FAIL)\s+\S+\s+(?:[\d.]+s|\(cached\)|\[)")?,
+            jest: re(r"^\s*Tests:\s+(.*\d+ total)\s*$")?,
+            vitest: re(r"^\s*Tests\s+(\d+ \w+(?: \| \d+ \w+)*) \(\d+\)\s*$")?,
             plain: re(
                 r"^\s*(?:\w+:\s*)?(\d+) passed,\s*(\d+) failed(?:,\s*(\d+) (?:skipped|ignored))?\s*\.?\s*$",
-            ),
-            count: re(r"(\d+) (passed|failed|failures?|skipped|ignored|errors?|xfailed|xpassed|timed out|todo|pending)"),
-            unittest_kv: re(r"(failures|errors|skipped|expected failures|unexpected successes)=(\d+)"),
-        }
+            )?,
+            count: re(r"(\d+) (passed|failed|failures?|skipped|ignored|errors?|xfailed|xpassed|timed out|todo|pending)")?,
+            unittest_kv: re(r"(failures|errors|skipped|expected failures|unexpected successes)=(\d+)")?,
+        })
     })
+    .as_ref()
 }
 
 /// Which runner produced the summary currently held, so that per-binary (cargo) and
@@ -126,8 +127,7 @@ struct Scan {
 }
 
 impl Scan {
-    fn line(&mut self, line: &str) {
-        let p = patterns();
+    fn line(&mut self, p: &Patterns, line: &str) {
         let trimmed = line.trim_end();
         if trimmed.contains("test result:") {
             if let Some(c) = p.cargo.captures(trimmed) {
@@ -146,14 +146,14 @@ impl Scan {
         }
         if trimmed.contains("run:") {
             if let Some(c) = p.nextest.captures(trimmed) {
-                self.set(counts_from_words(c.get(1).map_or("", |m| m.as_str())));
+                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
                 return;
             }
         }
         if let Some(n) = self.unittest_ran {
             if let Some(c) = p.unittest_end.captures(trimmed) {
                 self.unittest_ran = None;
-                self.set(unittest_counts(n, c.get(2).map_or("", |m| m.as_str())));
+                self.set(unittest_counts(p, n, c.get(2).map_or("", |m| m.as_str())));
                 return;
             }
         }
@@ -191,11 +191,11 @@ impl Scan {
         }
         if trimmed.contains("Tests") {
             if let Some(c) = p.jest.captures(trimmed) {
-                self.set(counts_from_words(c.get(1).map_or("", |m| m.as_str())));
+                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
                 return;
             }
             if let Some(c) = p.vitest.captures(trimmed) {
-                self.set(counts_from_words(c.get(1).map_or("", |m| m.as_str())));
+                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
                 return;
             }
         }
@@ -205,7 +205,7 @@ impl Scan {
                 .captures(trimmed)
                 .or_else(|| p.pytest_quiet.captures(trimmed))
             {
-                self.set(counts_from_words(c.get(1).map_or("", |m| m.as_str())));
+                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
                 return;
             }
         }
@@ -248,9 +248,9 @@ fn num(c: &regex::Captures<'_>, i: usize) -> u64 {
 }
 
 /// Reads `9 passed, 1 failed, 2 skipped`-style lists (any separator, any order).
-fn counts_from_words(list: &str) -> TestCounts {
+fn counts_from_words(p: &Patterns, list: &str) -> TestCounts {
     let mut counts = TestCounts::default();
-    for c in patterns().count.captures_iter(list) {
+    for c in p.count.captures_iter(list) {
         let n = num(&c, 1);
         match c.get(2).map_or("", |m| m.as_str()) {
             "passed" | "xpassed" => counts.passed += n,
@@ -264,10 +264,10 @@ fn counts_from_words(list: &str) -> TestCounts {
 }
 
 /// unittest prints only the total and the non-passing kinds: passed is what remains.
-fn unittest_counts(ran: u64, detail: &str) -> TestCounts {
+fn unittest_counts(p: &Patterns, ran: u64, detail: &str) -> TestCounts {
     let mut failed = 0u64;
     let mut ignored = 0u64;
-    for c in patterns().unittest_kv.captures_iter(detail) {
+    for c in p.unittest_kv.captures_iter(detail) {
         let n = num(&c, 2);
         match c.get(1).map_or("", |m| m.as_str()) {
             "failures" | "errors" | "unexpected successes" => failed += n,
@@ -291,6 +291,12 @@ mod tests {
             failed,
             ignored,
         })
+    }
+
+    #[test]
+    fn every_pattern_compiles() {
+        assert!(patterns().is_some());
+        assert_eq!(strip_ansi("\u{1b}[1;32mok\u{1b}[0m"), "ok");
     }
 
     #[test]

@@ -155,7 +155,7 @@ impl TranscriptParser {
         if trimmed.is_empty() {
             return;
         }
-        if trimmed[0] != b'{' {
+        if trimmed.first() != Some(&b'{') {
             self.summary.bad_lines += 1;
             return;
         }
@@ -313,7 +313,7 @@ impl TranscriptParser {
             self.pending[slot].seq = 0;
             let p = &self.pending[slot];
             if p.name == "Bash" {
-                if let Some(t) = block.content.tests {
+                if let Some(t) = block.content.and_then(bash_tests) {
                     self.summary.tests = Some(t);
                 }
             } else if is_file_tool(&p.name) && !failed && !p.arg.is_empty() {
@@ -419,6 +419,18 @@ pub const DEFAULT_MAX_LINE: usize = 64 << 20;
 /// Summarises a saved stream-json file (`borg transcript FILE`).
 pub fn summarize_file(path: &Path) -> std::io::Result<TranscriptSummary> {
     summarize_reader(std::fs::File::open(path)?, DEFAULT_MAX_LINE)
+}
+
+/// The test counts in a Bash result's raw content. The keyword check runs on the raw
+/// JSON (the keywords contain no escaped characters), so most outputs are never
+/// unescaped at all.
+fn bash_tests(raw: &serde_json::value::RawValue) -> Option<TestCounts> {
+    if !crate::testsummary::might_contain_summary(raw.get().as_bytes()) {
+        return None;
+    }
+    serde_json::from_str::<wire::ResultScan>(raw.get())
+        .ok()?
+        .tests
 }
 
 /// Tools whose calls name a file they write.

@@ -163,6 +163,7 @@ fn watchdogs() {
         &s,
         &EndFacts {
             watchdog: Some(Watchdog::Idle),
+            stderr_tail: "warning: something unrelated",
             ..Default::default()
         },
     );

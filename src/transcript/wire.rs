@@ -9,6 +9,7 @@
 use crate::outcome::{TestCounts, Tokens};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -312,8 +313,10 @@ pub(crate) struct Block<'a> {
     pub input: Obj<ToolInput<'a>>,
     #[serde(borrow)]
     pub tool_use_id: Str<'a>,
-    /// tool_result content, reduced on the fly to the test counts it reports.
-    pub content: ResultScan,
+    /// tool_result content, kept as raw JSON: only Bash results that may hold a test
+    /// summary are ever unescaped (see [`ResultScan`]), the rest is skipped unread.
+    #[serde(borrow)]
+    pub content: Option<&'a RawValue>,
     pub is_error: Flag,
 }
 
@@ -340,8 +343,8 @@ pub(crate) struct ToolInput<'a> {
     pub description: Str<'a>,
 }
 
-/// A tool_result's content (a string, or text blocks), recognised for test summaries
-/// while serde holds it, so the usual string result is never copied.
+/// A tool_result's content (a string, or text blocks) read for its test summary; the
+/// string form is recognised while serde holds it, without a copy.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct ResultScan {
     pub tests: Option<TestCounts>,
