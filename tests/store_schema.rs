@@ -241,3 +241,27 @@ fn store_is_send_and_sync() {
     h.join().unwrap();
     assert_eq!(s.tasks().unwrap().len(), 1);
 }
+
+#[test]
+fn integrity_check_reports_a_wrong_unmet_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("borg.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.sync_tasks(
+        &[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &["a"])],
+        0,
+    )
+    .unwrap();
+    assert!(s.integrity_check().unwrap().is_empty());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE tasks SET unmet = 0 WHERE id = 'b'")
+        .unwrap();
+    let problems = s.integrity_check().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("task b"), "{problems:?}");
+    // the authoritative NOT EXISTS check still keeps b from running before a
+    let r = req("o", &["dev"], 1);
+    assert_eq!(claim_id(&s, &r).as_deref(), Some("a"));
+    assert!(s.claim_next(&r).unwrap().is_none());
+}
