@@ -899,3 +899,27 @@ fn heartbeat_extends_the_lease_and_revives_an_expired_untaken_one() {
         .collect();
     assert_eq!(kinds.last().map(String::as_str), Some("lease-expired"));
 }
+
+#[test]
+fn an_expired_claim_competes_with_pending_tasks_by_priority() {
+    let (_d, s) = fresh();
+    s.sync_tasks(
+        &[
+            nt("high", "dev", 5, 1, &[]),
+            nt("low", "dev", 0, 0, &[]),
+            nt("top", "dev", 9, 2, &[]),
+        ],
+        0,
+    )
+    .unwrap();
+    let mut r = req("o1", &["dev"], 0);
+    r.lease = Duration::from_millis(10);
+    assert_eq!(claim(&s, &r).task.id, "top");
+    assert_eq!(claim(&s, &r).task.id, "high");
+    let later = req("o2", &["dev"], 100);
+    // both leases expired: takeovers first (higher priority than the pending "low")
+    assert_eq!(claim_id(&s, &later).as_deref(), Some("top"));
+    assert_eq!(claim_id(&s, &later).as_deref(), Some("high"));
+    assert_eq!(claim_id(&s, &later).as_deref(), Some("low"));
+    assert_eq!(s.task("top").unwrap().unwrap().fence, 2);
+}

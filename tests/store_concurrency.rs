@@ -354,9 +354,16 @@ fn sigkill_loses_no_committed_finish() {
             });
             children.push((child, reader));
         }
-        std::thread::sleep(Duration::from_millis(rng.gen_range(100..300)));
+        // wait until the workers are under way (process start is slow on a loaded
+        // machine), then let them run a random while longer
+        let t0 = Instant::now();
+        while lines.lock().unwrap().is_empty() && t0.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.gen_range(50..250)));
         for (child, _) in children.iter_mut() {
-            child.kill().unwrap(); // SIGKILL
+            // SIGKILL; a worker that already ran out of tasks and exited is fine too
+            let _ = child.kill();
         }
         for (mut child, reader) in children {
             child.wait().unwrap();

@@ -197,11 +197,29 @@ fn a_held_write_lock_times_out_as_locked_and_reads_go_on() {
     );
     // WAL: readers do not wait for the writer, and see the last committed state
     assert_eq!(s.task("a").unwrap().unwrap().priority, 0);
-    // opening while the lock is held also reports Locked (migration needs the write lock)
+    // opening a current store needs no write lock; its first write waits, then fails
+    let reader = SqliteStore::open_with(&path, Duration::from_millis(100)).unwrap();
+    assert_eq!(reader.tasks().unwrap().len(), 1);
     assert!(matches!(
-        SqliteStore::open_with(&path, Duration::from_millis(100)),
+        reader.set_fleet("k", &serde_json::json!(1), 1),
         Err(StoreError::Locked { .. })
     ));
+    // a store that needs migrating cannot be opened while the lock is held
+    let old = dir.path().join("old.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1.db"),
+        &old,
+    )
+    .unwrap();
+    let mut holder = rusqlite::Connection::open(&old).unwrap();
+    let htx = holder
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open_with(&old, Duration::from_millis(100)),
+        Err(StoreError::Locked { .. })
+    ));
+    htx.rollback().unwrap();
 
     tx.commit().unwrap();
     let c = claim(&s, &req("o", &["dev"], 1));
@@ -240,4 +258,28 @@ fn store_is_send_and_sync() {
     };
     h.join().unwrap();
     assert_eq!(s.tasks().unwrap().len(), 1);
+}
+
+#[test]
+fn integrity_check_reports_a_wrong_unmet_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("borg.db");
+    let s = SqliteStore::open(&path).unwrap();
+    s.sync_tasks(
+        &[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &["a"])],
+        0,
+    )
+    .unwrap();
+    assert!(s.integrity_check().unwrap().is_empty());
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("UPDATE tasks SET unmet = 0 WHERE id = 'b'")
+        .unwrap();
+    let problems = s.integrity_check().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("task b"), "{problems:?}");
+    // the authoritative NOT EXISTS check still keeps b from running before a
+    let r = req("o", &["dev"], 1);
+    assert_eq!(claim_id(&s, &r).as_deref(), Some("a"));
+    assert!(s.claim_next(&r).unwrap().is_none());
 }

@@ -130,15 +130,31 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `PRAGMA integrity_check` (full, slower than the quick check done on open);
-    /// returns the problems found, empty when the file is sound.
+    /// Runs `PRAGMA integrity_check` (full, slower than the quick check done on open)
+    /// and checks the store's own invariant, the trigger-kept count of unmet
+    /// dependencies; returns the problems found, empty when the file is sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare("PRAGMA integrity_check")?;
             let rows = st
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows.into_iter().filter(|r| r != "ok").collect())
+            let mut problems: Vec<String> = rows.into_iter().filter(|r| r != "ok").collect();
+            let mut st = c.prepare(
+                "SELECT id, unmet, (SELECT count(*) FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
+                                    WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))
+                 FROM tasks t ORDER BY id",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let (id, kept, truth): (String, i64, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                if kept != truth {
+                    problems.push(format!(
+                        "task {id}: {kept} unmet dependencies recorded, {truth} in fact"
+                    ));
+                }
+            }
+            Ok(problems)
         })
     }
 
@@ -181,7 +197,7 @@ thread_local! {
     /// Busy timeout of the connection this thread is using now, and when the current
     /// wait for a lock began. A thread-local because SQLite's busy handler is a plain
     /// function; a connection is only ever used by the thread holding its mutex, which
-    /// sets its timeout first (`SqliteStore::enter`).
+    /// sets its timeout first (`enter`).
     static BUSY: Cell<(Duration, Option<Instant>)> = const { Cell::new((DEFAULT_BUSY_TIMEOUT, None)) };
 }
 

@@ -181,6 +181,12 @@ const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
+    // The common case, a current store, needs no write lock: `borg status` can open the
+    // file while a busy `borg run` holds it. The version is read again under the lock.
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if found > SCHEMA_VERSION {
