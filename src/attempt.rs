@@ -401,18 +401,30 @@ async fn finish(
             .and_then(Result::ok)
             .unwrap_or_default();
         let mut taken: Vec<String> = Vec::new();
-        let all_ids: Vec<String> = {
+        let spec: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
+        // A handoff is converted when it is still open: pending, or accepted by a
+        // person before this attempt ended (then no task exists for it yet).
+        let open = |h: &&HandoffRow| {
+            (h.state == HandoffState::Pending
+                || (h.state == HandoffState::Accepted && h.new_task.is_none()))
+                && (h.fence == token.fence || record.resumed_session.is_some())
+        };
+        let wants_ids = spec.as_ref().is_some_and(|s| s.task.handoff_to.is_some())
+            || handoffs.iter().any(|h| open(&h));
+        // Only read every id (to pick free follow-up ids) when a handoff needs one.
+        let all_ids: Vec<String> = if wants_ids {
             let store = shared.store.clone();
-            tokio::task::spawn_blocking(move || store.tasks())
+            tokio::task::spawn_blocking(move || store.statuses())
                 .await
                 .ok()
                 .and_then(Result::ok)
                 .unwrap_or_default()
                 .into_iter()
-                .map(|t| t.id)
+                .map(|t| t.0)
                 .collect()
+        } else {
+            Vec::new()
         };
-        let spec: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
         if let Some(to) = spec.as_ref().and_then(|s| s.task.handoff_to.clone()) {
             let req = crate::store::HandoffRequest {
                 to_role: to,
@@ -424,11 +436,8 @@ async fn finish(
                 new_tasks.push(t);
             }
         }
-        for h in handoffs.iter().filter(|h: &&HandoffRow| {
-            // A resumed session's earlier (usage-limited) attempt may have asked.
-            h.state == HandoffState::Pending
-                && (h.fence == token.fence || record.resumed_session.is_some())
-        }) {
+        // A resumed session's earlier (usage-limited) attempt may have asked too.
+        for h in handoffs.iter().filter(open) {
             if let Some(t) = handoff_task(
                 task,
                 &instance.id,

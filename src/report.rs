@@ -67,6 +67,12 @@ pub struct Totals {
     pub failed: usize,
     /// Skipped.
     pub skipped: usize,
+    /// Not finished yet (only while a run is going on: `borg status`).
+    #[serde(default)]
+    pub pending: usize,
+    /// Running now (only in `borg status`).
+    #[serde(default)]
+    pub running: usize,
     /// Cost.
     pub cost_usd: f64,
     /// Tokens.
@@ -162,7 +168,8 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
         duration_ms: recs.iter().map(|r| r.duration_ms).sum(),
         exit_code: last.and_then(|r| r.exit_code),
         session_id: last.and_then(|r| r.session_id.clone()),
-        cost_usd: recs.iter().map(|r| r.cost_usd).sum(),
+        // A float sum of nothing is -0.0; start from +0.0 so tables never show "$-0.0000".
+        cost_usd: recs.iter().fold(0.0, |a, r| a + r.cost_usd),
         tokens,
         num_turns: last.map(|r| r.num_turns).unwrap_or(0),
         files_changed: last.map(|r| r.files_changed.clone()).unwrap_or_default(),
@@ -184,6 +191,17 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
     }
 }
 
+/// A task's report while a run may still be going on: unfinished tasks keep their
+/// live state (pending, running) instead of the end-of-run reading.
+pub fn live_task_report(t: &TaskRow, attempts: &[AttemptRow]) -> TaskReport {
+    let mut r = task_report(t, attempts, None);
+    if !t.status.is_terminal() {
+        r.status = t.status;
+        r.error = None;
+    }
+    r
+}
+
 /// Totals and per-role metrics of a list of task reports.
 pub fn totals(tasks: &[TaskReport]) -> (Totals, BTreeMap<String, RoleMetrics>) {
     let mut t = Totals {
@@ -195,6 +213,8 @@ pub fn totals(tasks: &[TaskReport]) -> (Totals, BTreeMap<String, RoleMetrics>) {
         match r.status {
             Status::Succeeded => t.succeeded += 1,
             Status::Skipped => t.skipped += 1,
+            Status::Pending | Status::RateLimited => t.pending += 1,
+            Status::Running => t.running += 1,
             _ => t.failed += 1,
         }
         t.cost_usd += r.cost_usd;
@@ -205,8 +225,10 @@ pub fn totals(tasks: &[TaskReport]) -> (Totals, BTreeMap<String, RoleMetrics>) {
     let roles = by_role
         .into_iter()
         .map(|(role, rs)| {
-            let finished: Vec<&&TaskReport> =
-                rs.iter().filter(|r| r.status != Status::Skipped).collect();
+            let finished: Vec<&&TaskReport> = rs
+                .iter()
+                .filter(|r| r.status.is_terminal() && r.status != Status::Skipped)
+                .collect();
             let mut durs: Vec<u64> = finished.iter().map(|r| r.duration_ms).collect();
             durs.sort_unstable();
             let mut tokens = Tokens::default();

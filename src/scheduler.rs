@@ -114,6 +114,7 @@ pub async fn run(
     let mut next_maintenance = 0i64;
     let mut scope: HashSet<String> = opts.scope.iter().cloned().collect();
     let poll = Duration::from_millis(250);
+    let mut whole_store = false;
     let mut lives: HashMap<String, (Arc<Mutex<LiveView>>, std::time::Instant)> = HashMap::new();
     // Instances named by pins: one that does not exist yet counts as idle (it is created
     // when its task is claimed), else a task pinned to it would wait forever.
@@ -129,6 +130,15 @@ pub async fn run(
         .filter_map(|t| t.instance)
         .collect();
 
+    let mut counts = (0usize, 0usize);
+    let mut counted_at = std::time::Instant::now() - Duration::from_secs(1);
+    // With every task of the store in scope, the claim need not filter by id.
+    if !opts.scope.is_empty() {
+        let all = db(&store, |st| st.statuses()).await?;
+        if all.iter().all(|(id, _)| scope.contains(id)) {
+            whole_store = true;
+        }
+    }
     loop {
         let now = now_ms();
         if now >= next_maintenance {
@@ -208,7 +218,7 @@ pub async fn run(
                     owner: owner.id.clone(),
                     roles,
                     idle_instances: idle,
-                    only: if opts.scope.is_empty() {
+                    only: if opts.scope.is_empty() || whole_store {
                         Vec::new()
                     } else {
                         scope.iter().cloned().collect()
@@ -275,14 +285,11 @@ pub async fn run(
             if !dispatching || summary.stop.is_some() {
                 break;
             }
-            let rows = db(&store, |st| st.tasks()).await?;
-            let open: Vec<&TaskRow> = rows
-                .iter()
-                .filter(|t| {
-                    (opts.scope.is_empty() || scope.contains(&t.id)) && !t.status.is_terminal()
-                })
-                .collect();
-            if open.is_empty() {
+            let rows = db(&store, |st| st.statuses()).await?;
+            let open = rows.iter().any(|(id, status)| {
+                (opts.scope.is_empty() || scope.contains(id)) && !status.is_terminal()
+            });
+            if !open {
                 break;
             }
             // Waiting on other workers' claims, on a retry backoff or on parking.
@@ -319,7 +326,14 @@ pub async fn run(
                     summary.stopped_tasks.push(done.task.clone());
                 }
                 react(&done, &s, &mut breaker, &mut summary, &store, progress).await;
-                let (total, finished) = count_done(&store, &opts.scope).await;
+                // Counting reads every task's status: at most a few times a second.
+                if counted_at.elapsed() >= Duration::from_millis(300) || running.is_empty() {
+                    counts = count_done(&store, &opts.scope).await;
+                    counted_at = std::time::Instant::now();
+                } else {
+                    counts.1 += 1;
+                }
+                let (total, finished) = counts;
                 progress.event(&Event::Finished {
                     task: done.task.clone(),
                     status: done.classified.status,
@@ -466,16 +480,14 @@ fn breaker_message(cause: &str, n: u32, error: &str) -> String {
 
 /// (tasks in scope, terminal ones).
 async fn count_done(store: &Arc<dyn crate::store::Store>, scope: &[String]) -> (usize, usize) {
-    let rows = db(store, |st| st.tasks()).await.unwrap_or_default();
+    let rows = db(store, |st| st.statuses()).await.unwrap_or_default();
     let set: HashSet<&String> = scope.iter().collect();
-    let inscope: Vec<&TaskRow> = rows
+    let inscope = rows
         .iter()
-        .filter(|t| scope.is_empty() || set.contains(&t.id))
-        .collect();
-    (
-        inscope.len(),
-        inscope.iter().filter(|t| t.status.is_terminal()).count(),
-    )
+        .filter(|(id, _)| scope.is_empty() || set.contains(id));
+    inscope.fold((0, 0), |(n, done), (_, st)| {
+        (n + 1, done + usize::from(st.is_terminal()))
+    })
 }
 
 /// An idle instance for the task: its pinned one, else an idle one of its role, else a new one.

@@ -380,10 +380,13 @@ impl TranscriptParser {
     }
 
     fn note_usage_limit_text(&mut self, reset: Option<i64>) {
+        // The result text only repeats what a rate_limit_event may already have said
+        // in more detail (the limit kind): keep that, fill in what is missing.
+        let prev = self.summary.rate_limit.take().unwrap_or_default();
         self.summary.rate_limit = Some(RateLimit {
             status: "rejected".to_owned(),
-            resets_at: reset,
-            kind: None,
+            resets_at: reset.or(prev.resets_at),
+            kind: prev.kind,
         });
     }
 }

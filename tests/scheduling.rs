@@ -331,7 +331,6 @@ fn a_usage_limit_parks_the_fleet_then_resumes_the_session() {
 }
 
 #[test]
-#[ignore = "bug: transcript.rs note_usage_limit_text() replaces the rate_limit_event's rateLimitType (five_hour) with None when the result text says 'usage limit reached', so status shows '(usage limit)'"]
 fn status_names_the_kind_of_limit_the_fleet_is_parked_on() {
     let sb = Sandbox::new();
     sb.config(FAST);

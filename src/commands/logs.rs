@@ -28,7 +28,8 @@ struct LogRef {
 pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let ws = Workspaces::new(&s.paths.workspaces);
-    let store = if s.paths.store.exists() {
+    // The store may not exist yet when following a run that has not started.
+    let mut store = if s.paths.store.exists() {
         Some(ctx.store(&s)?)
     } else {
         None

@@ -125,7 +125,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     }
     let mut reports = Vec::new();
     for t in &tasks {
-        reports.push(report::task_report(t, &store.attempts(&t.id)?, None));
+        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
     }
     let (totals, roles) = report::totals(&reports);
     Ok(StatusView {
@@ -218,8 +218,16 @@ fn text(v: &StatusView) -> String {
     let t = &v.totals;
     let _ = writeln!(
         o,
-        "TOTALS   {} tasks, {} succeeded, {} failed, {} skipped; ${:.4}; {} in / {} out tokens",
-        t.tasks, t.succeeded, t.failed, t.skipped, t.cost_usd, t.tokens.input, t.tokens.output
+        "TOTALS   {} tasks: {} succeeded, {} failed, {} skipped, {} running, {} pending; ${:.4}; {} in / {} out tokens",
+        t.tasks,
+        t.succeeded,
+        t.failed,
+        t.skipped,
+        t.running,
+        t.pending,
+        t.cost_usd,
+        t.tokens.input,
+        t.tokens.output
     );
     for (r, m) in &v.roles {
         let _ = writeln!(

@@ -438,6 +438,8 @@ pub trait Store: Send + Sync {
     fn retry_task(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Every task, in (order, id) order.
     fn tasks(&self) -> Result<Vec<TaskRow>, StoreError>;
+    /// Every task's id and status, and nothing else: cheap enough to call often.
+    fn statuses(&self) -> Result<Vec<(String, Status)>, StoreError>;
     /// One task.
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError>;
     /// Attempts of one task, oldest first.

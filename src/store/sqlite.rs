@@ -380,6 +380,18 @@ impl Store for SqliteStore {
     fn tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         self.read(read::tasks)
     }
+    fn statuses(&self) -> Result<Vec<(String, Status)>, StoreError> {
+        self.read(|tx| {
+            let mut st = tx.prepare_cached("SELECT id, status FROM tasks ORDER BY ord, id")?;
+            let mut rows = st.query([])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                let status: String = r.get(1)?;
+                out.push((r.get(0)?, Status::parse(&status).unwrap_or(Status::Pending)));
+            }
+            Ok(out)
+        })
+    }
     fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
         self.read(|tx| read::task(tx, id))
     }
