@@ -12,7 +12,7 @@ mod common;
 mod mock_api;
 
 use common::*;
-use mock_api::{MockApi, Script, Turn};
+use mock_api::{Fault, MockApi, Script, Turn};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -273,4 +273,371 @@ fn a_developer_task_writes_edits_runs_the_tests_and_is_reported() {
         t.elapsed()
     );
     assert!(procs_with_env("BORG_TASK_ID", "fix-add").is_empty());
+}
+
+/// The raw stdout transcripts of a task's attempts, in attempt order.
+fn transcripts(rig: &Rig, report: &Value, id: &str) -> Vec<Vec<Value>> {
+    let Some(inst) = task(report, id)["instance"].as_str() else {
+        return vec![];
+    };
+    let logs = rig.sb.ws().join(inst).join("logs");
+    (1..20)
+        .map_while(|n| std::fs::read_to_string(logs.join(format!("{id}.{n}.stdout.jsonl"))).ok())
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .collect()
+}
+
+/// Lines of a transcript with this `type` (and `subtype`, when given).
+fn lines_of<'a>(t: &'a [Value], ty: &str, subtype: Option<&str>) -> Vec<&'a Value> {
+    t.iter()
+        .filter(|l| l["type"] == ty && subtype.is_none_or(|s| l["subtype"] == s))
+        .collect()
+}
+
+#[test]
+fn an_api_answering_401_fails_within_seconds_with_the_clis_message() {
+    let Some(rig) = Rig::new(vec![Script::default().always_fail(Fault::unauthorized())]) else {
+        return;
+    };
+    let t = Instant::now();
+    let (out, rep) = rig.run(&one("auth", "Fix add().", ""), &["--timeout", "60s"], &[]);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let r = task(&rep, "auth");
+    assert_eq!(r["status"], "failed", "{ctx}");
+    assert_eq!(r["fault"], "fleet_wide", "{ctx}");
+    assert_eq!(
+        r["error"], "Invalid API key · Fix external API key",
+        "{ctx}"
+    );
+    assert_eq!(r["cost_usd"], 0.0, "{ctx}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    // CLAUDE_CODE_MAX_RETRIES=0: one request, no retry.
+    assert_eq!(rig.api.messages().len(), 1, "{ctx}");
+    let tr = &transcripts(&rig, &rep, "auth")[0];
+    let res = lines_of(tr, "result", None);
+    assert_eq!(res.len(), 1, "{ctx}");
+    assert_eq!(res[0]["is_error"], true);
+    assert_eq!(
+        res[0]["subtype"], "success",
+        "the CLI says success on an API error"
+    );
+    assert_eq!(res[0]["api_error_status"], 401);
+    assert_eq!(
+        lines_of(tr, "assistant", None)[0]["error"],
+        "authentication_failed"
+    );
+}
+
+/// A 429 the way an API key sees it: the CLI honours `retry-after` while it has retries
+/// left, and then reports `Request rejected (429)` with the API's message. With an API key
+/// it shows no usage-limit reset (no `rate_limit_event`, whatever the
+/// `anthropic-ratelimit-unified-*` headers say), so borg treats it as a transient
+/// failure and retries the task.
+#[test]
+fn a_429_is_retried_by_the_cli_then_by_borg_and_the_task_succeeds() {
+    let reset = chrono::Utc::now().timestamp() + 3600;
+    let mut limit = Fault::too_many(1);
+    if let Fault::Status { headers, .. } = &mut limit {
+        headers.extend([
+            (
+                "anthropic-ratelimit-unified-status".to_string(),
+                "rejected".to_string(),
+            ),
+            (
+                "anthropic-ratelimit-unified-reset".to_string(),
+                reset.to_string(),
+            ),
+            (
+                "anthropic-ratelimit-unified-representative-claim".to_string(),
+                "five_hour".to_string(),
+            ),
+        ]);
+    }
+    // Attempt 1: two 429s, both retried by the CLI (CLAUDE_CODE_MAX_RETRIES=1 lets it
+    // retry once), so it gives up. Attempt 2 (borg's retry): one 429 the CLI retries past.
+    let script = Script::new(vec![Turn::text("Done after the rate limit.")])
+        .then_fail(limit.clone())
+        .then_fail(limit.clone())
+        .then_fail(limit);
+    let Some(rig) = Rig::new(vec![script]) else {
+        return;
+    };
+    rig.sb.write(
+        "config.toml",
+        "[run]\ninterrupt_grace = \"2s\"\nterm_grace = \"1s\"\nbackoff_base = \"200ms\"\nmax_park = \"1s\"\n",
+    );
+    let t = Instant::now();
+    let (out, rep) = rig.run(
+        &one("limited", "Say done.", "retries = 1"),
+        &["--timeout", "60s"],
+        &[("CLAUDE_CODE_MAX_RETRIES", "1")],
+    );
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let r = task(&rep, "limited");
+    assert_eq!(r["status"], "succeeded", "{ctx}");
+    assert_eq!(r["attempts"], 2, "{ctx}");
+    let trs = transcripts(&rig, &rep, "limited");
+    assert_eq!(trs.len(), 2, "{ctx}");
+    // Attempt 1: one api_retry line for the 429 (retry-after honoured), then the error.
+    let retries = lines_of(&trs[0], "system", Some("api_retry"));
+    assert_eq!(retries.len(), 1, "{ctx}");
+    assert_eq!(retries[0]["error_status"], 429);
+    assert_eq!(retries[0]["error"], "rate_limit");
+    assert!(
+        retries[0]["retry_delay_ms"].as_f64().unwrap() >= 1000.0,
+        "{ctx}"
+    );
+    let res = lines_of(&trs[0], "result", None);
+    assert_eq!(res[0]["api_error_status"], 429, "{ctx}");
+    assert!(
+        res[0]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("API Error: Request rejected (429) · "),
+        "{ctx}"
+    );
+    assert!(
+        lines_of(&trs[0], "rate_limit_event", None).is_empty(),
+        "an API key gets no usage-limit event"
+    );
+    // Attempt 2: retried once inside the CLI, then answered.
+    assert_eq!(
+        lines_of(&trs[1], "system", Some("api_retry")).len(),
+        1,
+        "{ctx}"
+    );
+    assert_eq!(rig.api.messages().len(), 4, "{ctx}");
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn server_errors_and_a_silent_api_fail_the_task_with_the_clis_message() {
+    let cases: [(&str, Fault, &str); 4] = [
+        ("e500", Fault::server_error(), "API Error: 500"),
+        ("e529", Fault::overloaded(), "529"),
+        ("silent", Fault::NoAnswer, "timed out"),
+        // The connection dropped mid-body: retried like a network error, never the
+        // non-streaming fallback.
+        ("cut", Fault::CutStream(3), "ECONNRESET"),
+    ];
+    let scripts = cases
+        .iter()
+        .map(|(id, f, _)| {
+            Script::default()
+                .when(&format!("CASE-{id}"))
+                .always_fail(f.clone())
+        })
+        .collect();
+    let Some(rig) = Rig::new(scripts) else {
+        return;
+    };
+    let tasks: String = cases
+        .iter()
+        .map(|(id, _, _)| one(id, &format!("CASE-{id}: fix add()."), ""))
+        .collect();
+    let t = Instant::now();
+    let (out, rep) = rig.run(
+        &tasks,
+        &["--timeout", "60s", "--concurrency", "4"],
+        &[("API_TIMEOUT_MS", "2000")],
+    );
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    for (id, _, text) in &cases {
+        let r = task(&rep, id);
+        assert_eq!(r["status"], "failed", "{id}\n{ctx}");
+        assert_eq!(r["fault"], "transient", "{id}\n{ctx}");
+        let err = r["error"].as_str().unwrap_or("");
+        assert!(err.contains(text), "{id}: {err}\n{ctx}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+/// A stream that ends mid-message (the HTTP body ends cleanly, with no `message_stop`):
+/// the CLI at once asks again without `stream`, with no `api_retry` line and even with
+/// `CLAUDE_CODE_MAX_RETRIES=0`, and carries on. (A connection dropped mid-body is an
+/// ordinary retried error instead: see the test above.)
+#[test]
+fn a_stream_ending_midway_is_recovered_by_the_non_streaming_fallback() {
+    let script = Script::new(developer_turns()).then_fail(Fault::EndStream(3));
+    let Some(rig) = Rig::new(vec![script]) else {
+        return;
+    };
+    let (out, rep) = rig.run(&one("cut", "Fix add().", ""), &["--timeout", "60s"], &[]);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let r = task(&rep, "cut");
+    assert_eq!(r["status"], "succeeded", "{ctx}");
+    assert_eq!(r["tests"]["passed"], 3, "{ctx}");
+    let posts = rig.api.messages();
+    assert!(posts[0].streamed() && !posts[1].streamed(), "{ctx}");
+    assert_eq!(posts[1].answer, "json", "{ctx}");
+    let tr = &transcripts(&rig, &rep, "cut")[0];
+    assert!(
+        lines_of(tr, "system", Some("api_retry")).is_empty(),
+        "{ctx}"
+    );
+    assert_eq!(
+        posts[0].body["messages"], posts[1].body["messages"],
+        "the fallback re-sends the same conversation"
+    );
+    assert_eq!(posts.len(), 5, "{ctx}");
+    // The cost still counts every answered turn (the cut one was never priced).
+    let cost = r["cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.03).abs() < 1e-9, "cost {cost}\n{ctx}");
+}
+
+#[test]
+fn a_timeout_while_the_bash_tool_sleeps_kills_the_whole_tree() {
+    let script = Script::new(vec![Turn::tool(
+        "Bash",
+        json!({"command": "sleep 300", "description": "Wait a long time", "timeout": 600000}),
+    )]);
+    let Some(rig) = Rig::new(vec![script]) else {
+        return;
+    };
+    let file = rig.sb.write("tasks.toml", &one("sleepy", "Wait.", ""));
+    let claude = rig.claude.to_str().unwrap().to_string();
+    let mut child = rig
+        .borg(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--json",
+                "--claude",
+                &claude,
+                "--template",
+                TEMPLATE,
+                "--timeout",
+                "4s",
+            ],
+            &[],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start borg");
+    // While it runs: the Bash tool's `sleep 300` exists, in a session of its own.
+    let sleeper = || {
+        procs_with_env("BORG_TASK_ID", "sleepy")
+            .into_iter()
+            .find(|&p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"sleep".as_slice()))
+            })
+    };
+    let found = wait_until(Duration::from_secs(20), || sleeper().is_some());
+    let claude_pid = procs_with_env("BORG_TASK_ID", "sleepy")
+        .into_iter()
+        .find(|&p| {
+            std::fs::read_link(format!("/proc/{p}/exe"))
+                .is_ok_and(|e| e.ends_with("claude.exe") || e.ends_with("claude"))
+        });
+    let own_session = sleeper().zip(claude_pid).map(|(s, c)| {
+        let sid = |p: i32| nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(p))).ok();
+        sid(s) != sid(c)
+    });
+    let t = Instant::now();
+    let out = child.wait_with_output().expect("wait for borg");
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let ctx = rig.context(&out, &rep);
+    assert!(found, "the Bash tool's sleep never started\n{ctx}");
+    assert_eq!(
+        own_session,
+        Some(true),
+        "the CLI puts the tool's shell in its own session\n{ctx}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let r = task(&rep, "sleepy");
+    assert_eq!(r["status"], "timed_out", "{ctx}");
+    assert_eq!(r["watchdog"], "timeout", "{ctx}");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        procs_with_env("BORG_TASK_ID", "sleepy").is_empty(),
+        "a process of the attempt survived\n{ctx}"
+    );
+}
+
+#[test]
+fn a_developer_hands_off_to_a_tester_and_both_run_on_the_real_cli() {
+    let tester = Script::new(vec![
+        Turn::tool(
+            "Bash",
+            json!({"command": "bash run_tests.sh", "description": "Run the unit tests"}),
+        ),
+        Turn::text("Tested: 3 passed, 0 failed."),
+    ])
+    .when("as the tester");
+    let developer = Script::new(developer_turns());
+    let Some(rig) = Rig::new(vec![tester, developer]) else {
+        return;
+    };
+    let (out, rep) = rig.run(
+        &one("fix", "Fix add() in calc.py.", "handoff_to = \"tester\""),
+        &["--timeout", "90s"],
+        &[],
+    );
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let dev = task(&rep, "fix");
+    assert_eq!(dev["status"], "succeeded", "{ctx}");
+    assert_eq!(dev["handoff_to"], "tester", "{ctx}");
+    let t = task(&rep, "fix.tester-1");
+    assert_eq!(t["status"], "succeeded", "{ctx}");
+    assert_eq!(t["role"], "tester", "{ctx}");
+    assert_eq!(t["tests"]["passed"], 3, "{ctx}");
+    assert_eq!(t["tests"]["failed"], 0, "{ctx}");
+    assert_ne!(dev["instance"], t["instance"], "{ctx}");
+    // Two CLI sessions, each reported with the id it sent.
+    let sessions = rig.api.session_ids();
+    assert_eq!(sessions.len(), 2, "{ctx}");
+    assert_eq!(dev["session_id"], sessions[0].as_str(), "{ctx}");
+    assert_eq!(t["session_id"], sessions[1].as_str(), "{ctx}");
+    // The tester's conversation carried the handoff context and ran in its own workspace,
+    // where the developer's fix had been carried over.
+    let tester_posts: Vec<_> = rig
+        .api
+        .messages()
+        .into_iter()
+        .filter(|p| p.script == Some(0))
+        .collect();
+    assert_eq!(tester_posts.len(), 2, "{ctx}");
+    let first = tester_posts[0].body["messages"].to_string();
+    assert!(
+        first.contains("Handoff context") && first.contains("`fix`"),
+        "{first}"
+    );
+    let tester_cwd = mock_api::working_directory(&tester_posts[0].body).unwrap();
+    assert_eq!(
+        Path::new(&tester_cwd),
+        rig.project_files(&rep, "fix.tester-1"),
+        "{ctx}"
+    );
+    assert!(
+        std::fs::read_to_string(Path::new(&tester_cwd).join("calc.py"))
+            .unwrap()
+            .contains("return a + b")
+    );
 }

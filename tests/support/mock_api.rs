@@ -100,6 +100,9 @@ pub enum Fault {
     /// A streamed answer whose TCP connection is closed after this many SSE events
     /// (a non-streaming request gets its answer normally).
     CutStream(usize),
+    /// A streamed answer whose HTTP body ends cleanly after this many SSE events, without
+    /// `message_stop` (a non-streaming request gets its answer normally).
+    EndStream(usize),
     /// The request is accepted and never answered (the connection stays open until the
     /// server stops).
     NoAnswer,
@@ -474,6 +477,15 @@ fn messages(st: &State, req: &Value, n: u64) -> (Response, String, usize) {
             (
                 sse_response(Body::from_stream(futures_util::stream::iter(kept)), n),
                 format!("fault:cut-after-{k}"),
+                index,
+            )
+        }
+        Some(Fault::EndStream(k)) if stream => {
+            let kept: Vec<Result<Bytes, std::io::Error>> =
+                sse_events(&msg).into_iter().take(k).map(Ok).collect();
+            (
+                sse_response(Body::from_stream(futures_util::stream::iter(kept)), n),
+                format!("fault:end-after-{k}"),
                 index,
             )
         }
