@@ -305,6 +305,38 @@ fn lines_of<'a>(t: &'a [Value], ty: &str, subtype: Option<&str>) -> Vec<&'a Valu
         .collect()
 }
 
+/// Running the tests through the real Bash tool leaves Python's bytecode caches
+/// (`__pycache__/*.pyc`) in project-files/, and borg's before/after snapshot reports them
+/// as files the agent created. A user expects the files the agent worked on, not build
+/// and interpreter caches (nor, in a Rust or Node project, all of `target/` or
+/// `node_modules/`).
+#[test]
+#[ignore = "waiting for fix: snapshot.rs reports __pycache__/*.pyc (build/cache output) in files_changed"]
+fn files_changed_leaves_out_caches_the_test_run_made() {
+    let Some(rig) = Rig::new(vec![Script::new(developer_turns())]) else {
+        return;
+    };
+    let (out, rep) = rig.run(
+        &one("fix-add", "Fix add().", ""),
+        &["--timeout", "90s"],
+        &[],
+    );
+    let ctx = rig.context(&out, &rep);
+    let r = task(&rep, "fix-add");
+    assert_eq!(r["status"], "succeeded", "{ctx}");
+    assert!(rig
+        .project_files(&rep, "fix-add")
+        .join("__pycache__")
+        .is_dir());
+    let paths: Vec<&str> = r["files_changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["NOTES.md", "calc.py"], "{ctx}");
+}
+
 #[test]
 fn an_api_answering_401_fails_within_seconds_with_the_clis_message() {
     let Some(rig) = Rig::new(vec![Script::default().always_fail(Fault::unauthorized())]) else {
