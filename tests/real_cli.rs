@@ -24,10 +24,9 @@ const PINNED: &str = "2.1.197";
 
 /// The real CLI, or None (after a loud notice) when it is not installed and not required.
 fn real_claude() -> Option<PathBuf> {
-    let configured = std::env::var_os("BORG_REAL_CLAUDE").map(PathBuf::from);
-    let default = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/claude-code/node_modules/@anthropic-ai/claude-code/bin/claude.exe");
-    let path = configured.clone().unwrap_or(default);
+    let path = std::env::var_os("BORG_REAL_CLAUDE")
+        .map(PathBuf::from)
+        .unwrap_or_else(default_claude);
     if path.is_file() {
         return Some(path);
     }
@@ -51,6 +50,24 @@ fn real_claude() -> Option<PathBuf> {
         );
     });
     None
+}
+
+/// Where `scripts/install-claude.sh` puts the CLI: the wrapper's `bin/claude.exe` once
+/// its postinstall has copied the native binary over it (before that it is a
+/// few-hundred-byte shell stub), else the platform package's own binary.
+fn default_claude() -> PathBuf {
+    let modules = Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/claude-code/node_modules");
+    let wrapper = modules.join("@anthropic-ai/claude-code/bin/claude.exe");
+    if std::fs::metadata(&wrapper).is_ok_and(|m| m.len() > 1 << 20) {
+        return wrapper;
+    }
+    std::fs::read_dir(modules.join("@anthropic-ai"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("claude"))
+        .find(|p| p.is_file())
+        .unwrap_or(wrapper)
 }
 
 fn is_root() -> bool {
