@@ -781,3 +781,78 @@ fn the_mock_api_speaks_sse_and_json_and_logs_requests() {
     assert_eq!(log[1].answer, "fault:429");
     assert!(log[2].streamed() && !log[3].streamed());
 }
+
+/// borg's per-task flags, as the real CLI takes them: `--max-turns=`,
+/// `--max-budget-usd=`, `--model=`, `--permission-mode=`.
+#[test]
+fn per_task_limits_model_and_permission_mode_reach_the_real_cli() {
+    let ids = ["turns", "budget", "model", "perm"];
+    let scripts = ids
+        .iter()
+        .map(|id| Script::new(developer_turns()).when(&format!("CASE-{id}")))
+        .collect();
+    let Some(rig) = Rig::new(scripts) else {
+        return;
+    };
+    let tasks = [
+        one("turns", "CASE-turns: fix add().", "max_turns = 1"),
+        one(
+            "budget",
+            "CASE-budget: fix add().",
+            "max_budget_usd = 0.005",
+        ),
+        one("model", "CASE-model: fix add().", "model = \"sonnet\""),
+        one(
+            "perm",
+            "CASE-perm: fix add().",
+            "permission_mode = \"acceptEdits\"",
+        ),
+    ]
+    .concat();
+    let (out, rep) = rig.run(&tasks, &["--timeout", "60s", "--concurrency", "4"], &[]);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(1), "{ctx}");
+    let posts = |i: usize| -> Vec<mock_api::Logged> {
+        rig.api
+            .messages()
+            .into_iter()
+            .filter(|p| p.script == Some(i))
+            .collect()
+    };
+
+    let turns = task(&rep, "turns");
+    assert_eq!(turns["status"], "failed", "{ctx}");
+    assert_eq!(turns["fault"], "permanent", "{ctx}");
+    assert_eq!(
+        turns["error"], "Reached maximum number of turns (1)",
+        "{ctx}"
+    );
+    assert_eq!(posts(0).len(), 1, "{ctx}");
+
+    let budget = task(&rep, "budget");
+    assert_eq!(budget["status"], "failed", "{ctx}");
+    assert_eq!(budget["fault"], "permanent", "{ctx}");
+    assert_eq!(budget["error"], "Reached maximum budget ($0.005)", "{ctx}");
+    assert_eq!(posts(1).len(), 1, "{ctx}");
+
+    // The alias is resolved by the CLI, and priced as that model ($3/M in, $15/M out).
+    let model = task(&rep, "model");
+    assert_eq!(model["status"], "succeeded", "{ctx}");
+    assert!(posts(2).iter().all(|p| p.body["model"]
+        .as_str()
+        .is_some_and(|m| m.contains("sonnet"))));
+    let cost = model["cost_usd"].as_f64().unwrap();
+    assert!((cost - 4.0 * 0.0045).abs() < 1e-9, "cost {cost}\n{ctx}");
+
+    // acceptEdits: the edits happen, Bash is denied, and the run still ends "success".
+    let perm = task(&rep, "perm");
+    assert_eq!(perm["status"], "succeeded", "{ctx}");
+    assert_eq!(perm["tests"]["passed"], 0, "{ctx}");
+    let pf = rig.project_files(&rep, "perm");
+    assert!(std::fs::read_to_string(pf.join("calc.py"))
+        .unwrap()
+        .contains("return a + b"));
+    let tr = &transcripts(&rig, &rep, "perm")[0];
+    let denials = &lines_of(tr, "result", None)[0]["permission_denials"];
+    assert_eq!(denials[0]["tool_name"], "Bash", "{ctx}");
+}
