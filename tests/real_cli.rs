@@ -856,3 +856,66 @@ fn per_task_limits_model_and_permission_mode_reach_the_real_cli() {
     let denials = &lines_of(tr, "result", None)[0]["permission_denials"];
     assert_eq!(denials[0]["tool_name"], "Bash", "{ctx}");
 }
+
+/// Ctrl-C to borg while the real Bash tool runs `sleep 300`: borg stops the child, kills
+/// the tool's shell (in its own session), reports the task interrupted and exits 130.
+#[test]
+fn ctrl_c_to_borg_during_a_bash_tool_leaves_no_process_behind() {
+    let script = Script::new(vec![Turn::tool(
+        "Bash",
+        json!({"command": "sleep 300", "description": "Wait a long time"}),
+    )]);
+    let Some(rig) = Rig::new(vec![script]) else {
+        return;
+    };
+    let file = rig.sb.write("tasks.toml", &one("stopme", "Wait.", ""));
+    let claude = rig.claude.to_str().unwrap().to_string();
+    let child = rig
+        .borg(
+            &[
+                "run",
+                file.to_str().unwrap(),
+                "--json",
+                "--claude",
+                &claude,
+                "--template",
+                TEMPLATE,
+                "--timeout",
+                "60s",
+            ],
+            &[],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start borg");
+    let sleeping = wait_until(Duration::from_secs(20), || {
+        procs_with_env("BORG_TASK_ID", "stopme")
+            .into_iter()
+            .any(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"sleep".as_slice()))
+            })
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT to borg");
+    let t = Instant::now();
+    let out = child.wait_with_output().expect("wait for borg");
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let ctx = rig.context(&out, &rep);
+    assert!(sleeping, "the Bash tool's sleep never started\n{ctx}");
+    assert_eq!(out.status.code(), Some(130), "{ctx}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(task(&rep, "stopme")["status"], "interrupted", "{ctx}");
+    assert!(
+        procs_with_env("BORG_TASK_ID", "stopme").is_empty(),
+        "a process of the attempt survived\n{ctx}"
+    );
+}
