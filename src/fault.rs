@@ -275,6 +275,22 @@ fn signal_of(exit: &ExitInfo) -> Option<i32> {
 /// the end of stderr, else a description of how the attempt ended (the description
 /// comes before stderr when borg's watchdog or shutdown stopped the child).
 fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<String> {
+    // A watchdog stop is the news: whatever the CLI said after borg's SIGINT
+    // ("aborted during a tool call") is only its reaction to being stopped.
+    if matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle)) {
+        let what = describe(summary, facts);
+        let after = summary
+            .result
+            .as_ref()
+            .filter(|r| r.is_error)
+            .and_then(|r| r.result.as_deref())
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        return Some(match after {
+            Some(t) => format!("{what} (the CLI then said: {})", abridge(t, 300)),
+            None => what,
+        });
+    }
     if let Some(r) = summary.result.as_ref().filter(|r| r.is_error) {
         if let Some(t) = r.result.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
             return Some(abridge(t, 500));

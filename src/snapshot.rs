@@ -4,11 +4,26 @@
 //! A file counts as modified when its size, modification time or inode differ: the
 //! inode catches a rewrite by rename (`sed -i`, editors' atomic saves) that keeps size
 //! and, within the clock's resolution, mtime. Contents are not hashed, so a snapshot of
-//! a large tree costs one `lstat` per file.
+//! a large tree costs one `lstat` per file. Files the project ignores (`.gitignore`,
+//! `.ignore`) and tool caches (`__pycache__`, `node_modules`, ...) are left out: they
+//! are side effects of running things, not work the agent did.
 
 use crate::outcome::{ChangeKind, FileChange};
 use std::collections::BTreeMap;
 use std::path::Path;
+
+/// Folders never reported: version control, and caches that tools create as a side
+/// effect of running (a test run must not look like the agent wrote bytecode).
+pub const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".tox",
+    "node_modules",
+    ".gradle",
+];
 
 /// What is known of one file at snapshot time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,40 +57,44 @@ impl Snapshot {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Snapshot::default()),
             Err(e) => return Err(e),
         }
-        // (folder on disk, its path relative to `dir` with `/`); iterative so deep
-        // trees cannot overflow the stack.
-        let mut stack: Vec<(std::path::PathBuf, String)> = vec![(dir.to_path_buf(), String::new())];
-        while let Some((path, rel)) = stack.pop() {
-            let entries = match std::fs::read_dir(&path) {
+        // The project's own ignore rules (.gitignore, .ignore) say what is build output
+        // or cache, git repository or not; a few interpreter and package caches are
+        // left out even when the project has no such rule.
+        let walker = ignore::WalkBuilder::new(dir)
+            .hidden(false)
+            .follow_links(false)
+            .parents(false)
+            .git_global(false)
+            .git_exclude(false)
+            .require_git(false)
+            .filter_entry(|e| {
+                let is_dir = e.file_type().is_some_and(|t| t.is_dir());
+                !(is_dir
+                    && e.depth() > 0
+                    && SKIPPED_DIRS.contains(&e.file_name().to_string_lossy().as_ref()))
+            })
+            .build();
+        for entry in walker {
+            let entry = match entry {
                 Ok(e) => e,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !rel.is_empty() => continue,
+                // A file that vanished during the walk, or an unreadable ignore file.
+                Err(_) => continue,
+            };
+            if entry.depth() == 0 || entry.file_type().is_some_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(dir) else {
+                continue;
+            };
+            let md = match std::fs::symlink_metadata(entry.path()) {
+                Ok(md) => md,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            for entry in entries {
-                let entry = match entry {
-                    Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let child = if rel.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{rel}/{name}")
-                };
-                let md = match std::fs::symlink_metadata(entry.path()) {
-                    Ok(md) => md,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                if md.is_dir() {
-                    if name != ".git" {
-                        stack.push((entry.path(), child));
-                    }
-                    continue;
-                }
-                files.insert(child, stamp(&md));
-            }
+            let rel = rel
+                .to_string_lossy()
+                .replace(std::path::MAIN_SEPARATOR, "/");
+            files.insert(rel, stamp(&md));
         }
         Ok(Snapshot { files })
     }

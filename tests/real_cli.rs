@@ -318,7 +318,7 @@ fn transcripts(rig: &Rig, report: &Value, id: &str) -> Vec<Vec<Value>> {
 /// Lines of a transcript with this `type` (and `subtype`, when given).
 fn lines_of<'a>(t: &'a [Value], ty: &str, subtype: Option<&str>) -> Vec<&'a Value> {
     t.iter()
-        .filter(|l| l["type"] == ty && subtype.map_or(true, |s| l["subtype"] == s))
+        .filter(|l| l["type"] == ty && subtype.is_none_or(|s| l["subtype"] == s))
         .collect()
 }
 
@@ -328,7 +328,6 @@ fn lines_of<'a>(t: &'a [Value], ty: &str, subtype: Option<&str>) -> Vec<&'a Valu
 /// and interpreter caches (nor, in a Rust or Node project, all of `target/` or
 /// `node_modules/`).
 #[test]
-#[ignore = "waiting for fix: snapshot.rs reports __pycache__/*.pyc (build/cache output) in files_changed"]
 fn files_changed_leaves_out_caches_the_test_run_made() {
     let Some(rig) = Rig::new(vec![Script::new(developer_turns())]) else {
         return;
@@ -924,7 +923,6 @@ fn ctrl_c_to_borg_during_a_bash_tool_leaves_no_process_behind() {
 /// `error_during_execution` result (`aborted_tools`). The report's error then reads
 /// "aborted during a tool call (aborted_tools)", which hides why: borg's own timeout.
 #[test]
-#[ignore = "waiting for fix: fault.rs error_text prefers the CLI's reaction to borg's SIGINT over the timeout"]
 fn a_timed_out_task_says_it_timed_out() {
     let script = Script::new(vec![Turn::tool(
         "Bash",
