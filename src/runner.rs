@@ -189,6 +189,7 @@ pub async fn run_attempt(
         }
     };
     let shim_pid = child.id().map(|p| p as i32).unwrap_or(0);
+    tracing::debug!(shim_pid, program = %plan.program.display(), cwd = %plan.cwd.display(), "spawned the shim");
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Ev>();
     let last_activity = Arc::new(AtomicU64::new(0));
 
@@ -269,6 +270,7 @@ pub async fn run_attempt(
         tokio::select! {
             ev = ev_rx.recv() => match ev {
                 Some(Ev::Started(pid, start_time)) => {
+                    tracing::debug!(pid, start_time, "claude started");
                     let ids = ChildIds { shim_pid, pid, pgid: pid, start_time };
                     out.ids = Some(ids);
                     if let Some(f) = on_start.take() {

@@ -230,6 +230,7 @@ pub async fn run(
                     break;
                 };
                 claimed_any = true;
+                tracing::debug!(task = %claim.task.id, fence = claim.token.fence, attempt = claim.attempt, "claimed");
                 let inst = match pick_instance(&shared, &mut instances, &busy, &claim.task) {
                     Ok(i) => i,
                     Err(e) => {
@@ -308,6 +309,7 @@ pub async fn run(
                         continue;
                     }
                 };
+                tracing::info!(task = %done.task, status = %done.classified.status, cause = ?done.classified.cause, "attempt finished");
                 busy.remove(&done.instance);
                 lives.remove(&done.task);
                 if let Some(n) = per_role.get_mut(&done.role) { *n = n.saturating_sub(1); }

@@ -92,6 +92,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         }
     };
 
+    tracing::debug!(claude = %claude.display(), version = ?version, store = %settings.paths.store.display(), "preflight done");
     let store = ctx.store(&settings)?;
     let store_dyn: Arc<dyn Store> = store.clone();
     let owner = register_owner(&store_dyn)?;
