@@ -159,7 +159,22 @@ fn run(args: &[String]) -> i32 {
     let me = std::process::id() as i32;
     let mut cmd = std::process::Command::new(program);
     cmd.args(&args[2..]).process_group(0);
-    // std resets the signal mask and SIGPIPE in the child, so claude starts clean.
+    // The shim blocks the signals it waits for and Rust ignores SIGPIPE; a child
+    // inherits both across exec. claude must start clean, or the ladder's SIGINT and
+    // SIGTERM would stay pending forever and only SIGKILL could stop it (observed:
+    // SigBlk 0x14207 in the child before this reset).
+    // SAFETY: sigprocmask and signal are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

@@ -293,3 +293,21 @@ fn a_dangling_claude_path_is_refused_before_anything_starts() {
                 .all(|e| e.unwrap().file_name() == "borg.db")
     );
 }
+
+#[test]
+fn a_child_that_obeys_sigint_stops_at_the_first_rung_of_the_ladder() {
+    // Default graces (5 s + 5 s): only a child that really receives SIGINT ends fast.
+    let sb = Sandbox::new();
+    sb.write("config.toml", &format!("[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\n", sb.state().display()));
+    let t = Instant::now();
+    let (out, rep) = sb.run_json(&one("obedient", "#fake hang"), &["--timeout", "1s"]);
+    assert!(t.elapsed() < Duration::from_secs(4), "the ladder went past SIGINT: {:?}", t.elapsed());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(task(&rep, "obedient")["status"], "timed_out");
+    // fake-claude, like the real CLI waiting on the API, exits 0 on SIGINT.
+    assert_eq!(task(&rep, "obedient")["exit_code"], 0);
+    let show = sb.borg(&["task", "show", "obedient", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let latency = v["attempts"][0]["record"]["stop_latency_ms"].as_u64().unwrap();
+    assert!(latency < 1000, "stop latency {latency} ms");
+}
