@@ -298,16 +298,87 @@ fn a_dangling_claude_path_is_refused_before_anything_starts() {
 fn a_child_that_obeys_sigint_stops_at_the_first_rung_of_the_ladder() {
     // Default graces (5 s + 5 s): only a child that really receives SIGINT ends fast.
     let sb = Sandbox::new();
-    sb.write("config.toml", &format!("[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\n", sb.state().display()));
+    sb.write(
+        "config.toml",
+        &format!(
+            "[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\n",
+            sb.state().display()
+        ),
+    );
     let t = Instant::now();
     let (out, rep) = sb.run_json(&one("obedient", "#fake hang"), &["--timeout", "1s"]);
-    assert!(t.elapsed() < Duration::from_secs(4), "the ladder went past SIGINT: {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(4),
+        "the ladder went past SIGINT: {:?}",
+        t.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(task(&rep, "obedient")["status"], "timed_out");
     // fake-claude, like the real CLI waiting on the API, exits 0 on SIGINT.
     assert_eq!(task(&rep, "obedient")["exit_code"], 0);
-    let show = sb.borg(&["task", "show", "obedient", "--json"]).output().unwrap();
+    let show = sb
+        .borg(&["task", "show", "obedient", "--json"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-    let latency = v["attempts"][0]["record"]["stop_latency_ms"].as_u64().unwrap();
+    let latency = v["attempts"][0]["record"]["stop_latency_ms"]
+        .as_u64()
+        .unwrap();
     assert!(latency < 1000, "stop latency {latency} ms");
+}
+
+#[test]
+fn the_claude_version_is_recorded_and_an_old_one_warned_about() {
+    let sb = Sandbox::new();
+    let file = sb.write("tasks.toml", &one("v", "#fake result \"ok\""));
+    let out = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+        ])
+        .env("FAKE_CLAUDE_VERSION", "1.9.4")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rep["claude_version"], "1.9.4 (Claude Code)");
+    assert!(
+        stderr(&out).contains("warning") && stderr(&out).contains("1.9.4"),
+        "{}",
+        stderr(&out)
+    );
+    let (_, rep) = Sandbox::new().run_json(&one("w", "#fake result \"ok\""), &[]);
+    assert_eq!(rep["claude_version"], "2.1.197 (Claude Code)");
+}
+
+#[test]
+fn a_missing_working_directory_is_spawn_failed_with_the_reason() {
+    let sb = Sandbox::new();
+    let out = sb
+        .borg(&[
+            "instance",
+            "create",
+            "--role",
+            "developer",
+            "--name",
+            "dev-1",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::fs::remove_dir_all(sb.ws().join("dev-1/project-files")).unwrap();
+    let (out, rep) = sb.run_json(
+        "[[task]]\nid = \"nowhere\"\ninstance = \"dev-1\"\nprompt = \"x\"\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let t = task(&rep, "nowhere");
+    assert_eq!(t["status"], "spawn_failed");
+    assert!(
+        t["error"].as_str().unwrap().contains("project-files"),
+        "{t}"
+    );
 }
