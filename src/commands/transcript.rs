@@ -21,15 +21,14 @@ pub fn run(_ctx: &Ctx, a: TranscriptArgs) -> anyhow::Result<i32> {
         .iter()
         .map(|f| serde_json::json!({"path": f.path, "change": f.change}))
         .collect();
-    let status = if sum.result.is_some() {
-        c.status.as_str()
-    } else {
-        "no_result"
-    };
+    // The same vocabulary as reports; whether a result line was seen is its own field.
+    let status = c.status.as_str();
     if a.json {
         print_json(&serde_json::json!({
             "file": a.file,
             "status": status,
+            "result_seen": sum.result.is_some(),
+            "result": sum.result.as_ref().and_then(|r| r.result.clone()),
             "error": c.error,
             "fault": c.fault,
             "session_id": sum.session_id,
