@@ -170,7 +170,8 @@ fn text(v: &StatusView) -> String {
         );
     }
     let _ = writeln!(o, "QUEUE");
-    for (k, ids) in &v.queue {
+    for k in ["ready", "running", "waiting", "parked", "done", "failed", "skipped"] {
+        let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
         let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
         let more = if ids.len() > 8 {
             format!(" … (+{})", ids.len() - 8)
