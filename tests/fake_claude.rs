@@ -613,15 +613,24 @@ fn spawn_sleeping_bash(
     (child, rd)
 }
 
+/// Sends `sig` to the child, then reads the rest of its stdout and waits for it.
+fn signal_and_drain(
+    child: &mut std::process::Child,
+    rd: &mut BufReader<std::process::ChildStdout>,
+    sig: i32,
+) -> (Vec<u8>, std::process::ExitStatus) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(rd, &mut rest).unwrap();
+    (rest, child.wait().unwrap())
+}
+
 #[test]
 fn sigint_during_bash_kills_the_tool_and_reports() {
     let e = Env::new();
     let (mut child, mut rd) = spawn_sleeping_bash(&e, "3001");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let (rest, status) = signal_and_drain(&mut child, &mut rd, libc::SIGINT);
     assert_eq!(status.code(), Some(1));
     let r = Run::from(rest, String::new(), status.code());
     let users = r.of_type("user");
@@ -649,11 +658,7 @@ fn sigint_during_bash_kills_the_tool_and_reports() {
 fn sigterm_exits_143_and_leaves_the_tool_running() {
     let e = Env::new();
     let (mut child, mut rd) = spawn_sleeping_bash(&e, "3002");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let (rest, status) = signal_and_drain(&mut child, &mut rd, libc::SIGTERM);
     assert_eq!(status.code(), Some(143));
     assert!(!String::from_utf8_lossy(&rest).contains(r#""type":"result""#));
     let left = procs_with_arg("3002");
