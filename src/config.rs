@@ -1,9 +1,11 @@
 //! Settings: every knob borg has, with its default, resolved with the precedence
 //! command-line flag > environment > `.env` > `config.toml` > built-in default.
 //!
-//! The loader lives in `config/load.rs`; this file holds the settings themselves and
-//! their defaults, which `config.toml` at the repository root documents.
+//! The loader lives in `config/load.rs` (its `config.toml` layer in `config/file.rs`);
+//! this file holds the settings themselves and their defaults, which `config.toml` at
+//! the repository root documents.
 
+mod file;
 mod load;
 
 use serde::{Deserialize, Serialize};
@@ -255,7 +257,7 @@ impl Settings {
     pub fn from_config_str(path: &Path, text: &str) -> Result<Settings, ConfigError> {
         let mut settings = Settings::default();
         settings.paths.config_file = Some(path.to_path_buf());
-        if !load::apply_file(&mut settings, path, text)? {
+        if !file::apply_file(&mut settings, path, text)? {
             settings.paths.store = settings.paths.workspaces.join(STORE_FILE);
         }
         Ok(settings)

@@ -67,6 +67,20 @@ impl Env {
         )
     }
 
+    /// Runs with stdin and stdout piped (stderr inherited) and returns the raw output,
+    /// for runs whose stdout is not (all) JSON lines.
+    fn output(&self, args: &[&str], prompt: &str) -> std::process::Output {
+        self.cmd(args, &[])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin.take().unwrap().write_all(prompt.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap()
+    }
+
     fn path(&self, rel: &str) -> PathBuf {
         self.cwd.path().join(rel)
     }
@@ -97,6 +111,10 @@ impl Run {
 
     fn of_type(&self, t: &str) -> Vec<&Value> {
         self.lines.iter().filter(|l| l["type"] == t).collect()
+    }
+
+    fn of_subtype(&self, t: &str) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["subtype"] == t).collect()
     }
 
     fn result(&self) -> &Value {
@@ -381,11 +399,7 @@ fn fails_once_with_500_then_succeeds() {
     let env = [("BORG_TASK_ID", "flaky")];
     let r = e.run(STREAM, &p, &env);
     assert_eq!(r.code, Some(1));
-    let retries: Vec<_> = r
-        .lines
-        .iter()
-        .filter(|l| l["subtype"] == "api_retry")
-        .collect();
+    let retries = r.of_subtype("api_retry");
     assert_eq!(retries.len(), 2);
     assert_eq!(retries[0]["error_status"], 500);
     assert_eq!(retries[0]["error"], "server_error");
@@ -417,11 +431,7 @@ fn max_retries_env_and_401() {
         &[("CLAUDE_CODE_MAX_RETRIES", "3")],
     );
     assert_eq!(r.code, Some(1));
-    let retries: Vec<_> = r
-        .lines
-        .iter()
-        .filter(|l| l["subtype"] == "api_retry")
-        .collect();
+    let retries = r.of_subtype("api_retry");
     assert_eq!(retries.len(), 3);
     assert_eq!(retries[2]["max_retries"], 3);
     assert_eq!(retries[0]["error"], "authentication_failed");
@@ -512,19 +522,7 @@ fn endings_without_result() {
     assert_eq!(r.stderr.trim(), "something broke");
     assert!(r.of_type("result").is_empty());
 
-    let o = e
-        .cmd(STREAM, &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(prompt(&["crash-mid-line"]).as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let o = e.output(STREAM, &prompt(&["crash-mid-line"]));
     assert_eq!(o.status.code(), Some(1));
     assert_ne!(o.stdout.last(), Some(&b'\n'));
 }
@@ -591,18 +589,13 @@ fn spawn_sleeping_bash(
     e: &Env,
     secs: &str,
 ) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
-    let p = prompt(&[
-        r#"text "Running a long command.""#,
-        &format!(r#"bash "echo started > started.txt; sleep {secs}""#),
-    ]);
-    let mut child = e
-        .cmd(STREAM, &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(p.as_bytes()).unwrap();
-    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    let (child, mut rd) = spawn_run(
+        e,
+        &[
+            r#"text "Running a long command.""#,
+            &format!(r#"bash "echo started > started.txt; sleep {secs}""#),
+        ],
+    );
     let mut line = String::new();
     loop {
         line.clear();
@@ -620,15 +613,24 @@ fn spawn_sleeping_bash(
     (child, rd)
 }
 
+/// Sends `sig` to the child, then reads the rest of its stdout and waits for it.
+fn signal_and_drain(
+    child: &mut std::process::Child,
+    rd: &mut BufReader<std::process::ChildStdout>,
+    sig: i32,
+) -> (Vec<u8>, std::process::ExitStatus) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(rd, &mut rest).unwrap();
+    (rest, child.wait().unwrap())
+}
+
 #[test]
 fn sigint_during_bash_kills_the_tool_and_reports() {
     let e = Env::new();
     let (mut child, mut rd) = spawn_sleeping_bash(&e, "3001");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let (rest, status) = signal_and_drain(&mut child, &mut rd, libc::SIGINT);
     assert_eq!(status.code(), Some(1));
     let r = Run::from(rest, String::new(), status.code());
     let users = r.of_type("user");
@@ -656,11 +658,7 @@ fn sigint_during_bash_kills_the_tool_and_reports() {
 fn sigterm_exits_143_and_leaves_the_tool_running() {
     let e = Env::new();
     let (mut child, mut rd) = spawn_sleeping_bash(&e, "3002");
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let mut rest = Vec::new();
-    std::io::Read::read_to_end(&mut rd, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let (rest, status) = signal_and_drain(&mut child, &mut rd, libc::SIGTERM);
     assert_eq!(status.code(), Some(143));
     assert!(!String::from_utf8_lossy(&rest).contains(r#""type":"result""#));
     let left = procs_with_arg("3002");
@@ -674,19 +672,7 @@ fn sigterm_exits_143_and_leaves_the_tool_running() {
 #[test]
 fn sigint_while_waiting_exits_0_without_result() {
     let e = Env::new();
-    let mut child = e
-        .cmd(STREAM, &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(prompt(&["hang"]).as_bytes())
-        .unwrap();
-    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut rd) = spawn_run(&e, &["hang"]);
     let mut first = String::new();
     rd.read_line(&mut first).unwrap();
     assert!(first.contains(r#""subtype":"init""#));
@@ -733,19 +719,7 @@ fn output_torture_steps() {
     assert!(r.raw.len() > 1 << 20);
     assert_eq!(r.result()["result"], "after");
 
-    let o = e
-        .cmd(STREAM, &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(prompt(&["huge-line 3MiB", "bad-utf8"]).as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let o = e.output(STREAM, &prompt(&["huge-line 3MiB", "bad-utf8"]));
     assert_eq!(o.status.code(), Some(0));
     let lines: Vec<&[u8]> = o.stdout.split(|b| *b == b'\n').collect();
     let huge = lines.iter().find(|l| l.len() > 1 << 20).unwrap();
@@ -780,19 +754,10 @@ fn scenario_file_and_text_format() {
     assert_eq!(texts, vec!["from the file", "final"]);
     assert_eq!(r.result()["result"], "final");
 
-    let o = e
-        .cmd(&["-p", "--dangerously-skip-permissions"], &[])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(prompt(&["api-error 500 0"]).as_bytes())?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let o = e.output(
+        &["-p", "--dangerously-skip-permissions"],
+        &prompt(&["api-error 500 0"]),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("API Error: 500 Internal server error"));
 }
@@ -979,11 +944,7 @@ fn slow_lines_and_transient_retries() {
     let r = e.run(STREAM, &prompt(&["api-retry 529 2", "slow 3 50ms"]), &[]);
     assert_eq!(r.code, Some(0));
     assert!(t.elapsed() >= Duration::from_millis(150));
-    let retries: Vec<_> = r
-        .lines
-        .iter()
-        .filter(|l| l["subtype"] == "api_retry")
-        .collect();
+    let retries = r.of_subtype("api_retry");
     assert_eq!(retries.len(), 2);
     assert_eq!(retries[0]["error_status"], 529);
     let asst = r.of_type("assistant");

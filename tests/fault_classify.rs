@@ -31,6 +31,52 @@ fn exit(code: i32) -> EndFacts<'static> {
     }
 }
 
+/// An API-error result with the kind the `assistant` error line named, if any.
+fn api_error(status: Option<i64>, kind: Option<&str>, text: &str) -> TranscriptSummary {
+    TranscriptSummary {
+        api_error_kind: kind.map(Into::into),
+        result: Some(error_result(status, text)),
+        ..Default::default()
+    }
+}
+
+/// An error result of `subtype` with these `errors`.
+fn failed_result(subtype: &str, errors: &[&str]) -> ResultEvent {
+    ResultEvent {
+        subtype: subtype.into(),
+        is_error: true,
+        errors: errors.iter().map(|e| e.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// Exit with `code` and this stderr tail.
+fn exit_with_stderr(code: i32, stderr_tail: &str) -> EndFacts<'_> {
+    EndFacts {
+        stderr_tail,
+        ..exit(code)
+    }
+}
+
+/// Killed by `signal`, no exit code.
+fn killed(signal: i32) -> EndFacts<'static> {
+    EndFacts {
+        exit: Some(ExitInfo {
+            code: None,
+            signal: Some(signal),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The child could not be started.
+fn spawn_error(err: &str) -> EndFacts<'_> {
+    EndFacts {
+        spawn_error: Some(err),
+        ..Default::default()
+    }
+}
+
 fn v(c: &Classified) -> (Status, Option<FaultClass>, Option<&str>) {
     (c.status, c.fault, c.cause.as_deref())
 }
@@ -51,13 +97,7 @@ fn success_beats_result_grace_and_interruption() {
             interrupted: true,
             ..Default::default()
         },
-        EndFacts {
-            exit: Some(ExitInfo {
-                code: None,
-                signal: Some(9),
-            }),
-            ..Default::default()
-        },
+        killed(9),
     ] {
         let c = classify(&s, &facts);
         assert_eq!(v(&c), (Status::Succeeded, None, None));
@@ -74,13 +114,7 @@ fn spawn_errors() {
         "ENOENT",
         "EACCES",
     ] {
-        let c = classify(
-            &s,
-            &EndFacts {
-                spawn_error: Some(err),
-                ..Default::default()
-            },
-        );
+        let c = classify(&s, &spawn_error(err));
         assert_eq!(
             v(&c),
             (
@@ -92,13 +126,7 @@ fn spawn_errors() {
         );
         assert!(c.error.unwrap().contains(err));
     }
-    let c = classify(
-        &s,
-        &EndFacts {
-            spawn_error: Some("Too many open files (os error 24)"),
-            ..Default::default()
-        },
-    );
+    let c = classify(&s, &spawn_error("Too many open files (os error 24)"));
     assert_eq!(
         v(&c),
         (
@@ -249,11 +277,7 @@ fn plain_429_is_transient() {
         v(&c),
         (Status::Failed, Some(FaultClass::Transient), Some("api_429"))
     );
-    let s = TranscriptSummary {
-        api_error_kind: Some("rate_limit".into()),
-        result: Some(error_result(None, "API Error: Rate limited")),
-        ..Default::default()
-    };
+    let s = api_error(None, Some("rate_limit"), "API Error: Rate limited");
     assert_eq!(classify(&s, &exit(1)).cause.as_deref(), Some("api_429"));
 }
 
@@ -277,11 +301,7 @@ fn auth_errors_are_fleet_wide() {
         (Some(403), "forbidden", None, "auth_403"),
     ];
     for (status, text, kind, cause) in cases {
-        let s = TranscriptSummary {
-            api_error_kind: kind.map(Into::into),
-            result: Some(error_result(status, text)),
-            ..Default::default()
-        };
+        let s = api_error(status, kind, text);
         let c = classify(&s, &exit(1));
         assert_eq!(
             v(&c),
@@ -296,24 +316,15 @@ fn auth_errors_are_fleet_wide() {
 fn permanent_results() {
     let mut too_long = error_result(Some(400), "Prompt is too long");
     too_long.terminal_reason = Some("prompt_too_long".into());
-    let turns = ResultEvent {
-        subtype: "error_max_turns".into(),
-        is_error: true,
-        errors: vec!["Reached maximum number of turns (2)".into()],
-        ..Default::default()
-    };
-    let budget = ResultEvent {
-        subtype: "error_max_budget_usd".into(),
-        is_error: true,
-        errors: vec!["Reached maximum budget ($0.02)".into(), "second".into()],
-        ..Default::default()
-    };
-    let resume = ResultEvent {
-        subtype: "error_during_execution".into(),
-        is_error: true,
-        errors: vec!["No conversation found with session ID: x".into()],
-        ..Default::default()
-    };
+    let turns = failed_result("error_max_turns", &["Reached maximum number of turns (2)"]);
+    let budget = failed_result(
+        "error_max_budget_usd",
+        &["Reached maximum budget ($0.02)", "second"],
+    );
+    let resume = failed_result(
+        "error_during_execution",
+        &["No conversation found with session ID: x"],
+    );
     let cases = [
         (too_long, "prompt_too_long", "Prompt is too long"),
         (
@@ -371,11 +382,7 @@ fn transient_results() {
         (None, None, "something new", "api_error"),
     ];
     for (status, kind, text, cause) in cases {
-        let s = TranscriptSummary {
-            api_error_kind: kind.map(Into::into),
-            result: Some(error_result(status, text)),
-            ..Default::default()
-        };
+        let s = api_error(status, kind, text);
         let c = classify(&s, &exit(1));
         assert_eq!(
             v(&c),
@@ -383,11 +390,7 @@ fn transient_results() {
             "{text}"
         );
     }
-    let odd = ResultEvent {
-        subtype: "error_during_execution".into(),
-        is_error: true,
-        ..Default::default()
-    };
+    let odd = failed_result("error_during_execution", &[]);
     let c = classify(&with_result(odd), &exit(1));
     assert_eq!(
         v(&c),
@@ -406,16 +409,7 @@ fn transient_results() {
 #[test]
 fn no_result_killed_by_signal() {
     let s = TranscriptSummary::default();
-    let c = classify(
-        &s,
-        &EndFacts {
-            exit: Some(ExitInfo {
-                code: None,
-                signal: Some(9),
-            }),
-            ..Default::default()
-        },
-    );
+    let c = classify(&s, &killed(9));
     assert_eq!(
         v(&c),
         (
@@ -437,13 +431,7 @@ fn no_result_argument_errors() {
         ("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons", "root_bypass"),
     ];
     for (stderr, cause) in cases {
-        let c = classify(
-            &s,
-            &EndFacts {
-                stderr_tail: stderr,
-                ..exit(1)
-            },
-        );
+        let c = classify(&s, &exit_with_stderr(1, stderr));
         assert_eq!(
             v(&c),
             (Status::Failed, Some(FaultClass::Permanent), Some(cause)),
@@ -453,10 +441,7 @@ fn no_result_argument_errors() {
     }
     let c = classify(
         &s,
-        &EndFacts {
-            stderr_tail: "Invalid API key · Fix external API key\n",
-            ..exit(1)
-        },
+        &exit_with_stderr(1, "Invalid API key · Fix external API key\n"),
     );
     assert_eq!(
         v(&c),
@@ -466,13 +451,7 @@ fn no_result_argument_errors() {
             Some("auth_401")
         )
     );
-    let c = classify(
-        &s,
-        &EndFacts {
-            stderr_tail: "Not logged in",
-            ..exit(1)
-        },
-    );
+    let c = classify(&s, &exit_with_stderr(1, "Not logged in"));
     assert_eq!(
         v(&c),
         (
@@ -499,10 +478,7 @@ fn no_result_otherwise_transient() {
     assert_eq!(c.error.as_deref(), Some("no result line (exit code 0)"));
     let c = classify(
         &s,
-        &EndFacts {
-            stderr_tail: "\n\nTypeError: boom\n    at x (y.js:1)\n\n",
-            ..exit(1)
-        },
+        &exit_with_stderr(1, "\n\nTypeError: boom\n    at x (y.js:1)\n\n"),
     );
     assert_eq!(
         v(&c),
@@ -524,23 +500,11 @@ fn no_result_otherwise_transient() {
 fn stderr_error_text_is_abridged() {
     let s = TranscriptSummary::default();
     let long: String = (0..200).map(|i| format!("line {i} of noise\n")).collect();
-    let c = classify(
-        &s,
-        &EndFacts {
-            stderr_tail: &long,
-            ..exit(1)
-        },
-    );
+    let c = classify(&s, &exit_with_stderr(1, &long));
     let e = c.error.unwrap();
     assert!(e.len() <= 520 && e.ends_with("line 199 of noise"), "{e}");
     let one = "x".repeat(5000);
-    let c = classify(
-        &s,
-        &EndFacts {
-            stderr_tail: &one,
-            ..exit(1)
-        },
-    );
+    let c = classify(&s, &exit_with_stderr(1, &one));
     assert_eq!(c.error.unwrap().chars().count(), 501);
     let r = error_result(Some(500), &"é".repeat(2000));
     let c = classify(&with_result(r), &exit(1));

@@ -17,6 +17,16 @@ fn json(s: &Settings) -> serde_json::Value {
     serde_json::to_value(s).unwrap()
 }
 
+/// Loads with no flags and these process variables, from `dir`.
+fn load_env(vars: &[(&str, &str)], dir: &Path) -> Result<Settings, ConfigError> {
+    Settings::load_in(&Overrides::default(), &env(vars), dir)
+}
+
+/// Loads with these flags and no process variables, from `dir`.
+fn load_flags(over: &Overrides, dir: &Path) -> Result<Settings, ConfigError> {
+    Settings::load_in(over, &BTreeMap::new(), dir)
+}
+
 fn repo_file(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
 }
@@ -24,7 +34,7 @@ fn repo_file(name: &str) -> PathBuf {
 #[test]
 fn nothing_given_gives_defaults() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Settings::load_in(&Overrides::default(), &BTreeMap::new(), dir.path()).unwrap();
+    let s = load_env(&[], dir.path()).unwrap();
     let mut want = Settings::default();
     for p in [
         &mut want.paths.workspaces,
@@ -72,17 +82,17 @@ fn precedence_flag_env_dotenv_file_default() {
     assert_eq!(s.paths.workspaces, d.join("from-env"));
     assert_eq!(s.run.timeout, Duration::from_secs(180));
 
-    let s = Settings::load_in(&Overrides::default(), &BTreeMap::new(), d).unwrap();
+    let s = load_env(&[], d).unwrap();
     assert_eq!(s.paths.workspaces, d.join("from-dotenv"));
     assert_eq!(s.run.timeout, Duration::from_secs(120));
 
     std::fs::remove_file(d.join(".env")).unwrap();
-    let s = Settings::load_in(&Overrides::default(), &BTreeMap::new(), d).unwrap();
+    let s = load_env(&[], d).unwrap();
     assert_eq!(s.paths.workspaces, d.join("from-file"));
     assert_eq!(s.run.timeout, Duration::from_secs(60));
 
     std::fs::remove_file(d.join("config.toml")).unwrap();
-    let s = Settings::load_in(&Overrides::default(), &BTreeMap::new(), d).unwrap();
+    let s = load_env(&[], d).unwrap();
     assert_eq!(s.paths.workspaces, d.join("workspaces"));
     assert_eq!(s.run.timeout, Duration::from_secs(30 * 60));
     assert!(s.paths.config_file.is_none());
@@ -113,12 +123,7 @@ fn original_coordinator_names() {
     assert_eq!(s.run.timeout, Duration::from_secs(300));
     assert_eq!(s.paths.workspaces, PathBuf::from("/b"));
     std::fs::write(dir.path().join(".env"), "BORG_WORKSPACES=/from-dotenv\n").unwrap();
-    let s = Settings::load_in(
-        &Overrides::default(),
-        &env(&[("WORKSPACES_DIR", "/env")]),
-        dir.path(),
-    )
-    .unwrap();
+    let s = load_env(&[("WORKSPACES_DIR", "/env")], dir.path()).unwrap();
     assert_eq!(s.paths.workspaces, PathBuf::from("/env"));
 
     let e = env(&[("TASK_TIMEOUT", "30m")]);
@@ -180,12 +185,7 @@ fn dotenv_passes_claude_variables_on_without_touching_the_process() {
         "# comment\nANTHROPIC_API_KEY=sk-test\nexport ANTHROPIC_BASE_URL=\"http://x\"\nBORG_MODEL=\nCLAUDE_CODE_MAX_RETRIES=4\n",
     )
     .unwrap();
-    let s = Settings::load_in(
-        &Overrides::default(),
-        &env(&[("ANTHROPIC_BASE_URL", "http://env")]),
-        dir.path(),
-    )
-    .unwrap();
+    let s = load_env(&[("ANTHROPIC_BASE_URL", "http://env")], dir.path()).unwrap();
     assert_eq!(
         s.claude.env.get("ANTHROPIC_API_KEY").map(String::as_str),
         Some("sk-test")
@@ -213,7 +213,7 @@ fn config_file_relative_paths_and_explicit_file() {
         config: Some("etc/borg.toml".into()),
         ..Default::default()
     };
-    let s = Settings::load_in(&over, &BTreeMap::new(), dir.path()).unwrap();
+    let s = load_flags(&over, dir.path()).unwrap();
     assert_eq!(s.paths.workspaces, cfg_dir.join("ws"));
     assert_eq!(s.paths.store, cfg_dir.join("ws/borg.db"));
     assert_eq!(s.paths.roles_dir, PathBuf::from("/abs/roles"));
@@ -224,12 +224,7 @@ fn config_file_relative_paths_and_explicit_file() {
     assert_eq!(s.roles["tester"].max_instances, Some(2));
 
     // BORG_CONFIG names it too.
-    let s = Settings::load_in(
-        &Overrides::default(),
-        &env(&[("BORG_CONFIG", "etc/borg.toml")]),
-        dir.path(),
-    )
-    .unwrap();
+    let s = load_env(&[("BORG_CONFIG", "etc/borg.toml")], dir.path()).unwrap();
     assert_eq!(s.paths.workspaces, cfg_dir.join("ws"));
 
     // Named but missing is an error; the implicit ./config.toml may be missing.
@@ -237,15 +232,10 @@ fn config_file_relative_paths_and_explicit_file() {
         config: Some("nope.toml".into()),
         ..Default::default()
     };
-    let e = Settings::load_in(&over, &BTreeMap::new(), dir.path()).unwrap_err();
+    let e = load_flags(&over, dir.path()).unwrap_err();
     assert!(matches!(e, ConfigError::Read { .. }), "{e}");
     assert!(e.to_string().contains("nope.toml"), "{e}");
-    let e = Settings::load_in(
-        &Overrides::default(),
-        &env(&[("BORG_CONFIG", "gone.toml")]),
-        dir.path(),
-    )
-    .unwrap_err();
+    let e = load_env(&[("BORG_CONFIG", "gone.toml")], dir.path()).unwrap_err();
     assert!(e.to_string().contains("gone.toml"), "{e}");
 }
 
@@ -257,19 +247,14 @@ fn store_set_explicitly_is_kept() {
         "[paths]\nstore = \"state/b.db\"\n",
     )
     .unwrap();
-    let s = Settings::load_in(
-        &Overrides::default(),
-        &env(&[("BORG_WORKSPACES", "/w")]),
-        dir.path(),
-    )
-    .unwrap();
+    let s = load_env(&[("BORG_WORKSPACES", "/w")], dir.path()).unwrap();
     assert_eq!(s.paths.workspaces, PathBuf::from("/w"));
     assert_eq!(s.paths.store, dir.path().join("state/b.db"));
     let over = Overrides {
         store: Some("/x.db".into()),
         ..Default::default()
     };
-    let s = Settings::load_in(&over, &BTreeMap::new(), dir.path()).unwrap();
+    let s = load_flags(&over, dir.path()).unwrap();
     assert_eq!(s.paths.store, PathBuf::from("/x.db"));
 }
 
@@ -379,7 +364,7 @@ fn invalid_values_name_their_origin() {
     let m = load(&[], Overrides::default());
     assert!(m.starts_with(".env:2 BORG_CONCURRENCY: "), "{m}");
     std::fs::write(dir.path().join(".env"), "A=1\nthis is not an assignment\n").unwrap();
-    let e = Settings::load_in(&Overrides::default(), &BTreeMap::new(), dir.path()).unwrap_err();
+    let e = load_env(&[], dir.path()).unwrap_err();
     assert!(matches!(e, ConfigError::Parse { line: 2, .. }), "{e}");
 }
 
@@ -460,5 +445,5 @@ fn env_example_lists_every_known_variable() {
     // As a .env file it must parse (everything is commented out).
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(repo_file(".env.example"), dir.path().join(".env")).unwrap();
-    Settings::load_in(&Overrides::default(), &BTreeMap::new(), dir.path()).unwrap();
+    load_env(&[], dir.path()).unwrap();
 }

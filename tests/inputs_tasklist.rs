@@ -22,6 +22,11 @@ fn err(text: &str) -> String {
     }
 }
 
+/// A task "x" with prompt "p" and the `extra` lines (each ending in a newline).
+fn task_x(extra: &str) -> String {
+    format!("[[task]]\nid = \"x\"\nprompt = \"p\"\n{extra}")
+}
+
 const EXAMPLE: &str = r#"
 [defaults]            # optional: any task field
 role = "developer"
@@ -173,12 +178,12 @@ fn cycles_are_printed() {
 
 #[test]
 fn unknown_roles() {
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\nrole = \"testr\"\n");
+    let m = err(&task_x("role = \"testr\"\n"));
     assert!(
         m.contains("unknown role \"testr\" in task \"x\"; roles that exist: architect, developer, documenter, reviewer, tester"),
         "{m}"
     );
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\nhandoff_to = \"testr\"\n");
+    let m = err(&task_x("handoff_to = \"testr\"\n"));
     assert!(
         m.contains("handoff_to: unknown role \"testr\" in task \"x\"; roles that exist"),
         "{m}"
@@ -188,7 +193,7 @@ fn unknown_roles() {
 
 #[test]
 fn bad_durations_and_values() {
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\ntimeout = \"5 parsecs\"\n");
+    let m = err(&task_x("timeout = \"5 parsecs\"\n"));
     assert!(
         m.contains("task \"x\": timeout = \"5 parsecs\": not a duration"),
         "{m}"
@@ -199,18 +204,18 @@ fn bad_durations_and_values() {
         m.contains("[defaults]: idle_timeout = \"soon\": not a duration"),
         "{m}"
     );
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\npriority = \"high\"\n");
+    let m = err(&task_x("priority = \"high\"\n"));
     assert!(
         m.contains("priority = \"high\": expected an integer"),
         "{m}"
     );
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\nretries = -1\n");
+    let m = err(&task_x("retries = -1\n"));
     assert!(m.contains("retries = -1"), "{m}");
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\nmax_budget_usd = -2.0\n");
+    let m = err(&task_x("max_budget_usd = -2.0\n"));
     assert!(m.contains("max_budget_usd"), "{m}");
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\npermission_mode = \"yolo\"\n");
+    let m = err(&task_x("permission_mode = \"yolo\"\n"));
     assert!(m.contains("unknown permission mode"), "{m}");
-    let m = err("[[task]]\nid = \"x\"\nprompt = \"p\"\ninstance = \"../etc\"\n");
+    let m = err(&task_x("instance = \"../etc\"\n"));
     assert!(m.contains("not a valid instance id"), "{m}");
 }
 

@@ -4,9 +4,39 @@
 mod store_util;
 
 use borg::outcome::Status;
+use borg::store::sqlite::SqliteStore;
 use borg::store::*;
 use std::time::Duration;
 use store_util::*;
+
+/// A fresh store holding `tasks`, synced at 0 ms.
+fn fresh_with(tasks: &[NewTask]) -> (tempfile::TempDir, SqliteStore) {
+    let (d, s) = fresh();
+    s.sync_tasks(tasks, 0).unwrap();
+    (d, s)
+}
+
+/// A fresh store holding one pending task "a" for role dev.
+fn fresh_with_a() -> (tempfile::TempDir, SqliteStore) {
+    fresh_with(&[nt("a", "dev", 0, 0, &[])])
+}
+
+/// [`fresh_with_a`], with "a" claimed by owner "o" at 1 ms.
+fn a_claimed() -> (tempfile::TempDir, SqliteStore, Claim) {
+    let (d, s) = fresh_with_a();
+    let c = claim(&s, &req("o", &["dev"], 1));
+    (d, s, c)
+}
+
+/// A handoff request with only a target role and a reason.
+fn handoff(to_role: &str, reason: &str) -> HandoffRequest {
+    HandoffRequest {
+        to_role: to_role.into(),
+        reason: reason.into(),
+        state: None,
+        next_steps: vec![],
+    }
+}
 
 #[test]
 fn claim_order_is_priority_then_order_then_id() {
@@ -31,8 +61,7 @@ fn claim_order_is_priority_then_order_then_id() {
 
 #[test]
 fn claim_sets_running_owner_fence_lease_and_event() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let (_d, s) = fresh_with_a();
     let c = claim(&s, &req("o1", &["dev"], 1000));
     assert_eq!(
         c.token,
@@ -54,16 +83,11 @@ fn claim_sets_running_owner_fence_lease_and_event() {
 
 #[test]
 fn deps_block_until_succeeded_and_unknown_deps_never_satisfy() {
-    let (_d, s) = fresh();
-    s.sync_tasks(
-        &[
-            nt("a", "dev", 0, 0, &[]),
-            nt("b", "dev", 9, 1, &["a"]),
-            nt("x", "dev", 9, 2, &["ghost"]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        nt("a", "dev", 0, 0, &[]),
+        nt("b", "dev", 9, 1, &["a"]),
+        nt("x", "dev", 9, 2, &["ghost"]),
+    ]);
     let r = req("o1", &["dev"], 1);
     let c = claim(&s, &r);
     assert_eq!(c.task.id, "a", "b has higher priority but waits for a");
@@ -174,7 +198,7 @@ fn max_attempts_counts_only_counted_retries() {
 
 /// Snapshot of everything a stale write could touch.
 fn snapshot(
-    s: &borg::store::sqlite::SqliteStore,
+    s: &SqliteStore,
 ) -> (
     Vec<TaskRow>,
     Vec<AttemptRow>,
@@ -191,12 +215,7 @@ fn snapshot(
 
 #[test]
 fn fencing_rejects_the_stale_owner_and_changes_nothing() {
-    let (_d, s) = fresh();
-    s.sync_tasks(
-        &[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &["a"])],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &["a"])]);
     let mut r1 = req("o1", &["dev"], 0);
     r1.lease = Duration::from_secs(10);
     let c1 = claim(&s, &r1);
@@ -252,12 +271,7 @@ fn fencing_rejects_the_stale_owner_and_changes_nothing() {
         )
         .unwrap_err(),
     );
-    let hr = HandoffRequest {
-        to_role: "tester".into(),
-        reason: "r".into(),
-        state: None,
-        next_steps: vec![],
-    };
+    let hr = handoff("tester", "r");
     stale(s.request_handoff(&c1.token, None, &hr, 20_000).unwrap_err());
     assert_eq!(before, snapshot(&s), "a stale write changed the store");
     assert!(s.task("zombie").unwrap().is_none());
@@ -288,9 +302,7 @@ fn unknown_task_token_is_not_found() {
 
 #[test]
 fn start_and_finish_record_the_attempt() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
-    let c = claim(&s, &req("o", &["dev"], 1));
+    let (_d, s, c) = a_claimed();
     let st = start("dev-1", 4242, 2);
     s.start_attempt(&c.token, &st).unwrap();
     let running = s.running_attempts().unwrap();
@@ -322,9 +334,7 @@ fn start_and_finish_record_the_attempt() {
 
 #[test]
 fn finish_without_start_still_records_an_attempt() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
-    let c = claim(&s, &req("o", &["dev"], 1));
+    let (_d, s, c) = a_claimed();
     s.finish_attempt(
         &c.token,
         &fin(
@@ -348,9 +358,7 @@ fn finish_without_start_still_records_an_attempt() {
 
 #[test]
 fn non_final_status_in_final_disposition_is_refused() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
-    let c = claim(&s, &req("o", &["dev"], 1));
+    let (_d, s, c) = a_claimed();
     assert!(matches!(
         s.finish_attempt(
             &c.token,
@@ -440,16 +448,11 @@ fn failure_skips_transitive_dependents_and_retry_unskips() {
 
 #[test]
 fn skip_tasks_skips_pending_and_dependents() {
-    let (_d, s) = fresh();
-    s.sync_tasks(
-        &[
-            nt("a", "dev", 0, 0, &[]),
-            nt("b", "dev", 0, 1, &["a"]),
-            nt("c", "dev", 0, 2, &[]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        nt("a", "dev", 0, 0, &[]),
+        nt("b", "dev", 0, 1, &["a"]),
+        nt("c", "dev", 0, 2, &[]),
+    ]);
     s.skip_tasks(&["a".into()], "user said so", 5).unwrap();
     assert_eq!(status(&s, "a"), Status::Skipped);
     assert_eq!(status(&s, "b"), Status::Skipped);
@@ -540,9 +543,7 @@ fn release_owner_hands_tasks_back_at_once() {
 
 #[test]
 fn release_expired_releases_only_expired_leases() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &[])], 0)
-        .unwrap();
+    let (_d, s) = fresh_with(&[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &[])]);
     let mut r = req("o1", &["dev"], 0);
     r.lease = Duration::from_millis(100);
     let ca = claim(&s, &r);
@@ -613,9 +614,7 @@ fn sync_adds_keeps_updates_and_reports_changes_after_success() {
 
 #[test]
 fn handoff_becomes_a_task_for_the_target_role() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("dev-task", "dev", 0, 0, &[])], 0)
-        .unwrap();
+    let (_d, s) = fresh_with(&[nt("dev-task", "dev", 0, 0, &[])]);
     let c = claim(&s, &req("o", &["dev"], 1));
     let hr = HandoffRequest {
         to_role: "tester".into(),
@@ -686,15 +685,8 @@ fn handoff_becomes_a_task_for_the_target_role() {
 
 #[test]
 fn rejecting_a_converted_handoff_skips_its_pending_task() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
-    let c = claim(&s, &req("o", &["dev"], 1));
-    let hr = HandoffRequest {
-        to_role: "reviewer".into(),
-        reason: "review".into(),
-        state: None,
-        next_steps: vec![],
-    };
+    let (_d, s, c) = a_claimed();
+    let hr = handoff("reviewer", "review");
     let h = s.request_handoff(&c.token, None, &hr, 2).unwrap();
     let mut f = ok(3);
     f.new_tasks = vec![
@@ -711,15 +703,8 @@ fn rejecting_a_converted_handoff_skips_its_pending_task() {
 
 #[test]
 fn failed_attempt_drops_pending_handoffs() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
-    let c = claim(&s, &req("o", &["dev"], 1));
-    let hr = HandoffRequest {
-        to_role: "tester".into(),
-        reason: "r".into(),
-        state: None,
-        next_steps: vec![],
-    };
+    let (_d, s, c) = a_claimed();
+    let hr = handoff("tester", "r");
     let h = s.request_handoff(&c.token, None, &hr, 2).unwrap();
     s.finish_attempt(
         &c.token,
@@ -788,8 +773,7 @@ fn instances_fleet_and_events_paging() {
 fn fencing_holds_within_one_owner() {
     // One borg process stalls past its lease and claims the same task again: the owner
     // id is the same, only the fence tells the two claims apart.
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let (_d, s) = fresh_with_a();
     let mut r = req("o1", &["dev"], 0);
     r.lease = Duration::from_millis(10);
     let old = claim(&s, &r);
@@ -809,12 +793,7 @@ fn fencing_holds_within_one_owner() {
         s.finish_attempt(&old.token, &ok(12)),
         Err(StoreError::StaleClaim { .. })
     ));
-    let hr = HandoffRequest {
-        to_role: "t".into(),
-        reason: "r".into(),
-        state: None,
-        next_steps: vec![],
-    };
+    let hr = handoff("t", "r");
     assert!(matches!(
         s.request_handoff(&old.token, None, &hr, 12),
         Err(StoreError::StaleClaim { .. })
@@ -828,16 +807,11 @@ fn fencing_holds_within_one_owner() {
 
 #[test]
 fn retry_of_a_succeeded_task_blocks_its_dependents_again() {
-    let (_d, s) = fresh();
-    s.sync_tasks(
-        &[
-            nt("a", "dev", 0, 0, &[]),
-            nt("b", "dev", 0, 1, &["a"]),
-            nt("c", "dev", 0, 2, &["later"]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        nt("a", "dev", 0, 0, &[]),
+        nt("b", "dev", 0, 1, &["a"]),
+        nt("c", "dev", 0, 2, &["later"]),
+    ]);
     let r = req("o", &["dev"], 1);
     let c = claim(&s, &r);
     s.finish_attempt(&c.token, &ok(2)).unwrap();
@@ -865,8 +839,7 @@ fn retry_of_a_succeeded_task_blocks_its_dependents_again() {
 
 #[test]
 fn heartbeat_extends_the_lease_and_revives_an_expired_untaken_one() {
-    let (_d, s) = fresh();
-    s.sync_tasks(&[nt("a", "dev", 0, 0, &[])], 0).unwrap();
+    let (_d, s) = fresh_with_a();
     let mut r = req("o1", &["dev"], 0);
     r.lease = Duration::from_millis(100);
     let c = claim(&s, &r);
@@ -902,16 +875,11 @@ fn heartbeat_extends_the_lease_and_revives_an_expired_untaken_one() {
 
 #[test]
 fn an_expired_claim_competes_with_pending_tasks_by_priority() {
-    let (_d, s) = fresh();
-    s.sync_tasks(
-        &[
-            nt("high", "dev", 5, 1, &[]),
-            nt("low", "dev", 0, 0, &[]),
-            nt("top", "dev", 9, 2, &[]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        nt("high", "dev", 5, 1, &[]),
+        nt("low", "dev", 0, 0, &[]),
+        nt("top", "dev", 9, 2, &[]),
+    ]);
     let mut r = req("o1", &["dev"], 0);
     r.lease = Duration::from_millis(10);
     assert_eq!(claim(&s, &r).task.id, "top");

@@ -4,18 +4,22 @@
 //! response ends), keeps the turn/cost/usage books, enforces `--max-turns` and
 //! `--max-budget-usd`, and dispatches every step. The line builders live in the child
 //! modules `events` (init, assistant/user lines, torture output) and `endings` (every
-//! `result` shape, API retries and failures).
+//! `result` shape, API retries and failures); tool calls and permissions in `calls`,
+//! the per-step dispatch in `dispatch`.
 
 use crate::dsl::{Step, Tool};
 use crate::out::{b62, epoch_secs, End, Obj, Out, R};
 use crate::signals;
-use crate::tools::{self, Outcome};
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 #[path = "background.rs"]
 mod background;
+#[path = "calls.rs"]
+mod calls;
+#[path = "dispatch.rs"]
+mod dispatch;
 #[path = "endings.rs"]
 mod endings;
 #[path = "events.rs"]
@@ -134,31 +138,6 @@ pub struct Engine {
     result_done: bool,
     /// The `allowed` rate_limit_event was printed (or a rejected one).
     rl_sent: bool,
-}
-
-/// Simple `*` glob for permission rules like `Bash(git *)`.
-fn glob(pat: &str, s: &str) -> bool {
-    let parts: Vec<&str> = pat.split('*').collect();
-    if parts.len() == 1 {
-        return pat == s;
-    }
-    let mut rest = s;
-    for (i, p) in parts.iter().enumerate() {
-        if i == 0 {
-            match rest.strip_prefix(p) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(p);
-        } else {
-            match rest.find(p) {
-                Some(k) => rest = &rest[k + p.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
 }
 
 impl Engine {
@@ -314,165 +293,6 @@ impl Engine {
         Ok(())
     }
 
-    /// (tool name, `input` JSON) for a tool call, in the CLI's key order.
-    fn tool_input(&self, tool: &Tool) -> (&'static str, String) {
-        let p = |s: &str| tools::abs(&self.cfg.cwd, s).display().to_string();
-        match tool {
-            Tool::Write(f, c) => (
-                "Write",
-                Obj::new().s("file_path", &p(f)).s("content", c).end(),
-            ),
-            Tool::Read(f) => ("Read", Obj::new().s("file_path", &p(f)).end()),
-            Tool::Edit(f, o, n, all) => (
-                "Edit",
-                Obj::new()
-                    .v("replace_all", all)
-                    .s("file_path", &p(f))
-                    .s("old_string", o)
-                    .s("new_string", n)
-                    .end(),
-            ),
-            Tool::Bash(c, d) => ("Bash", Obj::new().s("command", c).s("description", d).end()),
-            Tool::BashBg(c, d) => (
-                "Bash",
-                Obj::new()
-                    .s("command", c)
-                    .s("description", d)
-                    .v("run_in_background", &true)
-                    .end(),
-            ),
-        }
-    }
-
-    /// A tool step: its `tool_use` line now, the tool itself when the message closes.
-    fn emit_tool(&mut self, tool: &Tool, join: bool) -> R {
-        if !join && self.msg.as_ref().is_some_and(|m| m.has_tools) {
-            self.close_turn()?;
-        }
-        self.open_turn()?;
-        let (name, input) = self.tool_input(tool);
-        let Some(m) = self.msg.as_ref() else {
-            return Ok(());
-        };
-        let id = format!("toolu_01{}", b62(22));
-        let block = Obj::new()
-            .s("type", "tool_use")
-            .s("id", &id)
-            .s("name", name)
-            .raw("input", &input)
-            .end();
-        let line = self.assistant_line(&m.id, &m.request_id, block);
-        self.emit(line)?;
-        if let Some(m) = self.msg.as_mut() {
-            m.has_tools = true;
-            m.pending.push((id, tool.clone()));
-        }
-        Ok(())
-    }
-
-    /// Whether an `--allowedTools` rule allows this call.
-    fn allowed_by_rule(&self, name: &str, tool: &Tool) -> bool {
-        let arg = match tool {
-            Tool::Bash(c, _) | Tool::BashBg(c, _) => c.clone(),
-            Tool::Write(f, _) | Tool::Edit(f, _, _, _) | Tool::Read(f) => f.clone(),
-        };
-        self.cfg.allowed.iter().any(|r| {
-            if r == name {
-                return true;
-            }
-            let Some(inner) = r
-                .strip_prefix(name)
-                .and_then(|s| s.strip_prefix('('))
-                .and_then(|s| s.strip_suffix(')'))
-            else {
-                return false;
-            };
-            // Legacy `Bash(npm:*)` means a prefix.
-            let pat = inner
-                .strip_suffix(":*")
-                .map(|p| format!("{p}*"))
-                .unwrap_or_else(|| inner.to_string());
-            glob(&pat, &arg) || glob(&pat, &tools::abs(&self.cfg.cwd, &arg).display().to_string())
-        })
-    }
-
-    /// The denial text for this call in the current permission mode, if denied.
-    fn denial(&self, name: &str, tool: &Tool) -> Option<String> {
-        let mode = self.cfg.perm_mode.as_str();
-        if matches!(mode, "bypassPermissions" | "auto")
-            || name == "Read"
-            || self.allowed_by_rule(name, tool)
-        {
-            return None;
-        }
-        match (mode, tool) {
-            ("acceptEdits", Tool::Write(..) | Tool::Edit(..)) => None,
-            ("dontAsk", _) => {
-                Some(format!("Permission to use {name} has been denied because Claude Code is running in don't ask mode."))
-            }
-            (_, Tool::Bash(..) | Tool::BashBg(..)) => Some("This command requires approval".into()),
-            (_, Tool::Write(f, _) | Tool::Edit(f, _, _, _)) => Some(format!(
-                "Claude requested permissions to write to {}, but you haven't granted it yet.",
-                tools::abs(&self.cfg.cwd, f).display()
-            )),
-            _ => None,
-        }
-    }
-
-    /// Runs one tool call (permissions first) and prints its `user` line.
-    fn run_tool(&mut self, id: &str, tool: &Tool) -> R {
-        self.tool_ran = true;
-        let (name, input) = self.tool_input(tool);
-        if !self.cfg.tools.iter().any(|t| t == name) {
-            let m = format!("No such tool available: {name}");
-            return self.user_err(
-                id,
-                &format!("<tool_use_error>{m}</tool_use_error>"),
-                &format!("Error: {m}"),
-            );
-        }
-        if let Some(m) = self.denial(name, tool) {
-            self.denials.push(
-                Obj::new()
-                    .s("tool_name", name)
-                    .s("tool_use_id", id)
-                    .raw("tool_input", &input)
-                    .end(),
-            );
-            return self.user_err(id, &m, &format!("Error: {m}"));
-        }
-        let cwd = self.cfg.cwd.clone();
-        let outcome = match tool {
-            Tool::Write(f, c) => {
-                let p = tools::abs(&cwd, f);
-                let o = tools::write(&p, c, self.read.contains(&p));
-                if matches!(o, Outcome::Ok { .. }) {
-                    self.read.insert(p);
-                }
-                o
-            }
-            Tool::Read(f) => {
-                let p = tools::abs(&cwd, f);
-                let o = tools::read(&cwd, &p);
-                if matches!(o, Outcome::Ok { .. }) {
-                    self.read.insert(p);
-                }
-                o
-            }
-            Tool::Edit(f, old, new, all) => {
-                let p = tools::abs(&cwd, f);
-                tools::edit(&cwd, &p, old, new, *all, self.read.contains(&p))
-            }
-            Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
-            Tool::BashBg(c, d) => self.start_background(id, c, d)?,
-        };
-        match outcome {
-            Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur),
-            Outcome::Err { content, tur } => self.user_err(id, &content, &tur),
-            Outcome::Interrupted => self.abort_tool(id),
-        }
-    }
-
     /// Prints the success result now, if none was printed yet.
     fn ensure_result(&mut self, text: Option<&str>) -> R {
         if self.result_done {
@@ -505,138 +325,6 @@ impl Engine {
                 }
                 let t = self.last_text.clone().unwrap_or_default();
                 self.success_result(&t)
-            }
-        }
-    }
-
-    /// Runs one step. `Err(End(code))` ends the run.
-    pub fn step(&mut self, s: &Step) -> R {
-        if signals::interrupted() {
-            // SIGINT outside a tool: the CLI was waiting on the API and exits 0.
-            return Err(End(0));
-        }
-        match s {
-            Step::Text(t) => self.emit_text(t),
-            Step::Tool { tool, join } => self.emit_tool(tool, *join),
-            Step::Turn => self.close_turn(),
-            Step::Result(t) => self.ensure_result(t.as_deref()),
-            Step::ApiError(api, r) => self.api_error(*api, *r),
-            Step::ApiRetry(api, n) => {
-                self.close_turn()?;
-                let (status, err, ..) = Self::api_facts(*api);
-                let max = Self::env_max_retries().unwrap_or(10).max(*n);
-                self.retry_lines(status, err, *n, max)
-            }
-            Step::MaxTurns => {
-                self.close_turn()?;
-                let n = self.cfg.max_turns.unwrap_or(self.msg_turns());
-                self.fail_max_turns(n)
-            }
-            Step::MaxBudget => {
-                self.close_turn()?;
-                self.fail_budget()
-            }
-            Step::NoResult(c) => {
-                self.close_turn()?;
-                Err(End(*c))
-            }
-            Step::Exit(c, msg) => {
-                self.close_turn()?;
-                if !msg.is_empty() {
-                    eprintln!("{msg}");
-                }
-                Err(End(*c))
-            }
-            Step::Stderr(t) => {
-                eprintln!("{t}");
-                Ok(())
-            }
-            Step::CrashMidLine(abort) => {
-                self.close_turn()?;
-                let line = self.sample_line("this line is cut in the middle by a crash");
-                let half = &line.as_bytes()[..line.len() / 2];
-                self.out.raw(half)?;
-                if *abort {
-                    std::process::abort();
-                }
-                Err(End(1))
-            }
-            Step::Sleep(ms) => {
-                self.close_turn()?;
-                if signals::nap(*ms) {
-                    return Err(End(0));
-                }
-                Ok(())
-            }
-            Step::Slow(n, ms) => {
-                self.close_turn()?;
-                for i in 1..=*n {
-                    if signals::nap(*ms) {
-                        return Err(End(0));
-                    }
-                    self.emit_text(&format!("slow line {i} of {n}"))?;
-                }
-                self.close_turn()
-            }
-            Step::Hang => {
-                self.close_turn()?;
-                signals::forever();
-                Err(End(0))
-            }
-            Step::HangAfterResult => {
-                self.ensure_result(None)?;
-                signals::forever();
-                Err(End(0))
-            }
-            Step::AfterResultLines(ms) => {
-                self.ensure_result(None)?;
-                let wait = ms.unwrap_or_else(|| env_ms("FAKE_CLAUDE_AFTER_RESULT_MS", 5000));
-                if signals::nap(wait) {
-                    return Err(End(0));
-                }
-                self.task_lines()
-            }
-            Step::RateLimit(secs, ms) => self.rate_limited(*secs, *ms),
-            // Attempt filters are resolved before the run; whatever is left runs as is.
-            Step::OnAttempt(_, inner) | Step::First(_, inner) | Step::AfterAttempt(_, inner) => {
-                self.step(inner)
-            }
-            Step::GrandchildSetsid => {
-                let pid = crate::torture::grandchild_setsid();
-                self.note_pid("setsid", pid);
-                Ok(())
-            }
-            Step::GrandchildHoldsStdout(ms) => {
-                let pid = crate::torture::grandchild_holds_stdout(*ms);
-                self.note_pid("holds-stdout", pid);
-                Ok(())
-            }
-            Step::IgnoreSignals => {
-                signals::ignore();
-                Ok(())
-            }
-            Step::Flood(n, to_stderr) => {
-                self.close_turn()?;
-                let text = format!("flood {}", "f".repeat(700));
-                let line = format!("{}\n", self.sample_line(&text));
-                crate::torture::flood(&mut self.out, &line, *n, *to_stderr)
-            }
-            Step::HugeLine(n) => {
-                self.close_turn()?;
-                let line = self.sample_line("HUGE_LINE_PADDING");
-                let (pre, suf) = line.split_once("HUGE_LINE_PADDING").unwrap_or((&line, ""));
-                let (pre, suf) = (pre.to_string(), suf.to_string());
-                crate::torture::huge_line(&mut self.out, &pre, &suf, *n)
-            }
-            Step::BadUtf8 => {
-                self.close_turn()?;
-                self.bad_utf8()
-            }
-            Step::NoConversation => self.no_conversation(),
-            Step::Instant => {
-                self.emit_text("Done.")?;
-                self.close_turn()?;
-                self.success_result("Done.")
             }
         }
     }
