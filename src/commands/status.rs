@@ -170,7 +170,9 @@ fn text(v: &StatusView) -> String {
         );
     }
     let _ = writeln!(o, "QUEUE");
-    for k in ["ready", "running", "waiting", "parked", "done", "failed", "skipped"] {
+    for k in [
+        "ready", "running", "waiting", "parked", "done", "failed", "skipped",
+    ] {
         let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
         let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
         let more = if ids.len() > 8 {
