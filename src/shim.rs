@@ -159,7 +159,17 @@ fn run(args: &[String]) -> i32 {
     let me = std::process::id() as i32;
     let mut cmd = std::process::Command::new(program);
     cmd.args(&args[2..]).process_group(0);
-    // std resets the signal mask and SIGPIPE in the child, so claude starts clean.
+    // std resets SIGPIPE in the child but not the signal mask, which the child inherits:
+    // claude would start with SIGINT and SIGTERM blocked and the first two rungs of the
+    // stop ladder would do nothing. Unblock everything before the exec.
+    // SAFETY: sigprocmask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet::empty();
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)
+                .map_err(std::io::Error::from)
+        });
+    }
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
