@@ -29,6 +29,14 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 #[test]
 fn claims_latency() {
+    // borg itself: one process, one store (one connection), 8 attempts claiming and
+    // completing through it.
+    run("one-store", true);
+    // 8 borg processes on one store file: a connection each, SQLite's locking between them.
+    run("8-connections", false);
+}
+
+fn run(label: &str, shared: bool) {
     let n: usize = std::env::var("BORG_BENCH_CLAIMS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -48,12 +56,18 @@ fn claims_latency() {
 
     let claimed = Arc::new(AtomicUsize::new(0));
     let lat = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(n)));
+    let one = Arc::new(SqliteStore::open(&path).unwrap());
     let t0 = Instant::now();
     let handles: Vec<_> = (0..WORKERS)
         .map(|w| {
             let (path, claimed, lat) = (path.clone(), claimed.clone(), lat.clone());
+            let one = one.clone();
             std::thread::spawn(move || {
-                let s = SqliteStore::open(&path).unwrap();
+                let s = if shared {
+                    one
+                } else {
+                    Arc::new(SqliteStore::open(&path).unwrap())
+                };
                 let owner = format!("worker-{w}");
                 let mut mine = Vec::new();
                 loop {
@@ -90,6 +104,7 @@ fn claims_latency() {
     println!(
         "BENCH claims {}",
         serde_json::json!({
+            "mode": label,
             "n": n,
             "workers": WORKERS,
             "p50_ms": pct(&v, 0.5),
