@@ -403,47 +403,39 @@ pub async fn run_attempt(
     out
 }
 
-/// Starts `borg __shim <borg pid> <claude> <args>` with claude's environment, its cwd,
-/// piped stdio and the status pipe on fd 3, in a process group of its own so that a
-/// Ctrl-C at the terminal reaches borg only.
+/// Starts `borg __shim <borg pid>:<status fd> <claude> <args>` with claude's
+/// environment, its cwd, piped stdio and the status pipe (moved to fd 3 by the shim),
+/// in a process group of its own so that a Ctrl-C at the terminal reaches borg only.
 async fn spawn_shim(
     plan: &AttemptPlan,
 ) -> Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver), String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find borg's own executable: {e}"))?;
-    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot create a pipe: {e}"))?;
-    let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg(shim::SUBCOMMAND)
-        .arg(std::process::id().to_string())
-        .arg(&plan.program)
-        .args(&plan.args)
-        .env_clear()
-        .envs(plan.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&plan.cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false);
-    let wr_raw = std::os::fd::AsRawFd::as_raw_fd(&wr);
-    // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if wr_raw == shim::STATUS_FD {
-                if libc::fcntl(wr_raw, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(wr_raw, shim::STATUS_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = crate::spawner::spawn(cmd)
+    let (program, args, env, cwd) = (
+        plan.program.clone(),
+        plan.args.clone(),
+        plan.env.clone(),
+        plan.cwd.clone(),
+    );
+    let build = move |status_fd: i32| {
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg(shim::SUBCOMMAND)
+            .arg(format!("{}:{status_fd}", std::process::id()))
+            .arg(program)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(false);
+        cmd
+    };
+    let (child, rd) = crate::spawner::spawn_with_pipe(build)
         .await
         .map_err(|e| format!("cannot start the shim: {e}"))?;
-    drop(wr);
     let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rd)
         .map_err(|e| format!("status pipe: {e}"))?;
     Ok((child, rx))

@@ -13,7 +13,8 @@
 //!   (the first two rungs of the stop ladder), SIGUSR1 means "kill every descendant
 //!   now" and is also the death signal.
 //!
-//! It talks to borg over fd 3 (a pipe), one line per fact:
+//! It talks to borg over fd 3 (a pipe, which borg may pass on another fd named in the
+//! first argument, `PARENT_PID:FD`; the shim moves it to 3), one line per fact:
 //! `started PID STARTTIME`, `exited CODE`, `signaled SIG`, `killed N`, `spawn_error ERRNO MESSAGE`.
 //! stdin, stdout and stderr are claude's own: the shim never touches the data.
 
@@ -108,20 +109,30 @@ fn has_children() -> bool {
     )
 }
 
-/// Runs the shim: `borg __shim PARENT_PID PROGRAM ARGS...`. Never returns.
+/// Runs the shim: `borg __shim PARENT_PID[:STATUS_FD] PROGRAM ARGS...`. Never returns.
 pub fn main(args: &[String]) -> ! {
     let code = run(args);
     std::process::exit(code)
 }
 
 fn run(args: &[String]) -> i32 {
-    let (Some(parent), Some(program)) = (
-        args.first().and_then(|p| p.parse::<i32>().ok()),
-        args.get(1),
-    ) else {
-        eprintln!("usage: borg {SUBCOMMAND} PARENT_PID PROGRAM [ARGS...]");
+    // PARENT_PID, or PARENT_PID:FD when borg passed the status pipe on another fd.
+    let (parent, status_fd) = match args.first().map(|a| a.split_once(':')) {
+        Some(Some((p, fd))) => (p.parse::<i32>().ok(), fd.parse::<i32>().ok()),
+        Some(None) => (args[0].parse::<i32>().ok(), Some(STATUS_FD)),
+        None => (None, None),
+    };
+    let (Some(parent), Some(status_fd), Some(program)) = (parent, status_fd, args.get(1)) else {
+        eprintln!("usage: borg {SUBCOMMAND} PARENT_PID[:STATUS_FD] PROGRAM [ARGS...]");
         return 2;
     };
+    if status_fd != STATUS_FD {
+        // SAFETY: plain fd calls; nothing else runs yet.
+        unsafe {
+            libc::dup2(status_fd, STATUS_FD);
+            libc::close(status_fd);
+        }
+    }
     // Block the signals we handle before anything else, so none is lost or acted on
     // by a default disposition; they are taken synchronously with sigtimedwait below.
     let mut set = SigSet::empty();

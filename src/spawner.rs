@@ -5,16 +5,27 @@
 //! dies, so it must never fire while borg lives: tokio's blocking-pool threads retire
 //! after 10 s idle, and worker threads end with the runtime. Forking from one thread
 //! that lives as long as the process closes that hole.
+//!
+//! The thread also creates the status pipe of each shim right before its spawn and
+//! lets only that spawn inherit the write end (cleared close-on-exec, closed again at
+//! once). No `pre_exec` hook is needed then, so std starts the shim with
+//! `posix_spawn` (vfork-like) instead of `fork`: borg's address space (runtime
+//! threads, SQLite cache) is never copied, and its threads take no copy-on-write faults
+//! after each spawn. Only this thread forks, so no other child can inherit that fd.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
+/// Builds the command once the fd number of the status pipe's write end is known.
+type Build = Box<dyn FnOnce(i32) -> Command + Send>;
+
 type Job = (
-    Command,
+    Build,
     tokio::runtime::Handle,
-    oneshot::Sender<std::io::Result<Child>>,
+    oneshot::Sender<std::io::Result<(Child, OwnedFd)>>,
 );
 
 static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
@@ -25,10 +36,10 @@ fn sender() -> std::io::Result<mpsc::Sender<Job>> {
         std::thread::Builder::new()
             .name("borg-spawner".into())
             .spawn(move || {
-                while let Ok((mut cmd, handle, reply)) = rx.recv() {
+                while let Ok((build, handle, reply)) = rx.recv() {
                     // tokio's process driver needs the caller's runtime to register the child.
                     let _guard = handle.enter();
-                    let _ = reply.send(cmd.spawn());
+                    let _ = reply.send(spawn_now(build));
                 }
                 // The channel lives in a static and is never closed: this thread,
                 // and with it every death signal, lasts until the process ends.
@@ -42,12 +53,28 @@ fn sender() -> std::io::Result<mpsc::Sender<Job>> {
         .map_err(|_| std::io::Error::other("spawner lock poisoned"))
 }
 
-/// Spawns `cmd` from the spawner thread and returns the child.
-pub async fn spawn(cmd: Command) -> std::io::Result<Child> {
+/// On the spawner thread: the pipe, the spawn, then the write end closed in borg.
+fn spawn_now(build: Build) -> std::io::Result<(Child, OwnedFd)> {
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(wr.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut cmd = build(wr.as_raw_fd());
+    let child = cmd.spawn();
+    drop(wr);
+    Ok((child?, rd))
+}
+
+/// Spawns the command made by `build` from the spawner thread. `build` receives the fd
+/// number (in the child) of the write end of a fresh pipe; the read end is returned.
+pub async fn spawn_with_pipe(
+    build: impl FnOnce(i32) -> Command + Send + 'static,
+) -> std::io::Result<(Child, OwnedFd)> {
     let handle = tokio::runtime::Handle::try_current().map_err(std::io::Error::other)?;
     let (reply, rx) = oneshot::channel();
     sender()?
-        .send((cmd, handle, reply))
+        .send((Box::new(build), handle, reply))
         .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
     rx.await
         .map_err(|_| std::io::Error::other("the spawner thread dropped the request"))?

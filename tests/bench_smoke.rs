@@ -1,0 +1,117 @@
+//! The claims bench of `bench/run.sh` (figure 4): p50 and p99 latency of claim +
+//! complete with 8 concurrent workers on the SQLite store, durability on (WAL,
+//! synchronous=FULL), each worker with its own connection as separate borgs would have.
+//!
+//! It runs in the normal `cargo test` with a tiny size, as a smoke test: it checks that
+//! the bench works and that every task finished exactly once, never how fast.
+//! `bench/run.sh claims` runs it in release mode with `BORG_BENCH_CLAIMS=4000` and
+//! `BORG_BENCH_DIR` set, and reads the `BENCH claims {json}` line it prints.
+
+mod store_util;
+
+use borg::outcome::Status;
+use borg::store::sqlite::SqliteStore;
+use borg::store::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store_util::*;
+
+const WORKERS: usize = 8;
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+#[test]
+fn claims_latency() {
+    // borg itself: one process, one store (one connection), 8 attempts claiming and
+    // completing through it.
+    run("one-store", true);
+    // 8 borg processes on one store file: a connection each, SQLite's locking between them.
+    run("8-connections", false);
+}
+
+fn run(label: &str, shared: bool) {
+    let n: usize = std::env::var("BORG_BENCH_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let dir = match std::env::var("BORG_BENCH_DIR") {
+        Ok(d) => tempfile::tempdir_in(d).unwrap(),
+        Err(_) => tempfile::tempdir().unwrap(),
+    };
+    let path = dir.path().join("borg.db");
+    let list: Vec<NewTask> = (0..n)
+        .map(|i| nt(&format!("t{i:06}"), "dev", (i % 3) as i64, i as i64, &[]))
+        .collect();
+    SqliteStore::open(&path)
+        .unwrap()
+        .sync_tasks(&list, 0)
+        .unwrap();
+
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(Vec::<Duration>::with_capacity(n)));
+    let one = Arc::new(SqliteStore::open(&path).unwrap());
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let (path, claimed, lat) = (path.clone(), claimed.clone(), lat.clone());
+            let one = one.clone();
+            std::thread::spawn(move || {
+                let s = if shared {
+                    one
+                } else {
+                    Arc::new(SqliteStore::open(&path).unwrap())
+                };
+                let owner = format!("worker-{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let t = Instant::now();
+                    let Some(c) = s.claim_next(&req(&owner, &["dev"], 1_000)).unwrap() else {
+                        break;
+                    };
+                    let claim_t = t.elapsed();
+                    claimed.fetch_add(1, Ordering::SeqCst);
+                    // The child's start is recorded too (borg does it once the child runs).
+                    s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
+                        .unwrap();
+                    let t = Instant::now();
+                    s.finish_attempt(&c.token, &ok(1_000)).unwrap();
+                    mine.push(claim_t + t.elapsed());
+                }
+                lat.lock().unwrap().extend(mine);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let wall = t0.elapsed();
+    let mut v = Arc::try_unwrap(lat).unwrap().into_inner().unwrap();
+    v.sort();
+    assert_eq!(claimed.load(Ordering::SeqCst), n, "every task claimed once");
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(s
+        .statuses()
+        .unwrap()
+        .iter()
+        .all(|(_, st)| *st == Status::Succeeded));
+    println!(
+        "BENCH claims {}",
+        serde_json::json!({
+            "mode": label,
+            "n": n,
+            "workers": WORKERS,
+            "p50_ms": pct(&v, 0.5),
+            "p90_ms": pct(&v, 0.9),
+            "p99_ms": pct(&v, 0.99),
+            "max_ms": pct(&v, 1.0),
+            "per_s": n as f64 / wall.as_secs_f64(),
+        })
+    );
+}
