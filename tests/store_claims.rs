@@ -891,3 +891,51 @@ fn an_expired_claim_competes_with_pending_tasks_by_priority() {
     assert_eq!(claim_id(&s, &later).as_deref(), Some("low"));
     assert_eq!(s.task("top").unwrap().unwrap().fence, 2);
 }
+
+#[test]
+fn grouped_writes_keep_each_writes_own_outcome() {
+    // Many threads share one store, so their writes are committed in groups. A stale
+    // write in a group is refused and changes nothing; the good ones all land.
+    let tasks: Vec<NewTask> = (0..32)
+        .map(|i| nt(&format!("t{i}"), "dev", 0, i, &[]))
+        .collect();
+    let (_d, s) = fresh_with(&tasks);
+    let s = std::sync::Arc::new(s);
+    let before = s.events_since(0, 100_000).unwrap().len();
+    let handles: Vec<_> = (0..16)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut good = 0;
+                for _ in 0..2 {
+                    let c = s
+                        .claim_next(&req(&format!("w{w}"), &["dev"], 1))
+                        .unwrap()
+                        .unwrap();
+                    let mut stale = c.token.clone();
+                    stale.fence += 100;
+                    let e = s.heartbeat(&stale, Duration::from_secs(60), 2).unwrap_err();
+                    assert!(matches!(e, StoreError::StaleClaim { .. }), "{e}");
+                    s.heartbeat(&c.token, Duration::from_secs(60), 2).unwrap();
+                    good += 1;
+                }
+                good
+            })
+        })
+        .collect();
+    let claimed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(claimed, 32);
+    let rows = s.tasks().unwrap();
+    assert!(rows
+        .iter()
+        .all(|t| t.status == Status::Running && t.fence == 1));
+    let events = s.events_since(0, 100_000).unwrap();
+    let claimed_events = events[before..]
+        .iter()
+        .filter(|e| e.kind == "claimed")
+        .count();
+    assert_eq!(
+        claimed_events, 32,
+        "one claimed event per claim, nothing from the stale writes"
+    );
+}

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Errors of the store. Locked/corrupt/newer-schema/network-fs are user-facing (exit 2).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The claim's fence is not the task's current fence: another claim took over.
     #[error("stale claim on task {task}: fence {fence} is no longer current (current {current}); another worker owns it now")]

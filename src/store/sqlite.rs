@@ -14,6 +14,7 @@
 //!
 //! OWNER: helper C (store).
 
+mod batch;
 mod claims;
 mod misc;
 mod netfs;
@@ -25,7 +26,7 @@ use super::*;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 pub use schema::SCHEMA_VERSION;
@@ -40,6 +41,8 @@ pub struct SqliteStore {
     path: PathBuf,
     busy: Duration,
     conn: Mutex<Connection>,
+    /// Writes waiting for the next group commit (see `batch`).
+    queue: Mutex<Vec<batch::Job>>,
 }
 
 /// Internal error: either a database error (converted with the path at the boundary)
@@ -117,6 +120,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             busy,
             conn: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
         };
         {
             let conn = store.conn.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -158,20 +162,46 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` in a `BEGIN IMMEDIATE` transaction; commits on Ok, rolls back on Err.
-    fn write<T>(
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction, grouped with the writes that queue
+    /// up meanwhile (one commit, one fsync for all of them; see `batch`). `f`'s changes
+    /// are kept on Ok and rolled back on Err; the call returns once they are durable.
+    fn write<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let slot = Arc::new(batch::TypedSlot::<T>::new());
+        let (mine, path, busy) = (slot.clone(), self.path.display().to_string(), self.busy);
+        let work: batch::Work = Box::new(move |tx| match f(tx) {
+            Ok(v) => {
+                mine.set(Ok(v));
+                true
+            }
+            Err(e) => {
+                mine.set(Err(convert(e, &path, busy)));
+                false
+            }
+        });
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(batch::Job {
+                work,
+                slot: slot.clone(),
+            });
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(done) = slot.take() {
+            // A writer before us ran our job in its batch, and that batch is durable.
+            return done;
+        }
+        let jobs = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
         enter(self.busy);
-        let res = (|| {
-            let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })();
-        res.map_err(|e| self.convert(e))
+        batch::run_batch(&mut guard, jobs, |e| self.convert(e));
+        drop(guard);
+        slot.take().unwrap_or_else(|| {
+            Err(StoreError::Other(
+                "a write was lost: the writer that took it failed".into(),
+            ))
+        })
     }
 
     /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one
@@ -319,25 +349,30 @@ fn convert(e: E, path: &str, busy: Duration) -> StoreError {
 
 impl Store for SqliteStore {
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError> {
-        self.write(|tx| misc::register_owner(tx, owner))
+        let owner = owner.clone();
+        self.write(move |tx| misc::register_owner(tx, &owner))
     }
     fn heartbeat_owner(&self, owner: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.write(|tx| misc::heartbeat_owner(tx, owner, now_ms))
+        let owner = owner.to_string();
+        self.write(move |tx| misc::heartbeat_owner(tx, &owner, now_ms))
     }
     fn owners(&self) -> Result<Vec<OwnerInfo>, StoreError> {
         self.read(misc::owners)
     }
     fn release_owner(&self, owner: &str, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.write(|tx| claims::release_owner(tx, owner, now_ms))
+        let owner = owner.to_string();
+        self.write(move |tx| claims::release_owner(tx, &owner, now_ms))
     }
     fn release_expired(&self, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.write(|tx| claims::release_expired(tx, now_ms))
+        self.write(move |tx| claims::release_expired(tx, now_ms))
     }
     fn sync_tasks(&self, list: &[NewTask], now_ms: i64) -> Result<SyncReport, StoreError> {
-        self.write(|tx| tasks::sync_tasks(tx, list, now_ms))
+        let list = list.to_vec();
+        self.write(move |tx| tasks::sync_tasks(tx, &list, now_ms))
     }
     fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError> {
-        self.write(|tx| claims::claim_next(tx, req))
+        let req = req.clone();
+        self.write(move |tx| claims::claim_next(tx, &req))
     }
     fn heartbeat(
         &self,
@@ -345,16 +380,20 @@ impl Store for SqliteStore {
         lease: Duration,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.write(|tx| claims::heartbeat(tx, token, lease, now_ms))
+        let token = token.clone();
+        self.write(move |tx| claims::heartbeat(tx, &token, lease, now_ms))
     }
     fn start_attempt(&self, token: &ClaimToken, start: &AttemptStart) -> Result<(), StoreError> {
-        self.write(|tx| claims::start_attempt(tx, token, start))
+        let (token, start) = (token.clone(), start.clone());
+        self.write(move |tx| claims::start_attempt(tx, &token, &start))
     }
     fn finish_attempt(&self, token: &ClaimToken, finish: &AttemptFinish) -> Result<(), StoreError> {
-        self.write(|tx| claims::finish_attempt(tx, token, finish))
+        let (token, finish) = (token.clone(), finish.clone());
+        self.write(move |tx| claims::finish_attempt(tx, &token, &finish))
     }
     fn skip_tasks(&self, ids: &[String], reason: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.write(|tx| tasks::skip_tasks(tx, ids, reason, now_ms))
+        let (ids, reason) = (ids.to_vec(), reason.to_string());
+        self.write(move |tx| tasks::skip_tasks(tx, &ids, &reason, now_ms))
     }
     fn request_handoff(
         &self,
@@ -363,19 +402,22 @@ impl Store for SqliteStore {
         req: &HandoffRequest,
         now_ms: i64,
     ) -> Result<i64, StoreError> {
-        self.write(|tx| tasks::request_handoff(tx, token, from_instance, req, now_ms))
+        let (token, from, req) = (token.clone(), from_instance.map(String::from), req.clone());
+        self.write(move |tx| tasks::request_handoff(tx, &token, from.as_deref(), &req, now_ms))
     }
     fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError> {
         self.read(|tx| read::handoffs(tx, task))
     }
     fn accept_handoff(&self, id: i64, now_ms: i64) -> Result<HandoffRow, StoreError> {
-        self.write(|tx| tasks::accept_handoff(tx, id, now_ms))
+        self.write(move |tx| tasks::accept_handoff(tx, id, now_ms))
     }
     fn reject_handoff(&self, id: i64, reason: &str, now_ms: i64) -> Result<HandoffRow, StoreError> {
-        self.write(|tx| tasks::reject_handoff(tx, id, reason, now_ms))
+        let reason = reason.to_string();
+        self.write(move |tx| tasks::reject_handoff(tx, id, &reason, now_ms))
     }
     fn retry_task(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
-        self.write(|tx| tasks::retry_task(tx, id, now_ms))
+        let id = id.to_string();
+        self.write(move |tx| tasks::retry_task(tx, &id, now_ms))
     }
     fn tasks(&self) -> Result<Vec<TaskRow>, StoreError> {
         self.read(read::tasks)
@@ -405,13 +447,15 @@ impl Store for SqliteStore {
         self.read(|tx| read::events_since(tx, after, limit))
     }
     fn upsert_instance(&self, row: &InstanceRow) -> Result<(), StoreError> {
-        self.write(|tx| misc::upsert_instance(tx, row))
+        let row = row.clone();
+        self.write(move |tx| misc::upsert_instance(tx, &row))
     }
     fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         self.read(misc::instances)
     }
     fn remove_instance(&self, id: &str) -> Result<(), StoreError> {
-        self.write(|tx| misc::remove_instance(tx, id))
+        let id = id.to_string();
+        self.write(move |tx| misc::remove_instance(tx, &id))
     }
     fn set_fleet(
         &self,
@@ -419,7 +463,8 @@ impl Store for SqliteStore {
         value: &serde_json::Value,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        self.write(|tx| misc::set_fleet(tx, key, value, now_ms))
+        let (key, value) = (key.to_string(), value.clone());
+        self.write(move |tx| misc::set_fleet(tx, &key, &value, now_ms))
     }
     fn fleet(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         self.read(|tx| misc::fleet(tx, key))
