@@ -430,7 +430,8 @@ def bench_claims(env):
             figs.setdefault(fig["mode"], []).append(fig)
         shutil.rmtree(d, ignore_errors=True)
     for mode, what in (("one-store", "one borg, 8 workers on its store"),
-                       ("8-connections", "8 processes, a connection each")):
+                       ("8-connections", "8 processes, a connection each"),
+                       ("one-store-5ms-work", "one borg, 8 workers, 5 ms work per cycle (not saturated)")):
         fs = figs.get(mode, [])
         if not fs:
             continue

@@ -31,12 +31,15 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 fn claims_latency() {
     // borg itself: one process, one store (one connection), 8 attempts claiming and
     // completing through it.
-    run("one-store", true);
+    run("one-store", true, Duration::ZERO);
     // 8 borg processes on one store file: a connection each, SQLite's locking between them.
-    run("8-connections", false);
+    run("8-connections", false, Duration::ZERO);
+    // Workers that do something between claim and complete, as agents do: the store is
+    // then not saturated. Reported beside the saturated figures, never instead of them.
+    run("one-store-5ms-work", true, Duration::from_millis(5));
 }
 
-fn run(label: &str, shared: bool) {
+fn run(label: &str, shared: bool, work: Duration) {
     let n: usize = std::env::var("BORG_BENCH_CLAIMS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -80,6 +83,7 @@ fn run(label: &str, shared: bool) {
                     // The child's start is recorded too (borg does it once the child runs).
                     s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
                         .unwrap();
+                    std::thread::sleep(work);
                     let t = Instant::now();
                     s.finish_attempt(&c.token, &ok(1_000)).unwrap();
                     mine.push(claim_t + t.elapsed());

@@ -125,7 +125,18 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
                 list.tasks.iter().map(|t| t.id.clone()).collect(),
             )?
         }
-        None => Vec::new(),
+        None => {
+            // Without a list, borg resumes the store's unfinished tasks; with none, say so
+            // rather than print an empty report.
+            if store.statuses()?.iter().all(|(_, st)| st.is_terminal()) {
+                return Err(UsageError(format!(
+                    "no task list given and the store {} has no unfinished task; run `borg run TASKS.toml`",
+                    settings.paths.store.display()
+                ))
+                .into());
+            }
+            Vec::new()
+        }
     };
 
     let workspaces = crate::instance::Workspaces::new(&settings.paths.workspaces);
