@@ -242,3 +242,49 @@ fn dry_run_prints_waves_and_starts_nothing() {
     assert_eq!(v["waves"], serde_json::json!([["b", "a"], ["c"]]));
     assert!(std::fs::read_dir(sb.state()).unwrap().next().is_none());
 }
+
+#[test]
+fn run_without_a_list_resumes_the_store_or_says_there_is_nothing_to_do() {
+    let sb = Sandbox::new();
+    let fake = fake_bin();
+    let out = sb
+        .borg(&["run", "--claude", fake.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no unfinished task"),
+        "{}",
+        stderr(&out)
+    );
+    // A list stopped part-way (here by its budget) is finished by `borg run` alone.
+    let list = r##"
+[[task]]
+id = "a"
+prompt = "x"
+
+[[task]]
+id = "b"
+retries = 1
+prompt = '''
+#fake first 1 api-error 500 0
+#fake result "ok"
+'''
+"##;
+    let out = sb.run(list, &["--budget-usd", "0.001", "--concurrency", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the budget stops the first run: {}",
+        stderr(&out)
+    );
+    let out = sb
+        .borg(&["run", "--claude", fake.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(task(&rep, "a")["status"], "succeeded");
+    assert_eq!(task(&rep, "b")["status"], "succeeded");
+    assert_eq!(task(&rep, "b")["attempts"], 2);
+}
