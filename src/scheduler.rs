@@ -204,9 +204,17 @@ pub async fn run(
                 if roles.is_empty() {
                     break;
                 }
+                // Instances other borg processes are using now are not idle for us.
+                let taken: HashSet<String> = db(&store, |st| st.instances())
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|r| r.state == "busy" && r.owner.as_deref() != Some(owner.id.as_str()))
+                    .map(|r| r.id)
+                    .collect();
                 let mut idle: Vec<String> = instances
                     .iter()
-                    .filter(|i| !busy.contains_key(&i.id))
+                    .filter(|i| !busy.contains_key(&i.id) && !taken.contains(&i.id))
                     .map(|i| i.id.clone())
                     .collect();
                 idle.extend(
@@ -231,10 +239,38 @@ pub async fn run(
                 };
                 claimed_any = true;
                 tracing::debug!(task = %claim.task.id, fence = claim.token.fence, attempt = claim.attempt, "claimed");
-                let inst = match pick_instance(&shared, &mut instances, &busy, &claim.task) {
-                    Ok(i) => i,
+                let inst = match pick_instance(
+                    &shared,
+                    &store,
+                    &owner,
+                    &mut instances,
+                    &busy,
+                    &claim.task,
+                )
+                .await
+                {
+                    Ok(Some(i)) => i,
+                    Ok(None) => {
+                        // Its pinned instance was taken by another borg in the meantime:
+                        // give the task back, untouched, for a moment later.
+                        let token = claim.token.clone();
+                        let fin = crate::store::AttemptFinish {
+                            status: Status::Interrupted,
+                            record: serde_json::json!({"error": "its pinned instance is in use by another borg", "status": "interrupted"}),
+                            disposition: Disposition::Retry {
+                                not_before_ms: now_ms() + 1000,
+                                counts: false,
+                            },
+                            new_tasks: vec![],
+                            converted_handoffs: vec![],
+                            cost_usd: 0.0,
+                            now_ms: now_ms(),
+                        };
+                        db(&store, move |st| st.finish_attempt(&token, &fin)).await?;
+                        continue;
+                    }
                     Err(e) => {
-                        // Cannot even create a workspace: give the task back and stop.
+                        // Cannot even create a workspace: the task cannot run.
                         tracing::error!("{e}");
                         let token = claim.token.clone();
                         let fin = crate::store::AttemptFinish {
@@ -252,15 +288,6 @@ pub async fn run(
                 };
                 busy.insert(inst.id.clone(), claim.task.id.clone());
                 *per_role.entry(claim.task.role.clone()).or_default() += 1;
-                let row = InstanceRow {
-                    id: inst.id.clone(),
-                    role: inst.role.clone(),
-                    state: "busy".into(),
-                    current_task: Some(claim.task.id.clone()),
-                    owner: Some(owner.id.clone()),
-                    updated_ms: now_ms(),
-                };
-                let _ = db(&store, move |st| st.upsert_instance(&row)).await;
                 progress.event(&Event::Started {
                     task: claim.task.id.clone(),
                     instance: inst.id.clone(),
@@ -492,43 +519,71 @@ async fn count_done(store: &Arc<dyn crate::store::Store>, scope: &[String]) -> (
     })
 }
 
-/// An idle instance for the task: its pinned one, else an idle one of its role, else a new one.
-fn pick_instance(
+/// An instance for the task, acquired in the store so no other borg uses it at the
+/// same time: its pinned one (created if missing; None when another borg holds it),
+/// else an idle one of its role, else a new one.
+async fn pick_instance(
     shared: &Shared,
+    store: &Arc<dyn crate::store::Store>,
+    owner: &OwnerInfo,
     instances: &mut Vec<Instance>,
     busy: &HashMap<String, String>,
     task: &TaskRow,
-) -> Result<Instance, crate::instance::InstanceError> {
-    if let Some(pin) = &task.instance {
-        if let Some(i) = instances.iter().find(|i| &i.id == pin) {
-            return Ok(i.clone());
-        }
-        let role = shared
+) -> Result<Option<Instance>, crate::instance::InstanceError> {
+    let role = || {
+        shared
             .roles
             .get(&task.role)
-            .map_err(|e| crate::instance::InstanceError::InvalidName(e.to_string()))?;
-        let i =
-            shared
-                .workspaces
-                .create(role, Some(pin), shared.settings.paths.template.as_deref())?;
-        instances.push(i.clone());
-        return Ok(i);
+            .map_err(|e| crate::instance::InstanceError::InvalidName(e.to_string()))
+    };
+    let acquire = |i: &Instance| {
+        let row = InstanceRow {
+            id: i.id.clone(),
+            role: i.role.clone(),
+            state: "busy".into(),
+            current_task: Some(task.id.clone()),
+            owner: Some(owner.id.clone()),
+            updated_ms: now_ms(),
+        };
+        db(store, move |st| st.acquire_instance(&row).unwrap_or(false))
+    };
+    let template = shared.settings.paths.template.as_deref();
+    if let Some(pin) = &task.instance {
+        let inst = match instances.iter().find(|i| &i.id == pin) {
+            Some(i) => i.clone(),
+            None => {
+                let i = match shared.workspaces.get(pin) {
+                    Ok(i) => i,
+                    // Another borg may have created it a moment ago.
+                    Err(_) => shared
+                        .workspaces
+                        .create(role()?, Some(pin), template)
+                        .or_else(|_| shared.workspaces.get(pin))?,
+                };
+                instances.push(i.clone());
+                i
+            }
+        };
+        return Ok(if acquire(&inst).await {
+            Some(inst)
+        } else {
+            None
+        });
     }
-    if let Some(i) = instances
+    let candidates: Vec<Instance> = instances
         .iter()
-        .find(|i| i.role == task.role && !busy.contains_key(&i.id))
-    {
-        return Ok(i.clone());
+        .filter(|i| i.role == task.role && !busy.contains_key(&i.id))
+        .cloned()
+        .collect();
+    for c in candidates {
+        if acquire(&c).await {
+            return Ok(Some(c));
+        }
     }
-    let role = shared
-        .roles
-        .get(&task.role)
-        .map_err(|e| crate::instance::InstanceError::InvalidName(e.to_string()))?;
-    let i = shared
-        .workspaces
-        .create(role, None, shared.settings.paths.template.as_deref())?;
+    let i = shared.workspaces.create(role()?, None, template)?;
     instances.push(i.clone());
-    Ok(i)
+    acquire(&i).await;
+    Ok(Some(i))
 }
 
 /// Owner heartbeat; claims of dead owners back at once; expired leases back.

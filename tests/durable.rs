@@ -692,3 +692,62 @@ fn a_handoff_asked_for_before_a_usage_limit_runs_after_the_resumed_session() {
     assert_eq!(hs.len(), 1, "{hs:#?}");
     assert_eq!(hs[0]["state"], "accepted");
 }
+
+#[test]
+fn two_borgs_never_share_an_instance_at_the_same_time() {
+    let sb = Sandbox::new();
+    // Instances exist before either borg starts, so both see the same idle ones.
+    for n in ["dev-a", "dev-b"] {
+        assert!(sb
+            .borg(&["instance", "create", "--role", "developer", "--name", n])
+            .output()
+            .unwrap()
+            .status
+            .success());
+    }
+    let mut tasks = String::new();
+    for i in 0..8 {
+        tasks.push_str(&format!(
+            "[[task]]\nid = \"s{i}\"\nprompt = \"#fake sleep 300\"\n\n"
+        ));
+    }
+    let file = sb.write("tasks.toml", &tasks);
+    let fake = fake_bin();
+    let args = [
+        "run",
+        file.to_str().unwrap(),
+        "--claude",
+        fake.to_str().unwrap(),
+        "--concurrency",
+        "2",
+        "--progress",
+        "none",
+    ];
+    let a = sb.borg(&args).spawn().unwrap();
+    let b = sb.borg(&args).spawn().unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(
+        a.status.success() && b.status.success(),
+        "{} {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    // Each attempt's cwd and start time; runs in one cwd must not overlap.
+    let mut spans: Vec<(String, i64)> = Vec::new();
+    for i in 0..8 {
+        let argv = sb.argv(&format!("s{i}"));
+        assert_eq!(argv.len(), 1, "task s{i} ran {} times", argv.len());
+        let t = chrono::DateTime::parse_from_rfc3339(argv[0]["time"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        spans.push((argv[0]["cwd"].as_str().unwrap().to_string(), t));
+    }
+    for (i, (cwd, t)) in spans.iter().enumerate() {
+        for (cwd2, t2) in &spans[i + 1..] {
+            assert!(
+                cwd != cwd2 || (t - t2).abs() >= 250,
+                "two attempts in {cwd} at once: {spans:?}"
+            );
+        }
+    }
+}

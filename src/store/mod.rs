@@ -451,6 +451,10 @@ pub trait Store: Send + Sync {
 
     /// Registers or updates an instance's state.
     fn upsert_instance(&self, row: &InstanceRow) -> Result<(), StoreError>;
+    /// Marks an instance busy for `row.owner`, unless another owner is using it now.
+    /// Returns whether it was acquired. This is what keeps two borg processes sharing a
+    /// workspaces folder out of each other's instances.
+    fn acquire_instance(&self, row: &InstanceRow) -> Result<bool, StoreError>;
     /// Every registered instance.
     fn instances(&self) -> Result<Vec<InstanceRow>, StoreError>;
     /// Removes an instance row.

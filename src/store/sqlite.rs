@@ -450,6 +450,10 @@ impl Store for SqliteStore {
         let row = row.clone();
         self.write(move |tx| misc::upsert_instance(tx, &row))
     }
+    fn acquire_instance(&self, row: &InstanceRow) -> Result<bool, StoreError> {
+        let row = row.clone();
+        self.write(move |tx| misc::acquire_instance(tx, &row))
+    }
     fn instances(&self) -> Result<Vec<InstanceRow>, StoreError> {
         self.read(misc::instances)
     }

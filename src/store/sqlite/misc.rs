@@ -74,6 +74,18 @@ pub(crate) fn upsert_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<()> {
     Ok(())
 }
 
+/// Marks an instance busy for its owner unless another owner holds it; true if taken.
+pub(crate) fn acquire_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<bool> {
+    let n = tx.execute(
+        "INSERT INTO instances (id, role, state, current_task, owner, updated_ms) VALUES (?1, ?2, 'busy', ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = 'busy',
+             current_task = excluded.current_task, owner = excluded.owner, updated_ms = excluded.updated_ms
+         WHERE instances.state <> 'busy' OR instances.owner IS NULL OR instances.owner = excluded.owner",
+        params![i.id, i.role, i.current_task, i.owner, i.updated_ms],
+    )?;
+    Ok(n == 1)
+}
+
 /// Every instance, by id.
 pub(crate) fn instances(tx: &Transaction<'_>) -> R<Vec<InstanceRow>> {
     let mut st = tx.prepare_cached(
