@@ -7,18 +7,16 @@ use crate::claude::{self, ChildIdentity};
 use crate::config::Settings;
 use crate::fault::{self, Classified, EndFacts};
 use crate::instance::{Instance, SessionEntry};
-use crate::outcome::{AttemptRecord, ChangeKind, FaultClass, FileChange, Status};
+use crate::outcome::{AttemptRecord, FaultClass, FileChange, Status};
 use crate::prompt::{self, DepOutcome, HandoffContext};
 use crate::roles::RoleSet;
 use crate::runner::{self, AttemptPlan, Control, LiveView, Watchdogs};
 use crate::snapshot::Snapshot;
-use crate::store::{
-    AttemptStart, Claim, ClaimToken, HandoffRow, HandoffState, NewTask, Store, TaskRow,
-};
+use crate::store::{AttemptStart, Claim, ClaimToken, HandoffRow, HandoffState, Store, TaskRow};
 use crate::tasklist::TaskSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,21 +90,16 @@ pub async fn run(
         ..Default::default()
     };
     let Some(spec) = spec else {
-        let c = Classified {
-            status: Status::Failed,
-            fault: Some(FaultClass::Permanent),
-            error: Some("the stored task definition is unreadable".into()),
-            cause: Some("bad_spec".into()),
-            resets_at: None,
-            limit_kind: None,
-        };
+        let c = permanent(
+            "the stored task definition is unreadable".into(),
+            "bad_spec",
+        );
         return finish(
             &shared,
             &claim.token,
             record,
             c,
             &claim.task,
-            Vec::new(),
             &instance,
             "",
             disposition,
@@ -116,21 +109,13 @@ pub async fn run(
     let role = match shared.roles.get(&spec.task.role) {
         Ok(r) => r.clone(),
         Err(e) => {
-            let c = Classified {
-                status: Status::Failed,
-                fault: Some(FaultClass::Permanent),
-                error: Some(e.to_string()),
-                cause: Some("unknown_role".into()),
-                resets_at: None,
-                limit_kind: None,
-            };
+            let c = permanent(e.to_string(), "unknown_role");
             return finish(
                 &shared,
                 &claim.token,
                 record,
                 c,
                 &claim.task,
-                Vec::new(),
                 &instance,
                 &spec.task.prompt,
                 disposition,
@@ -184,7 +169,7 @@ pub async fn run(
     }
     let project = instance.project_dir();
     for (src, files) in &sources {
-        carry_over(
+        crate::instance::carry_over(
             &shared.workspaces.root.join(src).join("project-files"),
             &project,
             files,
@@ -310,7 +295,7 @@ pub async fn run(
 
     let after = Snapshot::take(&project).unwrap_or_default();
     let mut files = before.diff(&after);
-    merge_tool_files(&mut files, &out.summary.tool_files, &project);
+    crate::snapshot::merge_tool_files(&mut files, &out.summary.tool_files, &project);
     let facts = EndFacts {
         exit: out.exit,
         stderr_tail: &out.stderr_tail,
@@ -340,7 +325,6 @@ pub async fn run(
         record,
         classified,
         &claim.task,
-        dep_ids,
         &instance,
         &spec.task.prompt,
         disposition,
@@ -360,7 +344,6 @@ async fn finish(
     mut record: AttemptRecord,
     classified: Classified,
     task: &TaskRow,
-    _deps: Vec<String>,
     instance: &Instance,
     prompt_text: &str,
     disposition: impl FnOnce(&Classified, &TaskRow) -> crate::store::Disposition,
@@ -432,13 +415,20 @@ async fn finish(
                 state: None,
                 next_steps: vec![],
             };
-            if let Some(t) = handoff_task(task, &instance.id, &req, &record, &all_ids, &mut taken) {
+            if let Some(t) = crate::handoff::handoff_task(
+                task,
+                &instance.id,
+                &req,
+                &record,
+                &all_ids,
+                &mut taken,
+            ) {
                 new_tasks.push(t);
             }
         }
         // A resumed session's earlier (usage-limited) attempt may have asked too.
         for h in handoffs.iter().filter(open) {
-            if let Some(t) = handoff_task(
+            if let Some(t) = crate::handoff::handoff_task(
                 task,
                 &instance.id,
                 &h.request,
@@ -478,147 +468,16 @@ async fn finish(
     }
 }
 
-/// Builds the follow-up task of a handoff: id `<source>.<role>-<n>`, role = target,
-/// depending on the source, its prompt carrying the context.
-fn handoff_task(
-    task: &TaskRow,
-    instance: &str,
-    req: &crate::store::HandoffRequest,
-    rec: &AttemptRecord,
-    existing: &[String],
-    taken: &mut Vec<String>,
-) -> Option<NewTask> {
-    let id = (1..1000)
-        .map(|n| format!("{}.{}-{n}", task.id, req.to_role))
-        .find(|c| !existing.contains(c) && !taken.contains(c))?;
-    taken.push(id.clone());
-    let src: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
-    let mut spec = TaskSpec {
-        id: id.clone(),
-        prompt: format!(
-            "Task `{}` ({} role) handed its work on to you, as the {}. Read the handoff context below, \
-             check the current state of the files in your working directory, then carry the work on.",
-            task.id, task.role, req.to_role
-        ),
-        role: req.to_role.clone(),
-        priority: task.priority,
-        depends_on: vec![task.id.clone()],
-        timeout: None,
-        idle_timeout: None,
-        result_grace: None,
-        retries: None,
-        handoff_to: None,
-        instance: None,
-        env: BTreeMap::new(),
-        model: None,
-        max_turns: None,
-        max_budget_usd: None,
-        permission_mode: None,
-        order: task.order as usize,
-    };
-    if let Some(s) = &src {
-        spec.timeout = s.task.timeout;
-        spec.retries = s.task.retries;
-        spec.env = s.task.env.clone();
+/// A permanent failure found before the child could start.
+fn permanent(error: String, cause: &str) -> Classified {
+    Classified {
+        status: Status::Failed,
+        fault: Some(FaultClass::Permanent),
+        error: Some(error),
+        cause: Some(cause.into()),
+        resets_at: None,
+        limit_kind: None,
     }
-    let ctx = HandoffContext {
-        source_task: task.id.clone(),
-        source_role: task.role.clone(),
-        source_instance: Some(instance.to_string()),
-        reason: req.reason.clone(),
-        state: req.state.clone(),
-        next_steps: req.next_steps.clone(),
-        files_changed: rec.files_changed.clone(),
-        result_text: rec.result_text.clone(),
-    };
-    let stored = StoredSpec {
-        task: spec,
-        handoff: Some(ctx),
-    };
-    Some(new_task(&stored, 1))
-}
-
-/// The store row of a task definition.
-pub fn new_task(spec: &StoredSpec, default_retries: u32) -> NewTask {
-    NewTask {
-        id: spec.task.id.clone(),
-        role: spec.task.role.clone(),
-        priority: spec.task.priority,
-        order: spec.task.order as i64,
-        depends_on: spec.task.depends_on.clone(),
-        instance: spec.task.instance.clone(),
-        max_attempts: spec.task.retries.unwrap_or(default_retries) as i64 + 1,
-        spec: serde_json::to_value(spec).unwrap_or_default(),
-        hash: definition_hash(&spec.task),
-    }
-}
-
-/// A stable hash of a task's definition (its list position excluded, so inserting a
-/// task elsewhere in the list does not make the others look changed).
-pub fn definition_hash(t: &TaskSpec) -> String {
-    let mut t = t.clone();
-    t.order = 0;
-    let text = serde_json::to_string(&t).unwrap_or_default();
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// Copies the files a dependency changed from its instance into this one (and
-/// removes the ones it deleted), so work flows along the dependency graph.
-fn carry_over(src: &Path, dst: &Path, files: &[FileChange]) {
-    for f in files {
-        if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
-            continue;
-        }
-        let (from, to) = (src.join(&f.path), dst.join(&f.path));
-        match f.change {
-            ChangeKind::Deleted => {
-                let _ = std::fs::remove_file(&to);
-            }
-            _ => {
-                if let Some(parent) = to.parent() {
-                    let _ = std::fs::create_dir_all(parent);
-                }
-                if let Err(e) = std::fs::copy(&from, &to) {
-                    tracing::debug!("carry over {}: {e}", from.display());
-                }
-            }
-        }
-    }
-}
-
-/// Adds files named by tool events that the diff did not see (e.g. written with the
-/// same content), as paths relative to project-files/.
-fn merge_tool_files(
-    files: &mut Vec<FileChange>,
-    tool: &[crate::transcript::ToolFile],
-    project: &Path,
-) {
-    let canon = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
-    for t in tool {
-        let p = Path::new(&t.path);
-        let rel = if p.is_absolute() {
-            match p.strip_prefix(&canon).or_else(|_| p.strip_prefix(project)) {
-                Ok(r) => r.to_path_buf(),
-                Err(_) => continue,
-            }
-        } else {
-            p.to_path_buf()
-        };
-        let rel = rel.to_string_lossy().replace('\\', "/");
-        if !files.iter().any(|f| f.path == rel) {
-            files.push(FileChange {
-                path: rel,
-                change: t.change,
-            });
-        }
-    }
-    files.sort();
 }
 
 /// Now, epoch milliseconds.

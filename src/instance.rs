@@ -398,3 +398,27 @@ impl Instance {
         }
     }
 }
+
+/// Copies the files a dependency changed from its instance into this one (and
+/// removes the ones it deleted), so work flows along the dependency graph.
+pub fn carry_over(src: &Path, dst: &Path, files: &[FileChange]) {
+    for f in files {
+        if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
+            continue;
+        }
+        let (from, to) = (src.join(&f.path), dst.join(&f.path));
+        match f.change {
+            crate::outcome::ChangeKind::Deleted => {
+                let _ = std::fs::remove_file(&to);
+            }
+            _ => {
+                if let Some(parent) = to.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                if let Err(e) = std::fs::copy(&from, &to) {
+                    tracing::debug!("carry over {}: {e}", from.display());
+                }
+            }
+        }
+    }
+}

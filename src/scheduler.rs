@@ -2,20 +2,19 @@
 //! a slot is free (global concurrency, per-role `max_instances`, pinned instances),
 //! gives it an idle instance of its role (creating one when needed), and reacts to
 //! each attempt's end: retry with backoff, park the fleet on a usage limit, open the
-//! circuit breaker on a fleet-wide fault, stop at the run budget. It also keeps the
-//! fleet healthy: owner heartbeats, and at once taking back the claims of a borg that
-//! is provably dead (and killing what is left of its children).
+//! circuit breaker on a fleet-wide fault, stop at the run budget. Between claims it
+//! runs `recovery::maintenance` (heartbeats, dead borgs' claims, expired leases).
 
 use crate::attempt::{self, now_ms, AttemptDone, Shared};
 use crate::instance::Instance;
-use crate::outcome::{FaultClass, Status};
+use crate::outcome::Status;
+use crate::policy::{disposition, react, Breaker};
 use crate::progress::{Event, Progress};
 use crate::runner::{Control, LiveView};
 use crate::signals::Shutdown;
 use crate::store::{
-    AttemptRow, ClaimRequest, Disposition, InstanceRow, OwnerInfo, StoreError, TaskRow,
+    call as db, ClaimRequest, Disposition, InstanceRow, OwnerInfo, StoreError, TaskRow,
 };
-use rand::Rng;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,25 +74,6 @@ pub struct RunOptions {
     pub budget_usd: Option<f64>,
 }
 
-/// Consecutive failures with the same cause.
-#[derive(Debug, Default)]
-struct Breaker {
-    cause: Option<String>,
-    count: u32,
-}
-
-async fn db<T: Send + 'static>(
-    store: &Arc<dyn crate::store::Store>,
-    f: impl FnOnce(&dyn crate::store::Store) -> T + Send + 'static,
-) -> T {
-    let s = store.clone();
-    match tokio::task::spawn_blocking(move || f(s.as_ref())).await {
-        Ok(v) => v,
-        // A panic inside a store call is a bug; surface it rather than hide it.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 /// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
 pub async fn run(
     shared: Arc<Shared>,
@@ -142,7 +122,7 @@ pub async fn run(
     loop {
         let now = now_ms();
         if now >= next_maintenance {
-            maintenance(&store, &owner).await;
+            crate::recovery::maintenance(&store, &owner).await;
             next_maintenance = now + (s.run.lease.as_millis() as i64 / 3).clamp(500, 5000);
         }
         let dispatching = !shutdown.stop.is_cancelled() && summary.stop.is_none();
@@ -384,129 +364,6 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Decides what happens to a task after an attempt.
-fn disposition(
-    c: &crate::fault::Classified,
-    t: &TaskRow,
-    base: Duration,
-    cap: Duration,
-) -> Disposition {
-    let now = now_ms();
-    match (c.status, c.fault) {
-        (Status::Succeeded, _) => Disposition::Succeeded,
-        (_, Some(FaultClass::Interrupted)) => Disposition::Retry {
-            not_before_ms: now,
-            counts: false,
-        },
-        (_, Some(FaultClass::UsageLimit)) => {
-            let until = c
-                .resets_at
-                .map(|r| r * 1000)
-                .unwrap_or(now + cap.as_millis() as i64);
-            Disposition::Retry {
-                not_before_ms: until.max(now) + rand::thread_rng().gen_range(1000..5000),
-                counts: false,
-            }
-        }
-        (_, Some(FaultClass::Transient)) if t.counted_attempts + 1 < t.max_attempts => {
-            let exp = base.as_millis() as f64 * 2f64.powi(t.counted_attempts.clamp(0, 30) as i32);
-            let d = exp.min(cap.as_millis() as f64);
-            let jitter = rand::thread_rng().gen_range(0.75..1.25);
-            Disposition::Retry {
-                not_before_ms: now + (d * jitter) as i64,
-                counts: true,
-            }
-        }
-        (st, _) => Disposition::Final(st),
-    }
-}
-
-/// Updates the breaker, parking and progress after an attempt.
-async fn react(
-    done: &AttemptDone,
-    s: &crate::config::Settings,
-    breaker: &mut Breaker,
-    summary: &mut RunSummary,
-    store: &Arc<dyn crate::store::Store>,
-    progress: &mut dyn Progress,
-) {
-    let c = &done.classified;
-    match c.fault {
-        None => *breaker = Breaker::default(),
-        Some(FaultClass::Transient | FaultClass::FleetWide) => {
-            let cause = c.cause.clone().unwrap_or_else(|| "unknown".into());
-            if breaker.cause.as_deref() == Some(&cause) {
-                breaker.count += 1;
-            } else {
-                *breaker = Breaker {
-                    cause: Some(cause.clone()),
-                    count: 1,
-                };
-            }
-            if breaker.count >= s.run.breaker_threshold.max(1) && summary.stop.is_none() {
-                let msg = breaker_message(&cause, breaker.count, c.error.as_deref().unwrap_or(""));
-                let _ = db(store, {
-                    let v = serde_json::json!({"open": true, "cause": cause, "message": msg});
-                    move |st| st.set_fleet("breaker", &v, now_ms())
-                })
-                .await;
-                progress.event(&Event::Note(format!(
-                    "circuit breaker open: {} attempts in a row failed the same way ({cause}); no new task starts",
-                    breaker.count
-                )));
-                summary.stop = Some(StopReason::Breaker(msg));
-            }
-        }
-        Some(FaultClass::UsageLimit) => {
-            let until = c
-                .resets_at
-                .map(|r| r * 1000)
-                .unwrap_or(now_ms() + s.run.backoff_cap.as_millis() as i64)
-                + rand::thread_rng().gen_range(1000..5000);
-            let kind = c.limit_kind.clone().unwrap_or_else(|| "usage".into());
-            progress.event(&Event::Note(format!(
-                "usage limit ({kind}): parking the fleet until {}; {} will resume its session",
-                local_time(until),
-                done.task
-            )));
-            let v = serde_json::json!({"until_ms": until, "kind": kind, "task": done.task});
-            let _ = db(store, move |st| st.set_fleet("parked", &v, now_ms())).await;
-        }
-        Some(FaultClass::Permanent | FaultClass::Interrupted) => {}
-    }
-    if matches!(c.fault, Some(FaultClass::Transient)) {
-        if let Ok(Some(t)) = db(store, {
-            let id = done.task.clone();
-            move |st| st.task(&id)
-        })
-        .await
-        {
-            if t.status == Status::Pending {
-                progress.event(&Event::Note(format!(
-                    "{}: retrying at {} ({})",
-                    t.id,
-                    local_time(t.not_before_ms),
-                    c.cause.as_deref().unwrap_or("transient")
-                )));
-            }
-        }
-    }
-}
-
-/// The breaker's one message: the cause and the fix.
-fn breaker_message(cause: &str, n: u32, error: &str) -> String {
-    let first = error.lines().next().unwrap_or("").trim();
-    match cause {
-        "auth_401" => format!("the API key was refused by the API (401) on {n} attempts in a row; check ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN / your login)"),
-        "not_logged_in" => format!("claude is not logged in on {n} attempts in a row; set ANTHROPIC_API_KEY or log in with `claude` once"),
-        "claude_missing" => format!("the claude binary could not be started on {n} attempts in a row ({first}); check --claude / CLAUDE_CODE_PATH"),
-        "network" => format!("the API could not be reached on {n} attempts in a row ({first}); check ANTHROPIC_BASE_URL, proxies and the network"),
-        c if c.starts_with("api_5") || c == "api_529" => format!("the API failed ({c}) on {n} attempts in a row ({first}); the service may be down, run again later"),
-        "idle" => format!("{n} attempts in a row went silent past idle_timeout; the API may be stalled, run again later"),
-        c => format!("the same failure ({c}) on {n} attempts in a row: {first}"),
-    }
-}
-
 /// (tasks in scope, terminal ones).
 async fn count_done(store: &Arc<dyn crate::store::Store>, scope: &[String]) -> (usize, usize) {
     let rows = db(store, |st| st.statuses()).await.unwrap_or_default();
@@ -584,55 +441,6 @@ async fn pick_instance(
     instances.push(i.clone());
     acquire(&i).await;
     Ok(Some(i))
-}
-
-/// Owner heartbeat; claims of dead owners back at once; expired leases back.
-pub async fn maintenance(store: &Arc<dyn crate::store::Store>, me: &OwnerInfo) {
-    let id = me.id.clone();
-    let _ = db(store, move |st| st.heartbeat_owner(&id, now_ms())).await;
-    let owners = db(store, |st| st.owners()).await.unwrap_or_default();
-    for o in owners {
-        if o.id == me.id || o.host != me.host {
-            continue;
-        }
-        if !crate::procs::same_process(o.pid, o.start_time, &o.boot_id) {
-            tracing::info!(
-                "borg {} (pid {}) is gone; taking its claims back",
-                o.id,
-                o.pid
-            );
-            let oid = o.id.clone();
-            if let Ok(attempts) = db(store, move |st| st.release_owner(&oid, now_ms())).await {
-                sweep(&attempts);
-            }
-        }
-    }
-    if let Ok(expired) = db(store, |st| st.release_expired(now_ms())).await {
-        sweep(&expired);
-    }
-}
-
-/// Kills what is left of attempts whose borg is gone: the recorded process group (if
-/// the recorded pid is still the same process) and any process carrying the attempt's
-/// cookie. A reused pid is never hit: start time and boot id must match.
-pub fn sweep(attempts: &[AttemptRow]) {
-    use nix::sys::signal::Signal;
-    let boot = crate::procs::boot_id();
-    for a in attempts {
-        let st = &a.start;
-        if st.boot_id != boot {
-            continue;
-        }
-        if crate::procs::same_process(st.pid, st.start_time, &boot) {
-            crate::procs::signal_group(st.pgid as i32, Signal::SIGKILL);
-            crate::procs::signal(st.pid as i32, Signal::SIGKILL);
-        }
-        if !st.uid.is_empty() {
-            for p in crate::procs::with_env("BORG_ATTEMPT_UID", &st.uid) {
-                crate::procs::signal(p, Signal::SIGKILL);
-            }
-        }
-    }
 }
 
 /// Epoch ms as local HH:MM.

@@ -170,3 +170,32 @@ fn stamp(md: &std::fs::Metadata) -> FileStamp {
         ino: md.ino(),
     }
 }
+
+/// Adds files named by tool events that the diff did not see (e.g. written with the
+/// same content), as paths relative to project-files/.
+pub fn merge_tool_files(
+    files: &mut Vec<FileChange>,
+    tool: &[crate::transcript::ToolFile],
+    project: &Path,
+) {
+    let canon = std::fs::canonicalize(project).unwrap_or_else(|_| project.to_path_buf());
+    for t in tool {
+        let p = Path::new(&t.path);
+        let rel = if p.is_absolute() {
+            match p.strip_prefix(&canon).or_else(|_| p.strip_prefix(project)) {
+                Ok(r) => r.to_path_buf(),
+                Err(_) => continue,
+            }
+        } else {
+            p.to_path_buf()
+        };
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        if !files.iter().any(|f| f.path == rel) {
+            files.push(FileChange {
+                path: rel,
+                change: t.change,
+            });
+        }
+    }
+    files.sort();
+}

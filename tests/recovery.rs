@@ -106,7 +106,7 @@ fn the_sweep_never_hits_a_process_whose_pid_was_reused() {
         started_ms: 0,
         finished_ms: None,
     };
-    borg::scheduler::sweep(&[row]);
+    borg::recovery::sweep(&[row]);
     // Still alive: this test process itself was the "reused" pid.
     assert!(borg::procs::stat(me as i32).is_some());
 }

@@ -1,7 +1,7 @@
 //! `borg run TASKS.toml`: validate, preflight, recover, run, report.
 
 use super::Ctx;
-use crate::attempt::{self, now_ms, Shared, StoredSpec};
+use crate::attempt::{now_ms, Shared, StoredSpec};
 use crate::cli::{ProgressMode, RunArgs};
 use crate::config::Overrides;
 use crate::error::{UsageError, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK};
@@ -97,7 +97,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     let store_dyn: Arc<dyn Store> = store.clone();
     let owner = register_owner(&store_dyn)?;
     // Before anything else: take back what dead borgs held and kill their leftovers.
-    scheduler::maintenance(&store_dyn, &owner).await;
+    crate::recovery::maintenance(&store_dyn, &owner).await;
 
     let mut changed_after_success = Vec::new();
     let scope: Vec<String> = match &list {
@@ -106,7 +106,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
                 .tasks
                 .iter()
                 .map(|t| {
-                    attempt::new_task(
+                    crate::handoff::new_task(
                         &StoredSpec {
                             task: t.clone(),
                             handoff: None,

@@ -470,3 +470,17 @@ pub trait Store: Send + Sync {
     /// Reads a fleet-wide value.
     fn fleet(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
 }
+
+/// Runs a store call on tokio's blocking pool, so a commit waiting for the disk never
+/// stalls the async runtime (which is also reading children's pipes).
+pub async fn call<T: Send + 'static>(
+    store: &std::sync::Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> T + Send + 'static,
+) -> T {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || f(s.as_ref())).await {
+        Ok(v) => v,
+        // A panic inside a store call is a bug; surface it rather than hide it.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
