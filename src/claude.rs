@@ -201,8 +201,11 @@ pub fn environment(
             .map(|(k, v)| (k.clone(), v.clone())),
     );
     env.extend(task.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    // After an upgrade replaced the file, the path names the new borg, which is what a
+    // child asking for a handoff should run; drop the kernel's " (deleted)" mark.
     let bin = std::env::current_exe()
         .map(|p| p.display().to_string())
+        .map(|p| p.strip_suffix(" (deleted)").map(String::from).unwrap_or(p))
         .unwrap_or_else(|_| "borg".into());
     env.insert("BORG_TASK_ID".into(), id.task.into());
     env.insert("BORG_INSTANCE_ID".into(), id.instance.into());

@@ -404,8 +404,14 @@ pub async fn run_attempt(
 async fn spawn_shim(
     plan: &AttemptPlan,
 ) -> Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver), String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find borg's own executable: {e}"))?;
+    // /proc/self/exe is the running binary even after its file was replaced (an upgrade
+    // during a long run), when current_exe() names a path ending in " (deleted)".
+    let self_exe = std::path::Path::new("/proc/self/exe");
+    let exe = if self_exe.exists() {
+        self_exe.to_path_buf()
+    } else {
+        std::env::current_exe().map_err(|e| format!("cannot find borg's own executable: {e}"))?
+    };
     let (program, args, env, cwd) = (
         plan.program.clone(),
         plan.args.clone(),

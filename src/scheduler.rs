@@ -96,14 +96,14 @@ pub async fn run(
     let poll = Duration::from_millis(250);
     let mut whole_store = false;
     let mut lives: HashMap<String, (Arc<Mutex<LiveView>>, std::time::Instant)> = HashMap::new();
-    // Instances named by pins: one that does not exist yet counts as idle (it is created
-    // when its task is claimed), else a task pinned to it would wait forever.
     // A new run starts with a closed breaker: so must the store (and `borg status`).
     let open = db(&store, |st| st.fleet("breaker")).await.ok().flatten();
     if open.is_some_and(|b| b.get("open").and_then(|o| o.as_bool()) == Some(true)) {
         let v = serde_json::json!({"open": false});
         let _ = db(&store, move |st| st.set_fleet("breaker", &v, now_ms())).await;
     }
+    // Instances named by pins: one that does not exist yet counts as idle (it is created
+    // when its task is claimed), else a task pinned to it would wait forever.
     let pins: HashSet<String> = db(&store, |st| st.tasks())
         .await?
         .into_iter()

@@ -121,3 +121,48 @@ fn a_child_outlives_tokios_idle_thread_retirement() {
     assert_eq!(task(&rep, "long")["status"], "succeeded");
     assert_eq!(task(&rep, "long")["result"], "still here");
 }
+
+#[test]
+fn replacing_the_borg_binary_during_a_run_does_not_break_new_attempts() {
+    // An upgrade (cargo install, a package manager) renames a new file over borg's path
+    // while a long run goes on; later attempts must still start their shim.
+    let sb = Sandbox::new();
+    let copy = sb.path().join("borg-copy");
+    std::fs::copy(borg_bin(), &copy).unwrap();
+    let file = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"#fake sleep 1200\"\n[[task]]\nid = \"b\"\ndepends_on = [\"a\"]\nprompt = \"x\"\n");
+    let mut cmd = sb.borg(&[
+        "run",
+        file.to_str().unwrap(),
+        "--claude",
+        fake_bin().to_str().unwrap(),
+        "--json",
+        "--progress",
+        "none",
+    ]);
+    let cmd = cmd.stdout(std::process::Stdio::piped());
+    let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
+    let mut run = std::process::Command::new(&copy);
+    run.current_dir(sb.path())
+        .env_clear()
+        .envs(envs)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null());
+    let child = run.spawn().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || !procs_with_env(
+        "BORG_TASK_ID",
+        "a"
+    )
+    .is_empty()));
+    let staged = sb.path().join("borg-copy.new");
+    std::fs::copy(borg_bin(), &staged).unwrap();
+    std::fs::rename(&staged, &copy).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task(&rep, "b")["status"], "succeeded", "{rep:#}");
+}
