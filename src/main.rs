@@ -34,8 +34,17 @@ fn main() {
 
 /// Diagnostics on stderr, filtered by BORG_LOG (env-filter syntax; default warn).
 fn init_logging(format: borg::cli::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BORG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // BORG_LOG may also come from ./.env, like every other setting (the environment wins).
+    let spec = std::env::var("BORG_LOG").ok().or_else(|| {
+        dotenvy::from_path_iter(".env")
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|(k, _)| k == "BORG_LOG")
+            .map(|(_, v)| v)
+    });
+    let filter = spec
+        .and_then(|s| tracing_subscriber::EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
