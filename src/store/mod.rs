@@ -10,8 +10,6 @@
 //! - every claim increments the task's fence; owner writes carry `(task, fence)` and are
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
-//!
-//! OWNER: helper C (store). Types fixed by the skeleton; `sqlite.rs` implements it.
 
 pub mod sqlite;
 

@@ -7,12 +7,11 @@
 //! `claims` is the claim/lease/attempt life cycle; `tasks` is task-list sync, retry, skip
 //! and handoffs; `misc` is owners, instances and fleet values.
 //!
-//! Every public method takes the connection mutex, runs one transaction (writes:
-//! `BEGIN IMMEDIATE`, so a read-then-write never needs a lock upgrade that could fail
-//! with SQLITE_BUSY despite the timeout) and converts errors at the boundary, where the
-//! database path is known, so every error message names the file.
-//!
-//! OWNER: helper C (store).
+//! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
+//! transaction (so a read-then-write never needs a lock upgrade that could fail with
+//! SQLITE_BUSY despite the timeout), grouped with the writes queued meanwhile into one
+//! commit (`batch`). Errors are converted at the boundary, where the database path is
+//! known, so every error message names the file.
 
 mod batch;
 mod claims;

@@ -346,13 +346,11 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
 
 /// Pending handoffs of a task whose attempt did not succeed are dropped.
 fn drop_handoffs(tx: &Transaction<'_>, task: &str, now: i64, actor: &str) -> R<()> {
-    let ids: Vec<i64> = {
-        let mut st = tx.prepare_cached(
-            "SELECT id FROM handoffs WHERE task = ?1 AND state = 'pending' ORDER BY id",
-        )?;
-        let rows = st.query_map([task], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let ids: Vec<i64> = read::column(
+        tx,
+        "SELECT id FROM handoffs WHERE task = ?1 AND state = 'pending' ORDER BY id",
+        task,
+    )?;
     for h in ids {
         tx.execute(
             "UPDATE handoffs SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
@@ -464,13 +462,11 @@ pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Ve
     )?;
     // Attempts of this owner still marked running whose task is no longer its claim
     // (should not happen, but a sweep must see every process it may have left).
-    let stray: Vec<String> = {
-        let mut st = tx.prepare_cached(
-            "SELECT DISTINCT task FROM attempts WHERE status = 'running' AND owner = ?1",
-        )?;
-        let rows = st.query_map([owner], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let stray: Vec<String> = read::column(
+        tx,
+        "SELECT DISTINCT task FROM attempts WHERE status = 'running' AND owner = ?1",
+        owner,
+    )?;
     for t in stray {
         out.extend(interrupt_attempts_of(tx, &t, now, "owner gone", owner)?);
     }

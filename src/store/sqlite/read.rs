@@ -281,3 +281,14 @@ pub(crate) fn stale(tx: &Transaction<'_>, token: &ClaimToken) -> E {
         Err(e) => e,
     }
 }
+
+/// The first column of every row of `sql` run with one text parameter.
+pub(crate) fn column<T: rusqlite::types::FromSql>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    param: &str,
+) -> R<Vec<T>> {
+    let mut st = tx.prepare_cached(sql)?;
+    let rows = st.query_map([param], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

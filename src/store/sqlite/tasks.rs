@@ -225,13 +225,11 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
         &json!({ "from": status }),
     )?;
 
-    let unskipped: Vec<String> = {
-        let mut st = tx.prepare_cached(
-            "SELECT id FROM tasks WHERE skipped_by = ?1 AND status = 'skipped' ORDER BY ord, id",
-        )?;
-        let rows = st.query_map([id], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let unskipped: Vec<String> = read::column(
+        tx,
+        "SELECT id FROM tasks WHERE skipped_by = ?1 AND status = 'skipped' ORDER BY ord, id",
+        id,
+    )?;
     for t in &unskipped {
         tx.execute(
             "UPDATE tasks SET status = 'pending', skipped_by = NULL, updated_ms = ?1 WHERE id = ?2",
