@@ -12,7 +12,9 @@ use crate::prompt::{self, DepOutcome, HandoffContext};
 use crate::roles::RoleSet;
 use crate::runner::{self, AttemptPlan, Control, LiveView, Watchdogs};
 use crate::snapshot::Snapshot;
-use crate::store::{AttemptStart, Claim, ClaimToken, HandoffRow, HandoffState, Store, TaskRow};
+use crate::store::{
+    call, AttemptStart, Claim, ClaimToken, HandoffRow, HandoffState, Store, TaskRow,
+};
 use crate::tasklist::TaskSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,12 +137,10 @@ pub async fn run(
         }
     }
     for d in &dep_ids {
-        let s2 = shared.store.clone();
-        let d2 = d.clone();
-        let row = tokio::task::spawn_blocking(move || s2.task(&d2))
+        let id = d.clone();
+        let row = call(&shared.store, move |st| st.task(&id))
             .await
             .ok()
-            .and_then(Result::ok)
             .flatten();
         let Some(row) = row else { continue };
         let rec: Option<AttemptRecord> = row
@@ -249,10 +249,9 @@ pub async fn run(
                     _ = stop.cancelled() => return None,
                     _ = tokio::time::sleep(every) => {}
                 }
-                let (st, tk) = (store.clone(), token.clone());
-                let r =
-                    tokio::task::spawn_blocking(move || st.heartbeat(&tk, lease, now_ms())).await;
-                if let Ok(Err(e @ crate::store::StoreError::StaleClaim { .. })) = r {
+                let tk = token.clone();
+                let r = call(&store, move |st| st.heartbeat(&tk, lease, now_ms())).await;
+                if let Err(e @ crate::store::StoreError::StaleClaim { .. }) = r {
                     tracing::warn!("{e}; stopping the attempt");
                     kill.cancel();
                     return Some(e.to_string());
@@ -377,11 +376,9 @@ async fn finish(
     let mut new_tasks = Vec::new();
     let mut converted = Vec::new();
     if classified.status == Status::Succeeded {
-        let (store, id) = (shared.store.clone(), task.id.clone());
-        let handoffs = tokio::task::spawn_blocking(move || store.handoffs(Some(&id)))
+        let id = task.id.clone();
+        let handoffs = call(&shared.store, move |st| st.handoffs(Some(&id)))
             .await
-            .ok()
-            .and_then(Result::ok)
             .unwrap_or_default();
         let mut taken: Vec<String> = Vec::new();
         let spec: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
@@ -396,11 +393,8 @@ async fn finish(
             || handoffs.iter().any(|h| open(&h));
         // Only read every id (to pick free follow-up ids) when a handoff needs one.
         let all_ids: Vec<String> = if wants_ids {
-            let store = shared.store.clone();
-            tokio::task::spawn_blocking(move || store.statuses())
+            call(&shared.store, |st| st.statuses())
                 .await
-                .ok()
-                .and_then(Result::ok)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|t| t.0)
@@ -451,12 +445,11 @@ async fn finish(
         cost_usd: record.cost_usd,
         now_ms: now_ms(),
     };
-    let (store, tk) = (shared.store.clone(), token.clone());
-    let lost = match tokio::task::spawn_blocking(move || store.finish_attempt(&tk, &fin)).await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(e.to_string()),
-    };
+    let tk = token.clone();
+    let lost = call(&shared.store, move |st| st.finish_attempt(&tk, &fin))
+        .await
+        .err()
+        .map(|e| e.to_string());
     AttemptDone {
         task: task.id.clone(),
         role: task.role.clone(),

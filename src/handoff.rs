@@ -98,3 +98,8 @@ pub fn definition_hash(t: &TaskSpec) -> String {
     }
     format!("{h:016x}")
 }
+
+/// The task a handoff-created task came from, if it was created by a handoff.
+pub fn source_of(t: &TaskRow) -> Option<&str> {
+    t.spec.get("handoff")?.get("source_task")?.as_str()
+}

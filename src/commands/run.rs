@@ -191,27 +191,18 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         r.changed_after_success = changed_after_success.contains(&t.id);
         tasks.push(r);
     }
-    for h in store.handoffs(None)? {
-        if let (Some(new), Some(src)) = (&h.new_task, tasks.iter_mut().find(|r| r.id == h.task)) {
-            src.handoff_to.get_or_insert(h.request.to_role.clone());
-            src.handoff_tasks.push(new.clone());
-        }
-    }
-    let created: Vec<(String, String)> = rows
+    // Every task a handoff created names its source: that gives each source its
+    // follow-ups, declared or requested alike.
+    let index: std::collections::HashMap<String, usize> = tasks
         .iter()
-        .filter_map(|t| {
-            t.spec
-                .get("handoff")
-                .and_then(|h| h.get("source_task"))
-                .and_then(|s| s.as_str())
-                .map(|s| (s.to_string(), t.id.clone()))
-        })
+        .enumerate()
+        .map(|(i, r)| (r.id.clone(), i))
         .collect();
-    for (src, new) in created {
-        if let Some(r) = tasks.iter_mut().find(|r| r.id == src) {
-            if !r.handoff_tasks.contains(&new) {
-                r.handoff_tasks.push(new);
-            }
+    for t in &rows {
+        if let Some(&i) = crate::handoff::source_of(t).and_then(|src| index.get(src)) {
+            let r = &mut tasks[i];
+            r.handoff_to.get_or_insert_with(|| t.role.clone());
+            r.handoff_tasks.push(t.id.clone());
         }
     }
     let (totals, role_metrics) = report::totals(&tasks);
@@ -273,15 +264,10 @@ fn with_handoffs(store: &dyn Store, mut ids: Vec<String>) -> anyhow::Result<Vec<
     loop {
         let before = ids.len();
         for t in &rows {
-            let src = t
-                .spec
-                .get("handoff")
-                .and_then(|h| h.get("source_task"))
-                .and_then(|s| s.as_str());
-            if let Some(src) = src {
-                if ids.iter().any(|i| i == src) && !ids.contains(&t.id) {
-                    ids.push(t.id.clone());
-                }
+            if crate::handoff::source_of(t).is_some_and(|src| ids.iter().any(|i| i == src))
+                && !ids.contains(&t.id)
+            {
+                ids.push(t.id.clone());
             }
         }
         if ids.len() == before {
