@@ -69,8 +69,7 @@ fn instance_create_prints_the_id_last_and_builds_the_workspace() {
     assert_eq!(v["role"], "developer");
     assert!(v["path"].as_str().unwrap().ends_with("dev-1"));
 
-    let list = sb.borg(&["instance", "list", "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let v = sb.json(&["instance", "list", "--json"]);
     let ids: Vec<&str> = v
         .as_array()
         .unwrap()

@@ -14,19 +14,9 @@ use std::time::{Duration, Instant};
 
 /// `borg run FILE` started in the background (output to files in the sandbox).
 fn spawn_run(sb: &Sandbox, file: &Path, tag: &str, extra: &[&str]) -> Child {
-    let fake = fake_bin();
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake.to_str().unwrap(),
-        "--progress",
-        "plain",
-    ];
-    args.extend_from_slice(extra);
     let out = std::fs::File::create(sb.path().join(format!("{tag}.stdout"))).unwrap();
     let err = std::fs::File::create(sb.path().join(format!("{tag}.stderr"))).unwrap();
-    sb.borg(&args)
+    sb.run_cmd(file, extra)
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
@@ -68,16 +58,15 @@ fn json_of(o: &Output) -> Value {
 
 /// `borg task list --json`.
 fn task_list(sb: &Sandbox) -> Vec<Value> {
-    let o = sb.borg(&["task", "list", "--json"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    json_of(&o).as_array().unwrap().clone()
+    sb.json(&["task", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// `borg task show ID --json`: {"task": {...}, "attempts": [...]}.
 fn task_show(sb: &Sandbox, id: &str) -> Value {
-    let o = sb.borg(&["task", "show", id, "--json"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    json_of(&o)
+    sb.json(&["task", "show", id, "--json"])
 }
 
 /// Attempt statuses of a task, in order.
@@ -92,9 +81,10 @@ fn attempt_statuses(sb: &Sandbox, id: &str) -> Vec<String> {
 
 /// `borg handoff list --json`.
 fn handoffs(sb: &Sandbox) -> Vec<Value> {
-    let o = sb.borg(&["handoff", "list", "--json"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    json_of(&o).as_array().unwrap().clone()
+    sb.json(&["handoff", "list", "--json"])
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// How many children fake-claude saw for a task: its `argv.N.json` files (counted, not
@@ -103,10 +93,6 @@ fn starts(sb: &Sandbox, id: &str) -> usize {
     (1..1000)
         .take_while(|n| sb.state().join(id).join(format!("argv.{n}.json")).exists())
         .count()
-}
-
-fn one(id: &str, prompt: &str) -> String {
-    format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n\n")
 }
 
 #[test]
@@ -750,4 +736,59 @@ fn two_borgs_never_share_an_instance_at_the_same_time() {
             );
         }
     }
+}
+
+#[test]
+fn the_cli_migrates_an_old_store_and_refuses_a_newer_one() {
+    let sb = Sandbox::new();
+    let old = sb.path().join("old.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/store-v1.db"),
+        &old,
+    )
+    .unwrap();
+    let rows = sb.json(&["--store", old.to_str().unwrap(), "task", "list", "--json"]);
+    let ids: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["v1-a", "v1-b"]);
+    let newer = sb.path().join("newer.db");
+    let conn = rusqlite::Connection::open(&newer).unwrap();
+    conn.execute_batch("CREATE TABLE x (y); PRAGMA user_version = 999;")
+        .unwrap();
+    drop(conn);
+    let out = sb
+        .borg(&["--store", newer.to_str().unwrap(), "task", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("newer"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_person_can_accept_a_handoff_while_its_task_still_runs() {
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "tasks.toml",
+        &one(
+            "acc-dev",
+            &format!("{REQUEST}\n#fake sleep 2500\n#fake result \"done\""),
+        ),
+    );
+    let mut run = spawn_run(&sb, &file, "run", &["--json"]);
+    assert!(wait_until(Duration::from_secs(20), || !handoffs(&sb).is_empty()));
+    let id = handoffs(&sb)[0]["id"].as_i64().unwrap().to_string();
+    let out = sb.borg(&["handoff", "accept", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        wait_child(&mut run, Duration::from_secs(30)).code(),
+        Some(0)
+    );
+    let hs = handoffs(&sb);
+    assert_eq!(hs[0]["state"], "accepted");
+    assert_eq!(hs[0]["new_task"], "acc-dev.reviewer-1");
+    assert_eq!(starts(&sb, "acc-dev.reviewer-1"), 1);
 }

@@ -259,3 +259,51 @@ fn logs_raw_prints_the_bytes_exactly_and_logs_of_an_instance_cover_its_tasks() {
         "{text}"
     );
 }
+
+#[test]
+fn report_file_logs_attempt_and_status_watch_work_as_named() {
+    let sb = Sandbox::new();
+    sb.config("backoff_base = \"100ms\"\nbackoff_cap = \"200ms\"");
+    let report = sb.path().join("report.json");
+    let tasks = "[[task]]\nid = \"twice\"\nretries = 1\nprompt = '''\n#fake first 1 api-error 500 0\n#fake result \"second time\"\n'''\n";
+    let (out, rep) = sb.run_json(tasks, &["--report", report.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(file, rep, "--report writes the same report as --json");
+    let second = sb
+        .borg(&["logs", "twice", "--attempt", "2"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        text.contains("attempt 2") && text.contains("second time") && !text.contains("attempt 1"),
+        "{text}"
+    );
+    let first = sb
+        .borg(&["logs", "twice", "--attempt", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("500") && !text.contains("second time"),
+        "{text}"
+    );
+    // --watch redraws until stopped.
+    let watch = sb
+        .borg(&["status", "--watch"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(watch.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = watch.wait_with_output().unwrap();
+    let frames = String::from_utf8_lossy(&out.stdout)
+        .matches("TOTALS")
+        .count();
+    assert!(frames >= 2, "status --watch drew {frames} frame(s)");
+}

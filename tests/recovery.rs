@@ -68,11 +68,7 @@ fn a_new_borg_sweeps_the_processes_of_a_dead_borg_whose_shim_died_too() {
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(task(&rep, "orphan")["status"], "succeeded");
     assert_eq!(task(&rep, "orphan")["attempts"], 2);
-    let show = sb
-        .borg(&["task", "show", "orphan", "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let v = sb.json(&["task", "show", "orphan", "--json"]);
     let statuses: Vec<&str> = v["attempts"]
         .as_array()
         .unwrap()

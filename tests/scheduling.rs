@@ -9,10 +9,6 @@ use serde_json::Value;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn one(id: &str, prompt: &str) -> String {
-    format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n\n")
-}
-
 /// Fast retries for tests.
 const FAST: &str = "backoff_base = \"100ms\"\nbackoff_cap = \"500ms\"\n";
 

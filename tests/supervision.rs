@@ -5,10 +5,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn one(id: &str, prompt: &str) -> String {
-    format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n")
-}
-
 #[test]
 fn timeout_kills_a_grandchild_that_escaped_into_its_own_session_and_ignores_sigterm() {
     let sb = Sandbox::new();
@@ -316,11 +312,7 @@ fn a_child_that_obeys_sigint_stops_at_the_first_rung_of_the_ladder() {
     assert_eq!(task(&rep, "obedient")["status"], "timed_out");
     // fake-claude, like the real CLI waiting on the API, exits 0 on SIGINT.
     assert_eq!(task(&rep, "obedient")["exit_code"], 0);
-    let show = sb
-        .borg(&["task", "show", "obedient", "--json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let v = sb.json(&["task", "show", "obedient", "--json"]);
     let latency = v["attempts"][0]["record"]["stop_latency_ms"]
         .as_u64()
         .unwrap();
@@ -380,5 +372,76 @@ fn a_missing_working_directory_is_spawn_failed_with_the_reason() {
     assert!(
         t["error"].as_str().unwrap().contains("project-files"),
         "{t}"
+    );
+}
+
+#[test]
+fn sigterm_starts_the_ladder_and_a_second_signal_kills_every_tree_at_once() {
+    let sb = Sandbox::new();
+    // Long graces: only the second signal can make this end quickly.
+    sb.write(
+        "config.toml",
+        &format!(
+            "[run]\ninterrupt_grace = \"30s\"\nterm_grace = \"30s\"\n[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\n",
+            sb.state().display()
+        ),
+    );
+    let file = sb.write(
+        "tasks.toml",
+        &one(
+            "stubborn",
+            "#fake ignore-signals\n#fake grandchild-setsid\n#fake hang",
+        ),
+    );
+    let child = sb
+        .run_cmd(&file, &["--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || procs_with_env(
+        "BORG_TASK_ID",
+        "stubborn"
+    )
+    .len()
+        >= 2));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the second signal did not kill at once: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(task(&rep, "stubborn")["status"], "interrupted");
+    assert!(procs_with_env("BORG_TASK_ID", "stubborn").is_empty());
+}
+
+#[test]
+fn a_claude_binary_that_is_not_executable_exits_2_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let file = sb.write("tasks.toml", &one("x", "#fake result \"x\""));
+    let copy = sb.path().join("claude-noexec");
+    std::fs::copy(fake_bin(), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = sb
+        .borg(&[
+            "run",
+            file.to_str().unwrap(),
+            "--claude",
+            copy.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("claude-noexec") && stderr(&out).contains("not executable"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -90,9 +90,8 @@ impl Sandbox {
         c
     }
 
-    /// `borg run FILE --claude fake-claude ARGS...`, waited for.
-    pub fn run(&self, tasks: &str, extra: &[&str]) -> Output {
-        let file = self.write("tasks.toml", tasks);
+    /// The command `borg run FILE --claude fake-claude --progress plain ARGS...`.
+    pub fn run_cmd(&self, file: &Path, extra: &[&str]) -> Command {
         let fake = fake_bin();
         let mut args = vec![
             "run",
@@ -103,7 +102,25 @@ impl Sandbox {
             "plain",
         ];
         args.extend_from_slice(extra);
-        self.borg(&args).output().expect("run borg")
+        self.borg(&args)
+    }
+
+    /// Writes `tasks` to tasks.toml and runs it (see `run_cmd`), waited for.
+    pub fn run(&self, tasks: &str, extra: &[&str]) -> Output {
+        let file = self.write("tasks.toml", tasks);
+        self.run_cmd(&file, extra).output().expect("run borg")
+    }
+
+    /// A borg command that must succeed and print JSON (`task show ID --json` ...).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.borg(args).output().expect("run borg");
+        assert_eq!(o.status.code(), Some(0), "borg {args:?}: {}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "borg {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
     }
 
     /// The same with `--json`, returning the parsed report too.
@@ -136,6 +153,11 @@ impl Sandbox {
         std::fs::read_to_string(self.state().join(task).join(format!("prompt.{n}.txt")))
             .unwrap_or_default()
     }
+}
+
+/// A one-task list whose prompt is a TOML literal string (backslashes kept).
+pub fn one(id: &str, prompt: &str) -> String {
+    format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n\n")
 }
 
 /// The task entry of a report.
