@@ -34,14 +34,15 @@ pub use schema::SCHEMA_VERSION;
 /// even under heavy fsync load, short enough that a stuck lock is reported.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The SQLite store. One connection per `SqliteStore`, behind a mutex so the store is
-/// `Send + Sync`; several processes (or several `SqliteStore`s) may open the same file.
+/// The SQLite store: a read connection behind a mutex (so the store is `Send + Sync`)
+/// and a write connection owned by the store's writer thread (group commit, see
+/// `batch`). Several processes (or several `SqliteStore`s) may open the same file.
 pub struct SqliteStore {
     path: PathBuf,
     busy: Duration,
     conn: Mutex<Connection>,
-    /// Writes waiting for the next group commit (see `batch`).
-    queue: Mutex<Vec<batch::Job>>,
+    /// Every write goes through it (see `batch`).
+    writer: batch::Writer,
 }
 
 /// Internal error: either a database error (converted with the path at the boundary)
@@ -113,19 +114,27 @@ impl SqliteStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
-        setup(&conn, busy).map_err(conv)?;
-        let mut store = SqliteStore {
+        let mut conn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
+        setup(&conn, busy, true).map_err(conv)?;
+        schema::migrate(&mut conn, &shown).map_err(conv)?;
+        // The write connection is opened once the file is known good and migrated.
+        let wconn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
+        setup(&wconn, busy, false).map_err(conv)?;
+        let named = shown.clone();
+        let writer = batch::Writer::start(
+            wconn,
+            move || enter(busy),
+            move |e| convert(e, &named, busy),
+        )
+        .map_err(|e| {
+            StoreError::Other(format!("cannot start the writer of the store {shown}: {e}"))
+        })?;
+        Ok(SqliteStore {
             path: path.to_path_buf(),
             busy,
             conn: Mutex::new(conn),
-            queue: Mutex::new(Vec::new()),
-        };
-        {
-            let conn = store.conn.get_mut().unwrap_or_else(|p| p.into_inner());
-            schema::migrate(conn, &shown).map_err(conv)?;
-        }
-        Ok(store)
+            writer,
+        })
     }
 
     /// The database file.
@@ -180,27 +189,17 @@ impl SqliteStore {
                 false
             }
         });
-        self.queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(batch::Job {
-                work,
-                slot: slot.clone(),
-            });
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(done) = slot.take() {
-            // A writer before us ran our job in its batch, and that batch is durable.
-            return done;
+        let job = batch::Job {
+            work,
+            slot: slot.clone(),
+        };
+        if !self.writer.submit(job) {
+            return Err(StoreError::Other(format!(
+                "the writer of the store {} has stopped",
+                self.path.display()
+            )));
         }
-        let jobs = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
-        enter(self.busy);
-        batch::run_batch(&mut guard, jobs, |e| self.convert(e));
-        drop(guard);
-        slot.take().unwrap_or_else(|| {
-            Err(StoreError::Other(
-                "a write was lost: the writer that took it failed".into(),
-            ))
-        })
+        slot.wait()
     }
 
     /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one
@@ -264,7 +263,8 @@ fn enter(busy: Duration) {
 
 /// Pragmas every connection needs, readers included: a busy timeout first (so even the
 /// journal-mode switch waits for other openers), WAL, FULL sync, foreign keys.
-fn setup(conn: &Connection, busy: Duration) -> R<()> {
+/// `check` runs `PRAGMA quick_check` (once per store is enough).
+fn setup(conn: &Connection, busy: Duration, check: bool) -> R<()> {
     enter(busy);
     conn.busy_handler(Some(busy_handler))?;
     // journal_mode returns the resulting mode as a row; a text file fails here with
@@ -293,6 +293,9 @@ fn setup(conn: &Connection, busy: Duration) -> R<()> {
         ))));
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    if !check {
+        return Ok(());
+    }
     let problems: Vec<String> = {
         let mut st = conn.prepare("PRAGMA quick_check")?;
         let rows = st
