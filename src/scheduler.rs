@@ -168,7 +168,22 @@ pub async fn run(
             ));
         }
         let mut claimed_any = false;
-        if dispatching && parked_until.is_none() && budget_left && summary.stop.is_none() {
+        if dispatching
+            && parked_until.is_none()
+            && budget_left
+            && summary.stop.is_none()
+            && running.len() < opts.concurrency
+        {
+            // Instances other borg processes are using now are not idle for us. Read
+            // once per round: the claim acquires its instance atomically anyway, so a
+            // stale view costs at most a fallback to `pick_instance`.
+            let taken: HashSet<String> = db(&store, |st| st.instances())
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| r.state == "busy" && r.owner.as_deref() != Some(owner.id.as_str()))
+                .map(|r| r.id)
+                .collect();
             while running.len() < opts.concurrency {
                 let roles: Vec<String> = shared
                     .roles
@@ -184,19 +199,15 @@ pub async fn run(
                 if roles.is_empty() {
                     break;
                 }
-                // Instances other borg processes are using now are not idle for us.
-                let taken: HashSet<String> = db(&store, |st| st.instances())
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|r| r.state == "busy" && r.owner.as_deref() != Some(owner.id.as_str()))
-                    .map(|r| r.id)
-                    .collect();
-                let mut idle: Vec<String> = instances
+                let free: Vec<&Instance> = instances
                     .iter()
                     .filter(|i| !busy.contains_key(&i.id) && !taken.contains(&i.id))
-                    .map(|i| i.id.clone())
                     .collect();
+                let reuse: Vec<(String, String)> = free
+                    .iter()
+                    .map(|i| (i.role.clone(), i.id.clone()))
+                    .collect();
+                let mut idle: Vec<String> = free.iter().map(|i| i.id.clone()).collect();
                 idle.extend(
                     pins.iter()
                         .filter(|p| !instances.iter().any(|i| &i.id == *p))
@@ -206,6 +217,7 @@ pub async fn run(
                     owner: owner.id.clone(),
                     roles,
                     idle_instances: idle,
+                    reuse,
                     only: if opts.scope.is_empty() || whole_store {
                         Vec::new()
                     } else {
@@ -219,16 +231,18 @@ pub async fn run(
                 };
                 claimed_any = true;
                 tracing::debug!(task = %claim.task.id, fence = claim.token.fence, attempt = claim.attempt, "claimed");
-                let inst = match pick_instance(
-                    &shared,
-                    &store,
-                    &owner,
-                    &mut instances,
-                    &busy,
-                    &claim.task,
-                )
-                .await
-                {
+                let acquired = claim
+                    .instance
+                    .as_ref()
+                    .and_then(|id| instances.iter().find(|i| &i.id == id).cloned());
+                let picked = match acquired {
+                    Some(i) => Ok(Some(i)),
+                    None => {
+                        pick_instance(&shared, &store, &owner, &mut instances, &busy, &claim.task)
+                            .await
+                    }
+                };
+                let inst = match picked {
                     Ok(Some(i)) => i,
                     Ok(None) => {
                         // Its pinned instance was taken by another borg in the meantime:
@@ -284,9 +298,27 @@ pub async fn run(
                 );
                 let sh = shared.clone();
                 let (base, cap) = (s.run.backoff_base, s.run.backoff_cap);
-                running.spawn(attempt::run(sh, claim, inst, ctl, live, move |c, t| {
-                    disposition(c, t, base, cap)
-                }));
+                let st = store.clone();
+                running.spawn(async move {
+                    let done = attempt::run(sh, claim, inst, ctl, live, move |c, t| {
+                        disposition(c, t, base, cap)
+                    })
+                    .await;
+                    // The instance is released here, durably, before the scheduler sees
+                    // the attempt end and may hand the instance out again; attempts'
+                    // releases share commits with each other instead of queueing in
+                    // the run loop.
+                    let row = InstanceRow {
+                        id: done.instance.clone(),
+                        role: done.role.clone(),
+                        state: "idle".into(),
+                        current_task: None,
+                        owner: None,
+                        updated_ms: now_ms(),
+                    };
+                    let _ = db(&st, move |st| st.upsert_instance(&row)).await;
+                    done
+                });
             }
         }
         if running.is_empty() && !claimed_any {
@@ -320,8 +352,6 @@ pub async fn run(
                 busy.remove(&done.instance);
                 lives.remove(&done.task);
                 if let Some(n) = per_role.get_mut(&done.role) { *n = n.saturating_sub(1); }
-                let row = InstanceRow { id: done.instance.clone(), role: done.role.clone(), state: "idle".into(), current_task: None, owner: None, updated_ms: now_ms() };
-                let _ = db(&store, move |st| st.upsert_instance(&row)).await;
                 summary.cost_usd += done.record.cost_usd;
                 if let Some(e) = &done.lost_claim {
                     progress.event(&Event::Note(format!("{}: result discarded: {e}", done.task)));

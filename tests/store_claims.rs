@@ -939,3 +939,61 @@ fn grouped_writes_keep_each_writes_own_outcome() {
         "one claimed event per claim, nothing from the stale writes"
     );
 }
+
+/// The claim acquires the first reusable instance of the task's role that no other
+/// borg holds, in its own transaction; a pinned task is left to its pin.
+#[test]
+fn claim_acquires_a_reusable_instance_of_its_role() {
+    let mut pinned = nt("p", "dev", 0, 2, &[]);
+    pinned.instance = Some("dev-pin".into());
+    let (_d, s) = fresh_with(&[nt("a", "dev", 0, 0, &[]), nt("b", "qa", 0, 1, &[]), pinned]);
+    // dev-1 is held by another borg: it must be skipped, and stay that borg's.
+    let theirs = InstanceRow {
+        id: "dev-1".into(),
+        role: "dev".into(),
+        state: "busy".into(),
+        current_task: Some("elsewhere".into()),
+        owner: Some("other".into()),
+        updated_ms: 1,
+    };
+    s.upsert_instance(&theirs).unwrap();
+    let reuse = vec![
+        ("qa".to_string(), "qa-1".to_string()),
+        ("dev".to_string(), "dev-1".to_string()),
+        ("dev".to_string(), "dev-2".to_string()),
+    ];
+    let mut r = req("o", &["dev", "qa"], 2);
+    r.reuse = reuse.clone();
+    r.idle_instances = vec!["dev-pin".into()];
+    let ca = claim(&s, &r);
+    assert_eq!(ca.task.id, "a");
+    assert_eq!(
+        ca.instance.as_deref(),
+        Some("dev-2"),
+        "dev-1 belongs to another borg"
+    );
+    let rows = s.instances().unwrap();
+    let dev2 = rows.iter().find(|i| i.id == "dev-2").expect("dev-2 row");
+    assert_eq!(
+        (
+            dev2.state.as_str(),
+            dev2.current_task.as_deref(),
+            dev2.owner.as_deref()
+        ),
+        ("busy", Some("a"), Some("o"))
+    );
+    assert_eq!(rows.iter().find(|i| i.id == "dev-1"), Some(&theirs));
+
+    let cb = claim(&s, &r);
+    assert_eq!(
+        (cb.task.id.as_str(), cb.instance.as_deref()),
+        ("b", Some("qa-1"))
+    );
+    let cp = claim(&s, &r);
+    assert_eq!(cp.task.id, "p");
+    assert_eq!(
+        cp.instance, None,
+        "a pinned task takes no reusable instance"
+    );
+    assert!(s.instances().unwrap().iter().all(|i| i.id != "dev-pin"));
+}

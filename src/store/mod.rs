@@ -141,6 +141,10 @@ pub struct ClaimRequest {
     pub roles: Vec<String>,
     /// Instance ids that are idle now (for pinned tasks).
     pub idle_instances: Vec<String>,
+    /// `(role, instance id)` of idle instances the claimer would run the task on, best
+    /// first: an unpinned task is given the first of its role that no other borg holds,
+    /// acquired in the claim's own transaction (one commit instead of two per attempt).
+    pub reuse: Vec<(String, String)>,
     /// Restrict to these task ids (the current task list plus its handoffs); empty = any.
     pub only: Vec<String>,
     /// Lease length.
@@ -169,6 +173,8 @@ pub struct Claim {
     pub task: TaskRow,
     /// Attempt number this claim will run (1-based, counts every attempt).
     pub attempt: i64,
+    /// The instance acquired for it from `ClaimRequest::reuse`, if any.
+    pub instance: Option<String>,
 }
 
 /// Recorded when a child starts (before it is reported running).

@@ -34,6 +34,7 @@ pub fn req(owner: &str, roles: &[&str], now: i64) -> ClaimRequest {
         owner: owner.into(),
         roles: roles.iter().map(|r| r.to_string()).collect(),
         idle_instances: vec![],
+        reuse: vec![],
         only: vec![],
         lease: Duration::from_secs(60),
         now_ms: now,

@@ -111,6 +111,23 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
     )?;
     let task =
         read::task(tx, &id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
+    let mut instance = None;
+    if task.instance.is_none() {
+        for (role, candidate) in req.reuse.iter().filter(|(r, _)| *r == task.role) {
+            let row = InstanceRow {
+                id: candidate.clone(),
+                role: role.clone(),
+                state: "busy".into(),
+                current_task: Some(id.clone()),
+                owner: Some(req.owner.clone()),
+                updated_ms: now,
+            };
+            if super::misc::acquire_instance(tx, &row)? {
+                instance = Some(candidate.clone());
+                break;
+            }
+        }
+    }
     Ok(Some(Claim {
         token: ClaimToken {
             task: id,
@@ -119,6 +136,7 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
         },
         task,
         attempt,
+        instance,
     }))
 }
 
