@@ -304,10 +304,12 @@ pub async fn run(
                         disposition(c, t, base, cap)
                     })
                     .await;
-                    // The instance is released here, durably, before the scheduler sees
-                    // the attempt end and may hand the instance out again; attempts'
-                    // releases share commits with each other instead of queueing in
-                    // the run loop.
+                    // The attempt's finish released its instance in the same commit.
+                    // When the finish was refused (the claim was lost), release it
+                    // here, durably, before the scheduler may hand it out again.
+                    if done.lost_claim.is_none() {
+                        return done;
+                    }
                     let row = InstanceRow {
                         id: done.instance.clone(),
                         role: done.role.clone(),

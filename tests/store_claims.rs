@@ -996,4 +996,21 @@ fn claim_acquires_a_reusable_instance_of_its_role() {
         "a pinned task takes no reusable instance"
     );
     assert!(s.instances().unwrap().iter().all(|i| i.id != "dev-pin"));
+
+    // Finishing the attempt frees its instance in the same commit; the other borg's
+    // instance is untouched.
+    s.finish_attempt(&ca.token, &ok(5)).unwrap();
+    let rows = s.instances().unwrap();
+    let dev2 = rows.iter().find(|i| i.id == "dev-2").expect("dev-2 row");
+    assert_eq!(
+        (
+            dev2.state.as_str(),
+            dev2.current_task.as_deref(),
+            dev2.owner.as_deref()
+        ),
+        ("idle", None, None)
+    );
+    assert_eq!(rows.iter().find(|i| i.id == "dev-1"), Some(&theirs));
+    let qa1 = rows.iter().find(|i| i.id == "qa-1").expect("qa-1 row");
+    assert_eq!(qa1.state, "busy", "b still runs on qa-1");
 }

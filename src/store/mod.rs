@@ -418,7 +418,8 @@ pub trait Store: Send + Sync {
         -> Result<(), StoreError>;
     /// Records the start of the attempt of this claim.
     fn start_attempt(&self, token: &ClaimToken, start: &AttemptStart) -> Result<(), StoreError>;
-    /// Records the end of the attempt and moves the task on; releases the claim.
+    /// Records the end of the attempt and moves the task on; releases the claim and
+    /// marks idle the instance this owner holds for the task.
     fn finish_attempt(&self, token: &ClaimToken, finish: &AttemptFinish) -> Result<(), StoreError>;
     /// Marks pending tasks skipped (e.g. after a failed dependency outside a claim).
     fn skip_tasks(&self, ids: &[String], reason: &str, now_ms: i64) -> Result<(), StoreError>;

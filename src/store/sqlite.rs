@@ -293,6 +293,8 @@ fn setup(conn: &Connection, busy: Duration, check: bool) -> R<()> {
         ))));
     }
     conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    // Every statement of an attempt's life cycle stays prepared (see `read::exec`).
+    conn.set_prepared_statement_cache_capacity(64);
     if !check {
         return Ok(());
     }

@@ -162,11 +162,12 @@ fn run_batch(conn: &mut rusqlite::Connection, jobs: Vec<Job>, convert: &dyn Fn(E
     let outcome = (|| -> Result<(), E> {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         for job in jobs {
-            tx.execute_batch("SAVEPOINT borg_job")?;
+            tx.prepare_cached("SAVEPOINT borg_job")?.execute([])?;
             if (job.work)(&tx) {
-                tx.execute_batch("RELEASE borg_job")?;
+                tx.prepare_cached("RELEASE borg_job")?.execute([])?;
             } else {
-                tx.execute_batch("ROLLBACK TO borg_job; RELEASE borg_job")?;
+                tx.prepare_cached("ROLLBACK TO borg_job")?.execute([])?;
+                tx.prepare_cached("RELEASE borg_job")?.execute([])?;
             }
         }
         tx.commit()?;

@@ -5,7 +5,7 @@
 //! the very statement that writes, so there is no window between the check and the
 //! write; a miss becomes `StaleClaim` and the transaction rolls back untouched.
 
-use super::read::{self, event};
+use super::read::{self, event, exec};
 use super::{tasks, E, R};
 use crate::outcome::Status;
 use crate::store::*;
@@ -272,7 +272,8 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
 
     // The attempt row: normally written by start_attempt; an attempt that never started
     // (spawn failure before start was recorded) gets its row now.
-    let n = tx.execute(
+    let n = exec(
+        tx,
         "UPDATE attempts SET status = ?1, record = ?2, finished_ms = ?3, cost_usd = ?4
          WHERE task = ?5 AND attempt = ?6 AND fence = ?7",
         params![
@@ -286,12 +287,19 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
         ],
     )?;
     if n == 0 {
-        tx.execute(
+        exec(tx,
             "INSERT INTO attempts (task, attempt, fence, owner, status, record, cost_usd, started_ms, finished_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
             params![token.task, attempt, token.fence, token.owner, f.status.as_str(), record, f.cost_usd, now],
         )?;
     }
+    // The instance that ran it is free again, in the same commit (one fewer per attempt).
+    exec(
+        tx,
+        "UPDATE instances SET state = 'idle', current_task = NULL, owner = NULL, updated_ms = ?1
+         WHERE current_task = ?2 AND owner = ?3 AND state = 'busy'",
+        params![now, token.task, token.owner],
+    )?;
 
     let kind = match &f.disposition {
         Disposition::Retry { .. } => "retry",
@@ -319,7 +327,8 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
                 tasks::insert_new(tx, nt, now, from, &token.owner, Some(&token.task))?;
             }
             for (h, new_task) in &f.converted_handoffs {
-                let n = tx.execute(
+                let n = exec(
+                    tx,
                     "UPDATE handoffs SET state = 'accepted', new_task = ?1, updated_ms = ?2
                      WHERE id = ?3 AND task = ?4 AND state IN ('pending', 'accepted')",
                     params![new_task, now, h, token.task],
@@ -370,7 +379,8 @@ fn drop_handoffs(tx: &Transaction<'_>, task: &str, now: i64, actor: &str) -> R<(
         task,
     )?;
     for h in ids {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE handoffs SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
             params![now, h],
         )?;
@@ -405,7 +415,7 @@ fn interrupt_attempts_of(
     };
     let mut out = Vec::new();
     for (n, fence) in numbers {
-        tx.execute(
+        exec(tx,
             "UPDATE attempts SET status = 'interrupted', record = ?1, finished_ms = ?2 WHERE task = ?3 AND attempt = ?4",
             params![json!({ "reason": reason }).to_string(), now, task, n],
         )?;
@@ -438,7 +448,7 @@ fn release_tasks(
 ) -> R<Vec<AttemptRow>> {
     let mut out = Vec::new();
     for (id, fence) in ids {
-        tx.execute(
+        exec(tx,
             "UPDATE tasks SET status = 'pending', owner = NULL, lease_expires_ms = NULL, heartbeat_ms = NULL,
                     fence = fence + 1, updated_ms = ?1
              WHERE id = ?2 AND status = 'running'",
@@ -488,11 +498,11 @@ pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Ve
     for t in stray {
         out.extend(interrupt_attempts_of(tx, &t, now, "owner gone", owner)?);
     }
-    tx.execute(
+    exec(tx,
         "UPDATE instances SET state = 'idle', current_task = NULL, owner = NULL, updated_ms = ?1 WHERE owner = ?2",
         params![now, owner],
     )?;
-    if tx.execute("DELETE FROM owners WHERE id = ?1", [owner])? > 0 {
+    if exec(tx, "DELETE FROM owners WHERE id = ?1", [owner])? > 0 {
         event(
             tx,
             now,

@@ -3,7 +3,7 @@
 //! Owner heartbeats and instance busy/idle flips are not logged as events: they happen
 //! all the time and carry no history worth keeping; registrations and removals are.
 
-use super::read::{self, event};
+use super::read::{self, event, exec};
 use super::{E, R};
 use crate::store::*;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -11,7 +11,7 @@ use serde_json::json;
 
 /// Registers or refreshes an owner.
 pub(crate) fn register_owner(tx: &Transaction<'_>, o: &OwnerInfo) -> R<()> {
-    tx.execute(
+    exec(tx,
         "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, start_time = excluded.start_time,
@@ -34,7 +34,8 @@ pub(crate) fn register_owner(tx: &Transaction<'_>, o: &OwnerInfo) -> R<()> {
 /// Updates an owner's heartbeat; an unknown owner (released by another borg that
 /// thought it dead) is `NotFound`, which tells it to stop.
 pub(crate) fn heartbeat_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<()> {
-    let n = tx.execute(
+    let n = exec(
+        tx,
         "UPDATE owners SET heartbeat_ms = ?1 WHERE id = ?2",
         params![now, owner],
     )?;
@@ -65,7 +66,7 @@ pub(crate) fn owners(tx: &Transaction<'_>) -> R<Vec<OwnerInfo>> {
 
 /// Inserts or replaces an instance row.
 pub(crate) fn upsert_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<()> {
-    tx.execute(
+    exec(tx,
         "INSERT INTO instances (id, role, state, current_task, owner, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = excluded.state,
              current_task = excluded.current_task, owner = excluded.owner, updated_ms = excluded.updated_ms",
@@ -76,7 +77,7 @@ pub(crate) fn upsert_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<()> {
 
 /// Marks an instance busy for its owner unless another owner holds it; true if taken.
 pub(crate) fn acquire_instance(tx: &Transaction<'_>, i: &InstanceRow) -> R<bool> {
-    let n = tx.execute(
+    let n = exec(tx,
         "INSERT INTO instances (id, role, state, current_task, owner, updated_ms) VALUES (?1, ?2, 'busy', ?3, ?4, ?5)
          ON CONFLICT (id) DO UPDATE SET role = excluded.role, state = 'busy',
              current_task = excluded.current_task, owner = excluded.owner, updated_ms = excluded.updated_ms
@@ -106,7 +107,7 @@ pub(crate) fn instances(tx: &Transaction<'_>) -> R<Vec<InstanceRow>> {
 
 /// Removes an instance row; `NotFound` if there was none.
 pub(crate) fn remove_instance(tx: &Transaction<'_>, id: &str) -> R<()> {
-    if tx.execute("DELETE FROM instances WHERE id = ?1", [id])? == 0 {
+    if exec(tx, "DELETE FROM instances WHERE id = ?1", [id])? == 0 {
         return Err(E::Store(StoreError::NotFound(format!("instance {id}"))));
     }
     Ok(())
@@ -119,7 +120,8 @@ pub(crate) fn set_fleet(
     value: &serde_json::Value,
     now: i64,
 ) -> R<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO fleet (key, value, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
         params![key, value.to_string(), now],

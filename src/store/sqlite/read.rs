@@ -292,3 +292,13 @@ pub(crate) fn column<T: rusqlite::types::FromSql>(
     let rows = st.query_map([param], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// Runs one statement through the connection's statement cache: parsing the SQL costs
+/// more than running these small statements, and they run for every attempt.
+pub(crate) fn exec<P: rusqlite::Params>(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}

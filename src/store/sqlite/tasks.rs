@@ -1,7 +1,7 @@
 //! Task definitions and their state outside a claim: sync with the task list, skip,
 //! retry, and handoffs (request under a claim, accept/reject by a person).
 
-use super::read::{self, event};
+use super::read::{self, event, exec};
 use super::{E, R};
 use crate::store::*;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -12,7 +12,7 @@ use serde_json::json;
 const BLOCKING: &str = "('failed','timed_out','skipped','interrupted','spawn_failed','killed')";
 
 fn write_deps(tx: &Transaction<'_>, id: &str, deps: &[String]) -> R<()> {
-    tx.execute("DELETE FROM task_deps WHERE task = ?1", [id])?;
+    exec(tx, "DELETE FROM task_deps WHERE task = ?1", [id])?;
     let mut st =
         tx.prepare_cached("INSERT OR IGNORE INTO task_deps (task, dep, pos) VALUES (?1, ?2, ?3)")?;
     for (i, d) in deps.iter().enumerate() {
@@ -110,7 +110,7 @@ pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<
                 )?;
             }
             Some((old, _)) => {
-                tx.execute(
+                exec(tx,
                     "UPDATE tasks SET role = ?1, priority = ?2, ord = ?3, instance = ?4, max_attempts = ?5, spec = ?6,
                             hash = ?7, updated_ms = ?8
                      WHERE id = ?9 AND status NOT IN ('running', 'succeeded')",
@@ -158,7 +158,7 @@ pub(crate) fn skip_dependents(
     };
     let mut out = Vec::new();
     for (id, fence) in found {
-        tx.execute(
+        exec(tx,
             "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3 AND status = 'pending'",
             params![root, now, id],
         )?;
@@ -179,7 +179,7 @@ pub(crate) fn skip_dependents(
 /// Marks pending tasks skipped, and their pending dependents with them.
 pub(crate) fn skip_tasks(tx: &Transaction<'_>, ids: &[String], reason: &str, now: i64) -> R<()> {
     for id in ids {
-        let n = tx.execute(
+        let n = exec(tx,
             "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
             params![now, id],
         )?;
@@ -210,7 +210,7 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
         ))
         .into());
     }
-    tx.execute(
+    exec(tx,
         "UPDATE tasks SET status = 'pending', counted_attempts = 0, not_before_ms = ?1, skipped_by = NULL, updated_ms = ?1
          WHERE id = ?2",
         params![now, id],
@@ -231,7 +231,8 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
         id,
     )?;
     for t in &unskipped {
-        tx.execute(
+        exec(
+            tx,
             "UPDATE tasks SET status = 'pending', skipped_by = NULL, updated_ms = ?1 WHERE id = ?2",
             params![now, t],
         )?;
@@ -273,7 +274,7 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
                 } else {
                     dep.clone()
                 };
-                tx.execute(
+                exec(tx,
                     "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3",
                     params![cause, now, t],
                 )?;
@@ -357,7 +358,8 @@ pub(crate) fn accept_handoff(tx: &Transaction<'_>, id: i64, now: i64) -> R<Hando
             .into())
         }
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE handoffs SET state = 'accepted', updated_ms = ?1 WHERE id = ?2",
         params![now, id],
     )?;
@@ -392,7 +394,8 @@ pub(crate) fn reject_handoff(
             .into())
         }
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE handoffs SET state = 'rejected', reject_reason = ?1, updated_ms = ?2 WHERE id = ?3",
         params![reason, now, id],
     )?;
@@ -406,7 +409,7 @@ pub(crate) fn reject_handoff(
         &json!({ "handoff": id, "reason": reason }),
     )?;
     if let Some(t) = &h.new_task {
-        let n = tx.execute(
+        let n = exec(tx,
             "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
             params![now, t],
         )?;
