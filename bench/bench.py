@@ -220,6 +220,42 @@ def bench_dispatch(env):
                    "not durable: only shows the disk's share")
 
 
+def bench_scale(env):
+    """Per-task cost of a long list against a short one: the scheduler, the store and the
+    instances' session files must not make a run quadratic. The store also holds a task
+    of another list, so the run is scoped (claims filter by the run's own tasks)."""
+    small, big = (20, 200) if env.smoke else (400, 4000)
+    runs = 1 if env.smoke else min(env.runs, 3)
+    log(f"[scale] {small} vs {big} instant tasks at concurrency 8, scoped run, {runs} run(s) each")
+    d = env.path("scale")
+    os.makedirs(d)
+    config = os.path.join(d, "config.toml")
+    write_config(config, {"concurrency": 8})
+    other = os.path.join(d, "other.toml")
+    write_tasks(other, [{"id": "zz-other-list", "prompt": "#fake instant\n"}])
+
+    def per_task(n):
+        tasks = os.path.join(d, f"tasks-{n}.toml")
+        write_tasks(tasks, [{"id": f"t{i:05d}", "prompt": "#fake instant\n"} for i in range(n)])
+        times = []
+        for _ in range(runs):
+            ws = os.path.join(d, f"ws-{random.getrandbits(32):08x}")
+            subprocess.run(borg_cmd(env, ws, config, "run", other, "--claude", env.fake,
+                                    "--progress", "none"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            dt, rc = timed(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+                                    "--progress", "none"))
+            if rc != 0:
+                raise SystemExit(f"bench: borg run failed (exit {rc}) in {ws}")
+            times.append(dt / n * 1000)
+        return statistics.median(times)
+
+    a, b = per_task(small), per_task(big)
+    env.record("scale", f"per task, {small} tasks", a, "ms")
+    env.record("scale", f"per task, {big} tasks", b, "ms")
+    env.record("scale", f"per-task cost growth ({big} / {small} tasks)", b / a, "x", "~1 (linear)")
+
+
 # ---------------------------------------------------------------------------
 # 2. Transcript parsing
 # ---------------------------------------------------------------------------
@@ -559,7 +595,7 @@ def find_key(v, key):
 
 # ---------------------------------------------------------------------------
 
-BENCHES = {"dispatch": bench_dispatch, "parse": bench_parse, "memory": bench_memory,
+BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop}
 
 

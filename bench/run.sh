@@ -4,7 +4,7 @@
 #   bench/run.sh                    every bench, full size, median of 5 runs (release build)
 #   bench/run.sh --smoke            tiny sizes, one run, debug build: checks that the harness
 #                                   works (what CI runs; no time is ever asserted)
-#   bench/run.sh dispatch parse     only some benches (dispatch parse memory claims plan stop)
+#   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop)
 #   bench/run.sh --runs 3 --json figures.json --dir /var/tmp
 #
 # Needs: cargo, python3 (standard library only), sh, xargs, seq; Linux (/proc).

@@ -175,7 +175,7 @@ pub async fn run(
             files,
         );
     }
-    let history = instance.history().unwrap_or_default();
+    let history = instance.recent_history(prompt::HISTORY).unwrap_or_default();
     let text = prompt::build(
         &role,
         &history,

@@ -6,6 +6,7 @@
 //! inside the workspaces folder and renamed into place, so a failed copy never leaves
 //! a half-made instance that `list` would show.
 
+mod recent;
 mod session;
 
 use crate::outcome::{FileChange, Status};
@@ -376,15 +377,15 @@ impl Instance {
     /// Appends one record to `session.md` (one write, so a crash cannot interleave
     /// half a record with the next).
     pub fn append_session(&self, entry: &SessionEntry) -> Result<(), InstanceError> {
-        use std::io::Write;
         let path = self.session_path();
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        file.write_all(format_entry(entry).as_bytes())
-            .map_err(io(&path))
+        recent::append(&path, entry).map_err(io(&path))
+    }
+
+    /// The last `n` records (oldest first, at most 32), from a per-process cache of
+    /// each file's tail: the prompt's history without re-parsing the whole file.
+    pub fn recent_history(&self, n: usize) -> Result<Vec<SessionEntry>, InstanceError> {
+        let path = self.session_path();
+        recent::last(&path, n).map_err(io(&path))
     }
 
     /// The records appended so far (oldest first), read back from `session.md`.

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 
 /// Earlier tasks shown in the summary (the newest ones).
-const HISTORY: usize = 10;
+pub const HISTORY: usize = 10;
 /// Longest result text quoted from a dependency or handoff.
 const RESULT_CHARS: usize = 4000;
 

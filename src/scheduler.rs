@@ -112,13 +112,19 @@ pub async fn run(
 
     let mut counts = (0usize, 0usize);
     let mut counted_at = std::time::Instant::now() - Duration::from_secs(1);
-    // With every task of the store in scope, the claim need not filter by id.
+    // With every task of the store in scope, the claim need not filter by id; else the
+    // scope is registered in the store once (and grows with handoffs), so that a claim
+    // costs the same whatever the size of the list.
     if !opts.scope.is_empty() {
         let all = db(&store, |st| st.statuses()).await?;
         if all.iter().all(|(id, _)| scope.contains(id)) {
             whole_store = true;
+        } else {
+            let (me, ids) = (owner.id.clone(), opts.scope.clone());
+            db(&store, move |st| st.add_scope(&me, &ids)).await?;
         }
     }
+    let scoped = !opts.scope.is_empty() && !whole_store;
     loop {
         let now = now_ms();
         if now >= next_maintenance {
@@ -218,11 +224,8 @@ pub async fn run(
                     roles,
                     idle_instances: idle,
                     reuse,
-                    only: if opts.scope.is_empty() || whole_store {
-                        Vec::new()
-                    } else {
-                        scope.iter().cloned().collect()
-                    },
+                    only: Vec::new(),
+                    scoped,
                     lease: s.run.lease,
                     now_ms: now_ms(),
                 };
@@ -357,6 +360,12 @@ pub async fn run(
                 summary.cost_usd += done.record.cost_usd;
                 if let Some(e) = &done.lost_claim {
                     progress.event(&Event::Note(format!("{}: result discarded: {e}", done.task)));
+                }
+                if scoped && !done.new_tasks.is_empty() {
+                    let (me, ids) = (owner.id.clone(), done.new_tasks.clone());
+                    if let Err(e) = db(&store, move |st| st.add_scope(&me, &ids)).await {
+                        tracing::error!("cannot add the handoff tasks to this run: {e}");
+                    }
                 }
                 for t in &done.new_tasks {
                     scope.insert(t.clone());

@@ -145,8 +145,12 @@ pub struct ClaimRequest {
     /// first: an unpinned task is given the first of its role that no other borg holds,
     /// acquired in the claim's own transaction (one commit instead of two per attempt).
     pub reuse: Vec<(String, String)>,
-    /// Restrict to these task ids (the current task list plus its handoffs); empty = any.
+    /// Restrict to these task ids; empty = any. Costs O(ids) per claim: a run uses
+    /// `scoped` instead.
     pub only: Vec<String>,
+    /// Restrict to the tasks registered for `owner` with [`Store::add_scope`] (the
+    /// run's task list plus its handoffs).
+    pub scoped: bool,
     /// Lease length.
     pub lease: Duration,
     /// Now, epoch ms (passed in so tests can move time).
@@ -411,6 +415,9 @@ pub trait Store: Send + Sync {
 
     /// Inserts new tasks, updates changed pending ones, reports changed succeeded ones.
     fn sync_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<SyncReport, StoreError>;
+    /// Adds tasks to the set an owner's `scoped` claims may take (kept until the owner
+    /// is released).
+    fn add_scope(&self, owner: &str, tasks: &[String]) -> Result<(), StoreError>;
     /// Claims the best ready task (priority desc, order asc), or None.
     fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError>;
     /// Renews the lease; `StaleClaim` when the fence moved on.

@@ -374,6 +374,10 @@ impl Store for SqliteStore {
         let list = list.to_vec();
         self.write(move |tx| tasks::sync_tasks(tx, &list, now_ms))
     }
+    fn add_scope(&self, owner: &str, tasks: &[String]) -> Result<(), StoreError> {
+        let (owner, tasks) = (owner.to_string(), tasks.to_vec());
+        self.write(move |tx| claims::add_scope(tx, &owner, &tasks))
+    }
     fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError> {
         let req = req.clone();
         self.write(move |tx| claims::claim_next(tx, &req))

@@ -36,6 +36,7 @@ pub fn req(owner: &str, roles: &[&str], now: i64) -> ClaimRequest {
         idle_instances: vec![],
         reuse: vec![],
         only: vec![],
+        scoped: false,
         lease: Duration::from_secs(60),
         now_ms: now,
     }

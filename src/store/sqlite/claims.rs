@@ -26,6 +26,7 @@ const CLAIMABLE: &str = "
   AND t.role IN (SELECT value FROM json_each(:roles))
   AND (t.instance IS NULL OR t.instance IN (SELECT value FROM json_each(:idle)))
   AND (:any_id OR t.id IN (SELECT value FROM json_each(:only)))
+  AND (NOT :scoped OR EXISTS (SELECT 1 FROM run_scope s WHERE s.owner = :owner AND s.task = t.id))
   AND NOT EXISTS (SELECT 1 FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
                   WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))";
 
@@ -63,7 +64,10 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
         let sql = claim_sql();
         let mut st = tx.prepare_cached(&sql)?;
         st.query_row(
-            named_params! { ":now": now, ":roles": roles, ":idle": idle, ":only": only, ":any_id": req.only.is_empty() },
+            named_params! {
+                ":now": now, ":roles": roles, ":idle": idle, ":only": only,
+                ":any_id": req.only.is_empty(), ":scoped": req.scoped, ":owner": req.owner,
+            },
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?
@@ -138,6 +142,16 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
         attempt,
         instance,
     }))
+}
+
+/// Registers tasks in an owner's claim scope (idempotent).
+pub(crate) fn add_scope(tx: &Transaction<'_>, owner: &str, ids: &[String]) -> R<()> {
+    let mut st =
+        tx.prepare_cached("INSERT OR IGNORE INTO run_scope (owner, task) VALUES (?1, ?2)")?;
+    for id in ids {
+        st.execute(params![owner, id])?;
+    }
+    Ok(())
 }
 
 /// Renews the lease of a live claim.
@@ -502,6 +516,7 @@ pub(crate) fn release_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<Ve
         "UPDATE instances SET state = 'idle', current_task = NULL, owner = NULL, updated_ms = ?1 WHERE owner = ?2",
         params![now, owner],
     )?;
+    exec(tx, "DELETE FROM run_scope WHERE owner = ?1", [owner])?;
     if exec(tx, "DELETE FROM owners WHERE id = ?1", [owner])? > 0 {
         event(
             tx,

@@ -18,7 +18,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -176,8 +176,18 @@ BEGIN
 END;
 "#;
 
+/// v2 → v3: the tasks a run may claim, registered once per run (and per handoff)
+/// instead of passed as a list to every claim, which made a scoped run O(n²).
+pub(crate) const V3: &str = r#"
+CREATE TABLE run_scope (
+    owner TEXT NOT NULL,
+    task  TEXT NOT NULL,
+    PRIMARY KEY (owner, task)
+) STRICT, WITHOUT ROWID;
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
