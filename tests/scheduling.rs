@@ -505,3 +505,60 @@ fn an_open_breaker_does_not_outlive_its_run() {
     let v = status(&sb);
     assert!(v["breaker"].is_null(), "still open: {v:#}");
 }
+
+/// A run works on its own list: tasks another list left pending in the same store are
+/// not run, and the handoffs it creates are run with it.
+#[test]
+fn a_run_takes_only_its_own_lists_tasks_and_their_handoffs() {
+    let sb = Sandbox::new();
+    // List A: the budget stops it after its first task; a-1 and a-2 stay pending.
+    let a: String = (0..3)
+        .map(|i| one(&format!("a-{i}"), "#fake result \"ok\""))
+        .collect();
+    let out = sb.run(&a, &["--concurrency", "1", "--budget-usd", "0.001"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(sb.argv("a-1").len() + sb.argv("a-2").len(), 0);
+    // List B, on the same store: its tasks, and the handoff one of them declares.
+    let b = format!(
+        "{}{}[[task]]\nid = \"b-2\"\nhandoff_to = \"tester\"\nprompt = \"#fake result \\\"ok\\\"\"\n",
+        one("b-0", "#fake result \"ok\""),
+        one("b-1", "#fake result \"ok\""),
+    );
+    let out = sb.run(&b, &["--concurrency", "4", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        sb.argv("a-1").len() + sb.argv("a-2").len(),
+        0,
+        "list A's tasks stay untouched"
+    );
+    for id in ["b-0", "b-1", "b-2"] {
+        assert_eq!(sb.argv(id).len(), 1, "{id} ran once");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let ids: Vec<&str> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.iter().all(|i| !i.starts_with("a-")), "{ids:?}");
+    let follow_up: Vec<&&str> = ids
+        .iter()
+        .filter(|i| !["b-0", "b-1", "b-2"].contains(i))
+        .collect();
+    assert_eq!(
+        follow_up.len(),
+        1,
+        "the handoff task ran in this run: {ids:?}"
+    );
+    assert_eq!(task(&report, follow_up[0])["status"], "succeeded");
+    let statuses = sb.json(&["task", "list", "--json"]);
+    let pending: Vec<&str> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "pending")
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(pending, vec!["a-1", "a-2"]);
+}

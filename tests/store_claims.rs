@@ -1014,3 +1014,37 @@ fn claim_acquires_a_reusable_instance_of_its_role() {
     let qa1 = rows.iter().find(|i| i.id == "qa-1").expect("qa-1 row");
     assert_eq!(qa1.state, "busy", "b still runs on qa-1");
 }
+
+/// A scoped claim takes only the tasks registered for its owner (another owner's scope
+/// and unregistered tasks stay untouched); releasing the owner forgets its scope.
+#[test]
+fn scoped_claims_take_only_the_owners_registered_tasks() {
+    let (d, s) = fresh_with(&[
+        nt("mine-1", "dev", 0, 0, &[]),
+        nt("theirs", "dev", 9, 1, &[]),
+        nt("mine-2", "dev", 0, 2, &[]),
+        nt("unlisted", "dev", 5, 3, &[]),
+    ]);
+    s.add_scope("o", &["mine-1".into(), "mine-2".into()])
+        .unwrap();
+    s.add_scope("o", &["mine-2".into()]).unwrap(); // idempotent
+    s.add_scope("p", &["theirs".into()]).unwrap();
+    let mut r = req("o", &["dev"], 1);
+    r.scoped = true;
+    assert_eq!(claim(&s, &r).task.id, "mine-1");
+    assert_eq!(claim(&s, &r).task.id, "mine-2");
+    assert!(s.claim_next(&r).unwrap().is_none(), "nothing else is o's");
+    // Unscoped, the highest priority wins as always.
+    assert_eq!(claim(&s, &req("q", &["dev"], 1)).task.id, "theirs");
+
+    s.release_owner("o", 2).unwrap();
+    let c = rusqlite::Connection::open(d.path().join("sub/borg.db")).unwrap();
+    let left: Vec<String> = c
+        .prepare("SELECT owner || ':' || task FROM run_scope ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(left, vec!["p:theirs".to_string()]);
+}
