@@ -60,13 +60,19 @@ impl Snapshot {
         // The project's own ignore rules (.gitignore, .ignore) say what is build output
         // or cache, git repository or not; a few interpreter and package caches are
         // left out even when the project has no such rule.
+        //
+        // `.gitignore` files are read as plain ignore files of the project tree: with
+        // git semantics the walker would look for a repository (and its .gitignore
+        // files) in every directory above the instance, which is not the agent's
+        // project, and would stat two files per parent directory on every snapshot.
         let walker = ignore::WalkBuilder::new(dir)
             .hidden(false)
             .follow_links(false)
             .parents(false)
+            .git_ignore(false)
             .git_global(false)
             .git_exclude(false)
-            .require_git(false)
+            .add_custom_ignore_filename(".gitignore")
             .filter_entry(|e| {
                 let is_dir = e.file_type().is_some_and(|t| t.is_dir());
                 !(is_dir
@@ -198,4 +204,47 @@ pub fn merge_tool_files(
         }
     }
     files.sort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_projects_ignore_rules_apply_and_nothing_above_it() {
+        let d = tempfile::tempdir().unwrap();
+        // A .gitignore above the project (say, the repo holding the workspaces folder)
+        // is not the project's: it must not hide the agent's files.
+        std::fs::write(d.path().join(".gitignore"), "src/\n").unwrap();
+        let p = d.path().join("project-files");
+        for (path, text) in [
+            (".gitignore", "target/\n*.log\n"),
+            ("src/a.rs", "fn main() {}\n"),
+            ("target/debug/x", "bin"),
+            ("b.log", "log"),
+            ("sub/.gitignore", "gen.txt\n"),
+            ("sub/gen.txt", "generated"),
+            ("sub/keep.txt", "kept"),
+            (".ignore", "secret.txt\n"),
+            ("secret.txt", "x"),
+            ("__pycache__/m.pyc", "x"),
+            (".git/HEAD", "ref: refs/heads/main\n"),
+        ] {
+            let f = p.join(path);
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, text).unwrap();
+        }
+        let snap = Snapshot::take(&p).unwrap();
+        let seen: Vec<&str> = snap.files.keys().map(String::as_str).collect();
+        assert_eq!(
+            seen,
+            vec![
+                ".gitignore",
+                ".ignore",
+                "src/a.rs",
+                "sub/.gitignore",
+                "sub/keep.txt"
+            ]
+        );
+    }
 }
