@@ -43,39 +43,40 @@ pub fn last(path: &Path, n: usize) -> std::io::Result<Vec<SessionEntry>> {
     let Some((len, modified)) = stamp(path)? else {
         return Ok(Vec::new());
     };
-    let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
-    let fresh = map
-        .get(path)
-        .is_some_and(|t| t.len == len && t.modified == modified);
-    if !fresh {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let all = parse_history(&String::from_utf8_lossy(&bytes));
-        let skip = all.len().saturating_sub(KEEP);
-        // Stamped with what was read (the file may have grown since the stat).
-        map.insert(
-            path.to_path_buf(),
-            Tail {
-                len: bytes.len() as u64,
-                modified: if bytes.len() as u64 == len {
-                    modified
-                } else {
-                    None
-                },
-                entries: all.into_iter().skip(skip).collect(),
-            },
-        );
+    let take = |t: &Tail| -> Vec<SessionEntry> {
+        let skip = t.entries.len().saturating_sub(n.min(KEEP));
+        t.entries.iter().skip(skip).cloned().collect()
+    };
+    {
+        let map = cache().lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get(path) {
+            if t.len == len && t.modified == modified {
+                return Ok(take(t));
+            }
+        }
     }
-    Ok(map
-        .get(path)
-        .map(|t| {
-            let skip = t.entries.len().saturating_sub(n.min(KEEP));
-            t.entries.iter().skip(skip).cloned().collect()
-        })
-        .unwrap_or_default())
+    // Read and parse without holding the cache: other instances' attempts go on.
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let all = parse_history(&String::from_utf8_lossy(&bytes));
+    let skip = all.len().saturating_sub(KEEP);
+    let tail = Tail {
+        len: bytes.len() as u64,
+        // Stamped with what was read: the file may have changed since the stat.
+        modified: if bytes.len() as u64 == len {
+            modified
+        } else {
+            None
+        },
+        entries: all.into_iter().skip(skip).collect(),
+    };
+    let out = take(&tail);
+    let mut map = cache().lock().unwrap_or_else(|p| p.into_inner());
+    map.insert(path.to_path_buf(), tail);
+    Ok(out)
 }
 
 /// Appends `entry` to `path` in one write and extends the cached tail when the file
