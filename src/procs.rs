@@ -50,11 +50,16 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     })
 }
 
-/// This machine's boot id (changes at every boot), or "" when unreadable.
+/// This machine's boot id (changes at every boot), or "" when unreadable. Read once:
+/// it cannot change while this process lives, and every attempt records it.
 pub fn boot_id() -> String {
-    fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+    .clone()
 }
 
 /// Every live process, by pid.
