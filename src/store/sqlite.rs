@@ -4,7 +4,8 @@
 //!
 //! Layout: this file opens the database and maps errors; `schema` holds the migration
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
-//! `claims` is the claim/lease/attempt life cycle; `tasks` is task-list sync, retry, skip
+//! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
+//! dead owners and expired leases; `tasks` is task-list sync, retry, skip
 //! and handoffs; `misc` is owners, instances and fleet values.
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
@@ -18,6 +19,7 @@ mod claims;
 mod misc;
 mod netfs;
 mod read;
+mod release;
 mod schema;
 mod tasks;
 
@@ -365,10 +367,10 @@ impl Store for SqliteStore {
     }
     fn release_owner(&self, owner: &str, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
         let owner = owner.to_string();
-        self.write(move |tx| claims::release_owner(tx, &owner, now_ms))
+        self.write(move |tx| release::release_owner(tx, &owner, now_ms))
     }
     fn release_expired(&self, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.write(move |tx| claims::release_expired(tx, now_ms))
+        self.write(move |tx| release::release_expired(tx, now_ms))
     }
     fn sync_tasks(&self, list: &[NewTask], now_ms: i64) -> Result<SyncReport, StoreError> {
         let list = list.to_vec();
