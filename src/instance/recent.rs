@@ -93,35 +93,30 @@ pub fn append(path: &Path, entry: &SessionEntry) -> std::io::Result<()> {
     file.write_all(text.as_bytes())?;
     drop(file);
     let after = stamp(path)?;
-    if before.is_none() {
-        // A new file: whatever was cached for this path belonged to an older one.
-        map.insert(
-            path.to_path_buf(),
-            Tail {
-                len: 0,
-                modified: None,
-                entries: VecDeque::new(),
-            },
-        );
-    }
-    let known = match (before, map.get(path)) {
-        (Some((len, modified)), Some(t)) => t.len == len && t.modified == modified,
-        (None, Some(_)) => true,
-        _ => false,
+    // The tail to extend: an empty one for a new file (whatever was cached for this
+    // path belonged to an older file), else the cached one if it matched the file.
+    let cached = map.remove(path);
+    let base = match before {
+        None => Some(VecDeque::new()),
+        Some((len, modified)) => cached
+            .filter(|t| t.len == len && t.modified == modified)
+            .map(|t| t.entries),
     };
-    match (after, map.get_mut(path)) {
-        (Some((len, modified)), Some(tail))
-            if known && len == before.map_or(0, |b| b.0) + text.len() as u64 =>
-        {
-            tail.entries.extend(parse_history(&text));
-            while tail.entries.len() > KEEP {
-                tail.entries.pop_front();
+    let grew_by_ours = |len: u64| len == before.map_or(0, |b| b.0) + text.len() as u64;
+    if let (Some(mut entries), Some((len, modified))) = (base, after) {
+        if grew_by_ours(len) {
+            entries.extend(parse_history(&text));
+            while entries.len() > KEEP {
+                entries.pop_front();
             }
-            tail.len = len;
-            tail.modified = modified;
-        }
-        _ => {
-            map.remove(path);
+            map.insert(
+                path.to_path_buf(),
+                Tail {
+                    len,
+                    modified,
+                    entries,
+                },
+            );
         }
     }
     Ok(())

@@ -108,28 +108,25 @@ impl Writer {
             .spawn(move || {
                 while let Ok(first) = jobs.recv() {
                     let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
-                        match jobs.try_recv() {
-                            Ok(j) => batch.push(j),
-                            Err(_) => break,
-                        }
-                    }
+                    batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
                     prepare();
                     let slots: Vec<Arc<dyn Slot>> = batch.iter().map(|j| j.slot.clone()).collect();
                     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_batch(&mut conn, batch, &convert)
+                        run_batch(&mut conn, batch)
                     }));
-                    if ran.is_err() {
+                    let failure = match ran {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(convert(e)),
                         // A job's code panicked mid-batch: the transaction was rolled
                         // back when it unwound; nobody's write happened.
-                        for s in &slots {
-                            s.fail(StoreError::Other(
-                                "a store write panicked; the batch holding it was rolled back"
-                                    .into(),
-                            ));
-                        }
-                    }
+                        Err(_) => Some(StoreError::Other(
+                            "a store write panicked; the batch holding it was rolled back".into(),
+                        )),
+                    };
                     for s in slots {
+                        if let Some(e) = &failure {
+                            s.fail(e.clone());
+                        }
                         s.finish();
                     }
                 }
@@ -156,27 +153,18 @@ impl Drop for Writer {
 }
 
 /// Runs `jobs` in one IMMEDIATE transaction, each in its own savepoint, and commits.
-/// On a transaction-level failure every job's slot gets the error.
-fn run_batch(conn: &mut rusqlite::Connection, jobs: Vec<Job>, convert: &dyn Fn(E) -> StoreError) {
-    let slots: Vec<Arc<dyn Slot>> = jobs.iter().map(|j| j.slot.clone()).collect();
-    let outcome = (|| -> Result<(), E> {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        for job in jobs {
-            tx.prepare_cached("SAVEPOINT borg_job")?.execute([])?;
-            if (job.work)(&tx) {
-                tx.prepare_cached("RELEASE borg_job")?.execute([])?;
-            } else {
-                tx.prepare_cached("ROLLBACK TO borg_job")?.execute([])?;
-                tx.prepare_cached("RELEASE borg_job")?.execute([])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
-    })();
-    if let Err(e) = outcome {
-        let err = convert(e);
-        for s in slots {
-            s.fail(err.clone());
+/// An error here is the whole batch's: the caller fails every job's slot with it.
+fn run_batch(conn: &mut rusqlite::Connection, jobs: Vec<Job>) -> Result<(), E> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for job in jobs {
+        tx.prepare_cached("SAVEPOINT borg_job")?.execute([])?;
+        if (job.work)(&tx) {
+            tx.prepare_cached("RELEASE borg_job")?.execute([])?;
+        } else {
+            tx.prepare_cached("ROLLBACK TO borg_job")?.execute([])?;
+            tx.prepare_cached("RELEASE borg_job")?.execute([])?;
         }
     }
+    tx.commit()?;
+    Ok(())
 }
