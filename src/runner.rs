@@ -164,7 +164,7 @@ enum Rung {
 pub async fn run_attempt(
     plan: AttemptPlan,
     ctl: Control,
-    on_start: impl FnOnce(&ChildIds) -> Result<(), String> + Send,
+    on_start: impl FnOnce(&ChildIds) -> Result<(), String> + Send + 'static,
     live: Option<Arc<Mutex<LiveView>>>,
 ) -> AttemptOutput {
     let started = Instant::now();
@@ -269,7 +269,12 @@ pub async fn run_attempt(
                     let ids = ChildIds { shim_pid, pid, pgid: pid, start_time };
                     out.ids = Some(ids);
                     if let Some(f) = on_start.take() {
-                        if let Err(e) = f(&ids) {
+                        // A durable store write: off the async workers, which keep
+                        // draining the pipes and running the watchdogs meanwhile.
+                        let recorded = tokio::task::spawn_blocking(move || f(&ids))
+                            .await
+                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                        if let Err(e) = recorded {
                             tracing::warn!("stopping attempt at once: {e}");
                             out.interrupted = true;
                             stop_began.get_or_insert(Instant::now());

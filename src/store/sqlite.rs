@@ -117,11 +117,11 @@ impl SqliteStore {
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut conn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
-        setup(&conn, busy, true).map_err(conv)?;
+        setup(&conn, &shown, busy, true).map_err(conv)?;
         schema::migrate(&mut conn, &shown).map_err(conv)?;
         // The write connection is opened once the file is known good and migrated.
         let wconn = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
-        setup(&wconn, busy, false).map_err(conv)?;
+        setup(&wconn, &shown, busy, false).map_err(conv)?;
         let named = shown.clone();
         let writer = batch::Writer::start(
             wconn,
@@ -149,11 +149,7 @@ impl SqliteStore {
     /// dependencies; returns the problems found, empty when the file is sound.
     pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare("PRAGMA integrity_check")?;
-            let rows = st
-                .query_map([], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut problems: Vec<String> = rows.into_iter().filter(|r| r != "ok").collect();
+            let mut problems = pragma_problems(c, "integrity_check")?;
             let mut st = c.prepare(
                 "SELECT id, unmet, (SELECT count(*) FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
                                     WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))
@@ -180,14 +176,14 @@ impl SqliteStore {
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let slot = Arc::new(batch::TypedSlot::<T>::new());
-        let (mine, path, busy) = (slot.clone(), self.path.display().to_string(), self.busy);
-        let work: batch::Work = Box::new(move |tx| match f(tx) {
+        let mine = slot.clone();
+        let work: batch::Work = Box::new(move |tx, convert| match f(tx) {
             Ok(v) => {
                 mine.set(Ok(v));
                 true
             }
             Err(e) => {
-                mine.set(Err(convert(e, &path, busy)));
+                mine.set(Err(convert(e)));
                 false
             }
         });
@@ -266,7 +262,7 @@ fn enter(busy: Duration) {
 /// Pragmas every connection needs, readers included: a busy timeout first (so even the
 /// journal-mode switch waits for other openers), WAL, FULL sync, foreign keys.
 /// `check` runs `PRAGMA quick_check` (once per store is enough).
-fn setup(conn: &Connection, busy: Duration, check: bool) -> R<()> {
+fn setup(conn: &Connection, shown: &str, busy: Duration, check: bool) -> R<()> {
     enter(busy);
     conn.busy_handler(Some(busy_handler))?;
     // journal_mode returns the resulting mode as a row; a text file fails here with
@@ -300,29 +296,28 @@ fn setup(conn: &Connection, busy: Duration, check: bool) -> R<()> {
     if !check {
         return Ok(());
     }
-    let problems: Vec<String> = {
-        let mut st = conn.prepare("PRAGMA quick_check")?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter().filter(|r| r != "ok").collect()
-    };
+    let problems = pragma_problems(conn, "quick_check")?;
     if !problems.is_empty() {
         return Err(E::Store(StoreError::Corrupt {
-            path: String::new(),
+            path: shown.to_string(),
             message: problems.join("; "),
         }));
     }
     Ok(())
 }
 
+/// The rows of an integrity pragma (`quick_check`, `integrity_check`) other than "ok".
+fn pragma_problems(conn: &Connection, pragma: &str) -> R<Vec<String>> {
+    let mut st = conn.prepare(&format!("PRAGMA {pragma}"))?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows.into_iter().filter(|r| r != "ok").collect())
+}
+
 /// Maps an internal error to a `StoreError` naming the database file.
 fn convert(e: E, path: &str, busy: Duration) -> StoreError {
     match e {
-        E::Store(StoreError::Corrupt { path: p, message }) if p.is_empty() => StoreError::Corrupt {
-            path: path.to_string(),
-            message,
-        },
         E::Store(s) => s,
         E::Json(m) => StoreError::Other(format!("bad JSON in the store {path}: {m}")),
         E::Db(err) => match err.sqlite_error_code() {
@@ -448,10 +443,10 @@ impl Store for SqliteStore {
         self.read(|tx| read::task(tx, id))
     }
     fn attempts(&self, task: &str) -> Result<Vec<AttemptRow>, StoreError> {
-        self.read(|tx| read::attempts(tx, Some(task), false))
+        self.read(|tx| read::attempts(tx, Some(task)))
     }
     fn running_attempts(&self) -> Result<Vec<AttemptRow>, StoreError> {
-        self.read(|tx| read::attempts(tx, None, true))
+        self.read(|tx| read::attempts(tx, None))
     }
     fn events_since(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         self.read(|tx| read::events_since(tx, after, limit))

@@ -76,8 +76,10 @@ impl<T: Send> Slot for TypedSlot<T> {
     }
 }
 
-/// The work of one write: runs against the batch's transaction; false on failure.
-pub(crate) type Work = Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> bool + Send>;
+/// The work of one write: runs against the batch's transaction, with the writer's error
+/// conversion (which names the database); false on failure.
+pub(crate) type Work =
+    Box<dyn FnOnce(&rusqlite::Transaction<'_>, &dyn Fn(E) -> StoreError) -> bool + Send>;
 
 /// One queued write.
 pub(crate) struct Job {
@@ -112,7 +114,7 @@ impl Writer {
                     prepare();
                     let slots: Vec<Arc<dyn Slot>> = batch.iter().map(|j| j.slot.clone()).collect();
                     let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run_batch(&mut conn, batch)
+                        run_batch(&mut conn, batch, &convert)
                     }));
                     let failure = match ran {
                         Ok(Ok(())) => None,
@@ -154,11 +156,15 @@ impl Drop for Writer {
 
 /// Runs `jobs` in one IMMEDIATE transaction, each in its own savepoint, and commits.
 /// An error here is the whole batch's: the caller fails every job's slot with it.
-fn run_batch(conn: &mut rusqlite::Connection, jobs: Vec<Job>) -> Result<(), E> {
+fn run_batch(
+    conn: &mut rusqlite::Connection,
+    jobs: Vec<Job>,
+    convert: &dyn Fn(E) -> StoreError,
+) -> Result<(), E> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     for job in jobs {
         tx.prepare_cached("SAVEPOINT borg_job")?.execute([])?;
-        if (job.work)(&tx) {
+        if (job.work)(&tx, convert) {
             tx.prepare_cached("RELEASE borg_job")?.execute([])?;
         } else {
             tx.prepare_cached("ROLLBACK TO borg_job")?.execute([])?;

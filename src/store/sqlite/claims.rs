@@ -5,7 +5,7 @@
 //! the very statement that writes, so there is no window between the check and the
 //! write; a miss becomes `StaleClaim` and the transaction rolls back untouched.
 
-use super::read::{self, event, exec};
+use super::read::{self, claim_event, event, exec};
 use super::release::interrupt_attempts_of;
 use super::{tasks, E, R};
 use crate::outcome::Status;
@@ -14,7 +14,7 @@ use rusqlite::{named_params, params, OptionalExtension, Transaction};
 use serde_json::json;
 
 /// Milliseconds of a duration, saturating (a lease of centuries is still a lease).
-pub(crate) fn ms(d: Duration) -> i64 {
+fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -37,8 +37,8 @@ const CLAIMABLE: &str = "
 /// first claimable row: pending tasks through the partial index `tasks_ready` (pending
 /// and no unmet dependency, a trigger-kept count), expired ones through `tasks_lease`.
 /// The NOT EXISTS dependency test stays as the authoritative check; on rows of
-/// `tasks_ready` it is a few index probes.
-fn claim_sql() -> String {
+/// `tasks_ready` it is a few index probes. Built once: it is the same for every claim.
+static CLAIM_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT id, status FROM (
            SELECT * FROM (SELECT t.id, t.status, t.priority, t.ord FROM tasks t INDEXED BY tasks_ready
@@ -50,7 +50,7 @@ fn claim_sql() -> String {
                           ORDER BY t.priority DESC, t.ord, t.id LIMIT 1))
          ORDER BY priority DESC, ord, id LIMIT 1"
     )
-}
+});
 
 /// Claims the best ready task, in one transaction (the caller's BEGIN IMMEDIATE).
 pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<Claim>> {
@@ -62,8 +62,7 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
     let idle = serde_json::to_string(&req.idle_instances)?;
     let only = serde_json::to_string(&req.only)?;
     let picked: Option<(String, String)> = {
-        let sql = claim_sql();
-        let mut st = tx.prepare_cached(&sql)?;
+        let mut st = tx.prepare_cached(&CLAIM_SQL)?;
         st.query_row(
             named_params! {
                 ":now": now, ":roles": roles, ":idle": idle, ":only": only,
@@ -79,10 +78,9 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
     if status == "running" {
         // Lazy takeover: the previous claim's lease ran out. Its attempt (if it got as
         // far as starting) is over as far as the store is concerned.
-        let (old_fence, old_owner): (i64, Option<String>) =
-            tx.query_row("SELECT fence, owner FROM tasks WHERE id = ?1", [&id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+        let (old_fence, old_owner): (i64, Option<String>) = tx
+            .prepare_cached("SELECT fence, owner FROM tasks WHERE id = ?1")?
+            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         interrupt_attempts_of(tx, &id, now, "lease expired", &req.owner)?;
         event(
             tx,
@@ -219,17 +217,13 @@ pub(crate) fn start_attempt(tx: &Transaction<'_>, token: &ClaimToken, s: &Attemp
     if n == 0 {
         return Err(read::stale(tx, token));
     }
-    let attempt: i64 = tx.query_row(
-        "SELECT attempts FROM tasks WHERE id = ?1",
-        [&token.task],
-        |r| r.get(0),
-    )?;
-    event(
+    let attempt: i64 = tx
+        .prepare_cached("SELECT attempts FROM tasks WHERE id = ?1")?
+        .query_row([&token.task], |r| r.get(0))?;
+    claim_event(
         tx,
         s.now_ms,
-        Some(&token.task),
-        Some(token.fence),
-        &token.owner,
+        token,
         "started",
         &json!({ "attempt": attempt, "instance": s.instance, "pid": s.pid, "pgid": s.pgid, "uid": s.uid }),
     )?;
@@ -320,12 +314,10 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
         Disposition::Retry { .. } => "retry",
         _ => task_status.as_str(),
     };
-    event(
+    claim_event(
         tx,
         now,
-        Some(&token.task),
-        Some(token.fence),
-        &token.owner,
+        token,
         kind,
         &json!({ "attempt": attempt, "attempt_status": f.status, "cost_usd": f.cost_usd,
                  "not_before_ms": not_before, "counts": counts }),
@@ -355,12 +347,10 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
                     ))
                     .into());
                 }
-                event(
+                claim_event(
                     tx,
                     now,
-                    Some(&token.task),
-                    Some(token.fence),
-                    &token.owner,
+                    token,
                     "handoff-accepted",
                     &json!({ "handoff": h, "new_task": new_task }),
                 )?;

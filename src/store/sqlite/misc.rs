@@ -132,9 +132,8 @@ pub(crate) fn set_fleet(
 /// Reads a fleet value.
 pub(crate) fn fleet(tx: &Transaction<'_>, key: &str) -> R<Option<serde_json::Value>> {
     let s: Option<String> = tx
-        .query_row("SELECT value FROM fleet WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
+        .prepare_cached("SELECT value FROM fleet WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
         .optional()?;
     s.as_deref().map(read::json).transpose()
 }

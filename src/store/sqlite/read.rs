@@ -131,16 +131,11 @@ pub(crate) fn attempt_row(r: &Row<'_>) -> R<AttemptRow> {
     })
 }
 
-/// Attempts of one task (oldest first), or every running attempt.
-pub(crate) fn attempts(
-    tx: &Transaction<'_>,
-    task: Option<&str>,
-    running_only: bool,
-) -> R<Vec<AttemptRow>> {
-    let sql = match (task, running_only) {
-        (Some(_), false) => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task = ?1 ORDER BY attempt"),
-        (Some(_), true) => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task = ?1 AND status = 'running' ORDER BY attempt"),
-        (None, _) => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE status = 'running' ORDER BY started_ms, task"),
+/// Attempts of one task (oldest first), or with `None` every running attempt.
+pub(crate) fn attempts(tx: &Transaction<'_>, task: Option<&str>) -> R<Vec<AttemptRow>> {
+    let sql = match task {
+        Some(_) => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task = ?1 ORDER BY attempt"),
+        None => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE status = 'running' ORDER BY started_ms, task"),
     };
     let mut st = tx.prepare_cached(&sql)?;
     let mut rows = match task {
@@ -243,6 +238,25 @@ pub(crate) fn events_since(tx: &Transaction<'_>, after: i64, limit: usize) -> R<
         });
     }
     Ok(out)
+}
+
+/// Appends one event by the holder of a claim, about its task and fence.
+pub(crate) fn claim_event(
+    tx: &Transaction<'_>,
+    at_ms: i64,
+    token: &ClaimToken,
+    kind: &str,
+    data: &serde_json::Value,
+) -> R<()> {
+    event(
+        tx,
+        at_ms,
+        Some(&token.task),
+        Some(token.fence),
+        &token.owner,
+        kind,
+        data,
+    )
 }
 
 /// Appends one event. Called inside the transaction of the change it describes, so the

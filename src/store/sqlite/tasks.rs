@@ -1,7 +1,7 @@
 //! Task definitions and their state outside a claim: sync with the task list, skip,
 //! retry, and handoffs (request under a claim, accept/reject by a person).
 
-use super::read::{self, event, exec};
+use super::read::{self, claim_event, event, exec};
 use super::{E, R};
 use crate::store::*;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -83,11 +83,8 @@ pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<
     let mut rep = SyncReport::default();
     for t in list {
         let known: Option<(String, String)> = tx
-            .query_row(
-                "SELECT hash, status FROM tasks WHERE id = ?1",
-                [&t.id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+            .prepare_cached("SELECT hash, status FROM tasks WHERE id = ?1")?
+            .query_row([&t.id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match known {
             None => {
@@ -179,22 +176,29 @@ pub(crate) fn skip_dependents(
 /// Marks pending tasks skipped, and their pending dependents with them.
 pub(crate) fn skip_tasks(tx: &Transaction<'_>, ids: &[String], reason: &str, now: i64) -> R<()> {
     for id in ids {
-        let n = exec(tx,
-            "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
-            params![now, id],
-        )?;
-        if n > 0 {
-            event(
-                tx,
-                now,
-                Some(id),
-                None,
-                "borg",
-                "skipped",
-                &json!({ "reason": reason }),
-            )?;
-            skip_dependents(tx, id, reason, now, "borg")?;
-        }
+        skip_pending(tx, id, reason, &json!({ "reason": reason }), now, "borg")?;
+    }
+    Ok(())
+}
+
+/// Skips a task that is still pending, logs it with `data` and skips its pending
+/// dependents with it (because of `reason`); a task no longer pending is left alone.
+fn skip_pending(
+    tx: &Transaction<'_>,
+    id: &str,
+    reason: &str,
+    data: &serde_json::Value,
+    now: i64,
+    actor: &str,
+) -> R<()> {
+    let n = exec(
+        tx,
+        "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
+        params![now, id],
+    )?;
+    if n > 0 {
+        event(tx, now, Some(id), None, actor, "skipped", data)?;
+        skip_dependents(tx, id, reason, now, actor)?;
     }
     Ok(())
 }
@@ -255,11 +259,9 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
     loop {
         let mut changed = false;
         for t in &unskipped {
-            let still_pending: bool = tx.query_row(
-                "SELECT status = 'pending' FROM tasks WHERE id = ?1",
-                [t],
-                |r| r.get(0),
-            )?;
+            let still_pending: bool = tx
+                .prepare_cached("SELECT status = 'pending' FROM tasks WHERE id = ?1")?
+                .query_row([t], |r| r.get(0))?;
             if !still_pending {
                 continue;
             }
@@ -329,12 +331,10 @@ pub(crate) fn request_handoff(
         return Err(read::stale(tx, token));
     }
     let id = tx.last_insert_rowid();
-    event(
+    claim_event(
         tx,
         now,
-        Some(&token.task),
-        Some(token.fence),
-        &token.owner,
+        token,
         "handoff-requested",
         &json!({ "handoff": id, "to_role": req.to_role, "reason": req.reason }),
     )?;
@@ -409,23 +409,15 @@ pub(crate) fn reject_handoff(
         &json!({ "handoff": id, "reason": reason }),
     )?;
     if let Some(t) = &h.new_task {
-        let n = exec(tx,
-            "UPDATE tasks SET status = 'skipped', updated_ms = ?1 WHERE id = ?2 AND status = 'pending'",
-            params![now, t],
+        let why = format!("handoff {id} rejected: {reason}");
+        skip_pending(
+            tx,
+            t,
+            &why,
+            &json!({ "reason": why, "handoff": id }),
+            now,
+            "user",
         )?;
-        if n > 0 {
-            let why = format!("handoff {id} rejected: {reason}");
-            event(
-                tx,
-                now,
-                Some(t),
-                None,
-                "user",
-                "skipped",
-                &json!({ "reason": why, "handoff": id }),
-            )?;
-            skip_dependents(tx, t, &why, now, "user")?;
-        }
     }
     load_handoff(tx, id)
 }
