@@ -8,6 +8,8 @@
 mod file;
 mod load;
 
+pub(crate) use load::permission_mode;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -329,7 +331,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
 }
 
-/// True when `path` exists and is a regular file.
-pub fn is_file(path: &Path) -> bool {
-    path.is_file()
+/// A TOML duration value: a humantime string, or a bare non-negative integer meaning
+/// seconds.
+///
+/// `config.toml` and the task list accept the same forms with the same messages, so
+/// both read them here; each caller adds its own zero check and error wording.
+pub(crate) fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
+    match v {
+        toml::Value::String(s) => parse_duration(s),
+        toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
+        _ => Err("expected a duration such as \"30s\", \"15m\" or \"1h\"".into()),
+    }
 }

@@ -8,7 +8,7 @@
 //! see the same cause several times in a row.
 
 use crate::outcome::{ExitInfo, FaultClass, Status, Watchdog};
-use crate::transcript::{ResultEvent, TranscriptSummary};
+use crate::transcript::{abridged, ResultEvent, TranscriptSummary};
 use serde::{Deserialize, Serialize};
 
 /// What borg knows about how an attempt ended, besides the transcript.
@@ -185,7 +185,6 @@ fn result_fault(summary: &TranscriptSummary, r: &ResultEvent) -> (FaultClass, St
         Some(400) => return (FaultClass::Permanent, "api_400".into()),
         Some(s @ (404 | 413)) => return (FaultClass::Permanent, format!("api_{s}")),
         Some(429) => return (FaultClass::Transient, "api_429".into()),
-        Some(s) if (500..600).contains(&s) => return (FaultClass::Transient, format!("api_{s}")),
         Some(s) => return (FaultClass::Transient, format!("api_{s}")),
         None => {}
     }
@@ -287,13 +286,13 @@ fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<Strin
             .map(str::trim)
             .filter(|t| !t.is_empty());
         return Some(match after {
-            Some(t) => format!("{what} (the CLI then said: {})", abridge(t, 300)),
+            Some(t) => format!("{what} (the CLI then said: {})", abridged(t, 300)),
             None => what,
         });
     }
     if let Some(r) = summary.result.as_ref().filter(|r| r.is_error) {
         if let Some(t) = r.result.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-            return Some(abridge(t, 500));
+            return Some(abridged(t, 500));
         }
         // `[ede_diagnostic]` entries are the CLI's internal notes, not a message.
         let joined = r
@@ -304,7 +303,7 @@ fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<Strin
             .collect::<Vec<_>>()
             .join("; ");
         if !joined.is_empty() {
-            return Some(abridge(&joined, 500));
+            return Some(abridged(&joined, 500));
         }
         if r.terminal_reason.as_deref() == Some("aborted_tools") {
             return Some("aborted during a tool call (aborted_tools)".into());
@@ -387,10 +386,4 @@ fn describe(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> String {
         (None, Some(c)) => format!("no result line (exit code {c})"),
         (None, None) => "no result line".into(),
     }
-}
-
-fn abridge(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    crate::transcript::push_abridged(&mut out, s, max);
-    out
 }

@@ -262,3 +262,13 @@ pub struct AttemptRecord {
     /// Session resumed by this attempt.
     pub resumed_session: Option<String>,
 }
+
+impl AttemptRecord {
+    /// Decodes a record as stored with an attempt row; `None` when there is none or it
+    /// does not decode (an older or damaged row), which readers show as "no details".
+    ///
+    /// Deserializes from the borrowed JSON so callers need not clone the stored value.
+    pub fn from_stored(v: Option<&serde_json::Value>) -> Option<Self> {
+        v.and_then(|v| Self::deserialize(v).ok())
+    }
+}

@@ -3,6 +3,7 @@
 //! report (`--json`).
 
 use crate::outcome::Status;
+use crate::transcript::abridged;
 use std::io::Write;
 
 /// Something worth telling a person during a run.
@@ -86,7 +87,7 @@ impl Progress for Plain {
             } => {
                 let err = error
                     .as_deref()
-                    .map(|e| format!(": {}", first_line(e)))
+                    .map(|e| format!(": {}", abridged(e.lines().next().unwrap_or(""), 160)))
                     .unwrap_or_default();
                 format!(
                     "[{t}] {status:<8} {task} in {:.1}s, ${cost_usd:.4} [{done}/{total}]{err}",
@@ -96,15 +97,6 @@ impl Progress for Plain {
             Event::Note(s) => format!("[{t}] {s}"),
         };
         let _ = writeln!(std::io::stderr(), "{line}");
-    }
-}
-
-fn first_line(s: &str) -> String {
-    let l = s.lines().next().unwrap_or("");
-    if l.chars().count() > 160 {
-        format!("{}…", l.chars().take(160).collect::<String>())
-    } else {
-        l.to_string()
     }
 }
 

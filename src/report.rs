@@ -125,11 +125,7 @@ pub struct Report {
 pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&str>) -> TaskReport {
     let recs: Vec<AttemptRecord> = attempts
         .iter()
-        .filter_map(|a| {
-            a.record
-                .clone()
-                .and_then(|v| serde_json::from_value(v).ok())
-        })
+        .filter_map(|a| AttemptRecord::from_stored(a.record.as_ref()))
         .collect();
     let last = recs.last();
     let mut status = t.status;

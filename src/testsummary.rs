@@ -119,9 +119,9 @@ struct Scan {
     last: Option<(Kind, TestCounts)>,
     /// `Ran N tests` seen, waiting for its `OK` / `FAILED (...)` line.
     unittest_ran: Option<u64>,
-    /// go `--- PASS/FAIL/SKIP` lines since the last package line.
+    /// go `--- PASS/FAIL/SKIP` lines since the last package line; all zero means none
+    /// were seen, since each such line adds one.
     go_pending: TestCounts,
-    go_pending_any: bool,
     /// A cargo `Finished` line: the next `test result:` starts a new invocation.
     cargo_new_run: bool,
 }
@@ -165,7 +165,6 @@ impl Scan {
         }
         if trimmed.starts_with("--- ") {
             if let Some(c) = p.go_case.captures(trimmed) {
-                self.go_pending_any = true;
                 match c.get(1).map_or("", |m| m.as_str()) {
                     "PASS" => self.go_pending.passed += 1,
                     "FAIL" => self.go_pending.failed += 1,
@@ -177,7 +176,7 @@ impl Scan {
         if trimmed.starts_with("ok") || trimmed.starts_with("FAIL") {
             if let Some(c) = p.go_pkg.captures(trimmed) {
                 let mut counts = std::mem::take(&mut self.go_pending);
-                if !std::mem::take(&mut self.go_pending_any) {
+                if counts == TestCounts::default() {
                     // Without -v go prints no per-test lines: count the package itself.
                     if c.get(1).map(|m| m.as_str()) == Some("ok") {
                         counts.passed = 1;

@@ -12,7 +12,7 @@ mod label;
 mod wire;
 
 use label::tool_arg;
-pub(crate) use label::{push_abridged, write_tool_label, ToolArg};
+pub(crate) use label::{abridged, push_abridged, write_tool_label, ToolArg};
 
 use crate::lines::{Line, LineSplitter};
 use crate::outcome::{ChangeKind, TestCounts, Tokens};
@@ -151,7 +151,7 @@ impl TranscriptParser {
     /// Feeds one line (bytes, no trailing newline; may be invalid UTF-8 or not JSON).
     pub fn feed_line(&mut self, line: &[u8]) {
         self.summary.lines += 1;
-        let trimmed = trim_ascii(line);
+        let trimmed = line.trim_ascii();
         if trimmed.is_empty() {
             return;
         }
@@ -467,16 +467,4 @@ fn set_opt(slot: &mut Option<String>, value: &str) {
     let s = slot.get_or_insert_with(String::new);
     s.clear();
     s.push_str(value);
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }

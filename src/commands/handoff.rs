@@ -10,6 +10,9 @@ use crate::store::{sqlite::SqliteStore, ClaimToken, HandoffRequest, Store};
 
 /// Runs `borg handoff ...`.
 pub fn run(ctx: &Ctx, cmd: HandoffCmd) -> anyhow::Result<i32> {
+    // list, accept and reject work on the configured store; `request` instead finds its
+    // store through the task's environment, so it does not use this.
+    let configured_store = || ctx.store(&ctx.settings(Overrides::default())?);
     match cmd {
         HandoffCmd::Request {
             to,
@@ -61,9 +64,7 @@ pub fn run(ctx: &Ctx, cmd: HandoffCmd) -> anyhow::Result<i32> {
             );
         }
         HandoffCmd::List { json } => {
-            let s = ctx.settings(Overrides::default())?;
-            let store = ctx.store(&s)?;
-            let rows = store.handoffs(None)?;
+            let rows = configured_store()?.handoffs(None)?;
             if json {
                 print_json(&rows)?;
             } else {
@@ -90,16 +91,14 @@ pub fn run(ctx: &Ctx, cmd: HandoffCmd) -> anyhow::Result<i32> {
             }
         }
         HandoffCmd::Accept { id } => {
-            let s = ctx.settings(Overrides::default())?;
-            let h = ctx.store(&s)?.accept_handoff(id, now_ms())?;
+            let h = configured_store()?.accept_handoff(id, now_ms())?;
             println!(
                 "handoff {} accepted ({} → {})",
                 h.id, h.task, h.request.to_role
             );
         }
         HandoffCmd::Reject { id, reason } => {
-            let s = ctx.settings(Overrides::default())?;
-            let h = ctx.store(&s)?.reject_handoff(id, &reason, now_ms())?;
+            let h = configured_store()?.reject_handoff(id, &reason, now_ms())?;
             println!(
                 "handoff {} rejected ({} → {}): {reason}",
                 h.id, h.task, h.request.to_role

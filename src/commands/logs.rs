@@ -181,10 +181,10 @@ async fn show(
                 out.flush()?;
             }
         }
-        if !a.follow || grew {
-            if !a.follow {
-                break;
-            }
+        if !a.follow {
+            break;
+        }
+        if grew {
             continue;
         }
         // Still running? Keep polling; otherwise this attempt is complete.

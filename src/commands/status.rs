@@ -62,6 +62,12 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     }
 }
 
+/// The queue's states, in the order the text view lists them; the JSON view has a key
+/// for each even when empty, so both are built from this one list.
+const QUEUE_STATES: [&str; 7] = [
+    "ready", "running", "waiting", "parked", "done", "failed", "skipped",
+];
+
 fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
@@ -71,12 +77,8 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
             .and_then(|u| u.as_i64())
             .is_some_and(|u| u > now)
     });
-    let mut queue: BTreeMap<&'static str, Vec<String>> = [
-        "ready", "running", "waiting", "parked", "done", "failed", "skipped",
-    ]
-    .into_iter()
-    .map(|k| (k, Vec::new()))
-    .collect();
+    let mut queue: BTreeMap<&'static str, Vec<String>> =
+        QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
     for t in &tasks {
         let k = match t.status {
             Status::Running => "running",
@@ -170,9 +172,7 @@ fn text(v: &StatusView) -> String {
         );
     }
     let _ = writeln!(o, "QUEUE");
-    for k in [
-        "ready", "running", "waiting", "parked", "done", "failed", "skipped",
-    ] {
+    for k in QUEUE_STATES {
         let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
         let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
         let more = if ids.len() > 8 {

@@ -61,10 +61,7 @@ pub fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<i32> {
                     );
                 }
                 for a in attempts {
-                    let rec: Option<AttemptRecord> = a
-                        .record
-                        .clone()
-                        .and_then(|v| serde_json::from_value(v).ok());
+                    let rec = AttemptRecord::from_stored(a.record.as_ref());
                     let err = rec
                         .as_ref()
                         .and_then(|r| r.error.clone())

@@ -9,13 +9,7 @@ use crate::fault::{classify, EndFacts};
 pub fn run(_ctx: &Ctx, a: TranscriptArgs) -> anyhow::Result<i32> {
     let sum = crate::transcript::summarize_file(&a.file)
         .map_err(|e| UsageError(format!("cannot read {}: {e}", a.file.display())))?;
-    let c = classify(
-        &sum,
-        &EndFacts {
-            exit: None,
-            ..Default::default()
-        },
-    );
+    let c = classify(&sum, &EndFacts::default());
     let files: Vec<_> = sum
         .tool_files
         .iter()

@@ -3,7 +3,7 @@
 //! errors with the file, line and `[section] key` (`FileCx`).
 
 use super::load::{dollars, path_or_command, permission_mode, relative_to};
-use super::{parse_duration, ConfigError, RoleLimits, Settings};
+use super::{toml_duration, ConfigError, RoleLimits, Settings};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,11 +94,7 @@ struct FileCx<'a> {
 
 impl FileCx<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        (line, column)
+        crate::lines::line_col(self.text, offset)
     }
 
     fn invalid(&self, section: &str, key: &str, v: &Val, message: &str) -> ConfigError {
@@ -122,20 +118,7 @@ impl FileCx<'_> {
         v: &Val,
         allow_zero: bool,
     ) -> Result<Duration, ConfigError> {
-        let d = match v.get_ref() {
-            toml::Value::String(s) => {
-                parse_duration(s).map_err(|m| self.invalid(section, key, v, &m))?
-            }
-            toml::Value::Integer(n) if *n >= 0 => Duration::from_secs(*n as u64),
-            _ => {
-                return Err(self.invalid(
-                    section,
-                    key,
-                    v,
-                    "expected a duration such as \"30s\", \"15m\" or \"1h\"",
-                ))
-            }
-        };
+        let d = toml_duration(v.get_ref()).map_err(|m| self.invalid(section, key, v, &m))?;
         if d.is_zero() && !allow_zero {
             return Err(self.invalid(section, key, v, "must be longer than 0"));
         }

@@ -366,7 +366,7 @@ pub(super) fn dollars(x: Option<f64>) -> Result<f64, &'static str> {
 }
 
 /// One of `PERMISSION_MODES`, else a message listing them.
-pub(super) fn permission_mode(v: &str) -> Result<String, String> {
+pub(crate) fn permission_mode(v: &str) -> Result<String, String> {
     if PERMISSION_MODES.contains(&v) {
         Ok(v.to_string())
     } else {

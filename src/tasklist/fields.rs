@@ -59,13 +59,7 @@ pub(super) fn read_fields(
             }
             "permission_mode" => {
                 let s = as_str(v).ok_or_else(|| bad("expected a permission mode"))?;
-                if !crate::config::PERMISSION_MODES.contains(&s.as_str()) {
-                    return Err(bad(&format!(
-                        "unknown permission mode; use one of {}",
-                        crate::config::PERMISSION_MODES.join(", ")
-                    )));
-                }
-                f.permission_mode = Some(s);
+                f.permission_mode = Some(crate::config::permission_mode(&s).map_err(|m| bad(&m))?);
             }
             "priority" => {
                 f.priority = Some(v.as_integer().ok_or_else(|| bad("expected an integer"))?)
@@ -92,7 +86,7 @@ pub(super) fn read_fields(
                 f.max_budget_usd = Some(x);
             }
             "timeout" | "idle_timeout" | "result_grace" => {
-                let d = duration(v).map_err(|m| bad(&m))?;
+                let d = crate::config::toml_duration(v).map_err(|m| bad(&m))?;
                 if d.is_zero() && name != "result_grace" {
                     return Err(bad("must be longer than 0"));
                 }
@@ -277,15 +271,6 @@ fn nonempty(v: &toml::Value) -> Option<String> {
 
 fn small_uint(v: &toml::Value) -> Option<u32> {
     v.as_integer().and_then(|n| u32::try_from(n).ok())
-}
-
-/// A duration value: a humantime string, or a bare integer meaning seconds.
-fn duration(v: &toml::Value) -> Result<Duration, String> {
-    match v {
-        toml::Value::String(s) => crate::config::parse_duration(s),
-        toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
-        _ => Err("expected a duration such as \"30s\", \"15m\" or \"1h\"".into()),
-    }
 }
 
 /// A value as it would be written in TOML, shortened so one huge prompt does not

@@ -81,6 +81,14 @@ fn relative_path<'p>(path: &'p str, cwd: Option<&str>) -> &'p str {
     path
 }
 
+/// At most `max` characters of `s`, marking a cut with `…`: `push_abridged` into a
+/// fresh string, for callers that build a message with `format!` rather than appending.
+pub(crate) fn abridged(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    push_abridged(&mut out, s, max);
+    out
+}
+
 /// Appends at most `max` characters of `s`, marking a cut with `…`.
 pub(crate) fn push_abridged(out: &mut String, s: &str, max: usize) {
     match s.char_indices().nth(max) {

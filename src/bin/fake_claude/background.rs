@@ -24,17 +24,22 @@ pub(super) struct Bg {
 }
 
 impl Engine {
-    /// The tasks' folder: `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/`, like the
-    /// CLI's `/tmp/claude-<uid>/…` (removed again at exit).
-    fn tasks_dir(&self) -> PathBuf {
-        let slug: String = self
-            .cfg
+    /// The working directory as the CLI names it in paths: `/` and `.` become `-`.
+    /// Shared by the init line and the tasks' folder, which must agree as the CLI's do.
+    pub(crate) fn cwd_slug(&self) -> String {
+        self.cfg
             .cwd
             .display()
             .to_string()
             .chars()
             .map(|c| if c == '/' || c == '.' { '-' } else { c })
-            .collect();
+            .collect()
+    }
+
+    /// The tasks' folder: `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/`, like the
+    /// CLI's `/tmp/claude-<uid>/…` (removed again at exit).
+    fn tasks_dir(&self) -> PathBuf {
+        let slug = self.cwd_slug();
         // SAFETY: getuid has no preconditions.
         let uid = unsafe { libc::getuid() };
         std::env::temp_dir()

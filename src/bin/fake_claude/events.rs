@@ -42,14 +42,7 @@ impl Engine {
     /// The `system/init` line.
     pub fn init(&mut self) -> R {
         let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        let slug: String = self
-            .cfg
-            .cwd
-            .display()
-            .to_string()
-            .chars()
-            .map(|c| if c == '/' || c == '.' { '-' } else { c })
-            .collect();
+        let slug = self.cwd_slug();
         let key_source = if std::env::var_os("ANTHROPIC_API_KEY").is_some() {
             "ANTHROPIC_API_KEY"
         } else {

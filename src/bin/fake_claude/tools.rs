@@ -326,23 +326,36 @@ pub fn spawn_background(
     }
     let f = std::fs::File::create(output)?;
     let f2 = f.try_clone()?;
+    bash_in_own_session(cwd, command, f, f2).spawn()
+}
+
+/// `bash -c COMMAND` in `cwd`, leader of its own session with default SIGINT/SIGTERM,
+/// stdin /dev/null: the one way both foreground and background Bash tools start, so the
+/// CLI can kill the whole group and the tool is not left ignoring signals.
+fn bash_in_own_session(
+    cwd: &Path,
+    command: &str,
+    stdout: impl Into<Stdio>,
+    stderr: impl Into<Stdio>,
+) -> Command {
     let mut cmd = Command::new("/bin/bash");
     cmd.arg("-c")
         .arg(command)
         .current_dir(cwd)
         .stdin(Stdio::null())
-        .stdout(f)
-        .stderr(f2);
+        .stdout(stdout)
+        .stderr(stderr);
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            // Undo `ignore-signals` for the tool: SIG_IGN would survive exec.
             libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::signal(libc::SIGTERM, libc::SIG_DFL);
             Ok(())
         });
     }
-    cmd.spawn()
+    cmd
 }
 
 /// Runs `bash -c SCRIPT` in its own session and waits; SIGINT kills its process group.
@@ -355,23 +368,7 @@ fn run_shell(cwd: &Path, command: &str) -> Outcome {
         Ok(w) => w,
         Err(e) => return err(format!("pipe: {e}"), format!("Error: pipe: {e}")),
     };
-    let mut cmd = Command::new("/bin/bash");
-    cmd.arg("-c")
-        .arg(command)
-        .current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(wr)
-        .stderr(wr2);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            // Undo `ignore-signals` for the tool: SIG_IGN would survive exec.
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            libc::signal(libc::SIGTERM, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    let mut cmd = bash_in_own_session(cwd, command, wr, wr2);
     let spawned = cmd.spawn();
     drop(cmd); // closes our copies of the pipe's write end, or EOF never comes
     let mut child = match spawned {
