@@ -91,27 +91,23 @@ pub async fn run(
         started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         ..Default::default()
     };
-    let Some(spec) = spec else {
-        let c = permanent(
-            "the stored task definition is unreadable".into(),
-            "bad_spec",
-        );
-        return finish(
-            &shared,
-            &claim.token,
-            record,
-            c,
-            &claim.task,
-            &instance,
-            "",
-            disposition,
-        )
-        .await;
+    // A task that cannot run at all ends here, as a permanent failure.
+    let checked = match spec {
+        None => Err((
+            permanent(
+                "the stored task definition is unreadable".into(),
+                "bad_spec",
+            ),
+            None,
+        )),
+        Some(spec) => match shared.roles.get(&spec.task.role) {
+            Ok(r) => Ok((r.clone(), spec)),
+            Err(e) => Err((permanent(e.to_string(), "unknown_role"), Some(spec))),
+        },
     };
-    let role = match shared.roles.get(&spec.task.role) {
-        Ok(r) => r.clone(),
-        Err(e) => {
-            let c = permanent(e.to_string(), "unknown_role");
+    let (role, spec) = match checked {
+        Ok(x) => x,
+        Err((c, spec)) => {
             return finish(
                 &shared,
                 &claim.token,
@@ -119,7 +115,7 @@ pub async fn run(
                 c,
                 &claim.task,
                 &instance,
-                &spec.task.prompt,
+                spec.as_ref(),
                 disposition,
             )
             .await;
@@ -143,10 +139,7 @@ pub async fn run(
             .ok()
             .flatten();
         let Some(row) = row else { continue };
-        let rec: Option<AttemptRecord> = row
-            .last_record
-            .clone()
-            .and_then(|v| serde_json::from_value(v).ok());
+        let rec = AttemptRecord::from_stored(row.last_record.as_ref());
         if let Some(rec) = &rec {
             if rec.instance != instance.id && !rec.instance.is_empty() {
                 sources.push((rec.instance.clone(), rec.files_changed.clone()));
@@ -185,11 +178,7 @@ pub async fn run(
     );
 
     // A task parked on a usage limit resumes its session so its work is kept.
-    let last: Option<AttemptRecord> = claim
-        .task
-        .last_record
-        .clone()
-        .and_then(|v| serde_json::from_value(v).ok());
+    let last = AttemptRecord::from_stored(claim.task.last_record.as_ref());
     let resume = last
         .filter(|r| r.status == Some(Status::RateLimited))
         .and_then(|r| r.session_id);
@@ -230,7 +219,7 @@ pub async fn run(
         },
         max_line: s.run.max_line_bytes,
     };
-    let before = Snapshot::take(&project).unwrap_or_default();
+    let before = snapshot(&project).await;
 
     // Heartbeats renew the lease while the child runs; a lost claim stops the child.
     let hb_stop = tokio_util::sync::CancellationToken::new();
@@ -292,7 +281,7 @@ pub async fn run(
     hb_stop.cancel();
     let lost = hb.await.ok().flatten();
 
-    let after = Snapshot::take(&project).unwrap_or_default();
+    let after = snapshot(&project).await;
     let mut files = before.diff(&after);
     crate::snapshot::merge_tool_files(&mut files, &out.summary.tool_files, &project);
     let facts = EndFacts {
@@ -325,7 +314,7 @@ pub async fn run(
         classified,
         &claim.task,
         &instance,
-        &spec.task.prompt,
+        Some(&spec),
         disposition,
     )
     .await;
@@ -333,6 +322,15 @@ pub async fn run(
         done.lost_claim = lost;
     }
     done
+}
+
+/// A snapshot of the project, taken on the blocking pool: it walks and stats the whole
+/// tree, which must not hold up the async workers draining other attempts' pipes.
+async fn snapshot(project: &std::path::Path) -> Snapshot {
+    let dir = project.to_path_buf();
+    tokio::task::spawn_blocking(move || Snapshot::take(&dir).unwrap_or_default())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// Creates the logs directory if missing and both log files, one after the other.
@@ -360,7 +358,7 @@ async fn finish(
     classified: Classified,
     task: &TaskRow,
     instance: &Instance,
-    prompt_text: &str,
+    spec: Option<&StoredSpec>,
     disposition: impl FnOnce(&Classified, &TaskRow) -> crate::store::Disposition,
 ) -> AttemptDone {
     record.status = Some(classified.status);
@@ -377,7 +375,7 @@ async fn finish(
         time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         task_id: record.task.clone(),
         attempt: record.attempt,
-        prompt: prompt_text.to_string(),
+        prompt: spec.map(|s| s.task.prompt.clone()).unwrap_or_default(),
         status: classified.status,
         files_changed: record.files_changed.clone(),
         summary: summary.chars().take(2000).collect(),
@@ -397,7 +395,6 @@ async fn finish(
             .await
             .unwrap_or_default();
         let mut taken: Vec<String> = Vec::new();
-        let spec: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
         // A handoff is converted when it is still open: pending, or accepted by a
         // person before this attempt ended (then no task exists for it yet).
         let open = |h: &&HandoffRow| {
@@ -405,8 +402,8 @@ async fn finish(
                 || (h.state == HandoffState::Accepted && h.new_task.is_none()))
                 && (h.fence == token.fence || record.resumed_session.is_some())
         };
-        let wants_ids = spec.as_ref().is_some_and(|s| s.task.handoff_to.is_some())
-            || handoffs.iter().any(|h| open(&h));
+        let wants_ids =
+            spec.is_some_and(|s| s.task.handoff_to.is_some()) || handoffs.iter().any(|h| open(&h));
         // Only read every id (to pick free follow-up ids) when a handoff needs one.
         let all_ids: Vec<String> = if wants_ids {
             call(&shared.store, |st| st.statuses())
@@ -418,7 +415,7 @@ async fn finish(
         } else {
             Vec::new()
         };
-        if let Some(to) = spec.as_ref().and_then(|s| s.task.handoff_to.clone()) {
+        if let Some(to) = spec.and_then(|s| s.task.handoff_to.clone()) {
             let req = crate::store::HandoffRequest {
                 to_role: to,
                 reason: "declared in the task list (handoff_to)".into(),
@@ -427,6 +424,7 @@ async fn finish(
             };
             if let Some(t) = crate::handoff::handoff_task(
                 task,
+                spec,
                 &instance.id,
                 &req,
                 &record,
@@ -440,6 +438,7 @@ async fn finish(
         for h in handoffs.iter().filter(open) {
             if let Some(t) = crate::handoff::handoff_task(
                 task,
+                spec,
                 &instance.id,
                 &h.request,
                 &record,

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 /// depending on the source, its prompt carrying the context.
 pub fn handoff_task(
     task: &TaskRow,
+    src: Option<&StoredSpec>,
     instance: &str,
     req: &crate::store::HandoffRequest,
     rec: &AttemptRecord,
@@ -23,7 +24,6 @@ pub fn handoff_task(
         .map(|n| format!("{}.{}-{n}", task.id, req.to_role))
         .find(|c| !existing.contains(c) && !taken.contains(c))?;
     taken.push(id.clone());
-    let src: Option<StoredSpec> = serde_json::from_value(task.spec.clone()).ok();
     let mut spec = TaskSpec {
         id: id.clone(),
         prompt: format!(

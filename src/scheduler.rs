@@ -141,19 +141,13 @@ pub async fn run(
         if let Some(until) = parked_until {
             let started = *park_started.get_or_insert(now);
             if until - started > s.run.max_park.as_millis() as i64 && summary.stop.is_none() {
-                summary.stop = Some(StopReason::Park(format!(
+                let why = StopReason::Park(format!(
                     "the fleet has been parked on a usage limit since {} and the limit resets at {}, beyond max_park ({}); run again after the reset",
                     local_time(started),
                     local_time(until),
                     humantime::format_duration(s.run.max_park)
-                )));
-                progress.event(&Event::Note(
-                    summary
-                        .stop
-                        .as_ref()
-                        .map(|r| r.message().to_string())
-                        .unwrap_or_default(),
                 ));
+                stop_with(&mut summary, progress, why);
             }
         } else {
             park_started = None;
@@ -161,17 +155,11 @@ pub async fn run(
         let budget_left = opts.budget_usd.is_none_or(|b| summary.cost_usd < b);
         if dispatching && !budget_left && summary.stop.is_none() {
             let b = opts.budget_usd.unwrap_or(0.0);
-            summary.stop = Some(StopReason::Budget(format!(
+            let why = StopReason::Budget(format!(
                 "the run budget of ${b:.2} is spent (${:.4}); no new task starts",
                 summary.cost_usd
-            )));
-            progress.event(&Event::Note(
-                summary
-                    .stop
-                    .as_ref()
-                    .map(|r| r.message().to_string())
-                    .unwrap_or_default(),
             ));
+            stop_with(&mut summary, progress, why);
         }
         let mut claimed_any = false;
         if dispatching
@@ -250,36 +238,30 @@ pub async fn run(
                     Ok(None) => {
                         // Its pinned instance was taken by another borg in the meantime:
                         // give the task back, untouched, for a moment later.
-                        let token = claim.token.clone();
-                        let fin = crate::store::AttemptFinish {
-                            status: Status::Interrupted,
-                            record: serde_json::json!({"error": "its pinned instance is in use by another borg", "status": "interrupted"}),
-                            disposition: Disposition::Retry {
+                        give_back(
+                            &store,
+                            &claim.token,
+                            Status::Interrupted,
+                            "its pinned instance is in use by another borg".into(),
+                            Disposition::Retry {
                                 not_before_ms: now_ms() + 1000,
                                 counts: false,
                             },
-                            new_tasks: vec![],
-                            converted_handoffs: vec![],
-                            cost_usd: 0.0,
-                            now_ms: now_ms(),
-                        };
-                        db(&store, move |st| st.finish_attempt(&token, &fin)).await?;
+                        )
+                        .await?;
                         continue;
                     }
                     Err(e) => {
                         // Cannot even create a workspace: the task cannot run.
                         tracing::error!("{e}");
-                        let token = claim.token.clone();
-                        let fin = crate::store::AttemptFinish {
-                            status: Status::SpawnFailed,
-                            record: serde_json::json!({"error": e.to_string(), "status": "spawn_failed"}),
-                            disposition: Disposition::Final(Status::SpawnFailed),
-                            new_tasks: vec![],
-                            converted_handoffs: vec![],
-                            cost_usd: 0.0,
-                            now_ms: now_ms(),
-                        };
-                        db(&store, move |st| st.finish_attempt(&token, &fin)).await?;
+                        give_back(
+                            &store,
+                            &claim.token,
+                            Status::SpawnFailed,
+                            e.to_string(),
+                            Disposition::Final(Status::SpawnFailed),
+                        )
+                        .await?;
                         continue;
                     }
                 };
@@ -403,6 +385,34 @@ pub async fn run(
     summary.interrupted = shutdown.stop.is_cancelled();
     summary.scope = scope.into_iter().collect();
     Ok(summary)
+}
+
+/// Stops starting tasks for `why`, and says so once.
+fn stop_with(summary: &mut RunSummary, progress: &mut dyn Progress, why: StopReason) {
+    progress.event(&Event::Note(why.message().to_string()));
+    summary.stop = Some(why);
+}
+
+/// Ends a claim that never ran a child (its pinned instance was taken, or no workspace
+/// could be made), recording `error` as the attempt's outcome.
+async fn give_back(
+    store: &Arc<dyn crate::store::Store>,
+    token: &crate::store::ClaimToken,
+    status: Status,
+    error: String,
+    disposition: Disposition,
+) -> Result<(), StoreError> {
+    let fin = crate::store::AttemptFinish {
+        status,
+        record: serde_json::json!({"error": error, "status": status.as_str()}),
+        disposition,
+        new_tasks: vec![],
+        converted_handoffs: vec![],
+        cost_usd: 0.0,
+        now_ms: now_ms(),
+    };
+    let token = token.clone();
+    db(store, move |st| st.finish_attempt(&token, &fin)).await
 }
 
 /// (tasks in scope, terminal ones).
