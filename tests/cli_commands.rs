@@ -143,24 +143,12 @@ fn roles_come_from_a_folder_with_front_matter_or_are_built_in() {
         "[[task]]\nid = \"audit\"\nrole = \"security\"\nprompt = \"Audit it.\"\n",
     );
     let out = sb
-        .borg(&[
-            "--roles",
-            sb.path().join("myroles").to_str().unwrap(),
-            "run",
-            tasks.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-        ])
+        .borg(&["--roles", sb.path().join("myroles").to_str().unwrap()])
+        .args(run_args(&tasks, &fake_bin(), &[]))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let argv = sb.argv("audit");
-    let argv: Vec<String> = argv[0]["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().to_string())
-        .collect();
+    let argv = argv_strings(&sb.argv("audit")[0]);
     assert!(argv.contains(&"--max-turns=7".to_string()), "{argv:?}");
     assert!(sb
         .prompt("audit", 1)
@@ -202,20 +190,12 @@ fn settings_precedence_is_flag_then_env_then_dotenv_then_config() {
         "tasks.toml",
         "[[task]]\nid = \"slow\"\nprompt = \"#fake hang\"\n",
     );
-    let out = bare(
-        &sb,
-        &[
-            "run",
-            tasks.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-        ],
-    )
-    .env("TASK_TIMEOUT", "700")
-    .env("IS_SANDBOX", "1")
-    .output()
-    .unwrap();
+    let out = bare(&sb, &[])
+        .args(run_args(&tasks, &fake_bin(), &["--json"]))
+        .env("TASK_TIMEOUT", "700")
+        .env("IS_SANDBOX", "1")
+        .output()
+        .unwrap();
     let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     assert_eq!(
         task(&rep, "slow")["status"],
@@ -237,7 +217,7 @@ fn dry_run_prints_waves_and_starts_nothing() {
     let tasks = "[[task]]\nid = \"a\"\nprompt = \"x\"\n[[task]]\nid = \"b\"\nprompt = \"x\"\npriority = 5\n[[task]]\nid = \"c\"\nprompt = \"x\"\ndepends_on = [\"a\", \"b\"]\n";
     let out = sb.run(tasks, &["--dry-run", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["waves"], serde_json::json!([["b", "a"], ["c"]]));
     assert!(std::fs::read_dir(sb.state()).unwrap().next().is_none());
 }

@@ -9,7 +9,7 @@ use common::*;
 use rand::Rng;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// `borg run FILE` started in the background (output to files in the sandbox).
@@ -44,16 +44,6 @@ fn wait_child(c: &mut Child, limit: Duration) -> std::process::ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn json_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            stderr(o)
-        )
-    })
 }
 
 /// `borg task list --json`.
@@ -162,11 +152,7 @@ fn crash_loop_every_task_succeeds_exactly_once() {
     assert_eq!(before, after);
     for id in &ids {
         assert!(
-            wait_until(Duration::from_secs(5), || procs_with_env(
-                "BORG_TASK_ID",
-                id
-            )
-            .is_empty()),
+            wait_until(Duration::from_secs(5), || task_procs(id).is_empty()),
             "a process of {id} is still alive"
         );
     }
@@ -213,8 +199,7 @@ fn a_second_run_resumes_adds_new_tasks_reports_changed_ones_and_honours_retry() 
     assert_eq!(starts(&sb, "res-a"), 1);
 
     // `borg task retry` re-queues it: the next run runs it (with the new prompt).
-    let o = sb.borg(&["task", "retry", "res-a"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.succeed(&["task", "retry", "res-a"]);
     let (out, rep) = sb.run_json(&format!("{a2}{b}{c}"), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(starts(&sb, "res-a"), 2);
@@ -279,14 +264,10 @@ fn a_dead_borgs_claims_are_taken_back_at_once() {
         vec!["interrupted", "succeeded"]
     );
     assert_eq!(task(&rep, "orphan-task")["status"], "succeeded");
-    assert!(
-        wait_until(Duration::from_secs(5), || procs_with_env(
-            "BORG_TASK_ID",
-            "orphan-task"
-        )
-        .is_empty()),
-        "the dead borg's child is still alive"
-    );
+    let gone = wait_until(Duration::from_secs(5), || {
+        task_procs("orphan-task").is_empty()
+    });
+    assert!(gone, "the dead borg's child is still alive");
 }
 
 #[test]
@@ -380,11 +361,7 @@ fn a_rejected_pending_handoff_does_not_run() {
     let h = &handoffs(&sb)[0];
     assert_eq!(h["state"], "pending");
     let id = h["id"].to_string();
-    let o = sb
-        .borg(&["handoff", "reject", &id, "--reason", "not now"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.succeed(&["handoff", "reject", &id, "--reason", "not now"]);
     let st = wait_child(&mut c, Duration::from_secs(30));
     assert_eq!(st.code(), Some(0));
     assert_eq!(handoffs(&sb)[0]["state"], "rejected");
@@ -413,11 +390,7 @@ fn a_rejected_handoff_whose_task_was_created_does_not_run() {
         handoffs(&sb)
     );
     let id = handoffs(&sb)[0]["id"].to_string();
-    let o = sb
-        .borg(&["handoff", "reject", &id, "--reason", "no review"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.succeed(&["handoff", "reject", &id, "--reason", "no review"]);
     wait_child(&mut c, Duration::from_secs(30));
     assert_eq!(starts(&sb, "rc-dev.reviewer-1"), 0, "the rejected task ran");
     assert_eq!(starts(&sb, "rc-blocker"), 1);
@@ -498,12 +471,7 @@ fn store_flag_and_variable_put_the_database_elsewhere() {
     let by_env: PathBuf = sb.path().join("elsewhere/env.db");
     let file = sb.write("tasks2.toml", &one("storeenv-a", "#fake result \"y\""));
     let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-        ])
+        .fake_run(&file, &[])
         .env("BORG_STORE", &by_env)
         .output()
         .unwrap();
@@ -533,9 +501,7 @@ fn status_and_task_list_work_while_a_run_is_active() {
     assert!(wait_until(Duration::from_secs(15), || starts(
         &sb, "live-a"
     ) == 1));
-    let o = sb.borg(&["status", "--json"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v = json_of(&o);
+    let v = sb.json(&["status", "--json"]);
     assert!(
         v["queue"]["running"]
             .as_array()
@@ -544,8 +510,7 @@ fn status_and_task_list_work_while_a_run_is_active() {
             .any(|t| t == "live-a"),
         "{v:#}"
     );
-    let o = sb.borg(&["status"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = sb.succeed(&["status"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("live-a"));
     let rows = task_list(&sb);
     let a = rows.iter().find(|t| t["id"] == "live-a").unwrap();
@@ -606,11 +571,7 @@ fn a_task_stopped_by_ctrl_c_resumes_on_the_next_run_without_using_a_retry() {
     assert!(wait_until(Duration::from_secs(15), || starts(
         &sb, "ctrlc-a"
     ) == 1));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(c.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    signal(&c, nix::sys::signal::Signal::SIGINT);
     let st = wait_child(&mut c, Duration::from_secs(20));
     assert_eq!(st.code(), Some(130));
     assert_eq!(starts(&sb, "ctrlc-b"), 0, "nothing new starts after Ctrl-C");
@@ -684,12 +645,7 @@ fn two_borgs_never_share_an_instance_at_the_same_time() {
     let sb = Sandbox::new();
     // Instances exist before either borg starts, so both see the same idle ones.
     for n in ["dev-a", "dev-b"] {
-        assert!(sb
-            .borg(&["instance", "create", "--role", "developer", "--name", n])
-            .output()
-            .unwrap()
-            .status
-            .success());
+        sb.create_instance("developer", n);
     }
     let mut tasks = String::new();
     for i in 0..8 {
@@ -698,19 +654,9 @@ fn two_borgs_never_share_an_instance_at_the_same_time() {
         ));
     }
     let file = sb.write("tasks.toml", &tasks);
-    let fake = fake_bin();
-    let args = [
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake.to_str().unwrap(),
-        "--concurrency",
-        "2",
-        "--progress",
-        "none",
-    ];
-    let a = sb.borg(&args).spawn().unwrap();
-    let b = sb.borg(&args).spawn().unwrap();
+    let args = ["--concurrency", "2", "--progress", "none"];
+    let a = sb.fake_run(&file, &args).spawn().unwrap();
+    let b = sb.fake_run(&file, &args).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(
         a.status.success() && b.status.success(),
@@ -723,9 +669,7 @@ fn two_borgs_never_share_an_instance_at_the_same_time() {
     for i in 0..8 {
         let argv = sb.argv(&format!("s{i}"));
         assert_eq!(argv.len(), 1, "task s{i} ran {} times", argv.len());
-        let t = chrono::DateTime::parse_from_rfc3339(argv[0]["time"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis();
+        let t = started_ms(&argv[0]);
         spans.push((argv[0]["cwd"].as_str().unwrap().to_string(), t));
     }
     for (i, (cwd, t)) in spans.iter().enumerate() {
@@ -781,8 +725,7 @@ fn a_person_can_accept_a_handoff_while_its_task_still_runs() {
     let mut run = spawn_run(&sb, &file, "run", &["--json"]);
     assert!(wait_until(Duration::from_secs(20), || !handoffs(&sb).is_empty()));
     let id = handoffs(&sb)[0]["id"].as_i64().unwrap().to_string();
-    let out = sb.borg(&["handoff", "accept", &id]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    sb.succeed(&["handoff", "accept", &id]);
     assert_eq!(
         wait_child(&mut run, Duration::from_secs(30)).code(),
         Some(0)

@@ -23,14 +23,7 @@ fn logs_follow_streams_lines_while_the_task_runs_and_ends_with_it() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let mut run = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--progress",
-            "none",
-        ])
+        .fake_run(&file, &["--progress", "none"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -70,14 +63,7 @@ fn status_json_shows_the_running_task_and_its_tool_from_another_process() {
     let sb = Sandbox::new();
     let file = sb.write("tasks.toml", "[[task]]\nid = \"busy\"\nprompt = '''\n#fake bash \"sleep 3\"\n'''\n[[task]]\nid = \"later\"\ndepends_on = [\"busy\"]\nprompt = \"x\"\n");
     let mut run = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--progress",
-            "none",
-        ])
+        .fake_run(&file, &["--progress", "none"])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -171,7 +157,7 @@ fn transcript_summarises_a_saved_file_and_a_large_generated_one() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["status"], "succeeded");
     assert_eq!(v["session_id"], "470a0a8f-122c-41b2-824c-fac7f58a93f3");
     assert_eq!(v["tests"]["passed"], 3);
@@ -200,7 +186,7 @@ fn transcript_summarises_a_saved_file_and_a_large_generated_one() {
         .unwrap();
     eprintln!("borg transcript on 40 MB: {:?}", t.elapsed());
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = json_of(&out);
     assert_eq!(v["status"], "succeeded");
     assert!(v["tools_used"]["Bash"].as_u64().unwrap() > 1000);
 }
@@ -210,15 +196,7 @@ fn diagnostics_go_to_stderr_and_json_stdout_stays_clean() {
     let sb = Sandbox::new();
     let file = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
     let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-            "--log-format",
-            "json",
-        ])
+        .fake_run(&file, &["--json", "--log-format", "json"])
         .env("BORG_LOG", "borg=debug")
         .output()
         .unwrap();
@@ -296,11 +274,7 @@ fn report_file_logs_attempt_and_status_watch_work_as_named() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    signal(&watch, nix::sys::signal::Signal::SIGKILL);
     let out = watch.wait_with_output().unwrap();
     let frames = String::from_utf8_lossy(&out.stdout)
         .matches("TOTALS")

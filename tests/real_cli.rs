@@ -15,7 +15,7 @@ use common::*;
 use mock_api::{Fault, MockApi, Script, Turn};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/template");
@@ -128,23 +128,25 @@ impl Rig {
         c
     }
 
-    /// `borg run tasks.toml --json --claude REAL --template examples/template ...`.
-    fn run(&self, tasks: &str, extra: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
+    /// `borg run tasks.toml --claude REAL --json --template examples/template ARGS...`,
+    /// with `tasks` written to tasks.toml.
+    fn run_tasks(&self, tasks: &str, extra: &[&str], env: &[(&str, &str)]) -> Command {
         let file = self.sb.write("tasks.toml", tasks);
-        let claude = self.claude.to_str().unwrap();
-        let mut args = vec![
-            "run",
-            file.to_str().unwrap(),
-            "--json",
-            "--claude",
-            claude,
-            "--template",
-            TEMPLATE,
-            "--progress",
-            "plain",
-        ];
+        let mut args = vec!["--json", "--template", TEMPLATE];
         args.extend_from_slice(extra);
-        let out = self.borg(&args, env).output().expect("run borg");
+        let mut c = self.borg(&[], env);
+        c.args(run_args(&file, &self.claude, &args));
+        c
+    }
+
+    /// [`Rig::run_tasks`] with `--progress plain`, waited for; the output and the report.
+    fn run(&self, tasks: &str, extra: &[&str], env: &[(&str, &str)]) -> (Output, Value) {
+        let mut args = vec!["--progress", "plain"];
+        args.extend_from_slice(extra);
+        let out = self
+            .run_tasks(tasks, &args, env)
+            .output()
+            .expect("run borg");
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
             panic!(
                 "report is not JSON ({err}):\nstdout: {}\nstderr: {}\nmock:\n{}",
@@ -154,6 +156,16 @@ impl Rig {
             )
         });
         (out, v)
+    }
+
+    /// [`Rig::run_tasks`] with `--timeout TIMEOUT`, started in the background with
+    /// stdout and stderr piped.
+    fn spawn(&self, tasks: &str, timeout: &str) -> Child {
+        self.run_tasks(tasks, &["--timeout", timeout], &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start borg")
     }
 
     /// The instance's project-files/ folder of a task in a report.
@@ -173,6 +185,23 @@ impl Rig {
     }
 }
 
+/// Waits for a borg started by [`Rig::spawn`]: its output and its report (null when
+/// stdout is not JSON).
+fn finish(child: Child) -> (Output, Value) {
+    let out = child.wait_with_output().expect("wait for borg");
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, rep)
+}
+
+/// The pid of the `sleep` a task's Bash tool runs, if it runs.
+fn bash_sleep(id: &str) -> Option<i32> {
+    task_procs(id).into_iter().find(|&p| {
+        std::fs::read(format!("/proc/{p}/cmdline"))
+            .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"sleep".as_slice()))
+    })
+}
+
+/// A one-task list whose prompt is a TOML literal string, then `extra` lines.
 fn one(id: &str, prompt: &str, extra: &str) -> String {
     format!("[[task]]\nid = \"{id}\"\nprompt = '''\n{prompt}\n'''\n{extra}\n")
 }
@@ -296,7 +325,7 @@ fn a_developer_task_writes_edits_runs_the_tests_and_is_reported() {
         "took {:?}",
         t.elapsed()
     );
-    assert!(procs_with_env("BORG_TASK_ID", "fix-add").is_empty());
+    assert!(task_procs("fix-add").is_empty());
 }
 
 /// The raw stdout transcripts of a task's attempts, in attempt order.
@@ -569,50 +598,19 @@ fn a_timeout_while_the_bash_tool_sleeps_kills_the_whole_tree() {
     let Some(rig) = Rig::new(vec![script]) else {
         return;
     };
-    let file = rig.sb.write("tasks.toml", &one("sleepy", "Wait.", ""));
-    let claude = rig.claude.to_str().unwrap().to_string();
-    let child = rig
-        .borg(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--json",
-                "--claude",
-                &claude,
-                "--template",
-                TEMPLATE,
-                "--timeout",
-                "4s",
-            ],
-            &[],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start borg");
+    let child = rig.spawn(&one("sleepy", "Wait.", ""), "4s");
     // While it runs: the Bash tool's `sleep 300` exists, in a session of its own.
-    let sleeper = || {
-        procs_with_env("BORG_TASK_ID", "sleepy")
-            .into_iter()
-            .find(|&p| {
-                std::fs::read(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"sleep".as_slice()))
-            })
-    };
-    let found = wait_until(Duration::from_secs(20), || sleeper().is_some());
-    let claude_pid = procs_with_env("BORG_TASK_ID", "sleepy")
-        .into_iter()
-        .find(|&p| {
-            std::fs::read_link(format!("/proc/{p}/exe"))
-                .is_ok_and(|e| e.ends_with("claude.exe") || e.ends_with("claude"))
-        });
-    let own_session = sleeper().zip(claude_pid).map(|(s, c)| {
+    let found = wait_until(Duration::from_secs(20), || bash_sleep("sleepy").is_some());
+    let claude_pid = task_procs("sleepy").into_iter().find(|&p| {
+        std::fs::read_link(format!("/proc/{p}/exe"))
+            .is_ok_and(|e| e.ends_with("claude.exe") || e.ends_with("claude"))
+    });
+    let own_session = bash_sleep("sleepy").zip(claude_pid).map(|(s, c)| {
         let sid = |p: i32| nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(p))).ok();
         sid(s) != sid(c)
     });
     let t = Instant::now();
-    let out = child.wait_with_output().expect("wait for borg");
-    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let (out, rep) = finish(child);
     let ctx = rig.context(&out, &rep);
     assert!(found, "the Bash tool's sleep never started\n{ctx}");
     assert_eq!(
@@ -630,7 +628,7 @@ fn a_timeout_while_the_bash_tool_sleeps_kills_the_whole_tree() {
         t.elapsed()
     );
     assert!(
-        procs_with_env("BORG_TASK_ID", "sleepy").is_empty(),
+        task_procs("sleepy").is_empty(),
         "a process of the attempt survived\n{ctx}"
     );
 }
@@ -867,43 +865,11 @@ fn ctrl_c_to_borg_during_a_bash_tool_leaves_no_process_behind() {
     let Some(rig) = Rig::new(vec![script]) else {
         return;
     };
-    let file = rig.sb.write("tasks.toml", &one("stopme", "Wait.", ""));
-    let claude = rig.claude.to_str().unwrap().to_string();
-    let child = rig
-        .borg(
-            &[
-                "run",
-                file.to_str().unwrap(),
-                "--json",
-                "--claude",
-                &claude,
-                "--template",
-                TEMPLATE,
-                "--timeout",
-                "60s",
-            ],
-            &[],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start borg");
-    let sleeping = wait_until(Duration::from_secs(20), || {
-        procs_with_env("BORG_TASK_ID", "stopme")
-            .into_iter()
-            .any(|p| {
-                std::fs::read(format!("/proc/{p}/cmdline"))
-                    .is_ok_and(|c| c.split(|&b| b == 0).next() == Some(b"sleep".as_slice()))
-            })
-    });
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT to borg");
+    let child = rig.spawn(&one("stopme", "Wait.", ""), "60s");
+    let sleeping = wait_until(Duration::from_secs(20), || bash_sleep("stopme").is_some());
+    signal(&child, nix::sys::signal::Signal::SIGINT);
     let t = Instant::now();
-    let out = child.wait_with_output().expect("wait for borg");
-    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let (out, rep) = finish(child);
     let ctx = rig.context(&out, &rep);
     assert!(sleeping, "the Bash tool's sleep never started\n{ctx}");
     assert_eq!(out.status.code(), Some(130), "{ctx}");
@@ -914,7 +880,7 @@ fn ctrl_c_to_borg_during_a_bash_tool_leaves_no_process_behind() {
     );
     assert_eq!(task(&rep, "stopme")["status"], "interrupted", "{ctx}");
     assert!(
-        procs_with_env("BORG_TASK_ID", "stopme").is_empty(),
+        task_procs("stopme").is_empty(),
         "a process of the attempt survived\n{ctx}"
     );
 }

@@ -20,23 +20,9 @@ fn a_new_borg_sweeps_the_processes_of_a_dead_borg_whose_shim_died_too() {
     let sb = Sandbox::new();
     let tasks = "[[task]]\nid = \"orphan\"\nprompt = '''\n#fake first 1 grandchild-setsid\n#fake first 1 hang\n#fake result \"second time lucky\"\n'''\n";
     let file = sb.write("tasks.toml", tasks);
-    let fake = fake_bin();
-    let args = [
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake.to_str().unwrap(),
-        "--progress",
-        "none",
-    ];
-    let mut first = sb.borg(&args).spawn().unwrap();
+    let mut first = sb.fake_run(&file, &["--progress", "none"]).spawn().unwrap();
     assert!(
-        wait_until(Duration::from_secs(20), || procs_with_env(
-            "BORG_TASK_ID",
-            "orphan"
-        )
-        .len()
-            >= 2),
+        wait_until(Duration::from_secs(20), || task_procs("orphan").len() >= 2),
         "the attempt did not start"
     );
     // Kill the shim first, then borg: nothing is left to clean up the attempt's tree,
@@ -49,23 +35,23 @@ fn a_new_borg_sweeps_the_processes_of_a_dead_borg_whose_shim_died_too() {
     kill(Pid::from_raw(borg_pid), Signal::SIGKILL).unwrap();
     let _ = first.wait();
     std::thread::sleep(Duration::from_millis(300));
-    let left = procs_with_env("BORG_TASK_ID", "orphan");
+    let left = task_procs("orphan");
     assert!(
         left.len() >= 2,
         "expected the orphaned attempt to be alive before the sweep: {left:?}"
     );
 
     let out = sb
-        .borg(&[&args[..], &["--json"]].concat())
+        .fake_run(&file, &["--progress", "none", "--json"])
         .output()
         .unwrap();
-    let survivors = procs_with_env("BORG_TASK_ID", "orphan");
+    let survivors = task_procs("orphan");
     for p in &survivors {
         let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
     }
     assert!(survivors.is_empty(), "the restart sweep left {survivors:?}");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "orphan")["status"], "succeeded");
     assert_eq!(task(&rep, "orphan")["attempts"], 2);
     let v = sb.json(&["task", "show", "orphan", "--json"]);
@@ -126,15 +112,7 @@ fn replacing_the_borg_binary_during_a_run_does_not_break_new_attempts() {
     let copy = sb.path().join("borg-copy");
     std::fs::copy(borg_bin(), &copy).unwrap();
     let file = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"#fake sleep 1200\"\n[[task]]\nid = \"b\"\ndepends_on = [\"a\"]\nprompt = \"x\"\n");
-    let mut cmd = sb.borg(&[
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake_bin().to_str().unwrap(),
-        "--json",
-        "--progress",
-        "none",
-    ]);
+    let mut cmd = sb.fake_run(&file, &["--json", "--progress", "none"]);
     let cmd = cmd.stdout(std::process::Stdio::piped());
     let args: Vec<std::ffi::OsString> = cmd.get_args().map(|a| a.to_owned()).collect();
     let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> = cmd
@@ -149,16 +127,12 @@ fn replacing_the_borg_binary_during_a_run_does_not_break_new_attempts() {
         .stdout(std::process::Stdio::piped())
         .stdin(std::process::Stdio::null());
     let child = run.spawn().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || !procs_with_env(
-        "BORG_TASK_ID",
-        "a"
-    )
-    .is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || !task_procs("a").is_empty()));
     let staged = sb.path().join("borg-copy.new");
     std::fs::copy(borg_bin(), &staged).unwrap();
     std::fs::rename(&staged, &copy).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "b")["status"], "succeeded", "{rep:#}");
 }

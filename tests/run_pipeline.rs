@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::path::Path;
 
 const DEMO_TEMPLATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/template");
 
@@ -125,7 +126,7 @@ prompt = "Check the thing VERBATIM-MARKER *with* `markdown`."
     // The dependency's file was carried into the tester's instance.
     let cwd = sb.argv("check")[0]["cwd"].as_str().unwrap().to_string();
     assert_eq!(
-        std::fs::read_to_string(std::path::Path::new(&cwd).join("out.txt")).unwrap(),
+        std::fs::read_to_string(Path::new(&cwd).join("out.txt")).unwrap(),
         "hello"
     );
 }
@@ -147,12 +148,7 @@ prompt = '''
     );
     let file = sb.write("tasks.toml", &tasks);
     let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-        ])
+        .fake_run(&file, &[])
         .env("CLAUDECODE", "1")
         .env("SOME_SECRET", "nope")
         .env("ANTHROPIC_API_KEY", "sk-test")
@@ -240,7 +236,7 @@ fn a_timeout_stops_the_child_and_reports_timed_out() {
     let t = task(&rep, "slow");
     assert_eq!(t["status"], "timed_out");
     assert_eq!(t["watchdog"], "timeout");
-    assert!(procs_with_env("BORG_TASK_ID", "slow").is_empty());
+    assert!(task_procs("slow").is_empty());
 }
 
 #[test]
@@ -258,9 +254,7 @@ fn at_most_n_children_run_at_once() {
     let mut spans: Vec<(f64, f64)> = Vec::new();
     for i in 0..6 {
         let a = &sb.argv(&format!("t{i}"))[0];
-        let start = chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap())
-            .unwrap()
-            .timestamp_millis() as f64;
+        let start = started_ms(a) as f64;
         spans.push((start, start + 400.0));
     }
     for s in &spans {
@@ -305,12 +299,7 @@ fn a_missing_claude_binary_exits_2_naming_it() {
     let sb = Sandbox::new();
     let f = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
     let out = sb
-        .borg(&[
-            "run",
-            f.to_str().unwrap(),
-            "--claude",
-            "/nonexistent/claude",
-        ])
+        .run_with(&f, Path::new("/nonexistent/claude"), &[])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -330,12 +319,7 @@ fn root_with_bypass_permissions_and_no_sandbox_flag_is_refused_up_front() {
     let sb = Sandbox::new();
     let f = sb.write("tasks.toml", "[[task]]\nid = \"a\"\nprompt = \"x\"\n");
     let out = sb
-        .borg(&[
-            "run",
-            f.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-        ])
+        .fake_run(&f, &[])
         .env_remove("IS_SANDBOX")
         .output()
         .unwrap();

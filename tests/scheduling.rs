@@ -5,19 +5,11 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
-use std::process::{Child, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 /// Fast retries for tests.
 const FAST: &str = "backoff_base = \"100ms\"\nbackoff_cap = \"500ms\"\n";
-
-/// Epoch ms of an attempt's start, from fake-claude's argv record.
-fn started_ms(a: &Value) -> i64 {
-    chrono::DateTime::parse_from_rfc3339(a["time"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis()
-}
 
 /// The tasks named by `start` lines of the plain progress output, in order.
 fn start_order(err: &str) -> Vec<String> {
@@ -27,33 +19,26 @@ fn start_order(err: &str) -> Vec<String> {
         .collect()
 }
 
-fn argv_strings(a: &Value) -> Vec<String> {
-    a["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
+/// Waits until `borg status` says the fleet is parked; returns whether it did, and the
+/// last status text.
+fn wait_for_park(sb: &Sandbox) -> (bool, String) {
+    let mut status = String::new();
+    let seen = wait_until(Duration::from_secs(15), || {
+        let o = sb.borg(&["status"]).output().unwrap();
+        status = String::from_utf8_lossy(&o.stdout).into_owned();
+        status.contains("parked until")
+    });
+    (seen, status)
 }
 
-fn spawn_run(sb: &Sandbox, tasks: &str, extra: &[&str]) -> Child {
-    let file = sb.write("tasks.toml", tasks);
-    let fake = fake_bin();
-    let mut args = vec![
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake.to_str().unwrap(),
-        "--progress",
-        "plain",
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    sb.borg(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// Waits for a background borg until `limit` (killed past it); returns whether it
+/// finished in time, and its output.
+fn finish_within(mut c: Child, limit: Duration) -> (bool, Output) {
+    let finished = wait_until(limit, || c.try_wait().unwrap().is_some());
+    if !finished {
+        let _ = c.kill();
+    }
+    (finished, c.wait_with_output().unwrap())
 }
 
 #[test]
@@ -132,18 +117,7 @@ fn a_role_limit_keeps_to_one_tester_at_a_time() {
 #[test]
 fn a_pinned_task_runs_on_its_instance_and_waits_for_it() {
     let sb = Sandbox::new();
-    let o = sb
-        .borg(&[
-            "instance",
-            "create",
-            "--role",
-            "developer",
-            "--name",
-            "dev-1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.create_instance("developer", "dev-1");
     let tasks = "[[task]]\nid = \"pin-a\"\ninstance = \"dev-1\"\nprompt = \"#fake sleep 600\"\n\n\
                  [[task]]\nid = \"pin-b\"\ninstance = \"dev-1\"\nprompt = \"#fake sleep 600\"\n\n\
                  [[task]]\nid = \"pin-free\"\nprompt = \"#fake sleep 600\"\n";
@@ -170,27 +144,11 @@ fn a_pinned_task_runs_on_its_instance_and_waits_for_it() {
 fn a_task_pinned_to_an_instance_that_does_not_exist_yet_still_runs() {
     let sb = Sandbox::new();
     let tasks = "[[task]]\nid = \"pin-new\"\ninstance = \"dev-new\"\nprompt = \"#fake result \\\"ok\\\"\"\n";
-    let file = sb.write("tasks.toml", tasks);
-    let mut c = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let finished = wait_until(Duration::from_secs(20), || c.try_wait().unwrap().is_some());
-    if !finished {
-        let _ = c.kill();
-    }
-    let out = c.wait_with_output().unwrap();
+    let c = sb.spawn_run(tasks, &["--json"]);
+    let (finished, out) = finish_within(c, Duration::from_secs(20));
     assert!(finished, "borg waited forever for instance dev-new");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "pin-new")["instance"], "dev-new");
 }
 
@@ -256,7 +214,7 @@ fn a_401_on_every_task_opens_the_breaker_with_one_message() {
             .unwrap();
         assert!(line.contains("401"), "{line}");
         if json {
-            let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+            let rep = json_of(&out);
             assert!(rep["stop_reason"]
                 .as_str()
                 .is_some_and(|s| s.contains("ANTHROPIC_API_KEY")));
@@ -271,14 +229,9 @@ fn a_usage_limit_parks_the_fleet_then_resumes_the_session() {
     sb.config(FAST);
     let tasks = "[[task]]\nid = \"park-a\"\npriority = 1\nretries = 0\nprompt = '''\n#fake first 1 rate-limit 3\n#fake result \"resumed\"\n'''\n\n\
                  [[task]]\nid = \"park-b\"\nprompt = \"#fake result \\\"b\\\"\"\n";
-    let mut c = spawn_run(&sb, tasks, &["--concurrency", "1"]);
+    let c = sb.spawn_run(tasks, &["--json", "--concurrency", "1"]);
     // While parked, `borg status` says so.
-    let mut status = String::new();
-    let seen = wait_until(Duration::from_secs(15), || {
-        let o = sb.borg(&["status"]).output().unwrap();
-        status = String::from_utf8_lossy(&o.stdout).into_owned();
-        status.contains("parked until")
-    });
+    let (seen, status) = wait_for_park(&sb);
     assert!(seen, "status never showed the park: {status}");
     let line = status.lines().find(|l| l.contains("parked until")).unwrap();
     let hhmm = line
@@ -292,14 +245,10 @@ fn a_usage_limit_parks_the_fleet_then_resumes_the_session() {
         hhmm.len() == 5 && hhmm.as_bytes()[2] == b':',
         "HH:MM: {line}"
     );
-    let finished = wait_until(Duration::from_secs(30), || c.try_wait().unwrap().is_some());
-    if !finished {
-        let _ = c.kill();
-    }
-    let out = c.wait_with_output().unwrap();
+    let (finished, out) = finish_within(c, Duration::from_secs(30));
     assert!(finished, "the run never ended: {}", stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let rep: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "park-a")["status"], "succeeded");
     assert_eq!(task(&rep, "park-b")["status"], "succeeded");
     let a = sb.argv("park-a");
@@ -334,13 +283,8 @@ fn status_names_the_kind_of_limit_the_fleet_is_parked_on() {
         "kind-a",
         "#fake first 1 rate-limit 3\n#fake result \"resumed\"",
     );
-    let mut c = spawn_run(&sb, &tasks, &[]);
-    let mut status = String::new();
-    let seen = wait_until(Duration::from_secs(15), || {
-        let o = sb.borg(&["status"]).output().unwrap();
-        status = String::from_utf8_lossy(&o.stdout).into_owned();
-        status.contains("parked until")
-    });
+    let mut c = sb.spawn_run(&tasks, &["--json"]);
+    let (seen, status) = wait_for_park(&sb);
     let _ = c.kill();
     let _ = c.wait();
     assert!(seen, "status never showed the park: {status}");
@@ -395,12 +339,7 @@ fn child_env(sb: &Sandbox, id: &str, extra_env: &[(&str, &str)]) -> String {
     let envfile = sb.path().join(format!("{id}.env"));
     let tasks = one(id, &format!("#fake bash \"env > {}\"", envfile.display()));
     let file = sb.write("tasks.toml", &tasks);
-    let mut cmd = sb.borg(&[
-        "run",
-        file.to_str().unwrap(),
-        "--claude",
-        fake_bin().to_str().unwrap(),
-    ]);
+    let mut cmd = sb.fake_run(&file, &[]);
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -493,16 +432,11 @@ fn an_open_breaker_does_not_outlive_its_run() {
         .collect();
     let out = sb.run(&bad, &["--concurrency", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let status = |sb: &Sandbox| {
-        let o = sb.borg(&["status", "--json"]).output().unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-        serde_json::from_slice::<Value>(&o.stdout).unwrap()
-    };
-    assert_eq!(status(&sb)["breaker"]["open"], true);
+    assert_eq!(sb.json(&["status", "--json"])["breaker"]["open"], true);
     // The key is fixed: the next run works, and status no longer says the breaker is open.
     let out = sb.run(&one("unstuck", "#fake result \"ok\""), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let v = status(&sb);
+    let v = sb.json(&["status", "--json"]);
     assert!(v["breaker"].is_null(), "still open: {v:#}");
 }
 
@@ -534,7 +468,7 @@ fn a_run_takes_only_its_own_lists_tasks_and_their_handoffs() {
     for id in ["b-0", "b-1", "b-2"] {
         assert_eq!(sb.argv(id).len(), 1, "{id} ran once");
     }
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report");
+    let report = json_of(&out);
     let ids: Vec<&str> = report["tasks"]
         .as_array()
         .unwrap()

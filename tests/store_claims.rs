@@ -104,19 +104,14 @@ fn deps_block_until_succeeded_and_unknown_deps_never_satisfy() {
 
 #[test]
 fn role_pin_only_and_not_before_filters() {
-    let (_d, s) = fresh();
     let mut pinned = nt("p", "dev", 10, 0, &[]);
     pinned.instance = Some("dev-1".into());
-    s.sync_tasks(
-        &[
-            pinned,
-            nt("t", "tester", 5, 1, &[]),
-            nt("d1", "dev", 0, 2, &[]),
-            nt("d2", "dev", 0, 3, &[]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        pinned,
+        nt("t", "tester", 5, 1, &[]),
+        nt("d1", "dev", 0, 2, &[]),
+        nt("d2", "dev", 0, 3, &[]),
+    ]);
 
     // role filter: a tester slot only sees the tester task
     assert_eq!(
@@ -136,18 +131,8 @@ fn role_pin_only_and_not_before_filters() {
     // not_before: retry later
     let c = claim(&s, &req("o", &["dev"], 1));
     assert_eq!(c.task.id, "d1");
-    s.finish_attempt(
-        &c.token,
-        &fin(
-            Status::Failed,
-            Disposition::Retry {
-                not_before_ms: 500,
-                counts: true,
-            },
-            2,
-        ),
-    )
-    .unwrap();
+    s.finish_attempt(&c.token, &fin_retry(Status::Failed, 500, true, 2))
+        .unwrap();
     assert!(s.claim_next(&req("o", &["dev"], 499)).unwrap().is_none());
     let c = claim(&s, &req("o", &["dev"], 500));
     assert_eq!((c.task.id.as_str(), c.attempt, c.token.fence), ("d1", 2, 2));
@@ -156,38 +141,17 @@ fn role_pin_only_and_not_before_filters() {
 
 #[test]
 fn max_attempts_counts_only_counted_retries() {
-    let (_d, s) = fresh();
     let mut t = nt("a", "dev", 0, 0, &[]);
     t.max_attempts = 1;
-    s.sync_tasks(&[t], 0).unwrap();
+    let (_d, s) = fresh_with(&[t]);
     let r = req("o", &["dev"], 1);
     let c = claim(&s, &r);
     // parking (rate limit) does not use up the only attempt
-    s.finish_attempt(
-        &c.token,
-        &fin(
-            Status::RateLimited,
-            Disposition::Retry {
-                not_before_ms: 0,
-                counts: false,
-            },
-            2,
-        ),
-    )
-    .unwrap();
+    s.finish_attempt(&c.token, &fin_retry(Status::RateLimited, 0, false, 2))
+        .unwrap();
     let c = claim(&s, &r);
-    s.finish_attempt(
-        &c.token,
-        &fin(
-            Status::Failed,
-            Disposition::Retry {
-                not_before_ms: 0,
-                counts: true,
-            },
-            3,
-        ),
-    )
-    .unwrap();
+    s.finish_attempt(&c.token, &fin_retry(Status::Failed, 0, true, 3))
+        .unwrap();
     assert!(
         s.claim_next(&r).unwrap().is_none(),
         "counted attempts exhausted"
@@ -265,11 +229,8 @@ fn fencing_rejects_the_stale_owner_and_changes_nothing() {
     f.new_tasks = vec![nt("zombie", "dev", 0, 9, &[])];
     stale(s.finish_attempt(&c1.token, &f).unwrap_err());
     stale(
-        s.finish_attempt(
-            &c1.token,
-            &fin(Status::Failed, Disposition::Final(Status::Failed), 20_000),
-        )
-        .unwrap_err(),
+        s.finish_attempt(&c1.token, &fin_final(Status::Failed, 20_000))
+            .unwrap_err(),
     );
     let hr = handoff("tester", "r");
     stale(s.request_handoff(&c1.token, None, &hr, 20_000).unwrap_err());
@@ -335,23 +296,13 @@ fn start_and_finish_record_the_attempt() {
 #[test]
 fn finish_without_start_still_records_an_attempt() {
     let (_d, s, c) = a_claimed();
-    s.finish_attempt(
-        &c.token,
-        &fin(
-            Status::SpawnFailed,
-            Disposition::Final(Status::SpawnFailed),
-            3,
-        ),
-    )
-    .unwrap();
+    s.finish_attempt(&c.token, &fin_final(Status::SpawnFailed, 3))
+        .unwrap();
     let a = s.attempts("a").unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].status, Status::SpawnFailed);
     assert!(matches!(
-        s.finish_attempt(
-            &c.token,
-            &fin(Status::Failed, Disposition::Final(Status::Failed), 3)
-        ),
+        s.finish_attempt(&c.token, &fin_final(Status::Failed, 3)),
         Err(StoreError::StaleClaim { .. })
     ));
 }
@@ -371,29 +322,21 @@ fn non_final_status_in_final_disposition_is_refused() {
 
 #[test]
 fn failure_skips_transitive_dependents_and_retry_unskips() {
-    let (_d, s) = fresh();
     // a ← b ← c ; a ← d ; e independent ; f depends on c and on g (g fails on its own)
-    s.sync_tasks(
-        &[
-            nt("a", "dev", 0, 0, &[]),
-            nt("b", "dev", 0, 1, &["a"]),
-            nt("c", "dev", 0, 2, &["b"]),
-            nt("d", "dev", 0, 3, &["a"]),
-            nt("e", "dev", 0, 4, &[]),
-            nt("g", "dev", 0, 5, &[]),
-            nt("f", "dev", 0, 6, &["c", "g"]),
-        ],
-        0,
-    )
-    .unwrap();
+    let (_d, s) = fresh_with(&[
+        nt("a", "dev", 0, 0, &[]),
+        nt("b", "dev", 0, 1, &["a"]),
+        nt("c", "dev", 0, 2, &["b"]),
+        nt("d", "dev", 0, 3, &["a"]),
+        nt("e", "dev", 0, 4, &[]),
+        nt("g", "dev", 0, 5, &[]),
+        nt("f", "dev", 0, 6, &["c", "g"]),
+    ]);
     let r = req("o", &["dev"], 1);
     let ca = claim(&s, &r);
     assert_eq!(ca.task.id, "a");
-    s.finish_attempt(
-        &ca.token,
-        &fin(Status::Failed, Disposition::Final(Status::Failed), 2),
-    )
-    .unwrap();
+    s.finish_attempt(&ca.token, &fin_final(Status::Failed, 2))
+        .unwrap();
     for id in ["b", "c", "d", "f"] {
         assert_eq!(status(&s, id), Status::Skipped, "{id}");
     }
@@ -410,11 +353,8 @@ fn failure_skips_transitive_dependents_and_retry_unskips() {
     assert_eq!(ce.task.id, "e");
     let cg = claim(&s, &r);
     assert_eq!(cg.task.id, "g");
-    s.finish_attempt(
-        &cg.token,
-        &fin(Status::TimedOut, Disposition::Final(Status::TimedOut), 3),
-    )
-    .unwrap();
+    s.finish_attempt(&cg.token, &fin_final(Status::TimedOut, 3))
+        .unwrap();
 
     // running task cannot be retried; unknown is NotFound
     assert!(matches!(s.retry_task("e", 4), Err(StoreError::Conflict(_))));
@@ -706,11 +646,8 @@ fn failed_attempt_drops_pending_handoffs() {
     let (_d, s, c) = a_claimed();
     let hr = handoff("tester", "r");
     let h = s.request_handoff(&c.token, None, &hr, 2).unwrap();
-    s.finish_attempt(
-        &c.token,
-        &fin(Status::Failed, Disposition::Final(Status::Failed), 3),
-    )
-    .unwrap();
+    s.finish_attempt(&c.token, &fin_final(Status::Failed, 3))
+        .unwrap();
     assert_eq!(s.handoffs(None).unwrap()[0].state, HandoffState::Dropped);
     assert!(matches!(
         s.accept_handoff(h, 4),

@@ -14,7 +14,7 @@ use borg::store::*;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -113,14 +113,7 @@ fn run_threads(path: &Path, threads: usize, target: usize, work: Duration) -> Me
                     std::thread::sleep(work);
                     let t1 = Instant::now();
                     if rng.gen_bool(0.1) {
-                        let f = fin(
-                            Status::RateLimited,
-                            Disposition::Retry {
-                                not_before_ms: 0,
-                                counts: false,
-                            },
-                            1_000,
-                        );
+                        let f = fin_retry(Status::RateLimited, 0, false, 1_000);
                         s.finish_attempt(&c.token, &f).unwrap();
                     } else {
                         s.finish_attempt(&c.token, &ok(1_000)).unwrap();
@@ -207,15 +200,22 @@ fn check_store(s: &SqliteStore, list: &[NewTask]) {
     assert_eq!(s.integrity_check().unwrap(), Vec::<String>::new());
 }
 
-#[test]
-fn eight_threads_finish_500_tasks_exactly_once() {
+/// A store file in a temp dir (the dir must outlive its use) holding a random DAG of
+/// `n` tasks, synced at 0 ms; the dir, the file and the list.
+fn dag_store(n: usize, seed: u64) -> (tempfile::TempDir, PathBuf, Vec<NewTask>) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("borg.db");
-    let list = random_dag(500, 7);
+    let list = random_dag(n, seed);
     SqliteStore::open(&path)
         .unwrap()
         .sync_tasks(&list, 0)
         .unwrap();
+    (dir, path, list)
+}
+
+#[test]
+fn eight_threads_finish_500_tasks_exactly_once() {
+    let (_dir, path, list) = dag_store(500, 7);
     let t0 = Instant::now();
     let m = run_threads(&path, 8, list.len(), Duration::ZERO);
     let wall = t0.elapsed();
@@ -315,13 +315,7 @@ fn worker_entry() {
 
 #[test]
 fn sigkill_loses_no_committed_finish() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("borg.db");
-    let list = random_dag(400, 3);
-    SqliteStore::open(&path)
-        .unwrap()
-        .sync_tasks(&list, 0)
-        .unwrap();
+    let (_dir, path, list) = dag_store(400, 3);
     let exe = std::env::current_exe().unwrap();
     let mut rng = StdRng::seed_from_u64(99);
     let mut printed: Vec<(String, i64)> = Vec::new();

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -15,7 +16,7 @@ fn timeout_kills_a_grandchild_that_escaped_into_its_own_session_and_ignores_sigt
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(task(&rep, "esc")["status"], "timed_out");
     assert!(
-        procs_with_env("BORG_TASK_ID", "esc").is_empty(),
+        task_procs("esc").is_empty(),
         "a process of the attempt survived"
     );
 }
@@ -37,7 +38,7 @@ fn a_child_ignoring_sigint_and_sigterm_is_killed_at_the_end_of_the_ladder() {
     assert_eq!(out.status.code(), Some(1));
     let r = task(&rep, "deaf");
     assert_eq!(r["status"], "timed_out");
-    assert!(procs_with_env("BORG_TASK_ID", "deaf").is_empty());
+    assert!(task_procs("deaf").is_empty());
 }
 
 #[test]
@@ -60,7 +61,7 @@ fn a_grandchild_holding_stdout_does_not_hang_the_attempt_and_is_reported_as_leak
     let r = task(&rep, "holder");
     assert_eq!(r["status"], "succeeded");
     assert_eq!(r["leaked"], true);
-    assert!(procs_with_env("BORG_TASK_ID", "holder").is_empty());
+    assert!(task_procs("holder").is_empty());
 }
 
 #[test]
@@ -77,7 +78,7 @@ fn hang_after_result_keeps_the_outcome_once_result_grace_stops_it() {
     let r = task(&rep, "lingers");
     assert_eq!(r["status"], "succeeded");
     assert_eq!(r["watchdog"], "result_grace");
-    assert!(procs_with_env("BORG_TASK_ID", "lingers").is_empty());
+    assert!(task_procs("lingers").is_empty());
 }
 
 #[test]
@@ -135,13 +136,7 @@ fn a_flood_of_output_is_drained_with_bounded_memory() {
         ),
     );
     let mut child = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-        ])
+        .fake_run(&file, &["--json"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -162,7 +157,7 @@ fn a_flood_of_output_is_drained_with_bounded_memory() {
     }
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "flood")["status"], "succeeded");
     eprintln!("borg peak RSS under a 1 GiB flood: {} MiB", peak_kib / 1024);
     assert!(
@@ -183,33 +178,19 @@ fn sigkill_of_borg_leaves_no_process_of_any_attempt() {
         ));
     }
     let file = sb.write("tasks.toml", &tasks);
-    let mut child = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-        ])
-        .spawn()
-        .unwrap();
+    let mut child = sb.fake_run(&file, &[]).spawn().unwrap();
     let started = wait_until(Duration::from_secs(20), || {
-        (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).len() >= 3)
+        (0..3).all(|i| task_procs(&format!("k{i}")).len() >= 3)
     });
     assert!(started, "the attempts did not start");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGKILL);
     let _ = child.wait();
     let gone = wait_until(Duration::from_secs(2), || {
-        (0..3).all(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")).is_empty())
+        (0..3).all(|i| task_procs(&format!("k{i}")).is_empty())
     });
-    let left: Vec<i32> = (0..3)
-        .flat_map(|i| procs_with_env("BORG_TASK_ID", &format!("k{i}")))
-        .collect();
+    let left: Vec<i32> = (0..3).flat_map(|i| task_procs(&format!("k{i}"))).collect();
     for p in &left {
-        borg::procs::signal(*p, nix::sys::signal::Signal::SIGKILL);
+        borg::procs::signal(*p, Signal::SIGKILL);
     }
     assert!(gone, "processes survived borg's SIGKILL: {left:?}");
 }
@@ -224,30 +205,18 @@ fn ctrl_c_stops_every_child_records_interrupted_and_exits_130() {
     );
     let file = sb.write("tasks.toml", &tasks);
     let child = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-        ])
+        .fake_run(&file, &["--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || !procs_with_env(
-        "BORG_TASK_ID",
-        "i1"
-    )
-    .is_empty()
-        && !procs_with_env("BORG_TASK_ID", "i2").is_empty()));
+    let started = wait_until(Duration::from_secs(20), || {
+        !task_procs("i1").is_empty() && !task_procs("i2").is_empty()
+    });
+    assert!(started);
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(8),
@@ -255,14 +224,11 @@ fn ctrl_c_stops_every_child_records_interrupted_and_exits_130() {
         t.elapsed()
     );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "i1")["status"], "interrupted");
     assert_eq!(task(&rep, "i2")["status"], "interrupted");
     assert!(stderr(&out).contains("interrupted"), "{}", stderr(&out));
-    assert!(
-        procs_with_env("BORG_TASK_ID", "i1").is_empty()
-            && procs_with_env("BORG_TASK_ID", "i2").is_empty()
-    );
+    assert!(task_procs("i1").is_empty() && task_procs("i2").is_empty());
 }
 
 #[test]
@@ -271,15 +237,7 @@ fn a_dangling_claude_path_is_refused_before_anything_starts() {
     let file = sb.write("tasks.toml", &one("gone", "#fake result \"x\""));
     let link = sb.path().join("claude-link");
     std::os::unix::fs::symlink(sb.path().join("does-not-exist"), &link).unwrap();
-    let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            link.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = sb.run_with(&file, &link, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("claude-link"));
     assert!(
@@ -324,18 +282,12 @@ fn the_claude_version_is_recorded_and_an_old_one_warned_about() {
     let sb = Sandbox::new();
     let file = sb.write("tasks.toml", &one("v", "#fake result \"ok\""));
     let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake_bin().to_str().unwrap(),
-            "--json",
-        ])
+        .fake_run(&file, &["--json"])
         .env("FAKE_CLAUDE_VERSION", "1.9.4")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(rep["claude_version"], "1.9.4 (Claude Code)");
     assert!(
         stderr(&out).contains("warning") && stderr(&out).contains("1.9.4"),
@@ -349,18 +301,7 @@ fn the_claude_version_is_recorded_and_an_old_one_warned_about() {
 #[test]
 fn a_missing_working_directory_is_spawn_failed_with_the_reason() {
     let sb = Sandbox::new();
-    let out = sb
-        .borg(&[
-            "instance",
-            "create",
-            "--role",
-            "developer",
-            "--name",
-            "dev-1",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    sb.create_instance("developer", "dev-1");
     std::fs::remove_dir_all(sb.ws().join("dev-1/project-files")).unwrap();
     let (out, rep) = sb.run_json(
         "[[task]]\nid = \"nowhere\"\ninstance = \"dev-1\"\nprompt = \"x\"\n",
@@ -398,17 +339,14 @@ fn sigterm_starts_the_ladder_and_a_second_signal_kills_every_tree_at_once() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    assert!(wait_until(Duration::from_secs(20), || procs_with_env(
-        "BORG_TASK_ID",
-        "stubborn"
-    )
-    .len()
-        >= 2));
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let started = wait_until(Duration::from_secs(20), || {
+        task_procs("stubborn").len() >= 2
+    });
+    assert!(started);
+    signal(&child, Signal::SIGTERM);
     std::thread::sleep(Duration::from_millis(500));
     let t = Instant::now();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    signal(&child, Signal::SIGHUP);
     let out = child.wait_with_output().unwrap();
     assert!(
         t.elapsed() < Duration::from_secs(8),
@@ -416,9 +354,9 @@ fn sigterm_starts_the_ladder_and_a_second_signal_kills_every_tree_at_once() {
         t.elapsed()
     );
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
-    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rep = json_of(&out);
     assert_eq!(task(&rep, "stubborn")["status"], "interrupted");
-    assert!(procs_with_env("BORG_TASK_ID", "stubborn").is_empty());
+    assert!(task_procs("stubborn").is_empty());
 }
 
 #[test]
@@ -429,15 +367,7 @@ fn a_claude_binary_that_is_not_executable_exits_2_naming_it() {
     let copy = sb.path().join("claude-noexec");
     std::fs::copy(fake_bin(), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = sb
-        .borg(&[
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            copy.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let out = sb.run_with(&file, &copy, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr(&out).contains("claude-noexec") && stderr(&out).contains("not executable"),

@@ -3,8 +3,9 @@
 //! `/proc` checks for processes left behind.
 #![allow(dead_code)]
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The built borg binary.
@@ -90,19 +91,41 @@ impl Sandbox {
         c
     }
 
+    /// The command `borg run FILE --claude CLAUDE ARGS...` (any claude binary, or a
+    /// path that is not one).
+    pub fn run_with(&self, file: &Path, claude: &Path, extra: &[&str]) -> Command {
+        let mut c = self.borg(&[]);
+        c.args(run_args(file, claude, extra));
+        c
+    }
+
+    /// The command `borg run FILE --claude fake-claude ARGS...`, the progress mode left
+    /// to borg.
+    pub fn fake_run(&self, file: &Path, extra: &[&str]) -> Command {
+        self.run_with(file, &fake_bin(), extra)
+    }
+
     /// The command `borg run FILE --claude fake-claude --progress plain ARGS...`.
     pub fn run_cmd(&self, file: &Path, extra: &[&str]) -> Command {
-        let fake = fake_bin();
-        let mut args = vec![
-            "run",
-            file.to_str().unwrap(),
-            "--claude",
-            fake.to_str().unwrap(),
-            "--progress",
-            "plain",
-        ];
+        let mut args = vec!["--progress", "plain"];
         args.extend_from_slice(extra);
-        self.borg(&args)
+        self.fake_run(file, &args)
+    }
+
+    /// Writes `tasks` to tasks.toml and starts it (see `run_cmd`) in the background,
+    /// stdout and stderr piped.
+    pub fn spawn_run(&self, tasks: &str, extra: &[&str]) -> Child {
+        let file = self.write("tasks.toml", tasks);
+        self.run_cmd(&file, extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start borg")
+    }
+
+    /// `borg instance create --role ROLE --name NAME`, which must succeed.
+    pub fn create_instance(&self, role: &str, name: &str) {
+        self.succeed(&["instance", "create", "--role", role, "--name", name]);
     }
 
     /// Writes `tasks` to tasks.toml and runs it (see `run_cmd`), waited for.
@@ -111,10 +134,16 @@ impl Sandbox {
         self.run_cmd(&file, extra).output().expect("run borg")
     }
 
-    /// A borg command that must succeed and print JSON (`task show ID --json` ...).
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+    /// A borg command that must exit 0 (`task retry ID` ...), run to the end.
+    pub fn succeed(&self, args: &[&str]) -> Output {
         let o = self.borg(args).output().expect("run borg");
         assert_eq!(o.status.code(), Some(0), "borg {args:?}: {}", stderr(&o));
+        o
+    }
+
+    /// A borg command that must succeed and print JSON (`task show ID --json` ...).
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let o = self.succeed(args);
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
             panic!(
                 "borg {args:?} printed no JSON ({e}): {}",
@@ -128,13 +157,7 @@ impl Sandbox {
         let mut e = vec!["--json"];
         e.extend_from_slice(extra);
         let out = self.run(tasks, &e);
-        let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
-            panic!(
-                "report is not JSON ({err}):\nstdout: {}\nstderr: {}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        let v = json_of(&out);
         (out, v)
     }
 
@@ -153,6 +176,13 @@ impl Sandbox {
         std::fs::read_to_string(self.state().join(task).join(format!("prompt.{n}.txt")))
             .unwrap_or_default()
     }
+}
+
+/// The arguments `run FILE --claude CLAUDE ARGS...` of a borg command line.
+pub fn run_args(file: &Path, claude: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["run".into(), file.into(), "--claude".into(), claude.into()];
+    args.extend(extra.iter().map(OsString::from));
+    args
 }
 
 /// A one-task list whose prompt is a TOML literal string (backslashes kept).
@@ -191,4 +221,44 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// stderr as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The JSON a finished borg printed on stdout (a report, a list), or a panic showing
+/// its stdout and stderr.
+pub fn json_of(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
+
+/// Pids of the live processes of a task's attempts (their `BORG_TASK_ID`).
+pub fn task_procs(id: &str) -> Vec<i32> {
+    procs_with_env("BORG_TASK_ID", id)
+}
+
+/// Sends `sig` to a child started in the background (a borg).
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, sig).unwrap_or_else(|e| panic!("{sig} to {pid}: {e}"));
+}
+
+/// Epoch ms of an attempt's start, from fake-claude's argv record.
+pub fn started_ms(a: &serde_json::Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(a["time"].as_str().expect("an argv record's time"))
+        .expect("an RFC 3339 time")
+        .timestamp_millis()
+}
+
+/// The command line of fake-claude's argv record, as strings.
+pub fn argv_strings(a: &serde_json::Value) -> Vec<String> {
+    a["argv"]
+        .as_array()
+        .expect("an argv record's argv")
+        .iter()
+        .map(|s| s.as_str().expect("an argument").to_string())
+        .collect()
 }

@@ -55,6 +55,24 @@ pub fn fin(status: Status, disposition: Disposition, now: i64) -> AttemptFinish 
     }
 }
 
+/// A finish whose status is also the task's final status (failed, timed out ...).
+pub fn fin_final(status: Status, now: i64) -> AttemptFinish {
+    fin(status, Disposition::Final(status), now)
+}
+
+/// A finish that puts the task back to be retried from `not_before_ms`, the attempt
+/// counted against `max_attempts` or not (a park).
+pub fn fin_retry(status: Status, not_before_ms: i64, counts: bool, now: i64) -> AttemptFinish {
+    fin(
+        status,
+        Disposition::Retry {
+            not_before_ms,
+            counts,
+        },
+        now,
+    )
+}
+
 /// Succeeded finish.
 pub fn ok(now: i64) -> AttemptFinish {
     fin(Status::Succeeded, Disposition::Succeeded, now)
