@@ -137,14 +137,24 @@ pub(crate) fn attempts(tx: &Transaction<'_>, task: Option<&str>) -> R<Vec<Attemp
         Some(_) => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE task = ?1 ORDER BY attempt"),
         None => format!("SELECT {ATTEMPT_COLS} FROM attempts WHERE status = 'running' ORDER BY started_ms, task"),
     };
-    let mut st = tx.prepare_cached(&sql)?;
+    rows_of(tx, &sql, task, attempt_row)
+}
+
+/// The rows of `sql`, bound to `task` when there is one (`?1`), each built by `row`.
+fn rows_of<T>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    task: Option<&str>,
+    row: impl Fn(&Row<'_>) -> R<T>,
+) -> R<Vec<T>> {
+    let mut st = tx.prepare_cached(sql)?;
     let mut rows = match task {
         Some(t) => st.query([t])?,
         None => st.query([])?,
     };
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(attempt_row(r)?);
+        out.push(row(r)?);
     }
     Ok(out)
 }
@@ -197,16 +207,7 @@ pub(crate) fn handoffs(tx: &Transaction<'_>, task: Option<&str>) -> R<Vec<Handof
         Some(_) => format!("SELECT {HANDOFF_COLS} FROM handoffs WHERE task = ?1 ORDER BY id"),
         None => format!("SELECT {HANDOFF_COLS} FROM handoffs ORDER BY id"),
     };
-    let mut st = tx.prepare_cached(&sql)?;
-    let mut rows = match task {
-        Some(t) => st.query([t])?,
-        None => st.query([])?,
-    };
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        out.push(handoff_row(r)?);
-    }
-    Ok(out)
+    rows_of(tx, &sql, task, handoff_row)
 }
 
 /// One handoff.

@@ -82,6 +82,11 @@ pub(crate) fn insert_new(
 pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<SyncReport> {
     let mut rep = SyncReport::default();
     for t in list {
+        // A definition that changed: logged with both hashes.
+        let changed = |old: String, kind: &str| {
+            let data = json!({ "old_hash": old, "new_hash": t.hash });
+            event(tx, now, Some(&t.id), None, "sync", kind, &data)
+        };
         let known: Option<(String, String)> = tx
             .prepare_cached("SELECT hash, status FROM tasks WHERE id = ?1")?
             .query_row([&t.id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -96,15 +101,7 @@ pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<
                 rep.changed_after_success.push(t.id.clone())
             }
             Some((old, status)) if status == "running" => {
-                event(
-                    tx,
-                    now,
-                    Some(&t.id),
-                    None,
-                    "sync",
-                    "update-deferred",
-                    &json!({ "old_hash": old, "new_hash": t.hash }),
-                )?;
+                changed(old, "update-deferred")?;
             }
             Some((old, _)) => {
                 exec(tx,
@@ -114,15 +111,7 @@ pub(crate) fn sync_tasks(tx: &Transaction<'_>, list: &[NewTask], now: i64) -> R<
                     params![t.role, t.priority, t.order, t.instance, t.max_attempts, t.spec.to_string(), t.hash, now, t.id],
                 )?;
                 write_deps(tx, &t.id, &t.depends_on)?;
-                event(
-                    tx,
-                    now,
-                    Some(&t.id),
-                    None,
-                    "sync",
-                    "updated",
-                    &json!({ "old_hash": old, "new_hash": t.hash }),
-                )?;
+                changed(old, "updated")?;
                 rep.updated.push(t.id.clone());
             }
         }
