@@ -1,11 +1,11 @@
 //! Exit codes and the errors that choose them: 2 for anything a person got wrong
 //! (usage, config, task list, role, a store that cannot be used), 1 otherwise.
 
-use crate::config::ConfigError;
-use crate::instance::InstanceError;
-use crate::roles::RoleError;
+use crate::input::config::ConfigError;
+use crate::input::roles::RoleError;
+use crate::input::tasklist::TaskListError;
 use crate::store::StoreError;
-use crate::tasklist::TaskListError;
+use crate::workspace::instance::InstanceError;
 
 /// Exit code: every task succeeded.
 pub const EXIT_OK: i32 = 0;
@@ -29,7 +29,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             || cause.is::<TaskListError>()
             || cause.is::<RoleError>()
             || cause.is::<InstanceError>()
-            || cause.is::<crate::claude::ClaudeError>()
+            || cause.is::<crate::supervise::claude::ClaudeError>()
         {
             return EXIT_USAGE;
         }

@@ -1,36 +1,19 @@
 //! borg: a process supervisor for fleets of headless Claude Code agents.
 //!
-//! The pipeline, one module per stage (see ../shared/docs/DESIGN.md):
-//! `tasklist` → `store` → `scheduler` → `instance` → `prompt` → `runner` (+ `shim`)
-//! → `transcript` → `fault` → `report`.
+//! The library is laid out by pipeline stage, one folder a room (see the README's
+//! "Layout"): `input` (config, task list, roles) → `store` (the claim and handoff
+//! table) → `run` (the scheduler and an attempt's stages) → `workspace` (where a
+//! task runs) → `supervise` (the child process) → `outcome` (what the child did) →
+//! `show` (what people see). `cli` turns the command line into calls of those.
+//! A type two rooms share lives in the lower one; no room imports a higher one in a
+//! circle.
 
-pub mod attempt;
-pub mod claude;
 pub mod cli;
-pub mod commands;
-pub mod config;
 pub mod error;
-pub mod fault;
-pub mod handoff;
-pub mod instance;
-pub mod lines;
+pub mod input;
 pub mod outcome;
-pub mod plan;
-pub mod policy;
-pub mod procs;
-pub mod progress;
-pub mod prompt;
-pub mod recovery;
-pub mod render;
-pub mod report;
-pub mod roles;
-pub mod runner;
-pub mod scheduler;
-pub mod shim;
-pub mod signals;
-pub mod snapshot;
-pub mod spawner;
+pub mod run;
+pub mod show;
 pub mod store;
-pub mod tasklist;
-pub mod testsummary;
-pub mod transcript;
+pub mod supervise;
+pub mod workspace;

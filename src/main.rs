@@ -6,8 +6,8 @@ use clap::Parser;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(borg::shim::SUBCOMMAND) {
-        borg::shim::main(&args[2..]);
+    if args.get(1).map(String::as_str) == Some(borg::supervise::shim::SUBCOMMAND) {
+        borg::supervise::shim::main(&args[2..]);
     }
     let cli = borg::cli::Cli::parse();
     init_logging(cli.global.log_format);
@@ -21,12 +21,10 @@ fn main() {
             std::process::exit(borg::error::EXIT_FAILED);
         }
     };
-    let code = rt
-        .block_on(borg::commands::dispatch(cli))
-        .unwrap_or_else(|e| {
-            eprintln!("borg: error: {e:#}");
-            borg::error::exit_code(&e)
-        });
+    let code = rt.block_on(borg::cli::dispatch(cli)).unwrap_or_else(|e| {
+        eprintln!("borg: error: {e:#}");
+        borg::error::exit_code(&e)
+    });
     // Every child was awaited inside dispatch; nothing of ours is left running.
     drop(rt);
     std::process::exit(code);

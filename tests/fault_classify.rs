@@ -1,8 +1,8 @@
 //! One test per branch of the fault classifier, on hand-built summaries.
 
-use borg::fault::{classify, Classified, EndFacts};
+use borg::outcome::fault::{classify, Classified, EndFacts};
+use borg::outcome::transcript::{RateLimit, ResultEvent, TranscriptSummary};
 use borg::outcome::{ExitInfo, FaultClass, Status, Watchdog};
-use borg::transcript::{RateLimit, ResultEvent, TranscriptSummary};
 
 fn with_result(r: ResultEvent) -> TranscriptSummary {
     TranscriptSummary {
@@ -256,7 +256,7 @@ fn usage_limits() {
     );
 
     // The old text form: the parser turns it into a rate limit too.
-    let mut p = borg::transcript::TranscriptParser::new();
+    let mut p = borg::outcome::transcript::TranscriptParser::new();
     p.feed_line(br#"{"type":"result","subtype":"success","is_error":true,"result":"Claude AI usage limit reached|1771390800"}"#);
     let c = classify(&p.finish(), &exit(1));
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Settings: precedence of flags, environment, `.env`, `config.toml` and defaults;
 //! errors with file, line and column; the shipped `config.toml` and `.env.example`.
 
-use borg::config::{ConfigError, Overrides, Settings};
+use borg::input::config::{ConfigError, Overrides, Settings};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,12 +1,12 @@
 //! Instance workspaces: create, list, get, remove, templates, session records.
 
-use borg::instance::{InstanceError, SessionEntry, Workspaces};
+use borg::input::roles::RoleSet;
 use borg::outcome::{ChangeKind, FileChange, Status};
-use borg::roles::RoleSet;
+use borg::workspace::instance::{InstanceError, SessionEntry, Workspaces};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-fn role(name: &str) -> borg::roles::Role {
+fn role(name: &str) -> borg::input::roles::Role {
     RoleSet::builtin().get(name).unwrap().clone()
 }
 

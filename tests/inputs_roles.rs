@@ -1,6 +1,6 @@
 //! Roles: built-ins, a custom folder, front matter.
 
-use borg::roles::{parse_role_text, RoleError, RoleSet, BUILTIN};
+use borg::input::roles::{parse_role_text, RoleError, RoleSet, BUILTIN};
 use std::path::Path;
 
 #[test]

@@ -2,7 +2,7 @@
 //! deleted files; `.git` skipped; symlinks not followed.
 
 use borg::outcome::{ChangeKind, FileChange};
-use borg::snapshot::Snapshot;
+use borg::workspace::snapshot::Snapshot;
 use std::path::Path;
 
 fn fc(path: &str, change: ChangeKind) -> FileChange {

@@ -1,6 +1,6 @@
 //! Task-list parsing and validation through the public API.
 
-use borg::tasklist::{parse_str, TaskList, TaskListError};
+use borg::input::tasklist::{parse_str, TaskList, TaskListError};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

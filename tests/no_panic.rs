@@ -2,9 +2,9 @@
 //! fixture line is cut short at many points and has bytes overwritten, and the results
 //! are fed to all three.
 
-use borg::fault::{classify, EndFacts};
-use borg::render::Renderer;
-use borg::transcript::TranscriptParser;
+use borg::outcome::fault::{classify, EndFacts};
+use borg::outcome::transcript::TranscriptParser;
+use borg::show::render::Renderer;
 
 fn fixture_lines() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

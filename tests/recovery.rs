@@ -8,7 +8,7 @@ use nix::unistd::Pid;
 use std::time::Duration;
 
 fn children_of(pid: i32) -> Vec<i32> {
-    borg::procs::all()
+    borg::supervise::procs::all()
         .into_iter()
         .filter(|p| p.ppid == pid)
         .map(|p| p.pid)
@@ -68,8 +68,8 @@ fn a_new_borg_sweeps_the_processes_of_a_dead_borg_whose_shim_died_too() {
 fn the_sweep_never_hits_a_process_whose_pid_was_reused() {
     // A recorded pid with a different start time (or boot) is not ours: same_process says no.
     let me = std::process::id() as i64;
-    let st = borg::procs::stat(me as i32).unwrap().start_time;
-    let boot = borg::procs::boot_id();
+    let st = borg::supervise::procs::stat(me as i32).unwrap().start_time;
+    let boot = borg::supervise::procs::boot_id();
     let row = borg::store::AttemptRow {
         task: "t".into(),
         attempt: 1,
@@ -88,9 +88,9 @@ fn the_sweep_never_hits_a_process_whose_pid_was_reused() {
         started_ms: 0,
         finished_ms: None,
     };
-    borg::recovery::sweep(&[row]);
+    borg::run::recovery::sweep(&[row]);
     // Still alive: this test process itself was the "reused" pid.
-    assert!(borg::procs::stat(me as i32).is_some());
+    assert!(borg::supervise::procs::stat(me as i32).is_some());
 }
 
 #[test]

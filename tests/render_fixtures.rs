@@ -2,7 +2,7 @@
 //! tests/fixtures/rendered/NAME.txt. `BORG_UPDATE_SNAPSHOTS=1 cargo test` rewrites the
 //! snapshots (review the diff before committing).
 
-use borg::render::Renderer;
+use borg::show::render::Renderer;
 use std::path::PathBuf;
 
 fn dir() -> PathBuf {

@@ -190,7 +190,7 @@ fn sigkill_of_borg_leaves_no_process_of_any_attempt() {
     });
     let left: Vec<i32> = (0..3).flat_map(|i| task_procs(&format!("k{i}"))).collect();
     for p in &left {
-        borg::procs::signal(*p, Signal::SIGKILL);
+        borg::supervise::procs::signal(*p, Signal::SIGKILL);
     }
     assert!(gone, "processes survived borg's SIGKILL: {left:?}");
 }

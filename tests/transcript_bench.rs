@@ -13,11 +13,11 @@ fn summarize_file_throughput() {
     let path = std::path::PathBuf::from(path);
     let bytes = std::fs::metadata(&path).unwrap().len() as f64;
     // Warm the page cache so the figure is the parser's, not the disk's.
-    let _ = borg::transcript::summarize_file(&path).unwrap();
+    let _ = borg::outcome::transcript::summarize_file(&path).unwrap();
     let mut best = f64::MAX;
     for _ in 0..3 {
         let t = Instant::now();
-        let s = borg::transcript::summarize_file(&path).unwrap();
+        let s = borg::outcome::transcript::summarize_file(&path).unwrap();
         best = best.min(t.elapsed().as_secs_f64());
         assert!(s.lines > 0);
         assert_eq!(s.bad_lines, 0);

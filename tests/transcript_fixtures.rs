@@ -1,9 +1,9 @@
 //! Runs the transcript parser and the fault classifier over every captured transcript
 //! in tests/fixtures and checks what they conclude against what really happened.
 
-use borg::fault::{classify, Classified, EndFacts};
+use borg::outcome::fault::{classify, Classified, EndFacts};
+use borg::outcome::transcript::{summarize_file, TranscriptSummary};
 use borg::outcome::{ChangeKind, ExitInfo, FaultClass, Status, TestCounts, Tokens};
-use borg::transcript::{summarize_file, TranscriptSummary};
 use std::path::PathBuf;
 
 fn fixture(name: &str, ext: &str) -> PathBuf {

@@ -1,8 +1,8 @@
 //! Unit-level checks of the transcript parser on hand-written lines: every event it
 //! reads, the forms the CLI has used over time, and input that must not hurt it.
 
+use borg::outcome::transcript::{summarize_reader, TranscriptParser, TranscriptSummary};
 use borg::outcome::{ChangeKind, TestCounts, Tokens};
-use borg::transcript::{summarize_reader, TranscriptParser, TranscriptSummary};
 
 fn parse(lines: &[&str]) -> TranscriptSummary {
     let mut p = TranscriptParser::new();

@@ -13,9 +13,17 @@ pub fn borg_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_borg"))
 }
 
-/// The built fake-claude binary.
+/// The built fake-claude binary: the workspace's other crate, built beside borg by
+/// `cargo test` at the root (its own integration tests make cargo build it).
 pub fn fake_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_fake-claude"))
+    let p = borg_bin().with_file_name("fake-claude");
+    assert!(
+        p.is_file(),
+        "{} is missing: run the tests from the workspace root (`cargo test --workspace`), \
+         or build it first with `cargo build -p fake-claude`",
+        p.display()
+    );
+    p
 }
 
 /// One test's private world.
@@ -200,9 +208,9 @@ pub fn task<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Valu
 
 /// Pids of live processes whose environment has `key=value`.
 pub fn procs_with_env(key: &str, value: &str) -> Vec<i32> {
-    borg::procs::with_env(key, value)
+    borg::supervise::procs::with_env(key, value)
         .into_iter()
-        .filter(|&p| borg::procs::stat(p).is_some_and(|s| s.state != 'Z'))
+        .filter(|&p| borg::supervise::procs::stat(p).is_some_and(|s| s.state != 'Z'))
         .collect()
 }
 

@@ -1,0 +1,271 @@
+//! The command-line contract (DESIGN.md "Command line"): every command, flag and
+//! default that users and tests rely on. Parsing only; the sibling files do the work.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// borg: run a task list through a fleet of headless Claude Code agents.
+#[derive(Debug, Parser)]
+#[command(name = "borg", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes (they may come before or after the command name).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Workspaces folder (instances, logs, the store) [env: BORG_WORKSPACES, WORKSPACES_DIR] [default: ./workspaces]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub workspaces: Option<PathBuf>,
+    /// Config file [env: BORG_CONFIG] [default: ./config.toml if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub roles: Option<PathBuf>,
+    /// Store database [env: BORG_STORE] [default: <workspaces>/borg.db]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub store: Option<PathBuf>,
+    /// Format of borg's own diagnostics on stderr (level filter: BORG_LOG)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Format of borg's diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// How progress is shown during `borg run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Live lines on a terminal, plain event lines otherwise.
+    Auto,
+    /// Live lines (terminal).
+    Tty,
+    /// Plain timestamped event lines.
+    Plain,
+    /// Nothing but the final summary.
+    None,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a task list to the end; run it again to resume.
+    Run(RunArgs),
+    /// Create, list, show or remove instances.
+    #[command(subcommand)]
+    Instance(InstanceCmd),
+    /// List, show or re-queue tasks in the store.
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Show the transcript of a task or instance, for people.
+    Logs(LogsArgs),
+    /// The fleet: instances, queue, totals.
+    Status(StatusArgs),
+    /// Ask for, list, accept or reject handoffs.
+    #[command(subcommand)]
+    Handoff(HandoffCmd),
+    /// Summarise a saved claude stream-json transcript.
+    Transcript(TranscriptArgs),
+    /// List the roles.
+    #[command(subcommand)]
+    Roles(RolesCmd),
+}
+
+/// `borg run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The task list (TOML). Without it, the unfinished tasks of the store are run.
+    pub tasks: Option<PathBuf>,
+    /// At most N children at once [env: BORG_CONCURRENCY] [default: 4]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Wall-clock limit per attempt, e.g. 30m [env: BORG_TIMEOUT, TASK_TIMEOUT (ms)] [default: 30m]
+    #[arg(long, value_name = "DUR", value_parser = crate::input::config::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// The claude binary [env: CLAUDE_CODE_PATH] [default: claude on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub claude: Option<PathBuf>,
+    /// Template copied into new instances' project-files/
+    #[arg(long, value_name = "DIR")]
+    pub template: Option<PathBuf>,
+    /// Print the final report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report to FILE
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Validate everything and print the plan; start nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Stop starting tasks once the run has spent this many USD
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
+    /// Progress display
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+}
+
+/// `borg instance ...`.
+#[derive(Debug, Subcommand)]
+pub enum InstanceCmd {
+    /// Create an instance; prints its id as the last line.
+    Create {
+        /// Its role.
+        #[arg(long)]
+        role: String,
+        /// Its id [default: <role>-<8 hex>]
+        #[arg(long)]
+        name: Option<String>,
+        /// Template copied into project-files/
+        #[arg(long, value_name = "DIR")]
+        template: Option<PathBuf>,
+        /// Print {"id","role","path"} as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List instances.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one instance.
+    Show {
+        /// Instance id.
+        id: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an instance and its files.
+    Rm {
+        /// Instance id.
+        id: String,
+    },
+}
+
+/// `borg task ...`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// List tasks in the store.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one task with its attempts.
+    Show {
+        /// Task id.
+        id: String,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-queue a finished task on purpose.
+    Retry {
+        /// Task id.
+        id: String,
+    },
+}
+
+/// `borg logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// A task id or an instance id.
+    pub id: String,
+    /// Keep streaming as lines arrive (across attempts).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print the bytes exactly as the child wrote them.
+    #[arg(long)]
+    pub raw: bool,
+    /// Only this attempt (1-based).
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
+}
+
+/// `borg status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// As JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every second until interrupted.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `borg handoff ...`.
+#[derive(Debug, Subcommand)]
+pub enum HandoffCmd {
+    /// From inside a running task: ask borg to hand the work on to another role.
+    Request {
+        /// Target role.
+        #[arg(long)]
+        to: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        /// A next step (repeatable).
+        #[arg(long = "next-step", value_name = "TEXT")]
+        next_steps: Vec<String>,
+        /// The current state of the work.
+        #[arg(long, value_name = "TEXT")]
+        state: Option<String>,
+    },
+    /// List handoffs.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accept a handoff.
+    Accept {
+        /// Handoff id.
+        id: i64,
+    },
+    /// Reject a handoff; it will not run.
+    Reject {
+        /// Handoff id.
+        id: i64,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// `borg transcript`.
+#[derive(Debug, Clone, Args)]
+pub struct TranscriptArgs {
+    /// A saved stream-json file.
+    pub file: PathBuf,
+    /// As JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `borg roles ...`.
+#[derive(Debug, Subcommand)]
+pub enum RolesCmd {
+    /// List the roles.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}

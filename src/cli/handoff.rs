@@ -1,0 +1,109 @@
+//! `borg handoff request | list | accept | reject`. `request` runs inside a task (the
+//! agent calls it through `$BORG_BIN`); it proves its right with the claim token.
+
+use super::{print_json, Ctx};
+use crate::cli::HandoffCmd;
+use crate::error::{UsageError, EXIT_OK};
+use crate::input::config::Overrides;
+use crate::run::attempt::now_ms;
+use crate::store::{sqlite::SqliteStore, ClaimToken, HandoffRequest, Store};
+
+/// Runs `borg handoff ...`.
+pub fn run(ctx: &Ctx, cmd: HandoffCmd) -> anyhow::Result<i32> {
+    // list, accept and reject work on the configured store; `request` instead finds its
+    // store through the task's environment, so it does not use this.
+    let configured_store = || ctx.store(&ctx.settings(Overrides::default())?);
+    match cmd {
+        HandoffCmd::Request {
+            to,
+            reason,
+            next_steps,
+            state,
+        } => {
+            let need = |k: &str| {
+                ctx.env.get(k).cloned().ok_or_else(|| {
+                    UsageError(format!(
+                        "{k} is not set: `borg handoff request` runs inside a task started by borg"
+                    ))
+                })
+            };
+            let task = need("BORG_TASK_ID")?;
+            let fence: i64 = need("BORG_CLAIM_TOKEN")?
+                .parse()
+                .map_err(|_| UsageError("BORG_CLAIM_TOKEN is not a number".into()))?;
+            let store_path = ctx
+                .global
+                .store
+                .clone()
+                .map(Ok)
+                .unwrap_or_else(|| need("BORG_STORE").map(std::path::PathBuf::from))?;
+            let s = ctx.settings(Overrides::default())?;
+            let roles = ctx.roles(&s)?;
+            roles.get(&to)?;
+            let store = SqliteStore::open(&store_path)?;
+            let owner = store.task(&task)?.and_then(|t| t.owner).unwrap_or_default();
+            let token = ClaimToken {
+                task: task.clone(),
+                fence,
+                owner,
+            };
+            let req = HandoffRequest {
+                to_role: to.clone(),
+                reason,
+                state,
+                next_steps,
+            };
+            let id = store.request_handoff(
+                &token,
+                ctx.env.get("BORG_INSTANCE_ID").map(String::as_str),
+                &req,
+                now_ms(),
+            )?;
+            println!(
+                "handoff {id} recorded: {task} → {to} (it becomes a task when this one succeeds)"
+            );
+        }
+        HandoffCmd::List { json } => {
+            let rows = configured_store()?.handoffs(None)?;
+            if json {
+                print_json(&rows)?;
+            } else {
+                println!(
+                    "{:>4}  {:<24} {:<10} {:<10} {:<9} {:<24} REASON",
+                    "ID", "FROM TASK", "FROM", "TO", "STATE", "NEW TASK"
+                );
+                for h in rows {
+                    let state = serde_json::to_value(h.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default();
+                    println!(
+                        "{:>4}  {:<24} {:<10} {:<10} {:<9} {:<24} {}",
+                        h.id,
+                        h.task,
+                        h.from_role,
+                        h.request.to_role,
+                        state,
+                        h.new_task.as_deref().unwrap_or("-"),
+                        h.request.reason
+                    );
+                }
+            }
+        }
+        HandoffCmd::Accept { id } => {
+            let h = configured_store()?.accept_handoff(id, now_ms())?;
+            println!(
+                "handoff {} accepted ({} → {})",
+                h.id, h.task, h.request.to_role
+            );
+        }
+        HandoffCmd::Reject { id, reason } => {
+            let h = configured_store()?.reject_handoff(id, &reason, now_ms())?;
+            println!(
+                "handoff {} rejected ({} → {}): {reason}",
+                h.id, h.task, h.request.to_role
+            );
+        }
+    }
+    Ok(EXIT_OK)
+}

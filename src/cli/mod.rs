@@ -1,0 +1,79 @@
+//! The command line: the contract (`args`: every command, flag and exit code users
+//! and tests rely on) and one file per command (`borg run`, `borg instance`, ...).
+//! Each turns parsed arguments into calls of the pipeline stages and returns the
+//! exit code.
+
+pub mod args;
+pub mod handoff;
+pub mod instance;
+pub mod logs;
+pub mod roles;
+pub mod run;
+pub mod status;
+pub mod task;
+pub mod transcript;
+
+use crate::input::config::{Overrides, Settings};
+use crate::input::roles::RoleSet;
+use crate::store::sqlite::SqliteStore;
+use anyhow::Context;
+pub use args::*;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What every command starts from: the global flags and the process environment.
+pub struct Ctx {
+    /// Global flags.
+    pub global: GlobalArgs,
+    /// The process environment.
+    pub env: BTreeMap<String, String>,
+}
+
+impl Ctx {
+    /// Resolves the settings with the global flags plus `extra` command flags.
+    pub fn settings(&self, mut extra: Overrides) -> anyhow::Result<Settings> {
+        extra.config = self.global.config.clone();
+        extra.workspaces = self.global.workspaces.clone();
+        extra.roles_dir = self.global.roles.clone();
+        extra.store = self.global.store.clone();
+        Ok(Settings::load(&extra, &self.env)?)
+    }
+
+    /// Loads the roles.
+    pub fn roles(&self, s: &Settings) -> anyhow::Result<RoleSet> {
+        Ok(RoleSet::load(&s.paths.roles_dir)?)
+    }
+
+    /// Opens the store.
+    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
+        let st = SqliteStore::open(&s.paths.store)
+            .with_context(|| format!("opening the store {}", s.paths.store.display()))?;
+        Ok(Arc::new(st))
+    }
+}
+
+/// Runs the parsed command line; returns the exit code.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let ctx = Ctx {
+        global: cli.global,
+        env: std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect(),
+    };
+    match cli.command {
+        Command::Run(a) => run::run(&ctx, a).await,
+        Command::Instance(c) => instance::run(&ctx, c),
+        Command::Task(c) => task::run(&ctx, c),
+        Command::Logs(a) => logs::run(&ctx, a).await,
+        Command::Status(a) => status::run(&ctx, a).await,
+        Command::Handoff(c) => handoff::run(&ctx, c),
+        Command::Transcript(a) => transcript::run(&ctx, a),
+        Command::Roles(c) => roles::run(&ctx, c),
+    }
+}
+
+/// Prints JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}

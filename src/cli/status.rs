@@ -1,0 +1,249 @@
+//! `borg status`: the fleet at a glance, read from the store (so it works from another
+//! terminal while `borg run` writes): instances and what they run, the queue by state,
+//! parking and breaker, run totals and per-role metrics.
+
+use super::{print_json, Ctx};
+use crate::cli::StatusArgs;
+use crate::error::EXIT_OK;
+use crate::input::config::Overrides;
+use crate::outcome::Status;
+use crate::run::attempt::now_ms;
+use crate::show::report;
+use crate::store::{sqlite::SqliteStore, Store, TaskRow};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// One instance line.
+#[derive(Debug, Serialize)]
+struct InstanceView {
+    id: String,
+    role: String,
+    state: String,
+    task: Option<String>,
+    attempt: Option<i64>,
+    tool: Option<String>,
+    elapsed_ms: Option<i64>,
+    turns: u64,
+    cost_usd: f64,
+}
+
+/// The whole view.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    instances: Vec<InstanceView>,
+    queue: BTreeMap<&'static str, Vec<String>>,
+    parked: Option<serde_json::Value>,
+    breaker: Option<serde_json::Value>,
+    totals: report::Totals,
+    roles: BTreeMap<String, report::RoleMetrics>,
+    handoffs: Vec<crate::store::HandoffRow>,
+}
+
+/// Runs `borg status`.
+pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
+    let s = ctx.settings(Overrides::default())?;
+    let store = ctx.store(&s)?;
+    loop {
+        let v = view(&store)?;
+        if a.json {
+            print_json(&v)?;
+        } else {
+            if a.watch {
+                // Clear the screen between frames.
+                print!("\x1b[2J\x1b[H");
+            }
+            print!("{}", text(&v));
+        }
+        if !a.watch {
+            return Ok(EXIT_OK);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The queue's states, in the order the text view lists them; the JSON view has a key
+/// for each even when empty, so both are built from this one list.
+const QUEUE_STATES: [&str; 7] = [
+    "ready", "running", "waiting", "parked", "done", "failed", "skipped",
+];
+
+fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
+    let now = now_ms();
+    let tasks = store.tasks()?;
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let parked = store.fleet("parked")?.filter(|v| {
+        v.get("until_ms")
+            .and_then(|u| u.as_i64())
+            .is_some_and(|u| u > now)
+    });
+    let mut queue: BTreeMap<&'static str, Vec<String>> =
+        QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
+    for t in &tasks {
+        let k = match t.status {
+            Status::Running => "running",
+            Status::Succeeded => "done",
+            Status::Skipped => "skipped",
+            Status::Pending | Status::RateLimited => {
+                let deps_done = t.depends_on.iter().all(|d| {
+                    by_id
+                        .get(d.as_str())
+                        .is_some_and(|p| p.status == Status::Succeeded)
+                });
+                if !deps_done {
+                    "waiting"
+                } else if parked.is_some() || t.not_before_ms > now {
+                    "parked"
+                } else {
+                    "ready"
+                }
+            }
+            _ => "failed",
+        };
+        queue.entry(k).or_default().push(t.id.clone());
+    }
+    let running = store.running_attempts()?;
+    let mut instances = Vec::new();
+    for i in store.instances()? {
+        let att = running.iter().find(|a| a.start.instance == i.id);
+        let live = att.and_then(|a| {
+            crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log))
+                .ok()
+        });
+        instances.push(InstanceView {
+            id: i.id.clone(),
+            role: i.role.clone(),
+            state: if att.is_some() {
+                "busy".into()
+            } else {
+                "idle".into()
+            },
+            task: att.map(|a| a.task.clone()),
+            attempt: att.map(|a| a.attempt),
+            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
+            elapsed_ms: att.map(|a| now - a.started_ms),
+            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
+            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
+        });
+    }
+    let mut reports = Vec::new();
+    for t in &tasks {
+        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
+    }
+    let (totals, roles) = report::totals(&reports);
+    Ok(StatusView {
+        instances,
+        queue,
+        parked,
+        breaker: store
+            .fleet("breaker")?
+            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
+        totals,
+        roles,
+        handoffs: store.handoffs(None)?,
+    })
+}
+
+fn text(v: &StatusView) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "INSTANCES");
+    if v.instances.is_empty() {
+        let _ = writeln!(o, "  (none)");
+    }
+    for i in &v.instances {
+        let elapsed = i
+            .elapsed_ms
+            .map(|ms| {
+                humantime::format_duration(Duration::from_secs((ms / 1000).max(0) as u64))
+                    .to_string()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<11} {:<5} {:<24} {:<28} {:>10} {:>4} turns ${:.4}",
+            i.id,
+            i.role,
+            i.state,
+            i.task.as_deref().unwrap_or("-"),
+            i.tool.as_deref().unwrap_or("-"),
+            elapsed,
+            i.turns,
+            i.cost_usd
+        );
+    }
+    let _ = writeln!(o, "QUEUE");
+    for k in QUEUE_STATES {
+        let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
+        let more = if ids.len() > 8 {
+            format!(" … (+{})", ids.len() - 8)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "  {:<8} {:>5}  {}{}",
+            k,
+            ids.len(),
+            shown.join(", "),
+            more
+        );
+    }
+    if let Some(p) = &v.parked {
+        let until = p
+            .get("until_ms")
+            .and_then(|u| u.as_i64())
+            .map(crate::run::scheduler::local_time)
+            .unwrap_or_default();
+        let kind = p.get("kind").and_then(|k| k.as_str()).unwrap_or("usage");
+        let _ = writeln!(o, "PARKED   parked until {until} ({kind} limit)");
+    }
+    if let Some(b) = &v.breaker {
+        let _ = writeln!(
+            o,
+            "BREAKER  open: {}",
+            b.get("message").and_then(|m| m.as_str()).unwrap_or("")
+        );
+    }
+    let pending_handoffs = v
+        .handoffs
+        .iter()
+        .filter(|h| h.state == crate::store::HandoffState::Pending)
+        .count();
+    if !v.handoffs.is_empty() {
+        let _ = writeln!(
+            o,
+            "HANDOFFS {} ({} pending)",
+            v.handoffs.len(),
+            pending_handoffs
+        );
+    }
+    let t = &v.totals;
+    let _ = writeln!(
+        o,
+        "TOTALS   {} tasks: {} succeeded, {} failed, {} skipped, {} running, {} pending; ${:.4}; {} in / {} out tokens",
+        t.tasks,
+        t.succeeded,
+        t.failed,
+        t.skipped,
+        t.running,
+        t.pending,
+        t.cost_usd,
+        t.tokens.input,
+        t.tokens.output
+    );
+    for (r, m) in &v.roles {
+        let _ = writeln!(
+            o,
+            "  {:<11} {} tasks, {:.0}% ok, mean {:.1}s, p95 {:.1}s, ${:.4}",
+            r,
+            m.tasks,
+            m.success_rate * 100.0,
+            m.mean_duration_ms as f64 / 1000.0,
+            m.p95_duration_ms as f64 / 1000.0,
+            m.cost_usd
+        );
+    }
+    o
+}

@@ -1,0 +1,57 @@
+//! Recovery from dead borgs: owner heartbeats, taking back at once the claims of a borg
+//! that is provably gone (pid + start time + boot id), taking back expired leases, and
+//! the restart sweep that kills what is left of a dead borg's attempts without ever
+//! hitting a process whose pid was reused.
+
+use crate::run::attempt::now_ms;
+use crate::store::{call as db, AttemptRow, OwnerInfo, Store};
+use std::sync::Arc;
+
+/// Owner heartbeat; claims of dead owners back at once; expired leases back.
+pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {
+    let id = me.id.clone();
+    let _ = db(store, move |st| st.heartbeat_owner(&id, now_ms())).await;
+    let owners = db(store, |st| st.owners()).await.unwrap_or_default();
+    for o in owners {
+        if o.id == me.id || o.host != me.host {
+            continue;
+        }
+        if !crate::supervise::procs::same_process(o.pid, o.start_time, &o.boot_id) {
+            tracing::info!(
+                "borg {} (pid {}) is gone; taking its claims back",
+                o.id,
+                o.pid
+            );
+            let oid = o.id.clone();
+            if let Ok(attempts) = db(store, move |st| st.release_owner(&oid, now_ms())).await {
+                sweep(&attempts);
+            }
+        }
+    }
+    if let Ok(expired) = db(store, |st| st.release_expired(now_ms())).await {
+        sweep(&expired);
+    }
+}
+
+/// Kills what is left of attempts whose borg is gone: the recorded process group (if
+/// the recorded pid is still the same process) and any process carrying the attempt's
+/// cookie. A reused pid is never hit: start time and boot id must match.
+pub fn sweep(attempts: &[AttemptRow]) {
+    use nix::sys::signal::Signal;
+    let boot = crate::supervise::procs::boot_id();
+    for a in attempts {
+        let st = &a.start;
+        if st.boot_id != boot {
+            continue;
+        }
+        if crate::supervise::procs::same_process(st.pid, st.start_time, &boot) {
+            crate::supervise::procs::signal_group(st.pgid as i32, Signal::SIGKILL);
+            crate::supervise::procs::signal(st.pid as i32, Signal::SIGKILL);
+        }
+        if !st.uid.is_empty() {
+            for p in crate::supervise::procs::with_env("BORG_ATTEMPT_UID", &st.uid) {
+                crate::supervise::procs::signal(p, Signal::SIGKILL);
+            }
+        }
+    }
+}

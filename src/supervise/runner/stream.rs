@@ -1,0 +1,159 @@
+//! The data path of one pipe: a reader task that moves chunks into a small bounded
+//! queue as fast as the child writes, and a blocking consumer that appends the raw
+//! bytes to the log and feeds complete lines to the transcript parser. A slow disk or
+//! parser delays the reader only once the queue is full, and memory stays bounded.
+
+use super::{Ev, LiveView};
+use crate::outcome::transcript::{TranscriptParser, TranscriptSummary};
+use crate::supervise::lines::{Line, LineSplitter};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+
+/// Bytes of stderr kept in memory for error messages.
+const STDERR_TAIL: usize = 8 * 1024;
+/// Chunks queued per pipe before the reader waits for the consumer.
+const QUEUE: usize = 8;
+/// Read size of the pipe readers.
+const CHUNK: usize = 32 * 1024;
+/// What a stream consumer produced.
+pub(super) struct StreamResult {
+    pub(super) summary: Option<TranscriptSummary>,
+    pub(super) tail: Vec<u8>,
+    pub(super) bytes: u64,
+}
+
+/// Starts the reader task and the blocking consumer of one pipe.
+pub(super) fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
+    mut pipe: R,
+    log: PathBuf,
+    ev: mpsc::UnboundedSender<Ev>,
+    eof: Ev,
+    activity: Arc<AtomicU64>,
+    parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
+) -> tokio::task::JoinHandle<StreamResult> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let t0 = Instant::now();
+    let result_ev = ev.clone();
+    tokio::spawn(async move {
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            match pipe.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    activity.store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
+                    if tx.send(buf).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = ev.send(eof);
+    });
+    tokio::task::spawn_blocking(move || consume(rx, log, parse, result_ev))
+}
+
+fn consume(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    log: PathBuf,
+    parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
+    ev: mpsc::UnboundedSender<Ev>,
+) -> StreamResult {
+    let mut result_sent = false;
+    let mut file = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::error!(
+                "cannot open log {}: {e}; output is parsed but not kept",
+                log.display()
+            );
+            None
+        }
+    };
+    let mut bytes = 0u64;
+    let mut tail: Vec<u8> = Vec::new();
+    let (mut splitter, mut parser, live) = match parse {
+        Some((cap, live)) => (
+            Some(LineSplitter::new(cap)),
+            Some(TranscriptParser::new()),
+            live,
+        ),
+        None => (None, None, None),
+    };
+    while let Some(chunk) = rx.blocking_recv() {
+        bytes += chunk.len() as u64;
+        if let Some(f) = file.as_mut() {
+            if let Err(e) = f.write_all(&chunk) {
+                tracing::error!("writing log {}: {e}", log.display());
+                file = None;
+            }
+        }
+        match (splitter.as_mut(), parser.as_mut()) {
+            (Some(sp), Some(p)) => {
+                sp.push(&chunk, |l| feed(p, l));
+                if !result_sent && p.summary().result.is_some() {
+                    // Starts the result_grace watchdog.
+                    result_sent = true;
+                    let _ = ev.send(Ev::ResultSeen);
+                }
+                if let Some(live) = &live {
+                    update_live(live, p.summary());
+                }
+            }
+            _ => {
+                tail.extend_from_slice(&chunk);
+                if tail.len() > STDERR_TAIL * 2 {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    let summary = match (splitter.as_mut(), parser) {
+        (Some(sp), Some(mut p)) => {
+            sp.finish(|l| feed(&mut p, l));
+            if let Some(live) = &live {
+                update_live(live, p.summary());
+            }
+            Some(p.finish())
+        }
+        _ => None,
+    };
+    StreamResult {
+        summary,
+        tail,
+        bytes,
+    }
+}
+
+fn feed(p: &mut TranscriptParser, l: Line<'_>) {
+    match l {
+        Line::Complete(b) => p.feed_line(b),
+        Line::Oversized(_) => p.note_oversized(),
+    }
+}
+
+fn update_live(live: &Mutex<LiveView>, s: &TranscriptSummary) {
+    if let Ok(mut v) = live.lock() {
+        if v.session_id.is_none() {
+            v.session_id.clone_from(&s.session_id);
+        }
+        if v.current_tool != s.current_tool {
+            v.current_tool.clone_from(&s.current_tool);
+        }
+        v.turns = s.num_turns;
+        v.cost_usd = s.cost_usd;
+        v.lines = s.lines;
+    }
+}
