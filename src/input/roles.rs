@@ -223,9 +223,9 @@ pub fn parse_role_text(path: &Path, text: &str) -> Result<(RoleMeta, String), Ro
     let toml_text = &text[meta_start..meta_end];
     let meta: RoleMeta = toml::from_str(toml_text).map_err(|e| {
         // Lines are counted in the whole file, so the opening +++ adds one.
-        let (line, column) = e.span().map_or((1, 1), |s| {
-            crate::supervise::lines::line_col(toml_text, s.start)
-        });
+        let (line, column) = e
+            .span()
+            .map_or((1, 1), |s| crate::input::line_col(toml_text, s.start));
         bad(format!(
             "line {}, column {column}: {}",
             line + 1,

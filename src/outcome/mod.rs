@@ -1,9 +1,10 @@
-//! What the child did: the transcript parser (stream-json), the test-summary
+//! What the child did: the line splitter and the transcript parser (stream-json), the test-summary
 //! recogniser, the fault classification, and the vocabulary of outcomes shared by
 //! every stage (task and attempt statuses, file changes, test counts, token counts,
 //! fault classes).
 
 pub mod fault;
+pub mod lines;
 pub mod testsummary;
 pub mod transcript;
 

@@ -14,8 +14,8 @@ mod wire;
 use label::tool_arg;
 pub(crate) use label::{abridged, push_abridged, write_tool_label, ToolArg};
 
+use crate::outcome::lines::{Line, LineSplitter};
 use crate::outcome::{ChangeKind, TestCounts, Tokens};
-use crate::supervise::lines::{Line, LineSplitter};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;

@@ -94,7 +94,7 @@ struct FileCx<'a> {
 
 impl FileCx<'_> {
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        crate::supervise::lines::line_col(self.text, offset)
+        crate::input::line_col(self.text, offset)
     }
 
     fn invalid(&self, section: &str, key: &str, v: &Val, message: &str) -> ConfigError {

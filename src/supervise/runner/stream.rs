@@ -4,8 +4,8 @@
 //! parser delays the reader only once the queue is full, and memory stays bounded.
 
 use super::{Ev, LiveView};
+use crate::outcome::lines::{Line, LineSplitter};
 use crate::outcome::transcript::{TranscriptParser, TranscriptSummary};
-use crate::supervise::lines::{Line, LineSplitter};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,19 +2,6 @@
 //! assuming UTF-8, hands complete lines to a callback, and drops the bytes of a line
 //! longer than the cap (reporting it once) so memory stays bounded whatever the child writes.
 
-/// Byte offset -> 1-based (line, column) in `text`, the column counting characters.
-///
-/// Shared by the config file and role front-matter error messages, which each map one
-/// parser span per error; an offset past the end is clamped, and one that is not on a
-/// character boundary counts as the start of the text rather than panicking.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 /// One item produced by the splitter.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Line<'a> {
