@@ -7,7 +7,8 @@ use crate::input::config::Overrides;
 use crate::input::tasklist::{self, TaskList};
 use crate::outcome::Status;
 use crate::run::attempt::{now_ms, Shared, StoredSpec};
-use crate::run::scheduler::{self, RunOptions};
+use crate::run::scheduler;
+use crate::run::summary::RunOptions;
 use crate::show::progress::{Plain, Progress, Silent, Tty};
 use crate::show::report::{self, Report};
 use crate::store::{OwnerInfo, Store};
@@ -108,7 +109,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
                 .tasks
                 .iter()
                 .map(|t| {
-                    crate::run::handoff::new_task(
+                    crate::run::spec::new_task(
                         &StoredSpec {
                             task: t.clone(),
                             handoff: None,
@@ -201,7 +202,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         .map(|(i, r)| (r.id.clone(), i))
         .collect();
     for t in &rows {
-        if let Some(&i) = crate::run::handoff::source_of(t).and_then(|src| index.get(src)) {
+        if let Some(&i) = crate::run::spec::source_of(t).and_then(|src| index.get(src)) {
             let r = &mut tasks[i];
             r.handoff_to.get_or_insert_with(|| t.role.clone());
             r.handoff_tasks.push(t.id.clone());
@@ -266,7 +267,7 @@ fn with_handoffs(store: &dyn Store, mut ids: Vec<String>) -> anyhow::Result<Vec<
     loop {
         let before = ids.len();
         for t in &rows {
-            if crate::run::handoff::source_of(t).is_some_and(|src| ids.iter().any(|i| i == src))
+            if crate::run::spec::source_of(t).is_some_and(|src| ids.iter().any(|i| i == src))
                 && !ids.contains(&t.id)
             {
                 ids.push(t.id.clone());

@@ -194,7 +194,7 @@ fn text(v: &StatusView) -> String {
         let until = p
             .get("until_ms")
             .and_then(|u| u.as_i64())
-            .map(crate::run::scheduler::local_time)
+            .map(crate::run::summary::local_time)
             .unwrap_or_default();
         let kind = p.get("kind").and_then(|k| k.as_str()).unwrap_or("usage");
         let _ = writeln!(o, "PARKED   parked until {until} ({kind} limit)");

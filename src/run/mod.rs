@@ -10,3 +10,5 @@ pub mod policy;
 pub mod prompt;
 pub mod recovery;
 pub mod scheduler;
+pub mod spec;
+pub mod summary;

@@ -5,7 +5,7 @@
 
 use crate::outcome::{FaultClass, Status};
 use crate::run::attempt::{now_ms, AttemptDone};
-use crate::run::scheduler::{local_time, RunSummary, StopReason};
+use crate::run::summary::{local_time, RunSummary, StopReason};
 use crate::show::progress::{Event, Progress};
 use crate::store::{call as db, Disposition, TaskRow};
 use rand::Rng;

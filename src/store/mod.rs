@@ -11,6 +11,7 @@
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
 
+pub mod feed;
 pub mod sqlite;
 
 use crate::outcome::Status;
@@ -460,6 +461,9 @@ pub trait Store: Send + Sync {
     fn running_attempts(&self) -> Result<Vec<AttemptRow>, StoreError>;
     /// Events with id > `after`, at most `limit`.
     fn events_since(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StoreError>;
+    /// The id of the newest event (0 when there is none): a cheap change detector,
+    /// since every state change appends an event in its own transaction.
+    fn last_event_id(&self) -> Result<i64, StoreError>;
 
     /// Registers or updates an instance's state.
     fn upsert_instance(&self, row: &InstanceRow) -> Result<(), StoreError>;

@@ -451,6 +451,12 @@ impl Store for SqliteStore {
     fn events_since(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         self.read(|tx| read::events_since(tx, after, limit))
     }
+    fn last_event_id(&self) -> Result<i64, StoreError> {
+        self.read(|tx| {
+            let mut st = tx.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?;
+            Ok(st.query_row([], |r| r.get(0))?)
+        })
+    }
     fn upsert_instance(&self, row: &InstanceRow) -> Result<(), StoreError> {
         let row = row.clone();
         self.write(move |tx| misc::upsert_instance(tx, &row))

@@ -1,0 +1,190 @@
+//! Stage 3, child: the claude child under supervision. Builds its command line,
+//! environment and logs, snapshots the workspace before it starts, renews the claim's
+//! lease while it runs (a lost claim kills it), and records its pids durably before
+//! anything else happens.
+
+use super::admit::Admitted;
+use super::prepare::Prepared;
+use super::{now_ms, Attempt};
+use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
+use crate::supervise::claude::{self, ChildIdentity};
+use crate::supervise::runner::Watchdogs;
+use crate::supervise::runner::{self, AttemptOutput, AttemptPlan, ChildIds, Control, LiveView};
+use crate::workspace::snapshot::Snapshot;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the child stage produced.
+pub(crate) struct Ran {
+    /// The runner's account of the child.
+    pub out: AttemptOutput,
+    /// The workspace before the child started.
+    pub before: Snapshot,
+    /// The heartbeat found the claim lost (taken over): why.
+    pub lost: Option<String>,
+}
+
+/// Runs the child to its end.
+pub(crate) async fn run(
+    att: &mut Attempt,
+    a: &Admitted,
+    p: &Prepared,
+    prompt: String,
+    ctl: Control,
+    live: Arc<Mutex<LiveView>>,
+) -> Ran {
+    att.record.resumed_session.clone_from(&p.resume);
+    let uid = uuid::Uuid::new_v4().simple().to_string();
+    let plan = plan(att, a, p, prompt, &uid);
+    att.record.stdout_log = plan.stdout_log.display().to_string();
+    att.record.stderr_log = plan.stderr_log.display().to_string();
+    let before = snapshot(&plan.cwd).await;
+    let store = att.shared.store.clone();
+    let beat = Heartbeat::start(
+        &store,
+        &att.claim.token,
+        att.shared.settings.run.lease,
+        &ctl,
+    );
+    let start = start_record(att, &plan, uid, p.resume.clone());
+    let out = runner::run_attempt(plan, ctl, start, Some(live)).await;
+    let lost = beat.stop().await;
+    Ran { out, before, lost }
+}
+
+/// The child's command, environment, working directory, prompt, logs and watchdogs.
+fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) -> AttemptPlan {
+    let s = &att.shared.settings;
+    let task = &a.spec.task;
+    let opts = claude::options(s, &a.role, task);
+    let identity = ChildIdentity {
+        task: &task.id,
+        instance: &att.instance.id,
+        attempt: att.record.attempt,
+        uid,
+        workspace: &att.instance.path,
+        claim_token: att.claim.token.fence,
+        store: &att.shared.store_path,
+    };
+    let (stdout_log, stderr_log) = att.instance.attempt_logs(&task.id, att.record.attempt);
+    prepare_logs(&att.instance.logs_dir(), &[&stdout_log, &stderr_log]);
+    AttemptPlan {
+        program: att.shared.claude.clone(),
+        args: claude::args(s, &opts, p.resume.as_deref()),
+        env: claude::environment(&att.shared.parent_env, s, task, &identity),
+        cwd: att.instance.project_dir(),
+        prompt,
+        stdout_log,
+        stderr_log,
+        watchdogs: Watchdogs {
+            timeout: task.timeout.unwrap_or(s.run.timeout),
+            idle_timeout: task.idle_timeout.unwrap_or(s.run.idle_timeout),
+            result_grace: task.result_grace.unwrap_or(s.run.result_grace),
+            interrupt_grace: s.run.interrupt_grace,
+            term_grace: s.run.term_grace,
+            leak_timeout: s.run.leak_timeout,
+        },
+        max_line: s.run.max_line_bytes,
+    }
+}
+
+/// A snapshot of the project, taken on the blocking pool: it walks and stats the whole
+/// tree, which must not hold up the async workers draining other attempts' pipes.
+pub(crate) async fn snapshot(project: &Path) -> Snapshot {
+    let dir = project.to_path_buf();
+    tokio::task::spawn_blocking(move || Snapshot::take(&dir).unwrap_or_default())
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// Creates the logs directory if missing and both log files, one after the other.
+/// Created concurrently by the two stream consumers, the files contended for the
+/// directory's lock (a dispatch-bound run spent ~4% of its CPU spinning on it); a
+/// `mkdir` of an existing directory takes that lock too, hence the check first.
+fn prepare_logs(dir: &Path, logs: &[&Path]) {
+    if !dir.is_dir() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    for log in logs {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log);
+    }
+}
+
+/// The durable record of the child's start, written once its pids are known and
+/// before it is reported running; an error (the claim was lost) kills it at once.
+fn start_record(
+    att: &Attempt,
+    plan: &AttemptPlan,
+    uid: String,
+    resume: Option<String>,
+) -> impl FnOnce(&ChildIds) -> Result<(), String> + Send + 'static {
+    let (store, token, instance) = (
+        att.shared.store.clone(),
+        att.claim.token.clone(),
+        att.instance.id.clone(),
+    );
+    let (stdout_log, stderr_log) = (
+        plan.stdout_log.display().to_string(),
+        plan.stderr_log.display().to_string(),
+    );
+    move |ids: &ChildIds| {
+        let start = AttemptStart {
+            instance,
+            uid,
+            shim_pid: ids.shim_pid as i64,
+            pid: ids.pid as i64,
+            pgid: ids.pgid as i64,
+            start_time: ids.start_time,
+            boot_id: crate::supervise::procs::boot_id(),
+            stdout_log,
+            stderr_log,
+            resume_session: resume,
+            now_ms: now_ms(),
+        };
+        store
+            .start_attempt(&token, &start)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Renews the claim's lease while the child runs; a lost claim stops the child.
+struct Heartbeat {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Option<String>>,
+}
+
+impl Heartbeat {
+    fn start(store: &Arc<dyn Store>, token: &ClaimToken, lease: Duration, ctl: &Control) -> Self {
+        let stop = CancellationToken::new();
+        let (store, token, done, kill) =
+            (store.clone(), token.clone(), stop.clone(), ctl.kill.clone());
+        let task = tokio::spawn(async move {
+            let every = (lease / 3).max(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = done.cancelled() => return None,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let tk = token.clone();
+                let r = call(&store, move |st| st.heartbeat(&tk, lease, now_ms())).await;
+                if let Err(e @ StoreError::StaleClaim { .. }) = r {
+                    tracing::warn!("{e}; stopping the attempt");
+                    kill.cancel();
+                    return Some(e.to_string());
+                }
+            }
+        });
+        Heartbeat { stop, task }
+    }
+
+    /// Stops renewing; says why the claim was lost, if it was.
+    async fn stop(self) -> Option<String> {
+        self.stop.cancel();
+        self.task.await.ok().flatten()
+    }
+}

@@ -1,0 +1,129 @@
+//! One attempt of one claimed task, as a sequence of named stages, each a function
+//! with a typed input and output, in a file named for it:
+//!
+//! 1. [`admit`]: the stored definition and its role, or a permanent failure;
+//! 2. [`prepare`]: the workspace (dependencies' work carried over) and the prompt;
+//! 3. [`child`]: the claude child under supervision, with its heartbeat;
+//! 4. [`observe`]: what the child did (transcript + workspace diff), classified;
+//! 5. [`record`]: session.md, then what the task does next (done, retry, park,
+//!    handoffs) committed to the store in one transaction with the attempt's record.
+//!
+//! A later stage (verification gates) slots in between observe and record.
+
+mod admit;
+mod child;
+mod observe;
+mod prepare;
+mod record;
+
+use crate::input::config::Settings;
+use crate::input::roles::RoleSet;
+use crate::outcome::fault::Classified;
+use crate::outcome::AttemptRecord;
+use crate::store::{Claim, Disposition, Store, TaskRow};
+use crate::supervise::runner::{Control, LiveView};
+use crate::workspace::instance::{Instance, Workspaces};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use crate::run::spec::StoredSpec;
+
+/// What the run loop shares with every attempt.
+pub struct Shared {
+    /// Settings.
+    pub settings: Settings,
+    /// Roles.
+    pub roles: RoleSet,
+    /// The claude binary.
+    pub claude: PathBuf,
+    /// borg's own environment (the child's is built from its allowlisted part).
+    pub parent_env: BTreeMap<String, String>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The store's path (exported to the child for `borg handoff request`).
+    pub store_path: PathBuf,
+    /// The workspaces folder.
+    pub workspaces: Workspaces,
+}
+
+/// The end of an attempt, as the run loop needs it.
+#[derive(Debug, Clone)]
+pub struct AttemptDone {
+    /// Task id.
+    pub task: String,
+    /// Role.
+    pub role: String,
+    /// Instance.
+    pub instance: String,
+    /// The record written to the store.
+    pub record: AttemptRecord,
+    /// The classification.
+    pub classified: Classified,
+    /// Tasks created by handoffs.
+    pub new_tasks: Vec<String>,
+    /// The store refused the result (the claim was lost): nothing was recorded.
+    pub lost_claim: Option<String>,
+    /// The task waits for a retry until then, epoch ms (its backoff).
+    pub retry_at: Option<i64>,
+}
+
+/// The attempt every stage works on: what was claimed, where it runs, and the record
+/// the stages fill in.
+pub(crate) struct Attempt {
+    shared: Arc<Shared>,
+    claim: Claim,
+    instance: Instance,
+    record: AttemptRecord,
+}
+
+/// Runs one claimed task on `instance`, stage after stage.
+pub async fn run(
+    shared: Arc<Shared>,
+    claim: Claim,
+    instance: Instance,
+    ctl: Control,
+    live: Arc<Mutex<LiveView>>,
+    decide: impl FnOnce(&Classified, &TaskRow) -> Disposition + Send + 'static,
+) -> AttemptDone {
+    let mut att = Attempt::new(shared, claim, instance);
+    let admitted = match admit::check(&att) {
+        Ok(a) => a,
+        Err(refused) => {
+            return record::commit(att, refused.classified, refused.spec.as_deref(), decide).await
+        }
+    };
+    let prepared = prepare::workspace(&att, &admitted).await;
+    let prompt = prepare::prompt(&att, &admitted, &prepared);
+    let ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+    let observed = observe::outcome(&mut att, ran).await;
+    let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
+    if done.lost_claim.is_none() {
+        done.lost_claim = observed.lost_claim;
+    }
+    done
+}
+
+impl Attempt {
+    fn new(shared: Arc<Shared>, claim: Claim, instance: Instance) -> Attempt {
+        let record = AttemptRecord {
+            task: claim.task.id.clone(),
+            attempt: claim.attempt as u32,
+            instance: instance.id.clone(),
+            role: claim.task.role.clone(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ..Default::default()
+        };
+        Attempt {
+            shared,
+            claim,
+            instance,
+            record,
+        }
+    }
+}
+
+/// Now, epoch milliseconds.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

@@ -1,0 +1,92 @@
+//! Stage 5, record: the attempt's entry in session.md, then what the task does next
+//! (the run's policy: done, retry, park; and the follow-up tasks of its handoffs),
+//! committed to the store in the same transaction as the attempt's record, fenced by
+//! the claim. A refused commit (the claim was lost) records nothing.
+
+use super::{now_ms, Attempt, AttemptDone};
+use crate::outcome::fault::Classified;
+use crate::outcome::Status;
+use crate::run::handoff::{follow_ups, FollowUps, Source};
+use crate::run::spec::StoredSpec;
+use crate::store::{call, AttemptFinish, Disposition, TaskRow};
+use crate::workspace::instance::SessionEntry;
+
+/// Records the attempt and moves the task on.
+pub(crate) async fn commit(
+    mut att: Attempt,
+    classified: Classified,
+    spec: Option<&StoredSpec>,
+    decide: impl FnOnce(&Classified, &TaskRow) -> Disposition,
+) -> AttemptDone {
+    let r = &mut att.record;
+    r.status = Some(classified.status);
+    r.fault = classified.fault;
+    r.cause.clone_from(&classified.cause);
+    r.error.clone_from(&classified.error);
+    r.resets_at = classified.resets_at;
+    append_session(&att, &classified, spec);
+    let disposition = decide(&classified, &att.claim.task);
+    let next = if classified.status == Status::Succeeded {
+        let src = Source {
+            task: &att.claim.task,
+            spec,
+            instance: &att.instance.id,
+            record: &att.record,
+        };
+        follow_ups(&att.shared.store, &att.claim.token, &src).await
+    } else {
+        FollowUps::default()
+    };
+    let retry_at = match disposition {
+        Disposition::Retry { not_before_ms, .. } => Some(not_before_ms),
+        _ => None,
+    };
+    let created: Vec<String> = next.new_tasks.iter().map(|t| t.id.clone()).collect();
+    let fin = AttemptFinish {
+        status: classified.status,
+        record: serde_json::to_value(&att.record).unwrap_or_default(),
+        disposition,
+        new_tasks: next.new_tasks,
+        converted_handoffs: next.converted,
+        cost_usd: att.record.cost_usd,
+        now_ms: now_ms(),
+    };
+    let token = att.claim.token.clone();
+    let lost = call(&att.shared.store, move |st| st.finish_attempt(&token, &fin))
+        .await
+        .err()
+        .map(|e| e.to_string());
+    AttemptDone {
+        task: att.claim.task.id.clone(),
+        role: att.claim.task.role.clone(),
+        instance: att.instance.id.clone(),
+        record: att.record,
+        classified,
+        new_tasks: if lost.is_none() { created } else { Vec::new() },
+        retry_at: retry_at.filter(|_| lost.is_none()),
+        lost_claim: lost,
+    }
+}
+
+/// Appends the attempt to the instance's session.md (its memory of earlier tasks).
+fn append_session(att: &Attempt, classified: &Classified, spec: Option<&StoredSpec>) {
+    let r = &att.record;
+    let summary = r
+        .result_text
+        .clone()
+        .or_else(|| r.error.clone())
+        .unwrap_or_default();
+    let entry = SessionEntry {
+        time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        task_id: r.task.clone(),
+        attempt: r.attempt,
+        prompt: spec.map(|s| s.task.prompt.clone()).unwrap_or_default(),
+        status: classified.status,
+        files_changed: r.files_changed.clone(),
+        summary: summary.chars().take(2000).collect(),
+    };
+    if let Err(e) = att.instance.append_session(&entry) {
+        let path = att.instance.session_path();
+        tracing::warn!("cannot append to {}: {e}", path.display());
+    }
+}

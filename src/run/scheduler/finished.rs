@@ -1,0 +1,108 @@
+//! The end of an attempt, as the run loop sees it: its slot is free again, the run's
+//! scope grows by the handoff tasks it created, the policy reacts (breaker, parking,
+//! retry notes), and the progress display counts it.
+
+use super::Scheduler;
+use crate::outcome::Status;
+use crate::run::attempt::AttemptDone;
+use crate::run::policy::react;
+use crate::show::progress::Event;
+use crate::store::call as db;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tokio::task::JoinError;
+
+impl Scheduler<'_> {
+    /// An attempt task ended.
+    pub(super) async fn on_finished(&mut self, joined: Result<AttemptDone, JoinError>) {
+        let done = match joined {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!("an attempt task failed: {e}");
+                return;
+            }
+        };
+        tracing::info!(task = %done.task, status = %done.classified.status, cause = ?done.classified.cause, "attempt finished");
+        self.fleet.release(&done.instance, &done.role);
+        self.lives.remove(&done.task);
+        self.summary.cost_usd += done.record.cost_usd;
+        if let Some(at) = done.retry_at {
+            self.retry_at.push(at);
+        }
+        if let Some(e) = &done.lost_claim {
+            let note = format!("{}: result discarded: {e}", done.task);
+            self.progress.event(&Event::Note(note));
+        }
+        self.adopt(&done).await;
+        if done.classified.status == Status::Interrupted {
+            self.summary.stopped_tasks.push(done.task.clone());
+        }
+        let s = &self.shared.settings;
+        react(
+            &done,
+            s,
+            &mut self.breaker,
+            &mut self.summary,
+            &self.store,
+            self.progress,
+        )
+        .await;
+        self.count(&done).await;
+    }
+
+    /// The handoff tasks an attempt created belong to this run.
+    async fn adopt(&mut self, done: &AttemptDone) {
+        if self.scope.scoped && !done.new_tasks.is_empty() {
+            let (me, ids) = (self.owner.id.clone(), done.new_tasks.clone());
+            if let Err(e) = db(&self.store, move |st| st.add_scope(&me, &ids)).await {
+                tracing::error!("cannot add the handoff tasks to this run: {e}");
+            }
+        }
+        for t in &done.new_tasks {
+            self.scope.ids.insert(t.clone());
+            if !self.opts.scope.is_empty() {
+                self.opts.scope.push(t.clone());
+            }
+            let note = format!("handoff: {} created from {}", t, done.task);
+            self.progress.event(&Event::Note(note));
+        }
+    }
+
+    /// Tells the progress display; counting reads every task's status, so it is done
+    /// at most a few times a second.
+    async fn count(&mut self, done: &AttemptDone) {
+        let ((mut total, mut finished), at) = self.counts;
+        if at.elapsed() >= Duration::from_millis(300) || self.running.is_empty() {
+            (total, finished) = count_done(&self.store, &self.opts.scope).await;
+            self.counts = ((total, finished), Instant::now());
+        } else {
+            finished += 1;
+            self.counts.0 = (total, finished);
+        }
+        self.progress.event(&Event::Finished {
+            task: done.task.clone(),
+            status: done.classified.status,
+            duration_ms: done.record.duration_ms,
+            cost_usd: done.record.cost_usd,
+            error: done.classified.error.clone(),
+            done: finished,
+            total,
+        });
+        self.progress.totals(finished, total, self.summary.cost_usd);
+    }
+}
+
+/// (tasks in scope, terminal ones).
+async fn count_done(
+    store: &std::sync::Arc<dyn crate::store::Store>,
+    scope: &[String],
+) -> (usize, usize) {
+    let rows = db(store, |st| st.statuses()).await.unwrap_or_default();
+    let set: HashSet<&String> = scope.iter().collect();
+    let inscope = rows
+        .iter()
+        .filter(|(id, _)| scope.is_empty() || set.contains(id));
+    inscope.fold((0, 0), |(n, done), (_, st)| {
+        (n + 1, done + usize::from(st.is_terminal()))
+    })
+}

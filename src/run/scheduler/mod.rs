@@ -1,0 +1,338 @@
+//! The scheduler: the run loop, a state machine driven by events. It owns the run's
+//! state (instances and busy slots, per-role counts, the breaker, parking, the budget,
+//! the scope, the live views) and has one handler per thing that can happen:
+//!
+//! - an attempt finished ([`Scheduler::on_finished`]): free its slot, apply the
+//!   policy (retry, park, breaker), count it;
+//! - the store changed, from another process ([`Scheduler::on_store_changed`]): a
+//!   handoff accepted, a task retried from another shell, a dependency finished by
+//!   another borg;
+//! - a timer fired ([`Scheduler::on_timer`]): lease maintenance, the end of parking
+//!   or of a retry's backoff, the redraw of live progress;
+//! - a signal arrived ([`Scheduler::on_stop`]): stop dispatching.
+//!
+//! After each event it starts what can start (`dispatch`: the best ready task
+//! whenever a slot is free, within the global concurrency, per-role `max_instances`
+//! and pins) and ends when nothing is left to run or wait for. It never polls the
+//! tables: it sleeps until the next event.
+
+mod dispatch;
+mod finished;
+mod fleet;
+
+use crate::run::attempt::{now_ms, AttemptDone, Shared};
+use crate::run::policy::Breaker;
+use crate::run::summary::{local_time, RunOptions, RunSummary, StopReason};
+use crate::show::progress::{Event, Progress};
+use crate::store::feed::{self, ChangeFeed};
+use crate::store::{call as db, OwnerInfo, Store, StoreError};
+use crate::supervise::runner::LiveView;
+use crate::supervise::signals::Shutdown;
+use fleet::Fleet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::{JoinError, JoinSet};
+
+/// How often the live lines of running tasks are redrawn.
+const REDRAW: Duration = Duration::from_millis(500);
+
+/// Something the loop waits for.
+enum Wake {
+    /// An attempt task ended.
+    Finished(Box<Result<AttemptDone, JoinError>>),
+    /// Another process changed the store.
+    StoreChanged,
+    /// A deadline passed (maintenance, parking, a backoff, a redraw).
+    Timer,
+    /// The first Ctrl-C / SIGTERM / SIGHUP.
+    Stop,
+}
+
+/// The tasks this run works on.
+struct Scope {
+    /// Task ids (the list plus the handoffs it created); empty = the whole store.
+    ids: HashSet<String>,
+    /// Claims are restricted to the ids registered for this owner in the store.
+    scoped: bool,
+}
+
+/// The run loop's state.
+pub(crate) struct Scheduler<'p> {
+    shared: Arc<Shared>,
+    store: Arc<dyn Store>,
+    owner: OwnerInfo,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    progress: &'p mut dyn Progress,
+    summary: RunSummary,
+    fleet: Fleet,
+    running: JoinSet<AttemptDone>,
+    lives: HashMap<String, (Arc<Mutex<LiveView>>, Instant)>,
+    breaker: Breaker,
+    scope: Scope,
+    feed: ChangeFeed,
+    /// When the current parking began, epoch ms (None: not parked).
+    park_started: Option<i64>,
+    /// The fleet is parked until then, epoch ms.
+    parked_until: Option<i64>,
+    /// The next lease maintenance, epoch ms.
+    next_maintenance: i64,
+    /// Backoffs this run knows of (its own retries, tasks given back), epoch ms.
+    retry_at: Vec<i64>,
+    /// (tasks in scope, terminal ones), and when that was counted.
+    counts: ((usize, usize), Instant),
+}
+
+/// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
+pub async fn run(
+    shared: Arc<Shared>,
+    owner: OwnerInfo,
+    opts: RunOptions,
+    shutdown: Shutdown,
+    progress: &mut dyn Progress,
+) -> Result<RunSummary, StoreError> {
+    let mut s = Scheduler::start(shared, owner, opts, shutdown, progress).await?;
+    loop {
+        s.maintain_if_due().await;
+        s.check_limits().await;
+        s.dispatch().await?;
+        if s.is_over().await? {
+            break;
+        }
+        s.draw_live();
+        match s.next_wake().await {
+            Wake::Finished(joined) => s.on_finished(*joined).await,
+            Wake::StoreChanged => s.on_store_changed(),
+            Wake::Timer => s.on_timer(),
+            Wake::Stop => s.on_stop(),
+        }
+    }
+    Ok(s.into_summary())
+}
+
+impl<'p> Scheduler<'p> {
+    /// Sets the run up: a closed breaker, the pins, the scope registered in the store,
+    /// the change feed.
+    async fn start(
+        shared: Arc<Shared>,
+        owner: OwnerInfo,
+        opts: RunOptions,
+        shutdown: Shutdown,
+        progress: &'p mut dyn Progress,
+    ) -> Result<Scheduler<'p>, StoreError> {
+        let store = shared.store.clone();
+        close_breaker(&store).await;
+        let pins: HashSet<String> = db(&store, |st| st.tasks())
+            .await?
+            .into_iter()
+            .filter_map(|t| t.instance)
+            .collect();
+        let scope = register_scope(&store, &owner, &opts.scope).await?;
+        let fleet = Fleet::new(shared.workspaces.list().unwrap_or_default(), pins);
+        let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
+        Ok(Scheduler {
+            shared,
+            store,
+            owner,
+            opts,
+            shutdown,
+            progress,
+            summary: RunSummary::default(),
+            fleet,
+            running: JoinSet::new(),
+            lives: HashMap::new(),
+            breaker: Breaker::default(),
+            scope,
+            feed,
+            park_started: None,
+            parked_until: None,
+            next_maintenance: 0,
+            retry_at: Vec::new(),
+            counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
+        })
+    }
+
+    /// Still starting new tasks: no signal, no early stop.
+    fn dispatching(&self) -> bool {
+        !self.shutdown.stop.is_cancelled() && self.summary.stop.is_none()
+    }
+
+    /// Heartbeat, dead borgs' claims and expired leases back, when due.
+    async fn maintain_if_due(&mut self) {
+        let now = now_ms();
+        if now >= self.next_maintenance {
+            crate::run::recovery::maintenance(&self.store, &self.owner).await;
+            let lease = self.shared.settings.run.lease.as_millis() as i64;
+            self.next_maintenance = now + (lease / 3).clamp(500, 5000);
+        }
+    }
+
+    /// Parking (and its limit, `max_park`) and the budget: either may stop the run.
+    async fn check_limits(&mut self) {
+        let now = now_ms();
+        self.parked_until = db(&self.store, |st| st.fleet("parked"))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()))
+            .filter(|&u| u > now);
+        match self.parked_until {
+            Some(until) => {
+                let started = *self.park_started.get_or_insert(now);
+                let max = self.shared.settings.run.max_park;
+                if until - started > max.as_millis() as i64 && self.summary.stop.is_none() {
+                    let why = StopReason::Park(format!(
+                        "the fleet has been parked on a usage limit since {} and the limit resets at {}, beyond max_park ({}); run again after the reset",
+                        local_time(started),
+                        local_time(until),
+                        humantime::format_duration(max)
+                    ));
+                    self.stop_with(why);
+                }
+            }
+            None => self.park_started = None,
+        }
+        if self.dispatching() && !self.budget_left() {
+            let b = self.opts.budget_usd.unwrap_or(0.0);
+            let why = StopReason::Budget(format!(
+                "the run budget of ${b:.2} is spent (${:.4}); no new task starts",
+                self.summary.cost_usd
+            ));
+            self.stop_with(why);
+        }
+    }
+
+    fn budget_left(&self) -> bool {
+        self.opts
+            .budget_usd
+            .is_none_or(|b| self.summary.cost_usd < b)
+    }
+
+    /// Stops starting tasks for `why`, and says so once.
+    fn stop_with(&mut self, why: StopReason) {
+        self.progress.event(&Event::Note(why.message().to_string()));
+        self.summary.stop = Some(why);
+    }
+
+    /// Nothing runs and nothing is left to wait for: the run is stopped, or every
+    /// task in scope is terminal (a task given back to wait counts as open).
+    async fn is_over(&mut self) -> Result<bool, StoreError> {
+        if !self.running.is_empty() {
+            return Ok(false);
+        }
+        if !self.dispatching() {
+            return Ok(true);
+        }
+        let rows = db(&self.store, |st| st.statuses()).await?;
+        let all = self.opts.scope.is_empty();
+        let open = rows
+            .iter()
+            .any(|(id, st)| (all || self.scope.ids.contains(id)) && !st.is_terminal());
+        // Else: waiting on other workers' claims, on a backoff or on parking.
+        Ok(!open)
+    }
+
+    /// Refreshes the live line of every running task.
+    fn draw_live(&mut self) {
+        for (task, (live, since)) in &self.lives {
+            if let Ok(v) = live.lock() {
+                self.progress.live(task, &v, since.elapsed());
+            }
+        }
+    }
+
+    /// Sleeps until the next event.
+    async fn next_wake(&mut self) -> Wake {
+        let deadline = self.next_deadline();
+        let dispatching = self.dispatching();
+        let running = !self.running.is_empty();
+        tokio::select! {
+            Some(joined) = self.running.join_next(), if running => Wake::Finished(Box::new(joined)),
+            _ = self.shutdown.stop.cancelled(), if dispatching => Wake::Stop,
+            _ = self.feed.changed(), if dispatching => Wake::StoreChanged,
+            _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
+        }
+    }
+
+    /// The earliest of: the next maintenance, the end of parking, a known backoff,
+    /// and the next redraw while tasks run.
+    fn next_deadline(&self) -> Instant {
+        let now = now_ms();
+        let mut at = self.next_maintenance;
+        if let Some(u) = self.parked_until {
+            at = at.min(u);
+        }
+        if let Some(r) = self.retry_at.iter().min() {
+            at = at.min(*r);
+        }
+        let mut deadline = Instant::now() + Duration::from_millis((at - now).max(0) as u64);
+        if !self.running.is_empty() {
+            deadline = deadline.min(Instant::now() + REDRAW);
+        }
+        deadline
+    }
+
+    /// Another process changed the store: the next dispatch looks again.
+    fn on_store_changed(&mut self) {
+        tracing::trace!("the store changed");
+    }
+
+    /// A deadline passed: forget the backoffs that ended (maintenance and parking are
+    /// checked by the loop itself).
+    fn on_timer(&mut self) {
+        let now = now_ms();
+        self.retry_at.retain(|&t| t > now);
+    }
+
+    /// The first signal: no new task starts; running children get the stop ladder
+    /// through their own tokens, and the loop waits for them.
+    fn on_stop(&mut self) {
+        tracing::debug!("stop requested; waiting for the running attempts");
+    }
+
+    fn into_summary(mut self) -> RunSummary {
+        self.summary.interrupted = self.shutdown.stop.is_cancelled();
+        self.summary.scope = std::mem::take(&mut self.scope.ids).into_iter().collect();
+        self.summary
+    }
+}
+
+/// A new run starts with a closed breaker: so must the store (and `borg status`).
+async fn close_breaker(store: &Arc<dyn Store>) {
+    let open = db(store, |st| st.fleet("breaker")).await.ok().flatten();
+    if open.is_some_and(|b| b.get("open").and_then(|o| o.as_bool()) == Some(true)) {
+        let v = serde_json::json!({"open": false});
+        let _ = db(store, move |st| st.set_fleet("breaker", &v, now_ms())).await;
+    }
+}
+
+/// With every task of the store in scope the claim need not filter by id; else the
+/// scope is registered in the store once (and grows with handoffs), so that a claim
+/// costs the same whatever the size of the list.
+async fn register_scope(
+    store: &Arc<dyn Store>,
+    owner: &OwnerInfo,
+    ids: &[String],
+) -> Result<Scope, StoreError> {
+    let set: HashSet<String> = ids.iter().cloned().collect();
+    if ids.is_empty() {
+        return Ok(Scope {
+            ids: set,
+            scoped: false,
+        });
+    }
+    let all = db(store, |st| st.statuses()).await?;
+    if all.iter().all(|(id, _)| set.contains(id)) {
+        return Ok(Scope {
+            ids: set,
+            scoped: false,
+        });
+    }
+    let (me, list) = (owner.id.clone(), ids.to_vec());
+    db(store, move |st| st.add_scope(&me, &list)).await?;
+    Ok(Scope {
+        ids: set,
+        scoped: true,
+    })
+}
