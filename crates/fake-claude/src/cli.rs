@@ -180,105 +180,141 @@ pub fn parse(argv: &[String]) -> Result<Args, String> {
             only_positional = true;
             continue;
         }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let Some(&(names, kind, argname)) =
-            OPTIONS.iter().find(|(n, _, _)| n.contains(&name.as_str()))
-        else {
-            return Err(format!("error: unknown option '{arg}'"));
-        };
-        let long = names
-            .iter()
-            .find(|n| n.starts_with("--"))
-            .copied()
-            .unwrap_or(names[0]);
-        let mut values: Vec<String> = Vec::new();
-        match kind {
-            Kind::Bool => {
-                if inline.is_some() {
-                    return Err(format!("error: unknown option '{arg}'"));
-                }
-            }
-            Kind::Value => {
-                if let Some(v) = inline {
-                    values.push(v);
-                } else if i < argv.len() && !argv[i].starts_with('-') {
-                    values.push(argv[i].clone());
-                    i += 1;
-                } else {
-                    let flags = names.join(", ");
-                    return Err(format!(
-                        "error: option '{flags} <{argname}>' argument missing"
-                    ));
-                }
-            }
-            Kind::OptValue => {
-                if let Some(v) = inline {
-                    values.push(v);
-                } else if i < argv.len() && !argv[i].starts_with('-') {
-                    values.push(argv[i].clone());
-                    i += 1;
-                } else {
-                    values.push(String::new());
-                }
-            }
-            Kind::Variadic => {
-                if let Some(v) = inline {
-                    // `--flag=value` takes exactly one value: the documented way to keep
-                    // a variadic flag from swallowing the prompt.
-                    values.push(v);
-                } else {
-                    // Like commander: a variadic option eats words until the next flag.
-                    while i < argv.len() && !argv[i].starts_with('-') {
-                        values.push(argv[i].clone());
-                        i += 1;
-                    }
-                }
-                if values.is_empty() {
-                    let flags = names.join(", ");
-                    return Err(format!(
-                        "error: option '{flags} <{argname}>' argument missing"
-                    ));
-                }
-            }
-        }
-        let first = values.first().cloned().unwrap_or_default();
-        match long {
-            "--print" => a.print = true,
-            "--verbose" => a.verbose = true,
-            "--version" => a.version = true,
-            "--help" => a.help = true,
-            "--output-format" => a.output_format = Some(first),
-            "--input-format" => a.input_format = Some(first),
-            "--permission-mode" => a.permission_mode = Some(first),
-            "--dangerously-skip-permissions" => a.skip_permissions = true,
-            "--model" => a.model = Some(first),
-            "--max-turns" => a.max_turns = Some(first),
-            "--max-budget-usd" => a.max_budget = Some(first),
-            "--allowedTools" => values.iter().for_each(|v| split_tools(v, &mut a.allowed)),
-            "--disallowedTools" => values
-                .iter()
-                .for_each(|v| split_tools(v, &mut a.disallowed)),
-            "--tools" => {
-                let mut t = Vec::new();
-                values.iter().for_each(|v| split_tools(v, &mut t));
-                a.tools = Some(t);
-            }
-            "--session-id" => a.session_id = Some(first),
-            "--resume" => a.resume = Some(first),
-            "--continue" => a.continue_ = true,
-            "--fork-session" => a.fork_session = true,
-            "--append-system-prompt" => a.append_system_prompt = Some(first),
-            "--replay-user-messages" => a.replay_user_messages = true,
-            _ => {} // accepted and ignored: it changes nothing a scenario can show
-        }
+        let (option, inline) = lookup(arg)?;
+        let values = take_values(option, arg, inline, argv, &mut i)?;
+        a.set(option.long(), &values);
     }
     if !positional.is_empty() {
         a.prompt = Some(positional.join(" "));
     }
     Ok(a)
+}
+
+/// One row of [`OPTIONS`].
+#[derive(Clone, Copy)]
+struct Opt {
+    /// Its spellings (`-p`, `--print`).
+    names: &'static [&'static str],
+    /// How it takes its argument.
+    kind: Kind,
+    /// The `<arg>` name commander prints in errors.
+    argname: &'static str,
+}
+
+impl Opt {
+    /// The long spelling, which names the option in [`Args::set`].
+    fn long(&self) -> &'static str {
+        self.names
+            .iter()
+            .find(|n| n.starts_with("--"))
+            .copied()
+            .unwrap_or(self.names[0])
+    }
+
+    /// commander's error for a value that is not there.
+    fn missing(&self) -> String {
+        let flags = self.names.join(", ");
+        format!(
+            "error: option '{flags} <{}>' argument missing",
+            self.argname
+        )
+    }
+}
+
+/// The option `arg` names, and its `--flag=value` value if written so.
+fn lookup(arg: &str) -> Result<(Opt, Option<String>), String> {
+    let (name, inline) = match arg.split_once('=') {
+        Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+        _ => (arg, None),
+    };
+    match OPTIONS.iter().find(|(n, _, _)| n.contains(&name)) {
+        Some(&(names, kind, argname)) => Ok((
+            Opt {
+                names,
+                kind,
+                argname,
+            },
+            inline,
+        )),
+        None => Err(format!("error: unknown option '{arg}'")),
+    }
+}
+
+/// The values an option takes: its inline value, else the words after it (advancing
+/// `i` past them) as its kind allows.
+fn take_values(
+    option: Opt,
+    arg: &str,
+    inline: Option<String>,
+    argv: &[String],
+    i: &mut usize,
+) -> Result<Vec<String>, String> {
+    let next_word = || {
+        let word = argv.get(*i).filter(|w| !w.starts_with('-')).cloned();
+        if word.is_some() {
+            *i += 1;
+        }
+        word
+    };
+    match option.kind {
+        Kind::Bool if inline.is_some() => Err(format!("error: unknown option '{arg}'")),
+        Kind::Bool => Ok(Vec::new()),
+        Kind::Value => match inline.or_else(next_word) {
+            Some(v) => Ok(vec![v]),
+            None => Err(option.missing()),
+        },
+        Kind::OptValue => Ok(vec![inline.or_else(next_word).unwrap_or_default()]),
+        // `--flag=value` takes exactly one value: the documented way to keep a variadic
+        // flag from swallowing the prompt.
+        Kind::Variadic if inline.is_some() => Ok(inline.into_iter().collect()),
+        Kind::Variadic => {
+            // Like commander: a variadic option eats words until the next flag.
+            let values: Vec<String> = std::iter::from_fn(next_word).collect();
+            if values.is_empty() {
+                Err(option.missing())
+            } else {
+                Ok(values)
+            }
+        }
+    }
+}
+
+impl Args {
+    /// Records option `long` with its values.
+    fn set(&mut self, long: &str, values: &[String]) {
+        let first = values.first().cloned().unwrap_or_default();
+        match long {
+            "--print" => self.print = true,
+            "--verbose" => self.verbose = true,
+            "--version" => self.version = true,
+            "--help" => self.help = true,
+            "--output-format" => self.output_format = Some(first),
+            "--input-format" => self.input_format = Some(first),
+            "--permission-mode" => self.permission_mode = Some(first),
+            "--dangerously-skip-permissions" => self.skip_permissions = true,
+            "--model" => self.model = Some(first),
+            "--max-turns" => self.max_turns = Some(first),
+            "--max-budget-usd" => self.max_budget = Some(first),
+            "--allowedTools" => values
+                .iter()
+                .for_each(|v| split_tools(v, &mut self.allowed)),
+            "--disallowedTools" => values
+                .iter()
+                .for_each(|v| split_tools(v, &mut self.disallowed)),
+            "--tools" => {
+                let mut t = Vec::new();
+                values.iter().for_each(|v| split_tools(v, &mut t));
+                self.tools = Some(t);
+            }
+            "--session-id" => self.session_id = Some(first),
+            "--resume" => self.resume = Some(first),
+            "--continue" => self.continue_ = true,
+            "--fork-session" => self.fork_session = true,
+            "--append-system-prompt" => self.append_system_prompt = Some(first),
+            "--replay-user-messages" => self.replay_user_messages = true,
+            _ => {} // accepted and ignored: it changes nothing a scenario can show
+        }
+    }
 }
 
 #[cfg(test)]

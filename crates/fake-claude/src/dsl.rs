@@ -1,5 +1,5 @@
 //! The scenario language: one step per line, shell-like words. The reference for users
-//! is the doc comment at the top of `fake-claude.rs`; this module only turns text into
+//! is the doc comment at the top of `main.rs`; this module only turns text into
 //! [`Step`]s and reports bad lines (the caller prints them and exits 2) instead of
 //! panicking, because scenarios are typed by hand into prompts.
 //!

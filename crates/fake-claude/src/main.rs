@@ -199,75 +199,16 @@
 mod cli;
 mod dsl;
 mod out;
+mod prompt;
 mod run;
+mod scenario;
 mod signals;
+mod startup;
 mod state;
 mod tools;
 mod torture;
 
-use std::io::Read;
-
-/// The version the real CLI we mimic reports.
-const VERSION: &str = "2.1.197";
-
-/// Prints `msg` on stderr and exits with `code`.
-fn fail(msg: &str, code: i32) -> ! {
-    eprintln!("{msg}");
-    std::process::exit(code)
-}
-
-/// Maps `--model` like the CLI: aliases to ids, full ids passed through.
-fn model_name(m: Option<&str>) -> String {
-    match m {
-        None | Some("") | Some("default") | Some("opus") => "claude-opus-4-8[1m]".into(),
-        Some("sonnet") => "claude-sonnet-5".into(),
-        Some("haiku") => "claude-haiku-4-5".into(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// The user messages of `--input-format stream-json` input: (raw `content` JSON, its
-/// text). Lines that are not JSON user messages are skipped.
-fn stream_json_messages(input: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in input.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let content = &v["message"]["content"];
-        let text = match content {
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Array(items) => items
-                .iter()
-                .filter_map(|i| i["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-            _ => continue,
-        };
-        out.push((type_first(content), text));
-    }
-    out
-}
-
-/// JSON text of `v` with `"type"` first in every object. serde_json's map sorts keys,
-/// and content blocks as clients write them (and as the CLI echoes them) start with
-/// `type`, so this restores the usual order.
-fn type_first(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::Object(m) => {
-            let mut o = out::Obj::new();
-            if let Some(t) = m.get("type") {
-                o = o.raw("type", &type_first(t));
-            }
-            for (k, x) in m.iter().filter(|(k, _)| k.as_str() != "type") {
-                o = o.raw(k, &type_first(x));
-            }
-            o.end()
-        }
-        serde_json::Value::Array(a) => out::arr(a.iter().map(type_first)),
-        other => other.to_string(),
-    }
-}
+use startup::Refusal;
 
 fn main() {
     let argv: Vec<String> = std::env::args_os()
@@ -277,228 +218,41 @@ fn main() {
     if argv.first().map(String::as_str) == Some(torture::SLEEPER) {
         std::process::exit(torture::sleeper(&argv[1..]));
     }
-    let args = cli::parse(&argv).unwrap_or_else(|e| fail(&e, 1));
-    let version = std::env::var("FAKE_CLAUDE_VERSION")
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or(VERSION.into());
-    if args.version {
-        println!("{version} (Claude Code)");
-        return;
-    }
-    if args.help {
-        println!("Usage: claude [options] [command] [prompt]\n\nfake-claude: a scripted stand-in for Claude Code. See the doc comment of src/bin/fake-claude.rs.");
-        return;
-    }
-    if !args.print {
-        fail("fake-claude: only print mode is supported; pass -p", 1);
-    }
-    let format = match args.output_format.as_deref() {
-        None | Some("text") => out::Format::Text,
-        Some("json") => out::Format::Json,
-        Some("stream-json") => out::Format::StreamJson,
-        Some(o) => fail(&format!("error: option '--output-format <format>' argument '{o}' is invalid. Allowed choices are text, json, stream-json."), 1),
-    };
-    if format == out::Format::StreamJson && !args.verbose {
-        fail(
-            "Error: When using --print, --output-format=stream-json requires --verbose",
-            1,
-        );
-    }
-    let mode = if args.skip_permissions {
-        "bypassPermissions".to_string()
-    } else {
-        args.permission_mode
-            .clone()
-            .unwrap_or_else(|| "default".into())
-    };
-    const MODES: &[&str] = &[
-        "acceptEdits",
-        "auto",
-        "bypassPermissions",
-        "default",
-        "dontAsk",
-        "plan",
-    ];
-    if !MODES.contains(&mode.as_str()) {
-        fail(&format!("error: option '--permission-mode <mode>' argument '{mode}' is invalid. Allowed choices are {}.", MODES.join(", ")), 1);
-    }
-    let sandbox = std::env::var("IS_SANDBOX")
-        .map(|v| v == "1")
-        .unwrap_or(false);
-    // SAFETY: geteuid has no preconditions.
-    if mode == "bypassPermissions" && unsafe { libc::geteuid() } == 0 && !sandbox {
-        fail("--dangerously-skip-permissions cannot be used with root/sudo privileges for security reasons", 1);
-    }
-    if let Some(id) = &args.session_id {
-        if uuid::Uuid::parse_str(id).is_err() {
-            fail("Error: Invalid session ID. Must be a valid UUID.", 1);
-        }
-    }
-    let max_turns = match args
-        .max_turns
-        .clone()
-        .or_else(|| std::env::var("CLAUDE_CODE_MAX_TURNS").ok())
-    {
-        None => None,
-        Some(t) => match t.trim().parse::<u32>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => fail(
-                &format!("error: option '--max-turns <turns>' argument '{t}' is invalid."),
-                1,
-            ),
-        },
-    };
-    let max_budget = match &args.max_budget {
-        None => None,
-        Some(b) => match b.trim().parse::<f64>() {
-            Ok(v) if v > 0.0 => Some((v, b.trim().to_string())),
-            _ => fail(
-                &format!("error: option '--max-budget-usd <amount>' argument '{b}' is invalid."),
-                1,
-            ),
-        },
-    };
+    let code = start(&argv).unwrap_or_else(|refusal| refusal.exit());
+    std::process::exit(code);
+}
 
+/// One invocation, step by step: argv → checked flags → prompt → scenario → session
+/// checks → attempt → run. `Ok` is the exit code; a refusal comes before anything runs.
+fn start(argv: &[String]) -> Result<i32, Refusal> {
+    let args = cli::parse(argv).map_err(Refusal::usage)?;
+    let version = startup::version();
+    if let Some(answer) = startup::info(&args, &version) {
+        println!("{answer}");
+        return Ok(0);
+    }
+    let checked = startup::check(&args)?;
     // From here on SIGINT/SIGTERM act like the CLI's (a SIGINT while reading stdin makes
     // the run end with 0 right after init, as if it came while waiting for the API).
     signals::install();
-
-    // The prompt: a positional argument, else stdin to EOF (with `--input-format
-    // stream-json`: one user message per line, each its own turn with a result).
-    let (prompt, messages) = match &args.prompt {
-        Some(p) => (p.clone(), None),
-        None => {
-            let mut buf = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut buf);
-            let text = String::from_utf8_lossy(&buf).into_owned();
-            if args.input_format.as_deref() == Some("stream-json") {
-                let m = stream_json_messages(&text);
-                let joined = m
-                    .iter()
-                    .map(|x| x.1.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                (joined, Some(m))
-            } else {
-                (text, None)
-            }
-        }
-    };
-    if prompt.trim().is_empty() {
-        fail("Error: Input must be provided either through stdin or as a prompt argument when using --print", 1);
-    }
-
-    // The scenario: the file, else the prompt's directives, else the default.
-    let file_lines = std::env::var_os("FAKE_CLAUDE_SCENARIO")
-        .filter(|v| !v.is_empty())
-        .map(|path| match std::fs::read_to_string(&path) {
-            Ok(t) => dsl::file_lines(&t),
-            Err(e) => fail(
-                &format!(
-                    "fake-claude: cannot read FAKE_CLAUDE_SCENARIO {}: {e}",
-                    path.to_string_lossy()
-                ),
-                2,
-            ),
-        });
-    let scenario = |text: &str| -> Vec<dsl::Step> {
-        let lines = file_lines.clone().unwrap_or_else(|| dsl::directives(text));
-        if lines.is_empty() {
-            vec![dsl::Step::Text("Done.".into())]
-        } else {
-            dsl::parse(&lines).unwrap_or_else(|e| fail(&format!("fake-claude: scenario {e}"), 2))
-        }
-    };
-    let steps = scenario(&prompt);
-    let conversation: Option<Vec<(String, Vec<dsl::Step>)>> = messages.map(|m| {
-        m.into_iter()
-            .map(|(raw, text)| {
-                let s = scenario(&text);
-                (raw, s)
-            })
-            .collect()
-    });
-
+    let input = prompt::read(&args)?;
+    let mut plan = scenario::Plan::load(&input)?;
+    plan.check_sessions(&args)?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    let session_id = match (&args.resume, &args.session_id) {
-        (Some(r), _) if !r.is_empty() && !args.fork_session => r.clone(),
-        (_, Some(s)) => s.clone(),
-        _ => uuid::Uuid::new_v4().to_string(),
-    };
-    let mut tools: Vec<String> = match &args.tools {
-        None => run::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect(),
-        Some(t) if t.iter().any(|x| x == "default") => {
-            run::DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect()
-        }
-        Some(t) => t.clone(),
-    };
-    tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
-
-    // FAKE_CLAUDE_STRICT_SESSIONS=1: session ids are checked against the ones earlier
-    // fake runs used, as the real CLI checks its transcripts (fixtures `resume-unknown`,
-    // `session-id-reuse` in the docs).
-    let strict = std::env::var("FAKE_CLAUDE_STRICT_SESSIONS")
-        .map(|v| v == "1")
-        .unwrap_or(false);
-    if let (true, None, Some(id)) = (strict, &args.resume, &args.session_id) {
-        if state::session_known(id) {
-            fail(&format!("Error: Session ID {id} is already in use."), 1);
-        }
-    }
-    let steps = match &args.resume {
-        Some(r) if strict && !r.is_empty() && !state::session_known(r) => {
-            vec![dsl::Step::NoConversation]
-        }
-        _ => steps,
-    };
-    let instant = matches!(steps.first(), Some(dsl::Step::Instant));
-    let (attempt, state_dir) = if instant {
-        (1, None)
-    } else {
-        let remember = !matches!(steps.first(), Some(dsl::Step::NoConversation));
-        match state::claim(
-            &prompt,
-            &argv,
-            &cwd.display().to_string(),
-            &session_id,
-            remember,
-        ) {
-            Ok(st) => (st.attempt, Some(st.dir)),
-            Err(e) => {
-                eprintln!("fake-claude: warning: {e}; treating this as attempt 1");
-                (1, None)
-            }
-        }
-    };
-    let steps = run::for_attempt(steps, attempt);
-
+    let session_id = startup::session_id(&args);
+    let attempt = plan.claim(&input.prompt, argv, &cwd, &session_id);
     let cfg = run::Config {
         session_id,
         cwd,
-        model: model_name(args.model.as_deref()),
-        perm_mode: mode,
-        tools,
+        model: startup::model_name(args.model.as_deref()),
+        perm_mode: checked.perm_mode,
+        tools: startup::tools(&args),
         allowed: args.allowed.clone(),
-        max_turns,
-        max_budget,
-        state_dir,
-        version: version
-            .split_whitespace()
-            .next()
-            .unwrap_or(VERSION)
-            .to_string(),
+        max_turns: checked.max_turns,
+        max_budget: checked.max_budget,
+        state_dir: attempt.state_dir,
+        version: startup::short_version(&version),
     };
-    let mut engine = run::Engine::new(out::Out::new(format, args.verbose), cfg);
-    let code = match conversation {
-        Some(c) if steps.first() != Some(&dsl::Step::NoConversation) => {
-            let c: Vec<_> = c
-                .into_iter()
-                .map(|(raw, s)| (raw, run::for_attempt(s, attempt)))
-                .collect();
-            engine.run_conversation(&c, args.replay_user_messages)
-        }
-        _ => engine.run(&steps),
-    };
-    std::process::exit(code);
+    let mut engine = run::Engine::new(out::Out::new(checked.format, args.verbose), cfg);
+    Ok(plan.run(&mut engine, attempt.number, args.replay_user_messages))
 }

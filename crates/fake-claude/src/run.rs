@@ -4,8 +4,9 @@
 //! response ends), keeps the turn/cost/usage books, enforces `--max-turns` and
 //! `--max-budget-usd`, and dispatches every step. The line builders live in the child
 //! modules `events` (init, assistant/user lines, torture output) and `endings` (every
-//! `result` shape, API retries and failures); tool calls and permissions in `calls`,
-//! the per-step dispatch in `dispatch`.
+//! `result` shape, API retries and failures, with each failure's texts in
+//! `api_failure`); tool calls and permissions in `calls`, background Bash in
+//! `background`, the per-step dispatch in `dispatch`.
 
 use crate::dsl::{Step, Tool};
 use crate::out::{b62, epoch_secs, End, Obj, Out, R};
@@ -14,6 +15,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod api_failure;
 mod background;
 mod calls;
 mod dispatch;

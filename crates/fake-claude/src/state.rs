@@ -114,7 +114,7 @@ pub fn note(dir: &std::path::Path, name: &str, line: &str) {
     }
 }
 
-/// `<root>/sessions/<id>`: marks a session id as used, for `FAKE_CLAUDE_STRICT_RESUME`.
+/// `<root>/sessions/<id>`: marks a session id as used, for `FAKE_CLAUDE_STRICT_SESSIONS`.
 fn remember_session(id: &str) {
     if uuid::Uuid::parse_str(id).is_ok() {
         let d = root().join("sessions");

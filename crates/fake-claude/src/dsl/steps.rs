@@ -49,6 +49,22 @@ fn demo() -> Vec<Step> {
     ]
 }
 
+/// A step family's parser: `Ok(None)` when the name is not one of its steps.
+type Family = fn(&str, &[String]) -> Result<Option<Step>, String>;
+
+/// The families of single steps, tried in turn (tool steps and `demo` aside).
+const FAMILIES: &[Family] = &[
+    content_step,
+    ending_step,
+    api_step,
+    timing_step,
+    attempt_step,
+    torture_step,
+];
+
+/// The names of the tool steps, the only ones a `+` may precede.
+const TOOL_STEPS: &[&str] = &["write", "read", "edit", "bash", "bash-bg"];
+
 /// Parses one step from its words (non-empty). `demo` expands into several steps.
 pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
     let (join, w) = match w.first().map(String::as_str) {
@@ -58,227 +74,257 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
     let Some(name) = w.first() else {
         return Err("empty step".into());
     };
-    let args = &w[1..];
-    let want = |min: usize, max: usize, usage: &str| -> Result<(), String> {
-        if args.len() < min || args.len() > max {
-            Err(format!("usage: {usage}"))
-        } else {
-            Ok(())
-        }
-    };
-    let tool = |t: Tool| Ok(vec![Step::Tool { tool: t, join }]);
-    if join
-        && !matches!(
-            name.as_str(),
-            "write" | "read" | "edit" | "bash" | "bash-bg"
-        )
-    {
+    let (name, args) = (name.as_str(), &w[1..]);
+    if TOOL_STEPS.contains(&name) {
+        return Ok(vec![Step::Tool {
+            tool: tool_step(name, args)?,
+            join,
+        }]);
+    }
+    if join {
         return Err("'+' only goes before a tool step (write, read, edit, bash, bash-bg)".into());
     }
-    let one = |s: Step| Ok(vec![s]);
-    match name.as_str() {
-        "text" => {
-            // Several words are joined with spaces: `text all done` works unquoted.
-            want(1, usize::MAX, "text \"TEXT\"")?;
-            one(Step::Text(args.join(" ")))
+    if name == "demo" {
+        want(args, 0, 0, "demo")?;
+        return Ok(demo());
+    }
+    for family in FAMILIES {
+        if let Some(s) = family(name, args)? {
+            return Ok(vec![s]);
         }
+    }
+    Err(format!("unknown step '{name}'"))
+}
+
+/// Checks the argument count: between `min` and `max`, else the usage line.
+fn want(args: &[String], min: usize, max: usize, usage: &str) -> Result<(), String> {
+    if args.len() < min || args.len() > max {
+        Err(format!("usage: {usage}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// An optional word that may only be `word`: whether it was given.
+fn flag_word(args: &[String], at: usize, word: &str, step: &str) -> Result<bool, String> {
+    match args.get(at).map(String::as_str) {
+        None => Ok(false),
+        Some(w) if w == word => Ok(true),
+        Some(o) => Err(format!("{step}: expected '{word}', got '{o}'")),
+    }
+}
+
+/// The tool steps: `write`, `read`, `edit`, `bash`, `bash-bg`.
+fn tool_step(name: &str, args: &[String]) -> Result<Tool, String> {
+    let desc = |default: &str| args.get(1).cloned().unwrap_or_else(|| default.into());
+    match name {
         "write" => {
-            want(2, 2, "write PATH \"CONTENT\"")?;
-            tool(Tool::Write(args[0].clone(), args[1].clone()))
+            want(args, 2, 2, "write PATH \"CONTENT\"")?;
+            Ok(Tool::Write(args[0].clone(), args[1].clone()))
         }
         "read" => {
-            want(1, 1, "read PATH")?;
-            tool(Tool::Read(args[0].clone()))
+            want(args, 1, 1, "read PATH")?;
+            Ok(Tool::Read(args[0].clone()))
         }
         "edit" => {
-            want(3, 4, "edit PATH \"OLD\" \"NEW\" [all]")?;
+            want(args, 3, 4, "edit PATH \"OLD\" \"NEW\" [all]")?;
             let all = match args.get(3).map(String::as_str) {
                 None => false,
                 Some("all") => true,
                 Some(o) => return Err(format!("edit: 4th word must be 'all', got '{o}'")),
             };
-            tool(Tool::Edit(
-                args[0].clone(),
-                args[1].clone(),
-                args[2].clone(),
-                all,
-            ))
+            let (path, old, new) = (args[0].clone(), args[1].clone(), args[2].clone());
+            Ok(Tool::Edit(path, old, new, all))
         }
         "bash" => {
-            want(1, 2, "bash \"COMMAND\" [\"DESCRIPTION\"]")?;
-            let desc = args
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| "Run shell command".into());
-            tool(Tool::Bash(args[0].clone(), desc))
+            want(args, 1, 2, "bash \"COMMAND\" [\"DESCRIPTION\"]")?;
+            Ok(Tool::Bash(args[0].clone(), desc("Run shell command")))
         }
-        "bash-bg" => {
-            want(1, 2, "bash-bg \"COMMAND\" [\"DESCRIPTION\"]")?;
-            let desc = args
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| "Run in background".into());
-            tool(Tool::BashBg(args[0].clone(), desc))
+        _ => {
+            want(args, 1, 2, "bash-bg \"COMMAND\" [\"DESCRIPTION\"]")?;
+            Ok(Tool::BashBg(args[0].clone(), desc("Run in background")))
+        }
+    }
+}
+
+/// The other content steps: `text`, `turn`, `stderr`.
+fn content_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    Ok(Some(match name {
+        "text" => {
+            // Several words are joined with spaces: `text all done` works unquoted.
+            want(args, 1, usize::MAX, "text \"TEXT\"")?;
+            Step::Text(args.join(" "))
         }
         "turn" => {
-            want(0, 0, "turn")?;
-            one(Step::Turn)
+            want(args, 0, 0, "turn")?;
+            Step::Turn
         }
-        "result" => {
-            let text = (!args.is_empty()).then(|| args.join(" "));
-            one(Step::Result(text))
+        "stderr" => {
+            want(args, 1, usize::MAX, "stderr \"TEXT\"")?;
+            Step::Stderr(args.join(" "))
         }
+        _ => return Ok(None),
+    }))
+}
+
+/// The endings that are not API failures: `result`, `max-turns`, `max-budget`,
+/// `no-result`, `exit`, `crash-mid-line`, `no-conversation`.
+fn ending_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    Ok(Some(match name {
+        "result" => Step::Result((!args.is_empty()).then(|| args.join(" "))),
+        "max-turns" => {
+            want(args, 0, 0, "max-turns")?;
+            Step::MaxTurns
+        }
+        "max-budget" => {
+            want(args, 0, 0, "max-budget")?;
+            Step::MaxBudget
+        }
+        "no-result" => {
+            want(args, 0, 1, "no-result [CODE]")?;
+            let c = args
+                .first()
+                .map(|c| num::<i32>(c, "exit code"))
+                .transpose()?;
+            Step::NoResult(c.unwrap_or(0))
+        }
+        "exit" => {
+            want(args, 1, 2, "exit CODE [\"STDERR\"]")?;
+            let stderr = args.get(1).cloned().unwrap_or_default();
+            Step::Exit(num(&args[0], "exit code")?, stderr)
+        }
+        "crash-mid-line" => {
+            want(args, 0, 1, "crash-mid-line [abort]")?;
+            Step::CrashMidLine(flag_word(args, 0, "abort", "crash-mid-line")?)
+        }
+        "no-conversation" | "resume-unknown" => {
+            want(args, 0, 0, "no-conversation")?;
+            Step::NoConversation
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The API failures: `api-error`, `api-retry`, `rate-limit`.
+fn api_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    Ok(Some(match name {
         "api-error" => {
-            want(1, 2, "api-error STATUS|network|nokey [RETRIES]")?;
+            want(args, 1, 2, "api-error STATUS|network|nokey [RETRIES]")?;
             let r = args
                 .get(1)
                 .map(|r| num::<u32>(r, "retry count"))
                 .transpose()?;
-            one(Step::ApiError(api_kind(&args[0])?, r))
+            Step::ApiError(api_kind(&args[0])?, r)
         }
         "api-retry" => {
-            want(1, 2, "api-retry STATUS|network [COUNT]")?;
-            let n = args
-                .get(1)
-                .map(|r| num::<u32>(r, "count"))
-                .transpose()?
-                .unwrap_or(1);
-            one(Step::ApiRetry(api_kind(&args[0])?, n))
-        }
-        "max-turns" => {
-            want(0, 0, "max-turns")?;
-            one(Step::MaxTurns)
-        }
-        "max-budget" => {
-            want(0, 0, "max-budget")?;
-            one(Step::MaxBudget)
-        }
-        "no-result" => {
-            want(0, 1, "no-result [CODE]")?;
-            let c = args
-                .first()
-                .map(|c| num::<i32>(c, "exit code"))
-                .transpose()?
-                .unwrap_or(0);
-            one(Step::NoResult(c))
-        }
-        "exit" => {
-            want(1, 2, "exit CODE [\"STDERR\"]")?;
-            one(Step::Exit(
-                num(&args[0], "exit code")?,
-                args.get(1).cloned().unwrap_or_default(),
-            ))
-        }
-        "stderr" => {
-            want(1, usize::MAX, "stderr \"TEXT\"")?;
-            one(Step::Stderr(args.join(" ")))
-        }
-        "crash-mid-line" => {
-            want(0, 1, "crash-mid-line [abort]")?;
-            match args.first().map(String::as_str) {
-                None => one(Step::CrashMidLine(false)),
-                Some("abort") => one(Step::CrashMidLine(true)),
-                Some(o) => Err(format!("crash-mid-line: expected 'abort', got '{o}'")),
-            }
-        }
-        "sleep" | "silence" => {
-            want(1, 1, "sleep MS")?;
-            one(Step::Sleep(millis(&args[0])?))
-        }
-        "slow" => {
-            want(2, 2, "slow N MS")?;
-            one(Step::Slow(num(&args[0], "count")?, millis(&args[1])?))
-        }
-        "hang" => {
-            want(0, 0, "hang")?;
-            one(Step::Hang)
-        }
-        "hang-after-result" => {
-            want(0, 0, "hang-after-result")?;
-            one(Step::HangAfterResult)
-        }
-        "after-result-lines" => {
-            want(0, 1, "after-result-lines [MS]")?;
-            one(Step::AfterResultLines(
-                args.first().map(|a| millis(a)).transpose()?,
-            ))
+            want(args, 1, 2, "api-retry STATUS|network [COUNT]")?;
+            let n = args.get(1).map(|r| num::<u32>(r, "count")).transpose()?;
+            Step::ApiRetry(api_kind(&args[0])?, n.unwrap_or(1))
         }
         "rate-limit" => {
-            want(0, 2, "rate-limit [RESET_IN_SECS] [ms]")?;
+            want(args, 0, 2, "rate-limit [RESET_IN_SECS] [ms]")?;
             let secs = args
                 .first()
                 .map(|a| num::<i64>(a, "reset seconds"))
-                .transpose()?
-                .unwrap_or(60);
-            let ms = match args.get(1).map(String::as_str) {
-                None => false,
-                Some("ms") => true,
-                Some(o) => return Err(format!("rate-limit: expected 'ms', got '{o}'")),
-            };
-            one(Step::RateLimit(secs, ms))
+                .transpose()?;
+            let ms = flag_word(args, 1, "ms", "rate-limit")?;
+            Step::RateLimit(secs.unwrap_or(60), ms)
         }
-        "on-attempt" | "first" | "fail-first" | "after-attempt" => {
-            if args.len() < 2 {
-                return Err(format!("usage: {name} N STEP..."));
-            }
-            let n: u32 = num(&args[0], "attempt number")?;
-            let inner = step(&args[1..])?;
-            if inner.len() != 1 {
-                return Err(format!("{name}: the step must be a single step (not demo)"));
-            }
-            let b = Box::new(inner.into_iter().next().unwrap_or(Step::Turn));
-            one(match name.as_str() {
-                "on-attempt" => Step::OnAttempt(n, b),
-                "after-attempt" => Step::AfterAttempt(n, b),
-                _ => Step::First(n, b),
-            })
+        _ => return Ok(None),
+    }))
+}
+
+/// The timing steps: `sleep`/`silence`, `slow`, `hang`, `hang-after-result`,
+/// `after-result-lines`.
+fn timing_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    Ok(Some(match name {
+        "sleep" | "silence" => {
+            want(args, 1, 1, "sleep MS")?;
+            Step::Sleep(millis(&args[0])?)
         }
+        "slow" => {
+            want(args, 2, 2, "slow N MS")?;
+            Step::Slow(num(&args[0], "count")?, millis(&args[1])?)
+        }
+        "hang" => {
+            want(args, 0, 0, "hang")?;
+            Step::Hang
+        }
+        "hang-after-result" => {
+            want(args, 0, 0, "hang-after-result")?;
+            Step::HangAfterResult
+        }
+        "after-result-lines" => {
+            want(args, 0, 1, "after-result-lines [MS]")?;
+            Step::AfterResultLines(args.first().map(|a| millis(a)).transpose()?)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The retry-state filters: `on-attempt`, `first`/`fail-first`, `after-attempt`, each
+/// wrapping one step.
+fn attempt_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    if !matches!(
+        name,
+        "on-attempt" | "first" | "fail-first" | "after-attempt"
+    ) {
+        return Ok(None);
+    }
+    if args.len() < 2 {
+        return Err(format!("usage: {name} N STEP..."));
+    }
+    let n: u32 = num(&args[0], "attempt number")?;
+    let inner = step(&args[1..])?;
+    if inner.len() != 1 {
+        return Err(format!("{name}: the step must be a single step (not demo)"));
+    }
+    let b = Box::new(inner.into_iter().next().unwrap_or(Step::Turn));
+    Ok(Some(match name {
+        "on-attempt" => Step::OnAttempt(n, b),
+        "after-attempt" => Step::AfterAttempt(n, b),
+        _ => Step::First(n, b),
+    }))
+}
+
+/// The supervision torture steps: grandchildren, `ignore-signals`, `flood`,
+/// `huge-line`, `bad-utf8`, `instant`.
+fn torture_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
+    Ok(Some(match name {
         "grandchild-setsid" | "setsid-grandchild" => {
-            want(0, 0, "grandchild-setsid")?;
-            one(Step::GrandchildSetsid)
+            want(args, 0, 0, "grandchild-setsid")?;
+            Step::GrandchildSetsid
         }
         "grandchild-holds-stdout" | "leak-grandchild" => {
-            want(0, 1, "grandchild-holds-stdout [MS]")?;
-            let ms = args
-                .first()
-                .map(|a| millis(a))
-                .transpose()?
-                .unwrap_or(3_600_000);
-            one(Step::GrandchildHoldsStdout(ms))
+            want(args, 0, 1, "grandchild-holds-stdout [MS]")?;
+            let ms = args.first().map(|a| millis(a)).transpose()?;
+            Step::GrandchildHoldsStdout(ms.unwrap_or(3_600_000))
         }
         "ignore-signals" => {
-            want(0, 0, "ignore-signals")?;
-            one(Step::IgnoreSignals)
+            want(args, 0, 0, "ignore-signals")?;
+            Step::IgnoreSignals
         }
         "flood" => {
-            want(1, 2, "flood BYTES [stderr]")?;
+            want(args, 1, 2, "flood BYTES [stderr]")?;
             let e = match args.get(1).map(String::as_str) {
                 None | Some("stdout") => false,
                 Some("stderr") => true,
                 Some(o) => return Err(format!("flood: expected 'stderr', got '{o}'")),
             };
-            one(Step::Flood(bytes(&args[0])?, e))
+            Step::Flood(bytes(&args[0])?, e)
         }
         "huge-line" => {
-            want(1, 1, "huge-line BYTES")?;
-            one(Step::HugeLine(bytes(&args[0])?))
+            want(args, 1, 1, "huge-line BYTES")?;
+            Step::HugeLine(bytes(&args[0])?)
         }
         "bad-utf8" => {
-            want(0, 0, "bad-utf8")?;
-            one(Step::BadUtf8)
+            want(args, 0, 0, "bad-utf8")?;
+            Step::BadUtf8
         }
         "instant" => {
-            want(0, 0, "instant")?;
-            one(Step::Instant)
+            want(args, 0, 0, "instant")?;
+            Step::Instant
         }
-        "no-conversation" | "resume-unknown" => {
-            want(0, 0, "no-conversation")?;
-            one(Step::NoConversation)
-        }
-        "demo" => {
-            want(0, 0, "demo")?;
-            Ok(demo())
-        }
-        other => Err(format!("unknown step '{other}'")),
-    }
+        _ => return Ok(None),
+    }))
 }

@@ -3,6 +3,7 @@
 //! `api_retry` lines and the synthetic assistant error line that precede API failures.
 //! The shapes differ per ending exactly as in the real captures (docs §4.4).
 
+use super::api_failure::ApiFacts;
 use super::{env_ms, Engine};
 use crate::dsl::Api;
 use crate::out::{arr, b62, epoch_secs, uuid, End, Obj, R};
@@ -288,110 +289,6 @@ impl Engine {
         Err(End(1))
     }
 
-    /// (status, api_retry `error`, synthetic `error`, text, retried, terminal_reason).
-    pub(super) fn api_facts(
-        api: Api,
-    ) -> (
-        Option<u16>,
-        &'static str,
-        &'static str,
-        String,
-        bool,
-        &'static str,
-    ) {
-        let gateway = match std::env::var("ANTHROPIC_BASE_URL") {
-            Ok(u) if !u.is_empty() => {
-                let host = u
-                    .split("://")
-                    .nth(1)
-                    .unwrap_or(&u)
-                    .trim_end_matches('/')
-                    .to_string();
-                format!("check your inference gateway ({host})")
-            }
-            _ => "check status.claude.com".to_string(),
-        };
-        match api {
-            Api::NoKey => (
-                None,
-                "authentication_failed",
-                "authentication_failed",
-                "Not logged in · Please run /login".into(),
-                false,
-                "completed",
-            ),
-            Api::Network => (
-                None,
-                "unknown",
-                "server_error",
-                "API Error: Unable to connect to API (ConnectionRefused)".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(401) => (
-                Some(401),
-                "authentication_failed",
-                "authentication_failed",
-                "Invalid API key · Fix external API key".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(429) => (
-                Some(429),
-                "rate_limit",
-                "rate_limit",
-                "API Error: Request rejected (429) · Rate limited. Please try again later.".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(529) => (
-                Some(529),
-                "server_error",
-                "server_error",
-                "API Error: Repeated 529 Overloaded errors · check status.claude.com".into(),
-                true,
-                "completed",
-            ),
-            Api::Status(400) => (
-                Some(400),
-                "invalid_request",
-                "invalid_request",
-                "Prompt is too long".into(),
-                false,
-                "prompt_too_long",
-            ),
-            Api::Status(s) if s >= 500 => {
-                let reason = match s {
-                    500 => "Internal server error",
-                    502 => "Bad gateway",
-                    503 => "Service unavailable",
-                    504 => "Gateway timeout",
-                    _ => "Server error",
-                };
-                let t = format!("API Error: {s} {reason}. This is a server-side issue, usually temporary — try again in a moment. If it persists, {gateway}.");
-                (
-                    Some(s),
-                    "server_error",
-                    "server_error",
-                    t,
-                    true,
-                    "completed",
-                )
-            }
-            Api::Status(s) => {
-                let retried = matches!(s, 408 | 409);
-                (
-                    Some(s),
-                    "unknown",
-                    "unknown",
-                    format!("API Error: {s} Request failed"),
-                    retried,
-                    "completed",
-                )
-            }
-        }
-    }
-
     /// COUNT `system/api_retry` lines, sleeping `FAKE_CLAUDE_RETRY_DELAY_MS` after each.
     pub(super) fn retry_lines(
         &mut self,
@@ -434,18 +331,19 @@ impl Engine {
     /// The `api-error` step: retries, synthetic line, is_error result; ends with 1.
     pub(super) fn api_error(&mut self, api: Api, retries: Option<u32>) -> R {
         self.close_turn()?;
-        let (status, retry_err, synth_err, text, retried, terminal) = Self::api_facts(api);
-        if retried {
+        let facts = ApiFacts::of(api);
+        if facts.retried {
             let (count, max) = match (Self::env_max_retries(), retries) {
                 (Some(max), Some(r)) => (r.min(max), max),
                 (Some(max), None) => (max, max),
                 (None, Some(r)) => (r, r),
                 (None, None) => (10, 10),
             };
-            self.retry_lines(status, retry_err, count, max)?;
+            self.retry_lines(facts.status, facts.retry_error, count, max)?;
         }
-        self.synthetic(&text, synth_err, !matches!(api, Api::NoKey | Api::Network))?;
-        self.api_result(status, &text, terminal)
+        let with_request = !matches!(api, Api::NoKey | Api::Network);
+        self.synthetic(&facts.text, facts.synthetic_error, with_request)?;
+        self.api_result(facts.status, &facts.text, facts.terminal)
     }
 
     /// The `rate-limit` step: rejected `rate_limit_event`, synthetic line, 429 result.
