@@ -345,3 +345,19 @@ fn show(v: &toml::Value) -> String {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `read_fields` refuses unknown keys before `Fields::set`, whose fallback arm
+    /// ignores what it does not read: every documented key but `id` must have its own
+    /// arm, or a new key would be silently dropped. No key takes a boolean.
+    #[test]
+    fn every_task_key_but_id_is_read() {
+        for key in TASK_KEYS.iter().filter(|k| **k != "id") {
+            let r = Fields::default().set(key, &toml::Value::Boolean(true));
+            assert!(r.is_err(), "{key} is not read by Fields::set");
+        }
+    }
+}
