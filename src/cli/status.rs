@@ -12,6 +12,7 @@ use crate::show::report;
 use crate::store::{sqlite::SqliteStore, Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 use std::time::Duration;
 
 /// One instance line.
@@ -144,14 +145,23 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     })
 }
 
+/// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
+/// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
-    use std::fmt::Write;
     let mut o = String::new();
+    write_instances(&mut o, &v.instances);
+    write_queue(&mut o, &v.queue);
+    write_alerts(&mut o, v);
+    write_totals(&mut o, &v.totals, &v.roles);
+    o
+}
+
+fn write_instances(o: &mut String, instances: &[InstanceView]) {
     let _ = writeln!(o, "INSTANCES");
-    if v.instances.is_empty() {
+    if instances.is_empty() {
         let _ = writeln!(o, "  (none)");
     }
-    for i in &v.instances {
+    for i in instances {
         let elapsed = i
             .elapsed_ms
             .map(|ms| {
@@ -172,9 +182,13 @@ fn text(v: &StatusView) -> String {
             i.cost_usd
         );
     }
+}
+
+/// One line per queue state: its count and the first few ids.
+fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
     let _ = writeln!(o, "QUEUE");
     for k in QUEUE_STATES {
-        let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
+        let ids = queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
         let shown: Vec<&str> = ids.iter().take(8).map(String::as_str).collect();
         let more = if ids.len() > 8 {
             format!(" … (+{})", ids.len() - 8)
@@ -190,6 +204,10 @@ fn text(v: &StatusView) -> String {
             more
         );
     }
+}
+
+/// What needs a person's eye: parking, an open breaker, handoffs.
+fn write_alerts(o: &mut String, v: &StatusView) {
     if let Some(p) = &v.parked {
         let until = p
             .get("until_ms")
@@ -219,7 +237,10 @@ fn text(v: &StatusView) -> String {
             pending_handoffs
         );
     }
-    let t = &v.totals;
+}
+
+/// Run totals, then one line per role.
+fn write_totals(o: &mut String, t: &report::Totals, roles: &BTreeMap<String, report::RoleMetrics>) {
     let _ = writeln!(
         o,
         "TOTALS   {} tasks: {} succeeded, {} failed, {} skipped, {} running, {} pending; ${:.4}; {} in / {} out tokens",
@@ -233,7 +254,7 @@ fn text(v: &StatusView) -> String {
         t.tokens.input,
         t.tokens.output
     );
-    for (r, m) in &v.roles {
+    for (r, m) in roles {
         let _ = writeln!(
             o,
             "  {:<11} {} tasks, {:.0}% ok, mean {:.1}s, p95 {:.1}s, ${:.4}",
@@ -245,5 +266,4 @@ fn text(v: &StatusView) -> String {
             m.cost_usd
         );
     }
-    o
 }

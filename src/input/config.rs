@@ -1,14 +1,16 @@
 //! Settings: every knob borg has, with its default, resolved with the precedence
 //! command-line flag > environment > `.env` > `config.toml` > built-in default.
 //!
-//! The loader lives in `config/load.rs` (its `config.toml` layer in `config/file.rs`);
-//! this file holds the settings themselves and their defaults, which `config.toml` at
-//! the repository root documents.
+//! The loader lives in `config/load.rs` (its `config.toml` layer in `config/file.rs`,
+//! the path and budget rules both apply in `config/rules.rs`); this file holds the
+//! settings themselves and their defaults, which `config.toml` at the repository root
+//! documents.
 
 mod file;
 mod load;
+mod rules;
 
-pub(crate) use load::permission_mode;
+pub use super::values::{parse_duration, PERMISSION_MODES};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -308,38 +310,5 @@ pub mod humantime_serde_compat {
     /// Serialises a duration as a humantime string.
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-}
-
-/// The values `claude --permission-mode` accepts (docs/claude-cli.md).
-pub const PERMISSION_MODES: &[&str] = &[
-    "acceptEdits",
-    "auto",
-    "bypassPermissions",
-    "default",
-    "dontAsk",
-    "plan",
-];
-
-/// Parses a humantime duration ("30m", "1h 30m", "500ms"); a bare number means seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if let Ok(n) = t.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("not a duration ({e}); try \"30s\", \"15m\", \"1h\""))
-}
-
-/// A TOML duration value: a humantime string, or a bare non-negative integer meaning
-/// seconds.
-///
-/// `config.toml` and the task list accept the same forms with the same messages, so
-/// both read them here; each caller adds its own zero check and error wording.
-pub(crate) fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
-    match v {
-        toml::Value::String(s) => parse_duration(s),
-        toml::Value::Integer(n) if *n >= 0 => Ok(Duration::from_secs(*n as u64)),
-        _ => Err("expected a duration such as \"30s\", \"15m\" or \"1h\"".into()),
     }
 }

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod roles;
 pub mod tasklist;
+mod values;
 
 /// Byte offset -> 1-based (line, column) in `text`, the column counting characters.
 ///

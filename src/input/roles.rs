@@ -3,7 +3,7 @@
 //! permission_mode, allowed_tools, max_turns). The five shipped roles are also built
 //! into the binary, so borg works from any directory.
 
-use crate::input::tasklist::valid_id;
+use crate::input::values::{valid_id, PERMISSION_MODES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -233,10 +233,10 @@ pub fn parse_role_text(path: &Path, text: &str) -> Result<(RoleMeta, String), Ro
         ))
     })?;
     if let Some(mode) = &meta.permission_mode {
-        if !crate::input::config::PERMISSION_MODES.contains(&mode.as_str()) {
+        if !PERMISSION_MODES.contains(&mode.as_str()) {
             return Err(bad(format!(
                 "permission_mode = {mode:?}: use one of {}",
-                crate::input::config::PERMISSION_MODES.join(", ")
+                PERMISSION_MODES.join(", ")
             )));
         }
     }

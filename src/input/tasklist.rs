@@ -16,6 +16,8 @@ use std::time::Duration;
 use toml::Spanned;
 use validate::{check_dependencies, check_unique};
 
+pub use super::values::valid_id;
+
 /// One task, with defaults applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskSpec {
@@ -257,17 +259,6 @@ impl Cx<'_> {
             message,
         }
     }
-}
-
-/// True for a valid task/instance id: `[A-Za-z0-9._-]{1,64}`, not `.` or `..`.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Serde helper: optional durations as milliseconds.

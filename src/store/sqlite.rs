@@ -5,8 +5,8 @@
 //! Layout: this file opens the database and maps errors; `schema` holds the migration
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
-//! dead owners and expired leases; `tasks` is task-list sync, retry, skip
-//! and handoffs; `misc` is owners, instances and fleet values.
+//! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
+//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values.
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -16,6 +16,7 @@
 
 mod batch;
 mod claims;
+mod handoffs;
 mod misc;
 mod netfs;
 mod read;
@@ -408,17 +409,17 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> Result<i64, StoreError> {
         let (token, from, req) = (token.clone(), from_instance.map(String::from), req.clone());
-        self.write(move |tx| tasks::request_handoff(tx, &token, from.as_deref(), &req, now_ms))
+        self.write(move |tx| handoffs::request_handoff(tx, &token, from.as_deref(), &req, now_ms))
     }
     fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError> {
         self.read(|tx| read::handoffs(tx, task))
     }
     fn accept_handoff(&self, id: i64, now_ms: i64) -> Result<HandoffRow, StoreError> {
-        self.write(move |tx| tasks::accept_handoff(tx, id, now_ms))
+        self.write(move |tx| handoffs::accept_handoff(tx, id, now_ms))
     }
     fn reject_handoff(&self, id: i64, reason: &str, now_ms: i64) -> Result<HandoffRow, StoreError> {
         let reason = reason.to_string();
-        self.write(move |tx| tasks::reject_handoff(tx, id, &reason, now_ms))
+        self.write(move |tx| handoffs::reject_handoff(tx, id, &reason, now_ms))
     }
     fn retry_task(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
         let id = id.to_string();

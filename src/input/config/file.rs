@@ -2,8 +2,9 @@
 //! unknown keys refused), and `apply_file`, which checks every value and words its
 //! errors with the file, line and `[section] key` (`FileCx`).
 
-use super::load::{dollars, path_or_command, permission_mode, relative_to};
-use super::{toml_duration, ConfigError, RoleLimits, Settings};
+use super::rules::{dollars, path_or_command, relative_to};
+use super::{ClaudeSettings, ConfigError, PathsSettings, RoleLimits, RunSettings, Settings};
+use crate::input::values::{permission_mode, toml_duration, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -90,6 +91,9 @@ struct FileRole {
 struct FileCx<'a> {
     path: &'a Path,
     text: &'a str,
+    /// The file's folder: relative paths in a config file mean "next to the config
+    /// file", so the same file works whichever directory borg is started from.
+    base: &'a Path,
 }
 
 impl FileCx<'_> {
@@ -170,162 +174,172 @@ impl FileCx<'_> {
 
 /// Applies one config file's text to `s`. Returns whether it set `[paths] store`.
 pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bool, ConfigError> {
-    let cx = FileCx { path, text };
-    let file: FileConfig = toml::from_str(text).map_err(|e| {
-        let (line, column) = e.span().map_or((1, 1), |sp| cx.line_col(sp.start));
-        ConfigError::Parse {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message: e.message().trim_end().to_string(),
+    let cx = FileCx {
+        path,
+        text,
+        base: path.parent().unwrap_or(Path::new("")),
+    };
+    let file = cx.parse()?;
+    cx.apply_paths(&mut s.paths, &file.paths, &file.workspace);
+    cx.apply_claude(&mut s.claude, &file.claude)?;
+    cx.apply_run(&mut s.run, &file.run)?;
+    cx.apply_roles(&mut s.roles, &file.roles)?;
+    Ok(file.paths.store.is_some())
+}
+
+/// The `[run]` durations: key, whether 0 is allowed, and the setting it fills.
+type DurationSlot<'v, 's> = (&'v Option<Val>, &'static str, bool, &'s mut Duration);
+
+impl FileCx<'_> {
+    /// The file's shape, with unknown keys refused at their line.
+    fn parse(&self) -> Result<FileConfig, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |sp| self.line_col(sp.start));
+            ConfigError::Parse {
+                path: self.path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })
+    }
+
+    fn rel(&self, p: &Path) -> PathBuf {
+        relative_to(self.base, p)
+    }
+
+    /// `[paths]` and `[workspace]`.
+    fn apply_paths(&self, s: &mut PathsSettings, paths: &FilePaths, workspace: &FileWorkspace) {
+        let FilePaths {
+            workspaces,
+            roles,
+            store,
+        } = paths;
+        if let Some(p) = workspaces {
+            s.workspaces = self.rel(p);
         }
-    })?;
-    // Relative paths in a config file mean "next to the config file", so the same
-    // file works whichever directory borg is started from.
-    let base = path.parent().unwrap_or(Path::new(""));
-    let rel = |p: &Path| relative_to(base, p);
-
-    let FilePaths {
-        workspaces,
-        roles,
-        store,
-    } = &file.paths;
-    if let Some(p) = workspaces {
-        s.paths.workspaces = rel(p);
-    }
-    if let Some(p) = roles {
-        s.paths.roles_dir = rel(p);
-    }
-    if let Some(p) = store {
-        s.paths.store = rel(p);
-    }
-    if let Some(p) = &file.workspace.template {
-        s.paths.template = Some(rel(p));
+        if let Some(p) = roles {
+            s.roles_dir = self.rel(p);
+        }
+        if let Some(p) = store {
+            s.store = self.rel(p);
+        }
+        if let Some(p) = &workspace.template {
+            s.template = Some(self.rel(p));
+        }
     }
 
-    let c = &file.claude;
-    let cl = "claude";
-    if let Some(p) = &c.path {
-        s.claude.path = Some(path_or_command(base, p));
-    }
-    if let Some(v) = &c.permission_mode {
-        let m = cx.string(cl, "permission_mode", v)?;
-        s.claude.permission_mode =
-            permission_mode(&m).map_err(|e| cx.invalid(cl, "permission_mode", v, &e))?;
-    }
-    if let Some(v) = &c.model {
-        s.claude.model = Some(cx.string(cl, "model", v)?);
-    }
-    if let Some(v) = &c.max_turns {
-        s.claude.max_turns = Some(cx.u32(cl, "max_turns", v, 1)?);
-    }
-    if let Some(v) = &c.max_budget_usd {
-        s.claude.max_budget_usd = Some(cx.dollars(cl, "max_budget_usd", v)?);
-    }
-    if let Some(v) = &c.allowed_tools {
-        s.claude.allowed_tools = v.clone();
-    }
-    if let Some(v) = &c.disallowed_tools {
-        s.claude.disallowed_tools = v.clone();
-    }
-    if let Some(v) = &c.extra_args {
-        s.claude.extra_args = v.clone();
-    }
-    if let Some(v) = c.sandbox {
-        s.claude.sandbox = v;
-    }
-    if let Some(v) = &c.max_retries {
-        s.claude.max_retries = cx.u32(cl, "max_retries", v, 0)?;
-    }
-    if let Some(v) = &c.api_timeout_ms {
-        s.claude.api_timeout_ms = cx.uint(cl, "api_timeout_ms", v, 1)?;
-    }
-    if let Some(env) = &c.env {
-        s.claude
-            .env
-            .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
-
-    let r = &file.run;
-    let rn = "run";
-    let dur = |v: &Option<Val>,
-               key: &str,
-               allow_zero: bool,
-               slot: &mut Duration|
-     -> Result<(), ConfigError> {
-        if let Some(v) = v {
-            *slot = cx.duration(rn, key, v, allow_zero)?;
+    /// `[claude]`.
+    fn apply_claude(&self, s: &mut ClaudeSettings, c: &FileClaude) -> Result<(), ConfigError> {
+        let cl = "claude";
+        if let Some(p) = &c.path {
+            s.path = Some(path_or_command(self.base, p));
+        }
+        if let Some(v) = &c.permission_mode {
+            let m = self.string(cl, "permission_mode", v)?;
+            s.permission_mode =
+                permission_mode(&m).map_err(|e| self.invalid(cl, "permission_mode", v, &e))?;
+        }
+        if let Some(v) = &c.model {
+            s.model = Some(self.string(cl, "model", v)?);
+        }
+        if let Some(v) = &c.max_turns {
+            s.max_turns = Some(self.u32(cl, "max_turns", v, 1)?);
+        }
+        if let Some(v) = &c.max_budget_usd {
+            s.max_budget_usd = Some(self.dollars(cl, "max_budget_usd", v)?);
+        }
+        if let Some(v) = &c.allowed_tools {
+            s.allowed_tools = v.clone();
+        }
+        if let Some(v) = &c.disallowed_tools {
+            s.disallowed_tools = v.clone();
+        }
+        if let Some(v) = &c.extra_args {
+            s.extra_args = v.clone();
+        }
+        if let Some(v) = c.sandbox {
+            s.sandbox = v;
+        }
+        if let Some(v) = &c.max_retries {
+            s.max_retries = self.u32(cl, "max_retries", v, 0)?;
+        }
+        if let Some(v) = &c.api_timeout_ms {
+            s.api_timeout_ms = self.uint(cl, "api_timeout_ms", v, 1)?;
+        }
+        if let Some(env) = &c.env {
+            s.env
+                .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Ok(())
-    };
-    dur(&r.timeout, "timeout", false, &mut s.run.timeout)?;
-    dur(
-        &r.idle_timeout,
-        "idle_timeout",
-        false,
-        &mut s.run.idle_timeout,
-    )?;
-    dur(
-        &r.result_grace,
-        "result_grace",
-        true,
-        &mut s.run.result_grace,
-    )?;
-    dur(
-        &r.interrupt_grace,
-        "interrupt_grace",
-        true,
-        &mut s.run.interrupt_grace,
-    )?;
-    dur(&r.term_grace, "term_grace", true, &mut s.run.term_grace)?;
-    dur(
-        &r.leak_timeout,
-        "leak_timeout",
-        true,
-        &mut s.run.leak_timeout,
-    )?;
-    dur(
-        &r.backoff_base,
-        "backoff_base",
-        true,
-        &mut s.run.backoff_base,
-    )?;
-    dur(&r.backoff_cap, "backoff_cap", true, &mut s.run.backoff_cap)?;
-    dur(&r.max_park, "max_park", true, &mut s.run.max_park)?;
-    dur(&r.lease, "lease", false, &mut s.run.lease)?;
-    if let Some(v) = &r.concurrency {
-        s.run.concurrency = cx.usize(rn, "concurrency", v, 1)?;
-    }
-    if let Some(v) = &r.retries {
-        s.run.retries = cx.u32(rn, "retries", v, 0)?;
-    }
-    if let Some(v) = &r.breaker_threshold {
-        s.run.breaker_threshold = cx.u32(rn, "breaker_threshold", v, 1)?;
-    }
-    if let Some(v) = &r.budget_usd {
-        s.run.budget_usd = Some(cx.dollars(rn, "budget_usd", v)?);
-    }
-    if let Some(v) = &r.max_line_bytes {
-        s.run.max_line_bytes = cx.usize(rn, "max_line_bytes", v, 1024)?;
     }
 
-    for (name, role) in &file.roles {
-        if !crate::input::tasklist::valid_id(name.get_ref()) {
-            let (line, _) = cx.line_col(name.span().start);
-            return Err(ConfigError::Invalid {
-                origin: format!("{}:{line} [roles]", path.display()),
-                key: "roles".into(),
-                value: name.get_ref().clone(),
-                message: "not a valid role name (1 to 64 of A-Z a-z 0-9 . _ -)".into(),
-            });
+    /// `[run]`: the durations first, then the numbers, each checked in this order.
+    fn apply_run(&self, s: &mut RunSettings, r: &FileRun) -> Result<(), ConfigError> {
+        let rn = "run";
+        let durations: [DurationSlot<'_, '_>; 10] = [
+            (&r.timeout, "timeout", false, &mut s.timeout),
+            (&r.idle_timeout, "idle_timeout", false, &mut s.idle_timeout),
+            (&r.result_grace, "result_grace", true, &mut s.result_grace),
+            (
+                &r.interrupt_grace,
+                "interrupt_grace",
+                true,
+                &mut s.interrupt_grace,
+            ),
+            (&r.term_grace, "term_grace", true, &mut s.term_grace),
+            (&r.leak_timeout, "leak_timeout", true, &mut s.leak_timeout),
+            (&r.backoff_base, "backoff_base", true, &mut s.backoff_base),
+            (&r.backoff_cap, "backoff_cap", true, &mut s.backoff_cap),
+            (&r.max_park, "max_park", true, &mut s.max_park),
+            (&r.lease, "lease", false, &mut s.lease),
+        ];
+        for (v, key, allow_zero, slot) in durations {
+            if let Some(v) = v {
+                *slot = self.duration(rn, key, v, allow_zero)?;
+            }
         }
-        let section = format!("roles.{}", name.get_ref());
-        let max_instances = match &role.max_instances {
-            Some(v) => Some(cx.usize(&section, "max_instances", v, 1)?),
-            None => None,
-        };
-        s.roles
-            .insert(name.get_ref().clone(), RoleLimits { max_instances });
+        if let Some(v) = &r.concurrency {
+            s.concurrency = self.usize(rn, "concurrency", v, 1)?;
+        }
+        if let Some(v) = &r.retries {
+            s.retries = self.u32(rn, "retries", v, 0)?;
+        }
+        if let Some(v) = &r.breaker_threshold {
+            s.breaker_threshold = self.u32(rn, "breaker_threshold", v, 1)?;
+        }
+        if let Some(v) = &r.budget_usd {
+            s.budget_usd = Some(self.dollars(rn, "budget_usd", v)?);
+        }
+        if let Some(v) = &r.max_line_bytes {
+            s.max_line_bytes = self.usize(rn, "max_line_bytes", v, 1024)?;
+        }
+        Ok(())
     }
-    Ok(store.is_some())
+
+    /// `[roles.NAME]`: a name must be one a role file could have.
+    fn apply_roles(
+        &self,
+        s: &mut BTreeMap<String, RoleLimits>,
+        roles: &BTreeMap<Spanned<String>, FileRole>,
+    ) -> Result<(), ConfigError> {
+        for (name, role) in roles {
+            if !valid_id(name.get_ref()) {
+                let (line, _) = self.line_col(name.span().start);
+                return Err(ConfigError::Invalid {
+                    origin: format!("{}:{line} [roles]", self.path.display()),
+                    key: "roles".into(),
+                    value: name.get_ref().clone(),
+                    message: "not a valid role name (1 to 64 of A-Z a-z 0-9 . _ -)".into(),
+                });
+            }
+            let section = format!("roles.{}", name.get_ref());
+            let max_instances = match &role.max_instances {
+                Some(v) => Some(self.usize(&section, "max_instances", v, 1)?),
+                None => None,
+            };
+            s.insert(name.get_ref().clone(), RoleLimits { max_instances });
+        }
+        Ok(())
+    }
 }

@@ -4,9 +4,12 @@
 //! the bad value came from.
 
 use super::file::apply_file;
+use super::rules::{dollars, path_or_command, relative_to};
 use super::{
-    parse_duration, ConfigError, Overrides, Settings, CONFIG_FILE, PERMISSION_MODES, STORE_FILE,
+    ClaudeSettings, ConfigError, Overrides, PathsSettings, RunSettings, Settings, CONFIG_FILE,
+    STORE_FILE,
 };
+use crate::input::values::{parse_duration, permission_mode};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,15 +76,6 @@ pub(super) fn load(
         s.paths.store = s.paths.workspaces.join(STORE_FILE);
     }
     Ok(s)
-}
-
-/// A flag or variable path: relative ones are taken from `cwd`.
-pub(super) fn relative_to(base: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() || base.as_os_str().is_empty() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
 }
 
 /// A variable's value, treating an empty value as unset (`.env` files often carry
@@ -177,108 +171,146 @@ fn apply_env(
     cwd: &Path,
     origin: &dyn Fn(&str) -> String,
 ) -> Result<bool, ConfigError> {
-    let first = |names: &[&'static str]| {
+    let layer = EnvLayer { vars, cwd, origin };
+    let store_set = layer.apply_paths(&mut s.paths);
+    layer.apply_run(&mut s.run)?;
+    layer.apply_claude(&mut s.claude)?;
+    Ok(store_set)
+}
+
+/// One environment-like layer being applied: its variables, the folder relative paths
+/// are taken from, and how its errors name a variable (`.env:3 NAME`, `env NAME`).
+struct EnvLayer<'a> {
+    vars: &'a BTreeMap<String, String>,
+    cwd: &'a Path,
+    origin: &'a dyn Fn(&str) -> String,
+}
+
+impl<'a> EnvLayer<'a> {
+    /// The first of `names` that is set (and not empty), with its trimmed value.
+    fn first(&self, names: &[&'static str]) -> Option<(&'static str, &'a str)> {
+        let vars = self.vars;
         names
             .iter()
             .find_map(|n| nonempty(vars, n).map(|v| (*n, v.trim())))
-    };
-    let invalid = |name: &str, key: &str, value: &str, message: &str| ConfigError::Invalid {
-        origin: origin(name),
-        key: key.to_string(),
-        value: value.to_string(),
-        message: message.to_string(),
-    };
-    let path = |v: &str| relative_to(cwd, Path::new(v));
-    if let Some((_, v)) = first(&["BORG_WORKSPACES", "WORKSPACES_DIR"]) {
-        s.paths.workspaces = path(v);
     }
-    if let Some((_, v)) = first(&["BORG_ROLES"]) {
-        s.paths.roles_dir = path(v);
+
+    fn invalid(&self, name: &str, key: &str, value: &str, message: &str) -> ConfigError {
+        ConfigError::Invalid {
+            origin: (self.origin)(name),
+            key: key.to_string(),
+            value: value.to_string(),
+            message: message.to_string(),
+        }
     }
-    let mut store_set = false;
-    if let Some((_, v)) = first(&["BORG_STORE"]) {
-        s.paths.store = path(v);
-        store_set = true;
+
+    fn path(&self, v: &str) -> PathBuf {
+        relative_to(self.cwd, Path::new(v))
     }
-    if let Some((_, v)) = first(&["BORG_TEMPLATE"]) {
-        s.paths.template = Some(path(v));
+
+    /// The folders and files; returns whether the store path was set.
+    fn apply_paths(&self, p: &mut PathsSettings) -> bool {
+        if let Some((_, v)) = self.first(&["BORG_WORKSPACES", "WORKSPACES_DIR"]) {
+            p.workspaces = self.path(v);
+        }
+        if let Some((_, v)) = self.first(&["BORG_ROLES"]) {
+            p.roles_dir = self.path(v);
+        }
+        let store = self.first(&["BORG_STORE"]);
+        if let Some((_, v)) = store {
+            p.store = self.path(v);
+        }
+        if let Some((_, v)) = self.first(&["BORG_TEMPLATE"]) {
+            p.template = Some(self.path(v));
+        }
+        store.is_some()
     }
-    if let Some((_, v)) = first(&["BORG_CLAUDE", "CLAUDE_CODE_PATH"]) {
-        s.claude.path = Some(path_or_command(cwd, v));
+
+    /// Limits of the run: concurrency, timeouts, retries, budget.
+    fn apply_run(&self, r: &mut RunSettings) -> Result<(), ConfigError> {
+        if let Some((n, v)) = self.first(&["BORG_CONCURRENCY"]) {
+            r.concurrency = check_concurrency(v.parse().map_err(|_| {
+                self.invalid(n, "run.concurrency", v, "expected a whole number >= 1")
+            })?)
+            .map_err(|m| self.invalid(n, "run.concurrency", v, m))?;
+        }
+        if let Some((n, v)) = self.first(&["BORG_TIMEOUT", "TASK_TIMEOUT"]) {
+            let d = self.timeout(n, v)?;
+            r.timeout = positive(d).map_err(|m| self.invalid(n, "run.timeout", v, m))?;
+        }
+        if let Some((n, v)) = self.first(&["BORG_IDLE_TIMEOUT"]) {
+            let d = parse_duration(v).map_err(|m| self.invalid(n, "run.idle_timeout", v, &m))?;
+            r.idle_timeout = positive(d).map_err(|m| self.invalid(n, "run.idle_timeout", v, m))?;
+        }
+        if let Some((n, v)) = self.first(&["BORG_RETRIES"]) {
+            r.retries = v
+                .parse()
+                .map_err(|_| self.invalid(n, "run.retries", v, "expected a whole number >= 0"))?;
+        }
+        if let Some((n, v)) = self.first(&["BORG_BUDGET_USD"]) {
+            r.budget_usd =
+                Some(dollars(v.parse().ok()).map_err(|m| self.invalid(n, "run.budget_usd", v, m))?);
+        }
+        Ok(())
     }
-    if let Some((n, v)) = first(&["BORG_CONCURRENCY"]) {
-        s.run.concurrency = check_concurrency(
-            v.parse()
-                .map_err(|_| invalid(n, "run.concurrency", v, "expected a whole number >= 1"))?,
-        )
-        .map_err(|m| invalid(n, "run.concurrency", v, m))?;
-    }
-    if let Some((n, v)) = first(&["BORG_TIMEOUT", "TASK_TIMEOUT"]) {
-        let d = if n == "TASK_TIMEOUT" {
+
+    /// The attempt timeout from variable `n`, in that variable's unit.
+    fn timeout(&self, n: &str, v: &str) -> Result<Duration, ConfigError> {
+        if n == "TASK_TIMEOUT" {
             // The original Borg Coordinator counted this one in milliseconds.
             v.parse::<u64>().map(Duration::from_millis).map_err(|_| {
-                invalid(
+                self.invalid(
                     n,
                     "run.timeout",
                     v,
                     "expected milliseconds, e.g. 1800000 for 30 minutes (or use BORG_TIMEOUT=30m)",
                 )
-            })?
+            })
         } else {
-            parse_duration(v).map_err(|m| invalid(n, "run.timeout", v, &m))?
-        };
-        s.run.timeout = positive(d).map_err(|m| invalid(n, "run.timeout", v, m))?;
+            parse_duration(v).map_err(|m| self.invalid(n, "run.timeout", v, &m))
+        }
     }
-    if let Some((n, v)) = first(&["BORG_IDLE_TIMEOUT"]) {
-        let d = parse_duration(v).map_err(|m| invalid(n, "run.idle_timeout", v, &m))?;
-        s.run.idle_timeout = positive(d).map_err(|m| invalid(n, "run.idle_timeout", v, m))?;
-    }
-    if let Some((n, v)) = first(&["BORG_RETRIES"]) {
-        s.run.retries = v
-            .parse()
-            .map_err(|_| invalid(n, "run.retries", v, "expected a whole number >= 0"))?;
-    }
-    if let Some((n, v)) = first(&["BORG_BUDGET_USD"]) {
-        s.run.budget_usd =
-            Some(dollars(v.parse().ok()).map_err(|m| invalid(n, "run.budget_usd", v, m))?);
-    }
-    if let Some((n, v)) = first(&["BORG_PERMISSION_MODE"]) {
-        s.claude.permission_mode =
-            permission_mode(v).map_err(|m| invalid(n, "claude.permission_mode", v, &m))?;
-    }
-    if let Some((_, v)) = first(&["BORG_MODEL"]) {
-        s.claude.model = Some(v.to_string());
-    }
-    if let Some((n, v)) = first(&["BORG_MAX_TURNS"]) {
-        let t: u32 = v
-            .parse()
-            .ok()
-            .filter(|t| *t > 0)
-            .ok_or_else(|| invalid(n, "claude.max_turns", v, "expected a whole number >= 1"))?;
-        s.claude.max_turns = Some(t);
-    }
-    if let Some((n, v)) = first(&["BORG_SANDBOX", "IS_SANDBOX"]) {
-        s.claude.sandbox = parse_bool(v).ok_or_else(|| {
-            invalid(
-                n,
-                "claude.sandbox",
-                v,
-                "expected 1 or 0 (true/false, yes/no, on/off)",
-            )
-        })?;
-    }
-    if let Some((n, v)) = first(&["CLAUDE_CODE_MAX_RETRIES"]) {
-        s.claude.max_retries = v
-            .parse()
-            .map_err(|_| invalid(n, "claude.max_retries", v, "expected a whole number >= 0"))?;
-    }
-    if let Some((n, v)) = first(&["API_TIMEOUT_MS"]) {
-        s.claude.api_timeout_ms =
-            v.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
-                invalid(n, "claude.api_timeout_ms", v, "expected milliseconds >= 1")
+
+    /// How the claude child is started.
+    fn apply_claude(&self, c: &mut ClaudeSettings) -> Result<(), ConfigError> {
+        if let Some((_, v)) = self.first(&["BORG_CLAUDE", "CLAUDE_CODE_PATH"]) {
+            c.path = Some(path_or_command(self.cwd, v));
+        }
+        if let Some((n, v)) = self.first(&["BORG_PERMISSION_MODE"]) {
+            c.permission_mode =
+                permission_mode(v).map_err(|m| self.invalid(n, "claude.permission_mode", v, &m))?;
+        }
+        if let Some((_, v)) = self.first(&["BORG_MODEL"]) {
+            c.model = Some(v.to_string());
+        }
+        if let Some((n, v)) = self.first(&["BORG_MAX_TURNS"]) {
+            let t: u32 = v.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
+                self.invalid(n, "claude.max_turns", v, "expected a whole number >= 1")
             })?;
+            c.max_turns = Some(t);
+        }
+        if let Some((n, v)) = self.first(&["BORG_SANDBOX", "IS_SANDBOX"]) {
+            c.sandbox = parse_bool(v).ok_or_else(|| {
+                self.invalid(
+                    n,
+                    "claude.sandbox",
+                    v,
+                    "expected 1 or 0 (true/false, yes/no, on/off)",
+                )
+            })?;
+        }
+        if let Some((n, v)) = self.first(&["CLAUDE_CODE_MAX_RETRIES"]) {
+            c.max_retries = v.parse().map_err(|_| {
+                self.invalid(n, "claude.max_retries", v, "expected a whole number >= 0")
+            })?;
+        }
+        if let Some((n, v)) = self.first(&["API_TIMEOUT_MS"]) {
+            c.api_timeout_ms = v.parse().ok().filter(|t| *t > 0).ok_or_else(|| {
+                self.invalid(n, "claude.api_timeout_ms", v, "expected milliseconds >= 1")
+            })?;
+        }
+        Ok(())
     }
-    Ok(store_set)
 }
 
 /// Command-line flags, the top layer. Returns whether `--store` was given.
@@ -330,16 +362,6 @@ fn apply_flags(s: &mut Settings, over: &Overrides, cwd: &Path) -> Result<bool, C
     }
 }
 
-/// A claude binary given as a bare name (`claude`) is a command looked up in PATH,
-/// not a file in the current directory, so only names with a `/` are anchored.
-pub(super) fn path_or_command(cwd: &Path, v: &str) -> PathBuf {
-    if v.contains('/') {
-        relative_to(cwd, Path::new(v))
-    } else {
-        PathBuf::from(v)
-    }
-}
-
 fn check_concurrency(n: usize) -> Result<usize, &'static str> {
     if n == 0 {
         Err("must be at least 1")
@@ -353,27 +375,6 @@ fn positive(d: Duration) -> Result<Duration, &'static str> {
         Err("must be longer than 0")
     } else {
         Ok(d)
-    }
-}
-
-/// A budget in US dollars: finite and more than 0.
-pub(super) fn dollars(x: Option<f64>) -> Result<f64, &'static str> {
-    match x {
-        Some(x) if x.is_finite() && x > 0.0 => Ok(x),
-        Some(x) if x.is_finite() => Err("must be more than 0 US dollars"),
-        _ => Err("expected a number of US dollars, e.g. 5 or 2.50"),
-    }
-}
-
-/// One of `PERMISSION_MODES`, else a message listing them.
-pub(crate) fn permission_mode(v: &str) -> Result<String, String> {
-    if PERMISSION_MODES.contains(&v) {
-        Ok(v.to_string())
-    } else {
-        Err(format!(
-            "unknown permission mode; use one of {}",
-            PERMISSION_MODES.join(", ")
-        ))
     }
 }
 

@@ -7,7 +7,7 @@
 
 use super::read::{self, claim_event, event, exec};
 use super::release::interrupt_attempts_of;
-use super::{tasks, E, R};
+use super::{handoffs, tasks, E, R};
 use crate::outcome::Status;
 use crate::store::*;
 use rusqlite::{named_params, params, OptionalExtension, Transaction};
@@ -57,41 +57,71 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
     if req.roles.is_empty() {
         return Ok(None);
     }
-    let now = req.now_ms;
+    let Some((id, status)) = pick(tx, req)? else {
+        return Ok(None);
+    };
+    if status == "running" {
+        take_over(tx, &id, req)?;
+    }
+    let (fence, attempt) = mark_claimed(tx, &id, req)?;
+    let task =
+        read::task(tx, &id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
+    let instance = match task.instance {
+        None => reuse_instance(tx, &id, &task.role, req)?,
+        Some(_) => None,
+    };
+    Ok(Some(Claim {
+        token: ClaimToken {
+            task: id,
+            fence,
+            owner: req.owner.clone(),
+        },
+        task,
+        attempt,
+        instance,
+    }))
+}
+
+/// The best claimable task and its status (`pending`, or `running` with its lease
+/// expired), if any.
+fn pick(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<(String, String)>> {
     let roles = serde_json::to_string(&req.roles)?;
     let idle = serde_json::to_string(&req.idle_instances)?;
     let only = serde_json::to_string(&req.only)?;
-    let picked: Option<(String, String)> = {
-        let mut st = tx.prepare_cached(&CLAIM_SQL)?;
-        st.query_row(
+    let mut st = tx.prepare_cached(&CLAIM_SQL)?;
+    Ok(st
+        .query_row(
             named_params! {
-                ":now": now, ":roles": roles, ":idle": idle, ":only": only,
+                ":now": req.now_ms, ":roles": roles, ":idle": idle, ":only": only,
                 ":any_id": req.only.is_empty(), ":scoped": req.scoped, ":owner": req.owner,
             },
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()?
-    };
-    let Some((id, status)) = picked else {
-        return Ok(None);
-    };
-    if status == "running" {
-        // Lazy takeover: the previous claim's lease ran out. Its attempt (if it got as
-        // far as starting) is over as far as the store is concerned.
-        let (old_fence, old_owner): (i64, Option<String>) = tx
-            .prepare_cached("SELECT fence, owner FROM tasks WHERE id = ?1")?
-            .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        interrupt_attempts_of(tx, &id, now, "lease expired", &req.owner)?;
-        event(
-            tx,
-            now,
-            Some(&id),
-            Some(old_fence),
-            &req.owner,
-            "lease-expired",
-            &json!({ "previous_owner": old_owner, "taken_over_by": req.owner }),
-        )?;
-    }
+        .optional()?)
+}
+
+/// Lazy takeover: the previous claim's lease ran out. Its attempt (if it got as far as
+/// starting) is over as far as the store is concerned.
+fn take_over(tx: &Transaction<'_>, id: &str, req: &ClaimRequest) -> R<()> {
+    let (old_fence, old_owner): (i64, Option<String>) = tx
+        .prepare_cached("SELECT fence, owner FROM tasks WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner)?;
+    event(
+        tx,
+        req.now_ms,
+        Some(id),
+        Some(old_fence),
+        &req.owner,
+        "lease-expired",
+        &json!({ "previous_owner": old_owner, "taken_over_by": req.owner }),
+    )
+}
+
+/// The task becomes the requester's claim: running, new fence, one more attempt, a
+/// fresh lease. Returns (fence, attempt).
+fn mark_claimed(tx: &Transaction<'_>, id: &str, req: &ClaimRequest) -> R<(i64, i64)> {
+    let now = req.now_ms;
     let lease_until = now.saturating_add(ms(req.lease));
     let (fence, attempt): (i64, i64) = {
         let mut st = tx.prepare_cached(
@@ -106,41 +136,37 @@ pub(crate) fn claim_next(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<C
     event(
         tx,
         now,
-        Some(&id),
+        Some(id),
         Some(fence),
         &req.owner,
         "claimed",
         &json!({ "attempt": attempt, "lease_expires_ms": lease_until }),
     )?;
-    let task =
-        read::task(tx, &id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
-    let mut instance = None;
-    if task.instance.is_none() {
-        for (role, candidate) in req.reuse.iter().filter(|(r, _)| *r == task.role) {
-            let row = InstanceRow {
-                id: candidate.clone(),
-                role: role.clone(),
-                state: "busy".into(),
-                current_task: Some(id.clone()),
-                owner: Some(req.owner.clone()),
-                updated_ms: now,
-            };
-            if super::misc::acquire_instance(tx, &row)? {
-                instance = Some(candidate.clone());
-                break;
-            }
+    Ok((fence, attempt))
+}
+
+/// The first idle instance of the task's role the requester offered that can be
+/// taken for this task, taken.
+fn reuse_instance(
+    tx: &Transaction<'_>,
+    id: &str,
+    role: &str,
+    req: &ClaimRequest,
+) -> R<Option<String>> {
+    for (r, candidate) in req.reuse.iter().filter(|(r, _)| r == role) {
+        let row = InstanceRow {
+            id: candidate.clone(),
+            role: r.clone(),
+            state: "busy".into(),
+            current_task: Some(id.to_string()),
+            owner: Some(req.owner.clone()),
+            updated_ms: req.now_ms,
+        };
+        if super::misc::acquire_instance(tx, &row)? {
+            return Ok(Some(candidate.clone()));
         }
     }
-    Ok(Some(Claim {
-        token: ClaimToken {
-            task: id,
-            fence,
-            owner: req.owner.clone(),
-        },
-        task,
-        attempt,
-        instance,
-    }))
+    Ok(None)
 }
 
 /// Registers tasks in an owner's claim scope (idempotent).
@@ -230,28 +256,77 @@ pub(crate) fn start_attempt(tx: &Transaction<'_>, token: &ClaimToken, s: &Attemp
     Ok(())
 }
 
-/// Ends the claim's attempt and moves the task on (see `Disposition`).
+/// Ends the claim's attempt and moves the task on (see `Disposition`), all in the
+/// caller's transaction: the task row (the fence check), the attempt row, the
+/// instance, the event, then what the outcome means for other tasks and handoffs.
 pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &AttemptFinish) -> R<()> {
-    let now = f.now_ms;
-    // What the task becomes; refuse nonsense before writing anything.
-    let (task_status, not_before, counts) = match &f.disposition {
-        Disposition::Succeeded | Disposition::Final(Status::Succeeded) => {
-            (Status::Succeeded, None, false)
-        }
-        Disposition::Final(s) if s.is_terminal() => (*s, None, false),
-        Disposition::Final(s) => {
-            return Err(StoreError::Conflict(format!(
-                "finish of task {}: {s} is not a final status",
-                token.task
-            ))
-            .into());
-        }
-        Disposition::Retry {
-            not_before_ms,
-            counts,
-        } => (Status::Pending, Some(*not_before_ms), *counts),
-    };
+    // Refuse nonsense before writing anything.
+    let next = NextState::of(token, &f.disposition)?;
     let record = f.record.to_string();
+    let attempt = end_claim(tx, token, f, &next, &record)?;
+    write_attempt_row(tx, token, f, attempt, &record)?;
+    free_instance(tx, token, f.now_ms)?;
+    let kind = match &f.disposition {
+        Disposition::Retry { .. } => "retry",
+        _ => next.status.as_str(),
+    };
+    claim_event(
+        tx,
+        f.now_ms,
+        token,
+        kind,
+        &json!({ "attempt": attempt, "attempt_status": f.status, "cost_usd": f.cost_usd,
+                 "not_before_ms": next.not_before, "counts": next.counts }),
+    )?;
+    apply_outcome(tx, token, f, next.status)
+}
+
+/// What a finish makes of the task.
+struct NextState {
+    /// The task's new status: a final one, or pending for a retry.
+    status: Status,
+    /// A retry waits until then.
+    not_before: Option<i64>,
+    /// Whether the attempt uses up one of the task's retries.
+    counts: bool,
+}
+
+impl NextState {
+    fn of(token: &ClaimToken, d: &Disposition) -> R<NextState> {
+        let (status, not_before, counts) = match d {
+            Disposition::Succeeded | Disposition::Final(Status::Succeeded) => {
+                (Status::Succeeded, None, false)
+            }
+            Disposition::Final(s) if s.is_terminal() => (*s, None, false),
+            Disposition::Final(s) => {
+                return Err(StoreError::Conflict(format!(
+                    "finish of task {}: {s} is not a final status",
+                    token.task
+                ))
+                .into());
+            }
+            Disposition::Retry {
+                not_before_ms,
+                counts,
+            } => (Status::Pending, Some(*not_before_ms), *counts),
+        };
+        Ok(NextState {
+            status,
+            not_before,
+            counts,
+        })
+    }
+}
+
+/// Moves the task to its next state and clears the claim, if the claim is still the
+/// live one (else `StaleClaim`). Returns the attempt number.
+fn end_claim(
+    tx: &Transaction<'_>,
+    token: &ClaimToken,
+    f: &AttemptFinish,
+    next: &NextState,
+    record: &str,
+) -> R<i64> {
     let attempt: Option<i64> = {
         let mut st = tx.prepare_cached(
             "UPDATE tasks SET status = ?1, owner = NULL, lease_expires_ms = NULL, heartbeat_ms = NULL,
@@ -262,11 +337,11 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
         )?;
         st.query_row(
             params![
-                task_status.as_str(),
-                not_before,
-                i64::from(counts),
+                next.status.as_str(),
+                next.not_before,
+                i64::from(next.counts),
                 record,
-                now,
+                f.now_ms,
                 token.task,
                 token.fence,
                 token.owner
@@ -275,12 +350,19 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
         )
         .optional()?
     };
-    let Some(attempt) = attempt else {
-        return Err(read::stale(tx, token));
-    };
+    attempt.ok_or_else(|| read::stale(tx, token))
+}
 
-    // The attempt row: normally written by start_attempt; an attempt that never started
-    // (spawn failure before start was recorded) gets its row now.
+/// The attempt row: normally written by start_attempt; an attempt that never started
+/// (spawn failure before start was recorded) gets its row now.
+fn write_attempt_row(
+    tx: &Transaction<'_>,
+    token: &ClaimToken,
+    f: &AttemptFinish,
+    attempt: i64,
+    record: &str,
+) -> R<()> {
+    let now = f.now_ms;
     let n = exec(
         tx,
         "UPDATE attempts SET status = ?1, record = ?2, finished_ms = ?3, cost_usd = ?4
@@ -302,28 +384,32 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
             params![token.task, attempt, token.fence, token.owner, f.status.as_str(), record, f.cost_usd, now],
         )?;
     }
-    // The instance that ran it is free again, in the same commit (one fewer per attempt).
+    Ok(())
+}
+
+/// The instance that ran it is free again, in the same commit (one fewer per attempt).
+fn free_instance(tx: &Transaction<'_>, token: &ClaimToken, now: i64) -> R<()> {
     exec(
         tx,
         "UPDATE instances SET state = 'idle', current_task = NULL, owner = NULL, updated_ms = ?1
          WHERE current_task = ?2 AND owner = ?3 AND state = 'busy'",
         params![now, token.task, token.owner],
     )?;
+    Ok(())
+}
 
-    let kind = match &f.disposition {
-        Disposition::Retry { .. } => "retry",
-        _ => task_status.as_str(),
-    };
-    claim_event(
-        tx,
-        now,
-        token,
-        kind,
-        &json!({ "attempt": attempt, "attempt_status": f.status, "cost_usd": f.cost_usd,
-                 "not_before_ms": not_before, "counts": counts }),
-    )?;
-
-    match task_status {
+/// What the task's new status means for the rest: a success inserts the tasks its
+/// handoffs became; a retry drops its handoff requests (the next attempt asks again),
+/// except a usage-limited one's, whose session is resumed; any other end skips the
+/// task's dependents and drops its handoffs.
+fn apply_outcome(
+    tx: &Transaction<'_>,
+    token: &ClaimToken,
+    f: &AttemptFinish,
+    status: Status,
+) -> R<()> {
+    let now = f.now_ms;
+    match status {
         Status::Succeeded => {
             for nt in &f.new_tasks {
                 let from = f
@@ -334,70 +420,23 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
                 tasks::insert_new(tx, nt, now, from, &token.owner, Some(&token.task))?;
             }
             for (h, new_task) in &f.converted_handoffs {
-                let n = exec(
-                    tx,
-                    "UPDATE handoffs SET state = 'accepted', new_task = ?1, updated_ms = ?2
-                     WHERE id = ?3 AND task = ?4 AND state IN ('pending', 'accepted')",
-                    params![new_task, now, h, token.task],
-                )?;
-                if n == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "handoff {h} is not a pending handoff of task {}",
-                        token.task
-                    ))
-                    .into());
-                }
-                claim_event(
-                    tx,
-                    now,
-                    token,
-                    "handoff-accepted",
-                    &json!({ "handoff": h, "new_task": new_task }),
-                )?;
+                handoffs::accept_converted(tx, token, *h, new_task, now)?;
             }
         }
-        // A retried attempt did not succeed: its handoff requests are dropped (the next
-        // attempt asks again), except a usage-limited one's, whose session is resumed.
         Status::Pending if f.status != Status::RateLimited => {
-            drop_handoffs(tx, &token.task, now, &token.owner)?;
+            handoffs::drop_handoffs(tx, &token.task, now, &token.owner)?;
         }
         Status::Pending => {}
         _ => {
             tasks::skip_dependents(
                 tx,
                 &token.task,
-                &format!("dependency {} {}", token.task, task_status),
+                &format!("dependency {} {}", token.task, status),
                 now,
                 &token.owner,
             )?;
-            drop_handoffs(tx, &token.task, now, &token.owner)?;
+            handoffs::drop_handoffs(tx, &token.task, now, &token.owner)?;
         }
-    }
-    Ok(())
-}
-
-/// Pending handoffs of a task whose attempt did not succeed are dropped.
-pub(crate) fn drop_handoffs(tx: &Transaction<'_>, task: &str, now: i64, actor: &str) -> R<()> {
-    let ids: Vec<i64> = read::column(
-        tx,
-        "SELECT id FROM handoffs WHERE task = ?1 AND state = 'pending' ORDER BY id",
-        task,
-    )?;
-    for h in ids {
-        exec(
-            tx,
-            "UPDATE handoffs SET state = 'dropped', updated_ms = ?1 WHERE id = ?2",
-            params![now, h],
-        )?;
-        event(
-            tx,
-            now,
-            Some(task),
-            None,
-            actor,
-            "handoff-dropped",
-            &json!({ "handoff": h }),
-        )?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Releases of claims whose owner died or whose lease ran out: the tasks go back to the
 //! pool at once, fenced, and their running attempts are marked interrupted.
 
-use super::claims::drop_handoffs;
+use super::handoffs::drop_handoffs;
 use super::read::{self, event, exec};
 use super::R;
 use crate::store::*;

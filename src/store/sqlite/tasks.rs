@@ -1,8 +1,8 @@
-//! Task definitions and their state outside a claim: sync with the task list, skip,
-//! retry, and handoffs (request under a claim, accept/reject by a person).
+//! Task definitions and their state outside a claim: sync with the task list, skip
+//! and retry (handoffs are in `handoffs`).
 
-use super::read::{self, claim_event, event, exec};
-use super::{E, R};
+use super::read::{self, event, exec};
+use super::R;
 use crate::store::*;
 use rusqlite::{params, OptionalExtension, Transaction};
 use serde_json::json;
@@ -172,7 +172,7 @@ pub(crate) fn skip_tasks(tx: &Transaction<'_>, ids: &[String], reason: &str, now
 
 /// Skips a task that is still pending, logs it with `data` and skips its pending
 /// dependents with it (because of `reason`); a task no longer pending is left alone.
-fn skip_pending(
+pub(crate) fn skip_pending(
     tx: &Transaction<'_>,
     id: &str,
     reason: &str,
@@ -194,6 +194,16 @@ fn skip_pending(
 
 /// Re-queues a finished task, and un-skips what was skipped because of it.
 pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
+    requeue(tx, id, now)?;
+    let unskipped = unskip_skipped_by(tx, id, now)?;
+    // A task un-skipped here may also depend on another task that failed on its own:
+    // skip it again, blaming that one, until nothing changes (bounded by the set size).
+    while reskip_blocked(tx, &unskipped, now)? {}
+    Ok(())
+}
+
+/// Puts a task that is not running back to pending with its retries restored.
+fn requeue(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
     let Some((_, status)) = read::fence_status(tx, id)? else {
         return Err(StoreError::NotFound(format!("task {id}")).into());
     };
@@ -216,8 +226,11 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
         "user",
         "retry-requested",
         &json!({ "from": status }),
-    )?;
+    )
+}
 
+/// Un-skips the tasks skipped because of `id`; returns them.
+fn unskip_skipped_by(tx: &Transaction<'_>, id: &str, now: i64) -> R<Vec<String>> {
     let unskipped: Vec<String> = read::column(
         tx,
         "SELECT id FROM tasks WHERE skipped_by = ?1 AND status = 'skipped' ORDER BY ord, id",
@@ -239,174 +252,56 @@ pub(crate) fn retry_task(tx: &Transaction<'_>, id: &str, now: i64) -> R<()> {
             &json!({ "because": id }),
         )?;
     }
-    // A task un-skipped here may also depend on another task that failed on its own:
-    // skip it again, blaming that one, until nothing changes (bounded by the set size).
-    let sql = format!(
+    Ok(unskipped)
+}
+
+/// A dependency of a task that blocks it for good: (id, status, what skipped it).
+static BLOCKER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "SELECT p.id, p.status, p.skipped_by FROM task_deps d JOIN tasks p ON p.id = d.dep
          WHERE d.task = ?1 AND p.status IN {BLOCKING} LIMIT 1"
-    );
-    loop {
-        let mut changed = false;
-        for t in &unskipped {
-            let still_pending: bool = tx
-                .prepare_cached("SELECT status = 'pending' FROM tasks WHERE id = ?1")?
-                .query_row([t], |r| r.get(0))?;
-            if !still_pending {
-                continue;
-            }
-            let blocker: Option<(String, String, Option<String>)> = {
-                let mut st = tx.prepare_cached(&sql)?;
-                st.query_row([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?
-            };
-            if let Some((dep, dep_status, dep_by)) = blocker {
-                let cause = if dep_status == "skipped" {
-                    dep_by.unwrap_or(dep.clone())
-                } else {
-                    dep.clone()
-                };
-                exec(tx,
-                    "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3",
-                    params![cause, now, t],
-                )?;
-                event(
-                    tx,
-                    now,
-                    Some(t),
-                    None,
-                    "user",
-                    "skipped",
-                    &json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause }),
-                )?;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    Ok(())
-}
+    )
+});
 
-/// Records a handoff request of a live claim; the fence check is the INSERT's WHERE.
-pub(crate) fn request_handoff(
-    tx: &Transaction<'_>,
-    token: &ClaimToken,
-    from_instance: Option<&str>,
-    req: &HandoffRequest,
-    now: i64,
-) -> R<i64> {
-    let steps = serde_json::to_string(&req.next_steps)?;
-    let n = {
-        let mut st = tx.prepare_cached(
-            "INSERT INTO handoffs (task, fence, from_role, from_instance, to_role, reason, work_state, next_steps,
-                                   state, created_ms, updated_ms)
-             SELECT t.id, t.fence, t.role, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?9
-             FROM tasks t WHERE t.id = ?1 AND t.fence = ?2 AND t.status = 'running' AND t.owner = ?3",
-        )?;
-        st.execute(params![
-            token.task,
-            token.fence,
-            token.owner,
-            from_instance,
-            req.to_role,
-            req.reason,
-            req.state,
-            steps,
-            now
-        ])?
-    };
-    if n == 0 {
-        return Err(read::stale(tx, token));
-    }
-    let id = tx.last_insert_rowid();
-    claim_event(
-        tx,
-        now,
-        token,
-        "handoff-requested",
-        &json!({ "handoff": id, "to_role": req.to_role, "reason": req.reason }),
-    )?;
-    Ok(id)
-}
-
-fn load_handoff(tx: &Transaction<'_>, id: i64) -> R<HandoffRow> {
-    read::handoff(tx, id)?.ok_or_else(|| E::Store(StoreError::NotFound(format!("handoff {id}"))))
-}
-
-/// A person accepts a handoff (idempotent for an accepted one).
-pub(crate) fn accept_handoff(tx: &Transaction<'_>, id: i64, now: i64) -> R<HandoffRow> {
-    let h = load_handoff(tx, id)?;
-    match h.state {
-        HandoffState::Accepted => return Ok(h),
-        HandoffState::Pending => {}
-        s => {
-            return Err(StoreError::Conflict(
-                format!("handoff {id} is {s:?}, it cannot be accepted").to_lowercase(),
-            )
-            .into())
+/// One pass over the un-skipped tasks: each still pending with a blocking dependency
+/// is skipped again, blaming the task that started the chain. Returns whether any was.
+fn reskip_blocked(tx: &Transaction<'_>, unskipped: &[String], now: i64) -> R<bool> {
+    let mut changed = false;
+    for t in unskipped {
+        let still_pending: bool = tx
+            .prepare_cached("SELECT status = 'pending' FROM tasks WHERE id = ?1")?
+            .query_row([t], |r| r.get(0))?;
+        if !still_pending {
+            continue;
         }
-    }
-    exec(
-        tx,
-        "UPDATE handoffs SET state = 'accepted', updated_ms = ?1 WHERE id = ?2",
-        params![now, id],
-    )?;
-    event(
-        tx,
-        now,
-        Some(&h.task),
-        Some(h.fence),
-        "user",
-        "handoff-accepted",
-        &json!({ "handoff": id }),
-    )?;
-    load_handoff(tx, id)
-}
-
-/// A person rejects a handoff; the task made from it, if it has not started, is skipped
-/// (with its dependents).
-pub(crate) fn reject_handoff(
-    tx: &Transaction<'_>,
-    id: i64,
-    reason: &str,
-    now: i64,
-) -> R<HandoffRow> {
-    let h = load_handoff(tx, id)?;
-    match h.state {
-        HandoffState::Rejected => return Ok(h),
-        HandoffState::Pending | HandoffState::Accepted => {}
-        HandoffState::Dropped => {
-            return Err(StoreError::Conflict(format!(
-                "handoff {id} was dropped (its task did not succeed)"
-            ))
-            .into())
-        }
-    }
-    exec(
-        tx,
-        "UPDATE handoffs SET state = 'rejected', reject_reason = ?1, updated_ms = ?2 WHERE id = ?3",
-        params![reason, now, id],
-    )?;
-    event(
-        tx,
-        now,
-        Some(&h.task),
-        Some(h.fence),
-        "user",
-        "handoff-rejected",
-        &json!({ "handoff": id, "reason": reason }),
-    )?;
-    if let Some(t) = &h.new_task {
-        let why = format!("handoff {id} rejected: {reason}");
-        skip_pending(
+        let blocker: Option<(String, String, Option<String>)> = {
+            let mut st = tx.prepare_cached(&BLOCKER_SQL)?;
+            st.query_row([t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?
+        };
+        let Some((dep, dep_status, dep_by)) = blocker else {
+            continue;
+        };
+        let cause = if dep_status == "skipped" {
+            dep_by.unwrap_or(dep.clone())
+        } else {
+            dep.clone()
+        };
+        exec(
             tx,
-            t,
-            &why,
-            &json!({ "reason": why, "handoff": id }),
-            now,
-            "user",
+            "UPDATE tasks SET status = 'skipped', skipped_by = ?1, updated_ms = ?2 WHERE id = ?3",
+            params![cause, now, t],
         )?;
+        event(
+            tx,
+            now,
+            Some(t),
+            None,
+            "user",
+            "skipped",
+            &json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause }),
+        )?;
+        changed = true;
     }
-    load_handoff(tx, id)
+    Ok(changed)
 }
