@@ -609,10 +609,72 @@ def find_key(v, key):
     return None
 
 
+
+# ---------------------------------------------------------------------------
+# 7. Wake-up: a change made from another process reaching the run loop
+# ---------------------------------------------------------------------------
+
+def argv_time_ms(state, task, attempt):
+    """Epoch ms at which fake-claude started attempt N of a task (its argv record)."""
+    path = os.path.join(state, task, f"argv.{attempt}.json")
+    try:
+        with open(path) as f:
+            rec = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    from datetime import datetime
+    return datetime.fromisoformat(rec["time"].replace("Z", "+00:00")).timestamp() * 1000
+
+
+def bench_wake(env):
+    """`borg task retry ID` in another shell while `borg run` waits on a long task: the
+    time from the retry's commit to the retried task's child starting. The run loop
+    learns of it from the store, not from its own attempts."""
+    k = 2 if env.smoke else 5
+    log(f"[wake] {k} retries from another process per run, {env.runs} run(s)")
+    d = env.path("wake")
+    os.makedirs(d)
+    samples = []
+    for run in range(env.runs):
+        ws, state = os.path.join(d, f"ws{run}"), os.path.join(d, f"state{run}")
+        config = os.path.join(d, f"config{run}.toml")
+        write_config(config, {"concurrency": 4, "retries": 0}, {"FAKE_CLAUDE_STATE_DIR": state})
+        targets = [{"id": f"t{i}", "prompt": "#fake first 1 exit 3\n#fake text ok\n"} for i in range(k)]
+        first = os.path.join(d, f"first{run}.toml")
+        write_tasks(first, targets)
+        subprocess.run(borg_cmd(env, ws, config, "run", first, "--claude", env.fake, "--progress", "none"),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        hold_ms = 1500 + 700 * k
+        second = os.path.join(d, f"second{run}.toml")
+        write_tasks(second, targets + [{"id": "hold", "prompt": f"#fake sleep {hold_ms}\n#fake text held\n"}])
+        proc = subprocess.Popen(borg_cmd(env, ws, config, "run", second, "--claude", env.fake, "--progress", "none"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while argv_time_ms(state, "hold", 1) is None and time.time() < deadline:
+            time.sleep(0.02)
+        for i in range(k):
+            time.sleep(0.6)  # the loop is idle, waiting
+            subprocess.run(borg_cmd(env, ws, config, "task", "retry", f"t{i}"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            committed = time.time() * 1000
+            deadline = time.time() + 5
+            while argv_time_ms(state, f"t{i}", 2) is None and time.time() < deadline:
+                time.sleep(0.005)
+            started = argv_time_ms(state, f"t{i}", 2)
+            if started is not None:
+                samples.append(max(0.0, started - committed))
+        proc.wait(timeout=60)
+    if not samples:
+        log("  (no retried task started)")
+        return
+    samples.sort()
+    env.record("wake", "retry in another shell -> task start, median", statistics.median(samples), "ms")
+    env.record("wake", "retry in another shell -> task start, max", samples[-1], "ms")
+
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
-           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop}
+           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake}
 
 
 def machine():
