@@ -126,55 +126,98 @@ struct Scan {
     cargo_new_run: bool,
 }
 
+/// A recogniser of one runner family: true when the line was its own (and so is no
+/// other family's to look at).
+type Recogniser = fn(&mut Scan, &Patterns, &str) -> bool;
+
+/// The recognisers in the order they are tried; the first to claim a line ends its
+/// scan. The specific formats go first and the loosest (pytest's quiet line, the plain
+/// `N passed, N failed`) last, so a runner's own summary is never read as a generic one.
+const RECOGNISERS: [Recogniser; 7] = [
+    Scan::cargo,
+    Scan::nextest,
+    Scan::unittest,
+    Scan::go,
+    Scan::jest_or_vitest,
+    Scan::pytest,
+    Scan::plain,
+];
+
 impl Scan {
     fn line(&mut self, p: &Patterns, line: &str) {
         let trimmed = line.trim_end();
-        if trimmed.contains("test result:") {
-            if let Some(c) = p.cargo.captures(trimmed) {
+        for recognise in RECOGNISERS {
+            if recognise(self, p, trimmed) {
+                return;
+            }
+        }
+    }
+
+    /// cargo test: `test result:` lines, one per test binary, summed until the next
+    /// `Finished` line (a new invocation).
+    fn cargo(&mut self, p: &Patterns, line: &str) -> bool {
+        if line.contains("test result:") {
+            if let Some(c) = p.cargo.captures(line) {
                 let counts = TestCounts {
                     passed: num(&c, 1),
                     failed: num(&c, 2),
                     ignored: num(&c, 3),
                 };
                 self.add(Kind::Cargo, counts);
-                return;
+                return true;
             }
         }
-        if trimmed.contains("Finished") && p.cargo_finished.is_match(trimmed) {
+        if line.contains("Finished") && p.cargo_finished.is_match(line) {
             self.cargo_new_run = true;
-            return;
+            return true;
         }
-        if trimmed.contains("run:") {
-            if let Some(c) = p.nextest.captures(trimmed) {
+        false
+    }
+
+    /// cargo nextest: its `Summary [...] N tests run: ...` line.
+    fn nextest(&mut self, p: &Patterns, line: &str) -> bool {
+        if line.contains("run:") {
+            if let Some(c) = p.nextest.captures(line) {
                 self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
-                return;
+                return true;
             }
         }
+        false
+    }
+
+    /// Python's unittest: `Ran N tests in ...`, then `OK` or `FAILED (...)`.
+    fn unittest(&mut self, p: &Patterns, line: &str) -> bool {
         if let Some(n) = self.unittest_ran {
-            if let Some(c) = p.unittest_end.captures(trimmed) {
+            if let Some(c) = p.unittest_end.captures(line) {
                 self.unittest_ran = None;
                 self.set(unittest_counts(p, n, c.get(2).map_or("", |m| m.as_str())));
-                return;
+                return true;
             }
         }
-        if trimmed.starts_with("Ran ") {
-            if let Some(c) = p.unittest_ran.captures(trimmed) {
+        if line.starts_with("Ran ") {
+            if let Some(c) = p.unittest_ran.captures(line) {
                 self.unittest_ran = Some(num(&c, 1));
-                return;
+                return true;
             }
         }
-        if trimmed.starts_with("--- ") {
-            if let Some(c) = p.go_case.captures(trimmed) {
+        false
+    }
+
+    /// go test: `--- PASS/FAIL/SKIP` lines (with -v), counted into the next package's
+    /// `ok` / `FAIL` line, which the packages of one invocation sum.
+    fn go(&mut self, p: &Patterns, line: &str) -> bool {
+        if line.starts_with("--- ") {
+            if let Some(c) = p.go_case.captures(line) {
                 match c.get(1).map_or("", |m| m.as_str()) {
                     "PASS" => self.go_pending.passed += 1,
                     "FAIL" => self.go_pending.failed += 1,
                     _ => self.go_pending.ignored += 1,
                 }
-                return;
+                return true;
             }
         }
-        if trimmed.starts_with("ok") || trimmed.starts_with("FAIL") {
-            if let Some(c) = p.go_pkg.captures(trimmed) {
+        if line.starts_with("ok") || line.starts_with("FAIL") {
+            if let Some(c) = p.go_pkg.captures(line) {
                 let mut counts = std::mem::take(&mut self.go_pending);
                 if counts == TestCounts::default() {
                     // Without -v go prints no per-test lines: count the package itself.
@@ -185,39 +228,55 @@ impl Scan {
                     }
                 }
                 self.add(Kind::Go, counts);
-                return;
+                return true;
             }
         }
-        if trimmed.contains("Tests") {
-            if let Some(c) = p.jest.captures(trimmed) {
-                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
-                return;
-            }
-            if let Some(c) = p.vitest.captures(trimmed) {
-                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
-                return;
-            }
+        false
+    }
+
+    /// jest's `Tests: ... N total` and vitest's `Tests  ... (N)`.
+    fn jest_or_vitest(&mut self, p: &Patterns, line: &str) -> bool {
+        if !line.contains("Tests") {
+            return false;
         }
-        if trimmed.contains(" in ") {
+        match p.jest.captures(line).or_else(|| p.vitest.captures(line)) {
+            Some(c) => {
+                self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// pytest's closing line, with its `====` border or quiet (`-q`) without it.
+    fn pytest(&mut self, p: &Patterns, line: &str) -> bool {
+        if line.contains(" in ") {
             if let Some(c) = p
                 .pytest
-                .captures(trimmed)
-                .or_else(|| p.pytest_quiet.captures(trimmed))
+                .captures(line)
+                .or_else(|| p.pytest_quiet.captures(line))
             {
                 self.set(counts_from_words(p, c.get(1).map_or("", |m| m.as_str())));
-                return;
+                return true;
             }
         }
-        if trimmed.contains(" passed,") {
-            if let Some(c) = p.plain.captures(trimmed) {
+        false
+    }
+
+    /// Any runner's plain `N passed, N failed[, N skipped]` line.
+    fn plain(&mut self, p: &Patterns, line: &str) -> bool {
+        if line.contains(" passed,") {
+            if let Some(c) = p.plain.captures(line) {
                 let counts = TestCounts {
                     passed: num(&c, 1),
                     failed: num(&c, 2),
                     ignored: num(&c, 3),
                 };
                 self.set(counts);
+                return true;
             }
         }
+        false
     }
 
     /// Adds to a runner that prints one summary per binary/package, or starts a new run.

@@ -9,6 +9,7 @@
 //! ignored, so a newer CLI adding events does not break the parse.
 
 mod label;
+mod lenient;
 mod wire;
 
 use label::tool_arg;

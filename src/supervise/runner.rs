@@ -8,25 +8,27 @@
 //! whatever the child writes; a blocking consumer appends the raw bytes to the log
 //! and splits lines for the parser. Completion never waits on EOF alone: after claude
 //! exits, the pipes get `leak_timeout` to close, then the shim kills what is left.
+//!
+//! [`run_attempt`] is a pipeline of stages, each in its own file: `spawn` starts the
+//! shim and wires its pipes, `stream` is the data path of one pipe, `watch` is the
+//! event loop (the shim's reports, borg's requests, the watchdogs) and `stop` the
+//! ladder it climbs; the finish (the watch's conclusions, the streams' results) closes
+//! `run_attempt` itself.
 
 use crate::outcome::transcript::TranscriptSummary;
 use crate::outcome::{ExitInfo, Watchdog};
-use crate::supervise::shim;
-use nix::sys::signal::Signal;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod spawn;
+mod stop;
+mod stream;
+mod watch;
 
 /// How long to wait for the tree and pipes after the final kill before giving up on them.
 const AFTER_KILL: Duration = Duration::from_secs(3);
-
-mod stream;
-use stream::spawn_stream;
 
 /// The watchdog and ladder durations of one attempt.
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +138,7 @@ pub struct AttemptOutput {
     pub stop_latency: Option<Duration>,
 }
 
-/// Messages to the attempt's control loop.
+/// Messages to the watch: the shim's status reports and the streams' events.
 enum Ev {
     Started(i32, u64),
     Exited(i32),
@@ -149,15 +151,6 @@ enum Ev {
     ResultSeen,
 }
 
-/// Rungs of the stop ladder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rung {
-    None,
-    Interrupt,
-    Terminate,
-    Killed,
-}
-
 /// Runs one attempt to its end. `on_start` is called once claude's pids are known and
 /// before anything else happens; when it fails (e.g. the claim was lost) the attempt
 /// is killed at once. `live` receives a small view as lines arrive.
@@ -168,303 +161,24 @@ pub async fn run_attempt(
     live: Option<Arc<Mutex<LiveView>>>,
 ) -> AttemptOutput {
     let started = Instant::now();
-    let mut out = AttemptOutput::default();
-    if !plan.cwd.is_dir() {
-        out.spawn_error = Some(format!(
-            "working directory {} does not exist or is not a directory",
-            plan.cwd.display()
-        ));
-        return out;
-    }
-    let (mut child, status_rx) = match spawn_shim(&plan).await {
-        Ok(x) => x,
+    let mut spawned = match spawn::start(&plan, live).await {
+        Ok(s) => s,
         Err(e) => {
-            out.spawn_error = Some(e);
-            return out;
-        }
-    };
-    let shim_pid = child.id().map(|p| p as i32).unwrap_or(0);
-    tracing::debug!(shim_pid, program = %plan.program.display(), cwd = %plan.cwd.display(), "spawned the shim");
-    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Ev>();
-    let last_activity = Arc::new(AtomicU64::new(0));
-
-    // The prompt goes on stdin, then stdin is closed (claude -p reads to EOF).
-    if let Some(mut stdin) = child.stdin.take() {
-        let prompt = plan.prompt.clone();
-        tokio::spawn(async move {
-            let _ = stdin.write_all(prompt.as_bytes()).await;
-            let _ = stdin.shutdown().await;
-        });
-    }
-    tokio::spawn(read_status(status_rx, ev_tx.clone()));
-    let stdout_job = child.stdout.take().map(|s| {
-        spawn_stream(
-            s,
-            plan.stdout_log.clone(),
-            ev_tx.clone(),
-            Ev::StdoutEof,
-            last_activity.clone(),
-            Some((plan.max_line, live)),
-        )
-    });
-    let stderr_job = child.stderr.take().map(|s| {
-        spawn_stream(
-            s,
-            plan.stderr_log.clone(),
-            ev_tx.clone(),
-            Ev::StderrEof,
-            Arc::new(AtomicU64::new(0)),
-            None,
-        )
-    });
-    drop(ev_tx);
-
-    let w = plan.watchdogs;
-    let mut on_start = Some(on_start);
-    let (mut stdout_eof, mut stderr_eof, mut shim_done) =
-        (stdout_job.is_none(), stderr_job.is_none(), false);
-    let mut claude_end: Option<Instant> = None;
-    let mut result_at: Option<Instant> = None;
-    let mut rung = Rung::None;
-    let mut rung_at = started;
-    let mut stop_began: Option<Instant> = None;
-    let mut kill_sent_at: Option<Instant> = None;
-    let mut status_closed = false;
-    let mut shim_status: Option<std::process::ExitStatus> = None;
-    let signal_shim = |sig: Signal, done: bool| {
-        // Only while the shim is unreaped: its pid cannot have been reused.
-        if !done {
-            crate::supervise::procs::signal(shim_pid, sig);
-        }
-    };
-
-    loop {
-        if shim_done && stdout_eof && stderr_eof && status_closed {
-            break;
-        }
-        let now = Instant::now();
-        // The next moment something must be checked.
-        let next = if let Some(k) = kill_sent_at {
-            k + AFTER_KILL
-        } else if let Some(end) = claude_end {
-            end + w.leak_timeout
-        } else if rung == Rung::Interrupt {
-            rung_at + w.interrupt_grace
-        } else if rung == Rung::Terminate {
-            rung_at + w.term_grace
-        } else {
-            let idle_at = started
-                + Duration::from_millis(last_activity.load(Ordering::Relaxed))
-                + w.idle_timeout;
-            let mut t = (started + w.timeout).min(idle_at);
-            if let Some(r) = result_at {
-                t = t.min(r + w.result_grace);
+            return AttemptOutput {
+                spawn_error: Some(e),
+                ..AttemptOutput::default()
             }
-            t
-        };
-        tokio::select! {
-            ev = ev_rx.recv() => match ev {
-                Some(Ev::Started(pid, start_time)) => {
-                    tracing::debug!(pid, start_time, "claude started");
-                    let ids = ChildIds { shim_pid, pid, pgid: pid, start_time };
-                    out.ids = Some(ids);
-                    if let Some(f) = on_start.take() {
-                        // A durable store write: off the async workers, which keep
-                        // draining the pipes and running the watchdogs meanwhile.
-                        let recorded = tokio::task::spawn_blocking(move || f(&ids))
-                            .await
-                            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-                        if let Err(e) = recorded {
-                            tracing::warn!("stopping attempt at once: {e}");
-                            out.interrupted = true;
-                            stop_began.get_or_insert(Instant::now());
-                            signal_shim(Signal::SIGUSR1, shim_done);
-                            kill_sent_at = Some(Instant::now());
-                        }
-                    }
-                }
-                Some(Ev::Exited(code)) => {
-                    out.exit = Some(ExitInfo { code: Some(code), signal: None });
-                    claude_end.get_or_insert(Instant::now());
-                }
-                Some(Ev::Signaled(sig)) => {
-                    out.exit = Some(ExitInfo { code: None, signal: Some(sig) });
-                    claude_end.get_or_insert(Instant::now());
-                }
-                Some(Ev::Killed(n)) => out.killed_processes += n,
-                Some(Ev::SpawnError(e)) => {
-                    out.spawn_error = Some(format!("cannot start {}: {e}", plan.program.display()));
-                    claude_end.get_or_insert(Instant::now());
-                }
-                Some(Ev::StatusClosed) => status_closed = true,
-                Some(Ev::StdoutEof) => stdout_eof = true,
-                Some(Ev::StderrEof) => stderr_eof = true,
-                Some(Ev::ResultSeen) => { result_at.get_or_insert(Instant::now()); }
-                None => { stdout_eof = true; stderr_eof = true; status_closed = true; }
-            },
-            st = child.wait(), if !shim_done => {
-                shim_done = true;
-                shim_status = st.ok();
-                claude_end.get_or_insert(Instant::now());
-            },
-            _ = ctl.stop.cancelled(), if rung == Rung::None && claude_end.is_none() && kill_sent_at.is_none() => {
-                out.interrupted = true;
-                stop_began.get_or_insert(Instant::now());
-                rung = Rung::Interrupt;
-                rung_at = Instant::now();
-                signal_shim(Signal::SIGINT, shim_done);
-            },
-            _ = ctl.kill.cancelled(), if kill_sent_at.is_none() => {
-                out.interrupted = true;
-                stop_began.get_or_insert(Instant::now());
-                rung = Rung::Killed;
-                signal_shim(Signal::SIGUSR1, shim_done);
-                kill_sent_at = Some(Instant::now());
-            },
-            _ = tokio::time::sleep_until(next.max(now).into()) => {
-                let now = Instant::now();
-                if kill_sent_at.is_some() {
-                    // The tree is dead; a pipe still open belongs to nobody we can reach.
-                    break;
-                } else if claude_end.is_some() {
-                    // claude is gone but its pipes or descendants are not: leaked.
-                    out.leaked = true;
-                    signal_shim(Signal::SIGUSR1, shim_done);
-                    kill_sent_at = Some(now);
-                } else if rung == Rung::Interrupt {
-                    rung = Rung::Terminate;
-                    rung_at = now;
-                    signal_shim(Signal::SIGTERM, shim_done);
-                } else if rung == Rung::Terminate {
-                    rung = Rung::Killed;
-                    signal_shim(Signal::SIGUSR1, shim_done);
-                    kill_sent_at = Some(now);
-                } else if rung == Rung::None {
-                    let idle_for = now.duration_since(started + Duration::from_millis(last_activity.load(Ordering::Relaxed)));
-                    let fired = if now >= started + w.timeout {
-                        Some(Watchdog::Timeout)
-                    } else if idle_for >= w.idle_timeout {
-                        Some(Watchdog::Idle)
-                    } else if result_at.is_some_and(|r| now >= r + w.result_grace) {
-                        Some(Watchdog::ResultGrace)
-                    } else {
-                        None
-                    };
-                    if let Some(wd) = fired {
-                        tracing::info!("watchdog {} fired after {:?}", wd.as_str(), now - started);
-                        out.watchdog = Some(wd);
-                        stop_began.get_or_insert(now);
-                        rung = Rung::Interrupt;
-                        rung_at = now;
-                        signal_shim(Signal::SIGINT, shim_done);
-                    }
-                }
-            },
         }
-    }
-    if !shim_done {
-        // Gave up waiting on pipes held by processes outside our reach; reap the shim.
-        signal_shim(Signal::SIGUSR1, false);
-        let _ = tokio::time::timeout(AFTER_KILL, child.wait()).await;
-    }
-    if out.exit.is_none() && out.spawn_error.is_none() && out.ids.is_none() {
-        // The shim never reported claude's start: it failed (or was killed) first.
-        use std::os::unix::process::ExitStatusExt;
-        let how = shim_status.map(|st| match (st.code(), st.signal()) {
-            (Some(c), _) => format!("exit code {c}"),
-            (_, Some(sig)) => format!("signal {sig}"),
-            _ => "unknown status".into(),
-        });
-        out.spawn_error = Some(format!(
-            "the shim ended before starting claude ({})",
-            how.unwrap_or_else(|| "not reaped".into())
-        ));
-    }
-    if out.killed_processes > 0 && rung == Rung::None && out.watchdog.is_none() && !out.interrupted
-    {
-        out.leaked = true;
-    }
-    if let Some(s) = stop_began {
-        out.stop_latency = Some(s.elapsed());
-    }
-    if let Some(job) = stdout_job {
-        if let Ok(Ok(r)) = tokio::time::timeout(AFTER_KILL, job).await {
-            out.summary = r.summary.unwrap_or_default();
-            out.stdout_bytes = r.bytes;
-        }
-    }
-    if let Some(job) = stderr_job {
-        if let Ok(Ok(r)) = tokio::time::timeout(AFTER_KILL, job).await {
-            out.stderr_tail = String::from_utf8_lossy(&r.tail).into_owned();
-            out.stderr_bytes = r.bytes;
-        }
-    }
+    };
+    let mut watch = watch::Watch::new(&plan, started, &spawned, Box::new(on_start));
+    watch
+        .run(&mut spawned.child, &mut spawned.events, &ctl)
+        .await;
+    // The watch may give up on pipes held by processes outside our reach before the
+    // shim was reaped: kill its tree and reap it now.
+    watch.reap_shim(&mut spawned.child).await;
+    let mut out = watch.into_output();
+    spawned.streams.collect(&mut out).await;
     out.duration = started.elapsed();
     out
-}
-
-/// Starts `borg __shim <borg pid>:<status fd> <claude> <args>` with claude's
-/// environment, its cwd, piped stdio and the status pipe (moved to fd 3 by the shim),
-/// in a process group of its own so that a Ctrl-C at the terminal reaches borg only.
-async fn spawn_shim(
-    plan: &AttemptPlan,
-) -> Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver), String> {
-    // /proc/self/exe is the running binary even after its file was replaced (an upgrade
-    // during a long run), when current_exe() names a path ending in " (deleted)".
-    let self_exe = std::path::Path::new("/proc/self/exe");
-    let exe = if self_exe.exists() {
-        self_exe.to_path_buf()
-    } else {
-        std::env::current_exe().map_err(|e| format!("cannot find borg's own executable: {e}"))?
-    };
-    let (program, args, env, cwd) = (
-        plan.program.clone(),
-        plan.args.clone(),
-        plan.env.clone(),
-        plan.cwd.clone(),
-    );
-    let build = move |status_fd: i32| {
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg(shim::SUBCOMMAND)
-            .arg(format!("{}:{status_fd}", std::process::id()))
-            .arg(program)
-            .args(args)
-            .env_clear()
-            .envs(env)
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(false);
-        cmd
-    };
-    let (child, rd) = crate::supervise::spawner::spawn_with_pipe(build)
-        .await
-        .map_err(|e| format!("cannot start the shim: {e}"))?;
-    let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(rd)
-        .map_err(|e| format!("status pipe: {e}"))?;
-    Ok((child, rx))
-}
-
-async fn read_status(rx: tokio::net::unix::pipe::Receiver, tx: mpsc::UnboundedSender<Ev>) {
-    let mut lines = tokio::io::BufReader::new(rx).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let mut it = line.splitn(3, ' ');
-        let (kind, a, b) = (
-            it.next().unwrap_or(""),
-            it.next().unwrap_or(""),
-            it.next().unwrap_or(""),
-        );
-        let ev = match kind {
-            "started" => Ev::Started(a.parse().unwrap_or(0), b.parse().unwrap_or(0)),
-            "exited" => Ev::Exited(a.parse().unwrap_or(-1)),
-            "signaled" => Ev::Signaled(a.parse().unwrap_or(0)),
-            "killed" => Ev::Killed(a.parse().unwrap_or(0)),
-            "spawn_error" => Ev::SpawnError(b.to_string()),
-            _ => continue,
-        };
-        let _ = tx.send(ev);
-    }
-    let _ = tx.send(Ev::StatusClosed);
 }

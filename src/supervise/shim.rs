@@ -115,26 +115,73 @@ pub fn main(args: &[String]) -> ! {
     std::process::exit(code)
 }
 
+/// The shim's steps, in an order that matters: the status fd and the signal mask are
+/// in place before the death signal can arrive, and the parent is checked after the
+/// death signal was asked for, before claude is started.
 fn run(args: &[String]) -> i32 {
-    // PARENT_PID, or PARENT_PID:FD when borg passed the status pipe on another fd.
-    let (parent, status_fd) = match args.first().map(|a| a.split_once(':')) {
-        Some(Some((p, fd))) => (p.parse::<i32>().ok(), fd.parse::<i32>().ok()),
-        Some(None) => (args[0].parse::<i32>().ok(), Some(STATUS_FD)),
-        None => (None, None),
-    };
-    let (Some(parent), Some(status_fd), Some(program)) = (parent, status_fd, args.get(1)) else {
+    let Some(inv) = Invocation::parse(args) else {
         eprintln!("usage: borg {SUBCOMMAND} PARENT_PID[:STATUS_FD] PROGRAM [ARGS...]");
         return 2;
     };
-    if status_fd != STATUS_FD {
-        // SAFETY: plain fd calls; nothing else runs yet.
-        unsafe {
+    adopt_status_fd(inv.status_fd);
+    let Some(signals) = block_signals() else {
+        return 2;
+    };
+    if !tie_to_parent(inv.parent) {
+        return 1;
+    }
+    let Some(mut claude) = start_claude(inv.program, inv.args) else {
+        return 127;
+    };
+    supervise(&mut claude, &signals, inv.parent)
+}
+
+/// The shim's command line.
+struct Invocation<'a> {
+    /// borg's pid: the shim's parent for as long as borg lives.
+    parent: i32,
+    /// Where borg passed the status pipe (moved to [`STATUS_FD`]).
+    status_fd: i32,
+    /// claude.
+    program: &'a str,
+    /// claude's arguments.
+    args: &'a [String],
+}
+
+impl<'a> Invocation<'a> {
+    /// Reads `PARENT_PID[:STATUS_FD] PROGRAM ARGS...`; None when it is malformed.
+    fn parse(args: &'a [String]) -> Option<Self> {
+        // PARENT_PID, or PARENT_PID:FD when borg passed the status pipe on another fd.
+        let (parent, status_fd) = match args.first().map(|a| a.split_once(':')) {
+            Some(Some((p, fd))) => (p.parse::<i32>().ok(), fd.parse::<i32>().ok()),
+            Some(None) => (args[0].parse::<i32>().ok(), Some(STATUS_FD)),
+            None => (None, None),
+        };
+        Some(Invocation {
+            parent: parent?,
+            status_fd: status_fd?,
+            program: args.get(1)?,
+            args: args.get(2..).unwrap_or_default(),
+        })
+    }
+}
+
+/// Moves the status pipe to [`STATUS_FD`] and keeps it away from claude and its tools.
+fn adopt_status_fd(status_fd: i32) {
+    // SAFETY: plain fd calls with integer arguments; nothing else runs yet.
+    unsafe {
+        if status_fd != STATUS_FD {
             libc::dup2(status_fd, STATUS_FD);
             libc::close(status_fd);
         }
+        libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
     }
-    // Block the signals we handle before anything else, so none is lost or acted on
-    // by a default disposition; they are taken synchronously with sigtimedwait below.
+}
+
+/// Blocks the signals the shim handles before the death signal is asked for or claude
+/// exists, so none is lost or acted on by a default disposition; they are taken
+/// synchronously with `sigtimedwait` in [`supervise`]. None when the mask cannot be set.
+fn block_signals() -> Option<SigSet> {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGCHLD,
@@ -146,10 +193,14 @@ fn run(args: &[String]) -> i32 {
     ] {
         set.add(s);
     }
-    if nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).is_err() {
-        return 2;
-    }
-    // SAFETY: plain prctl/fcntl calls with integer arguments.
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).ok()?;
+    Some(set)
+}
+
+/// Asks for SIGUSR1 when borg dies and becomes the subreaper of the attempt's
+/// orphans. False when borg is already gone.
+fn tie_to_parent(parent: i32) -> bool {
+    // SAFETY: plain prctl calls with integer arguments.
     unsafe {
         libc::prctl(
             libc::PR_SET_PDEATHSIG,
@@ -159,16 +210,21 @@ fn run(args: &[String]) -> i32 {
             0,
         );
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0);
-        // Keep fd 3 away from claude and its tools.
-        libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC);
     }
     // borg may have died between our fork and the prctl: then no death signal will
     // ever come, and our parent is now someone else.
-    if nix::unistd::getppid().as_raw() != parent {
-        return 1;
-    }
-    let me = std::process::id() as i32;
-    let pid = match spawn_claude(program, &args[2..]) {
+    !orphaned(parent)
+}
+
+/// Our parent is no longer borg: it died.
+fn orphaned(parent: i32) -> bool {
+    nix::unistd::getppid().as_raw() != parent
+}
+
+/// Starts claude and tells borg: `started PID STARTTIME`, or `spawn_error ERRNO
+/// MESSAGE` and None.
+fn start_claude(program: &str, args: &[String]) -> Option<Claude> {
+    let pid = match spawn_claude(program, args) {
         Ok(pid) => pid,
         Err(e) => {
             report(&format!(
@@ -176,27 +232,34 @@ fn run(args: &[String]) -> i32 {
                 e.raw_os_error().unwrap_or(0),
                 e
             ));
-            return 127;
+            return None;
         }
     };
-    let mut claude = Claude {
+    let start = procs::stat(pid).map(|s| s.start_time).unwrap_or(0);
+    report(&format!("started {pid} {start}"));
+    Some(Claude {
         pid,
         alive: true,
         code: 0,
-    };
-    let start = procs::stat(claude.pid).map(|s| s.start_time).unwrap_or(0);
-    report(&format!("started {} {start}", claude.pid));
+    })
+}
+
+/// The wait/signal loop: reaps children as they exit, forwards the ladder's SIGINT and
+/// SIGTERM to claude, and kills the whole tree on SIGUSR1 (borg's kill, or the death
+/// signal) or when borg is found gone. Returns the shim's exit code once claude and
+/// every other child are gone.
+fn supervise(claude: &mut Claude, signals: &SigSet, parent: i32) -> i32 {
+    let me = std::process::id() as i32;
     loop {
-        match wait_signal(&set, 500) {
+        match wait_signal(signals, 500) {
             Some(Signal::SIGCHLD) | None => {
                 claude.reap();
                 if !claude.alive && !has_children() {
                     return claude.code;
                 }
-                if nix::unistd::getppid().as_raw() != parent {
+                if orphaned(parent) {
                     // Our parent died and the death signal was missed: clean up anyway.
-                    let n = claude.kill_tree(me);
-                    report(&format!("killed {n}"));
+                    final_kill(claude, me);
                     return 1;
                 }
             }
@@ -205,13 +268,18 @@ fn run(args: &[String]) -> i32 {
                 procs::signal(claude.pid, Signal::SIGTERM)
             }
             Some(Signal::SIGUSR1 | Signal::SIGQUIT) => {
-                let n = claude.kill_tree(me);
-                report(&format!("killed {n}"));
+                final_kill(claude, me);
                 return claude.code;
             }
             Some(_) => {}
         }
     }
+}
+
+/// Kills every descendant and tells borg how many: `killed N`.
+fn final_kill(claude: &mut Claude, me: i32) {
+    let n = claude.kill_tree(me);
+    report(&format!("killed {n}"));
 }
 
 /// Starts claude with `posix_spawnp` (vfork-like: the shim's pages are never copied,

@@ -2,8 +2,9 @@
 //! queue as fast as the child writes, and a blocking consumer that appends the raw
 //! bytes to the log and feeds complete lines to the transcript parser. A slow disk or
 //! parser delays the reader only once the queue is full, and memory stays bounded.
+//! [`Streams`] holds the two jobs of an attempt, from its spawn to their results.
 
-use super::{Ev, LiveView};
+use super::{AttemptOutput, AttemptPlan, Ev, LiveView, AFTER_KILL};
 use crate::outcome::lines::{Line, LineSplitter};
 use crate::outcome::transcript::{TranscriptParser, TranscriptSummary};
 use std::io::Write;
@@ -12,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Child;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Bytes of stderr kept in memory for error messages.
 const STDERR_TAIL: usize = 8 * 1024;
@@ -21,21 +24,84 @@ const QUEUE: usize = 8;
 /// Read size of the pipe readers.
 const CHUNK: usize = 32 * 1024;
 /// What a stream consumer produced.
-pub(super) struct StreamResult {
-    pub(super) summary: Option<TranscriptSummary>,
-    pub(super) tail: Vec<u8>,
-    pub(super) bytes: u64,
+struct StreamResult {
+    summary: Option<TranscriptSummary>,
+    tail: Vec<u8>,
+    bytes: u64,
+}
+
+/// The stream jobs of one attempt (None: the child had no such pipe).
+pub(super) struct Streams {
+    stdout: Option<JoinHandle<StreamResult>>,
+    stderr: Option<JoinHandle<StreamResult>>,
+}
+
+impl Streams {
+    /// Starts the jobs of the child's stdout (logged, parsed, timing the idle
+    /// watchdog through `activity`) and stderr (logged, its tail kept). Their events go
+    /// to `ev`, which is dropped here so that the channel closes with the last job.
+    pub(super) fn start(
+        child: &mut Child,
+        plan: &AttemptPlan,
+        ev: mpsc::UnboundedSender<Ev>,
+        activity: Arc<AtomicU64>,
+        live: Option<Arc<Mutex<LiveView>>>,
+    ) -> Self {
+        let stdout = child.stdout.take().map(|s| {
+            spawn_stream(
+                s,
+                plan.stdout_log.clone(),
+                ev.clone(),
+                Ev::StdoutEof,
+                activity,
+                Some((plan.max_line, live)),
+            )
+        });
+        let stderr = child.stderr.take().map(|s| {
+            spawn_stream(
+                s,
+                plan.stderr_log.clone(),
+                ev.clone(),
+                Ev::StderrEof,
+                Arc::new(AtomicU64::new(0)),
+                None,
+            )
+        });
+        Streams { stdout, stderr }
+    }
+
+    /// Whether stdout and stderr have a job (a pipe to wait for).
+    pub(super) fn open(&self) -> (bool, bool) {
+        (self.stdout.is_some(), self.stderr.is_some())
+    }
+
+    /// Waits for both jobs (at most [`AFTER_KILL`] each) and puts what they produced
+    /// into `out`: the transcript summary and stdout's size, stderr's tail and size.
+    pub(super) async fn collect(self, out: &mut AttemptOutput) {
+        if let Some(job) = self.stdout {
+            if let Ok(Ok(r)) = tokio::time::timeout(AFTER_KILL, job).await {
+                out.summary = r.summary.unwrap_or_default();
+                out.stdout_bytes = r.bytes;
+            }
+        }
+        if let Some(job) = self.stderr {
+            if let Ok(Ok(r)) = tokio::time::timeout(AFTER_KILL, job).await {
+                out.stderr_tail = String::from_utf8_lossy(&r.tail).into_owned();
+                out.stderr_bytes = r.bytes;
+            }
+        }
+    }
 }
 
 /// Starts the reader task and the blocking consumer of one pipe.
-pub(super) fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
+fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     mut pipe: R,
     log: PathBuf,
     ev: mpsc::UnboundedSender<Ev>,
     eof: Ev,
     activity: Arc<AtomicU64>,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
-) -> tokio::task::JoinHandle<StreamResult> {
+) -> JoinHandle<StreamResult> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let t0 = Instant::now();
     let result_ev = ev.clone();
