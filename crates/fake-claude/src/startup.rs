@@ -12,7 +12,7 @@ use crate::run::DEFAULT_TOOLS;
 const VERSION: &str = "2.1.197";
 
 /// What `--help` prints: there is no interactive mode to describe.
-const HELP: &str = "Usage: claude [options] [command] [prompt]\n\nfake-claude: a scripted stand-in for Claude Code. See the doc comment of src/bin/fake-claude.rs.";
+const HELP: &str = "Usage: claude [options] [command] [prompt]\n\nfake-claude: a scripted stand-in for Claude Code. See the doc comment of crates/fake-claude/src/main.rs.";
 
 /// The permission modes `--permission-mode` accepts, in the order its error lists them.
 const MODES: &[&str] = &[
