@@ -5,11 +5,14 @@
 //! table) → `run` (the scheduler and an attempt's stages) → `workspace` (where a
 //! task runs) → `supervise` (the child process) → `outcome` (what the child did) →
 //! `show` (what people see). `cli` turns the command line into calls of those.
+//! `git` (git mode: worktrees, branches, merges, commits) sits beside `workspace`,
+//! below `run`.
 //! A type two rooms share lives in the lower one; no room imports a higher one in a
 //! circle.
 
 pub mod cli;
 pub mod error;
+pub mod git;
 pub mod input;
 pub mod outcome;
 pub mod run;

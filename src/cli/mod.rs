@@ -4,6 +4,7 @@
 //! exit code.
 
 pub mod args;
+pub mod diff;
 pub mod handoff;
 pub mod instance;
 pub mod logs;
@@ -69,6 +70,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Handoff(c) => handoff::run(&ctx, c),
         Command::Transcript(a) => transcript::run(&ctx, a),
         Command::Roles(c) => roles::run(&ctx, c),
+        Command::Diff(a) => diff::run(&ctx, a),
     }
 }
 

@@ -2,7 +2,7 @@
 //! for machines (`--json`, `--report FILE`), JUnit XML for CI systems (`--junit`),
 //! and per-role metrics (tasks, success rate, mean and p95 duration, cost, tokens).
 
-use crate::outcome::{AttemptRecord, FileChange, Status, TestCounts, Tokens};
+use crate::outcome::{AttemptRecord, Diffstat, FileDiff, Status, TestCounts, Tokens};
 use crate::store::{AttemptRow, TaskRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,7 +34,7 @@ pub struct TaskReport {
     /// Turns of the last attempt.
     pub num_turns: u64,
     /// Files changed by the last attempt.
-    pub files_changed: Vec<FileChange>,
+    pub files_changed: Vec<FileDiff>,
     /// Tests of the last attempt.
     pub tests: TestCounts,
     /// Role the work was handed to, if any.
@@ -54,6 +54,21 @@ pub struct TaskReport {
     /// The definition changed after it succeeded (not re-run).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub changed_after_success: bool,
+    /// Git mode: the task's branch.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub branch: Option<String>,
+    /// Git mode: the start commit of the last attempt.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub base: Option<String>,
+    /// Git mode: the final commit of the last attempt.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub commit: Option<String>,
+    /// Git mode: the totals of the diff from `base` to `commit`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub diffstat: Option<Diffstat>,
+    /// Git mode: the task whose dependencies' merge this resolve task resolves.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub resolve_of: Option<String>,
 }
 
 /// Totals of a run.
@@ -184,6 +199,16 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
         leaked: last.is_some_and(|r| r.leaked),
         result: last.and_then(|r| r.result_text.clone()),
         changed_after_success: false,
+        branch: last.and_then(|r| r.git.branch.clone()),
+        base: last.and_then(|r| r.git.base.clone()),
+        commit: last.and_then(|r| r.git.commit.clone()),
+        diffstat: last.and_then(|r| r.git.diffstat),
+        resolve_of: t
+            .spec
+            .get("resolve")
+            .and_then(|r| r.get("of"))
+            .and_then(|v| v.as_str())
+            .map(String::from),
     }
 }
 
@@ -267,7 +292,7 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// The summary table for a terminal.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
-    let rows: Vec<[String; 8]> = r
+    let rows: Vec<Vec<String>> = r
         .tasks
         .iter()
         .map(|t| {
@@ -285,12 +310,18 @@ pub fn table(r: &Report) -> String {
                     format!("{}/{}", t.tests.passed, t.tests.passed + t.tests.failed)
                 },
             ]
+            .into_iter()
+            .chain(git_cells(r, t))
+            .collect()
         })
         .collect();
-    let head = [
+    let mut head = vec![
         "TASK", "ROLE", "STATUS", "TRIES", "TIME", "COST", "FILES", "TESTS",
     ];
-    let mut w = head.map(str::len);
+    if has_git(r) {
+        head.push("LINES");
+    }
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -303,7 +334,9 @@ pub fn table(r: &Report) -> String {
         }
         l.trim_end().to_string()
     };
-    out.push_str(&line(&head.map(String::from)));
+    out.push_str(&line(
+        &head.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     out.push('\n');
     for (row, t) in rows.iter().zip(&r.tasks) {
         out.push_str(&line(row));
@@ -327,6 +360,22 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(out, "stopped early: {s}");
     }
     out
+}
+
+/// Whether any task of the report ran in git mode (the table then shows lines).
+fn has_git(r: &Report) -> bool {
+    r.tasks.iter().any(|t| t.diffstat.is_some())
+}
+
+/// The git-mode cells of a task's row: `+ins -del`.
+fn git_cells(r: &Report, t: &TaskReport) -> Vec<String> {
+    if !has_git(r) {
+        return Vec::new();
+    }
+    vec![t
+        .diffstat
+        .map(|d| format!("+{} -{}", d.insertions, d.deletions))
+        .unwrap_or_else(|| "-".into())]
 }
 
 /// JUnit XML: one testcase per task.

@@ -13,17 +13,20 @@
 
 mod error;
 pub mod feed;
+mod git;
 mod rows;
 pub mod sqlite;
 
 use crate::outcome::Status;
 pub use error::StoreError;
+pub use git::GitStore;
 pub use rows::*;
 use std::time::Duration;
 
 /// The coordination store. All methods are synchronous and short; call them from
-/// `spawn_blocking` in async code.
-pub trait Store: Send + Sync {
+/// `spawn_blocking` in async code. Capabilities of later features are supertraits
+/// ([`GitStore`]), so every backend implements them.
+pub trait Store: Send + Sync + GitStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

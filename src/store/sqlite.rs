@@ -16,6 +16,7 @@
 
 mod batch;
 mod claims;
+mod git;
 mod handoffs;
 mod misc;
 mod netfs;

@@ -3,6 +3,7 @@
 //! into it, run the scheduler until the list is done, then report.
 
 mod inputs;
+mod repo;
 mod report;
 
 use super::Ctx;
@@ -11,7 +12,7 @@ use crate::error::{UsageError, EXIT_OK};
 use crate::input::tasklist::TaskList;
 use crate::run::attempt::{now_ms, Shared};
 use crate::run::scheduler;
-use crate::run::spec::{new_task, source_of, StoredSpec};
+use crate::run::spec::{new_task, resolve_of, source_of, StoredSpec};
 use crate::run::summary::{RunOptions, RunSummary};
 use crate::show::progress::{Plain, Progress, Silent, Tty};
 use crate::store::sqlite::SqliteStore;
@@ -34,6 +35,8 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     let version = inputs::preflight(ctx, &inputs.claude).await;
     tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %inputs.settings.paths.store.display(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs).await?;
+    let mut inputs = inputs;
+    prepare_repo(&store, &mut inputs)?;
     let synced = sync_list(&store, &inputs)?;
     let started_at = chrono::Utc::now();
     let summary = execute(ctx, &a, inputs, &store, &owner, synced.scope.clone()).await?;
@@ -58,6 +61,25 @@ async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<SqliteSto
     let owner = register_owner(&store_dyn)?;
     crate::run::recovery::maintenance(&store_dyn, &owner).await;
     Ok((store, owner))
+}
+
+/// Git mode: the base settled with the store (and said), then the worktrees a killed
+/// borg left mid-attempt recovered, before any child starts.
+fn prepare_repo(store: &SqliteStore, inputs: &mut Inputs) -> anyhow::Result<()> {
+    let Some(chosen) = inputs.git.as_mut() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = inputs
+        .list
+        .as_ref()
+        .map(|l| l.tasks.iter().map(|t| t.id.clone()).collect())
+        .unwrap_or_default();
+    repo::settle(store, chosen, &ids, &inputs.settings.paths.workspaces)?;
+    let ws = crate::workspace::instance::Workspaces::new(&inputs.settings.paths.workspaces);
+    for note in crate::run::recovery::worktrees(store, &ws, &chosen.repo) {
+        eprintln!("borg: {note}");
+    }
+    Ok(())
 }
 
 /// The list as synced into the store.
@@ -93,6 +115,7 @@ fn sync_list(store: &SqliteStore, inputs: &Inputs) -> anyhow::Result<Synced> {
             let spec = StoredSpec {
                 task: t.clone(),
                 handoff: None,
+                resolve: None,
             };
             new_task(&spec, retries)
         })
@@ -131,6 +154,7 @@ async fn execute(
         claude: inputs.claude,
         parent_env: ctx.env.clone(),
         store: store.clone(),
+        git: inputs.git.map(|c| Arc::new(c.repo)),
     });
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     let mut progress = progress_display(ctx, a.progress);
@@ -150,14 +174,15 @@ fn progress_display(ctx: &Ctx, mode: ProgressMode) -> Box<dyn Progress> {
     }
 }
 
-/// Adds to `ids` the tasks created by handoffs from them, transitively.
+/// Adds to `ids` the tasks created by handoffs from them (and the resolve tasks
+/// created for them), transitively.
 fn with_handoffs(store: &dyn Store, mut ids: Vec<String>) -> anyhow::Result<Vec<String>> {
     let rows = store.tasks()?;
     loop {
         let before = ids.len();
         for t in &rows {
-            if source_of(t).is_some_and(|src| ids.iter().any(|i| i == src)) && !ids.contains(&t.id)
-            {
+            let from = source_of(t).or_else(|| resolve_of(t));
+            if from.is_some_and(|src| ids.iter().any(|i| i == src)) && !ids.contains(&t.id) {
                 ids.push(t.id.clone());
             }
         }

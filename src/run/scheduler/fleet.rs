@@ -5,7 +5,7 @@
 use crate::input::roles::Role;
 use crate::run::attempt::{now_ms, Shared};
 use crate::store::{call as db, InstanceRow, OwnerInfo, Store, TaskRow};
-use crate::workspace::instance::{Instance, InstanceError};
+use crate::workspace::instance::{Instance, InstanceError, Project};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -114,10 +114,9 @@ impl Fleet {
                 return Ok(Some(c));
             }
         }
-        let template = shared.settings.paths.template.as_deref();
         let i = shared
             .workspaces
-            .create(role_of(shared, task)?, None, template)?;
+            .create_in(role_of(shared, task)?, None, project_of(shared))?;
         self.instances.push(i.clone());
         acquire(store, owner, &i, task).await;
         Ok(Some(i))
@@ -134,16 +133,24 @@ impl Fleet {
             return Ok(i);
         }
         let ws = &shared.workspaces;
-        let template = shared.settings.paths.template.as_deref();
         let i = match ws.get(pin) {
             Ok(i) => i,
             // Another borg may have created it a moment ago.
             Err(_) => ws
-                .create(role_of(shared, task)?, Some(pin), template)
+                .create_in(role_of(shared, task)?, Some(pin), project_of(shared))
                 .or_else(|_| ws.get(pin))?,
         };
         self.instances.push(i.clone());
         Ok(i)
+    }
+}
+
+/// What a new instance's `project-files/` is: a worktree in git mode, else the
+/// template (or an empty folder).
+fn project_of(shared: &Shared) -> Project<'_> {
+    match &shared.git {
+        Some(repo) => Project::Worktree(repo),
+        None => Project::template(shared.settings.paths.template.as_deref()),
     }
 }
 
