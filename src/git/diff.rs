@@ -129,7 +129,15 @@ mod tests {
         type Row = (String, ChangeKind, Option<String>, Option<u64>, Option<u64>);
         let shown: Vec<Row> = files
             .into_iter()
-            .map(|f| (f.file.path, f.file.change, f.from, f.insertions, f.deletions))
+            .map(|f| {
+                (
+                    f.file.path,
+                    f.file.change,
+                    f.from,
+                    f.insertions,
+                    f.deletions,
+                )
+            })
             .collect();
         assert_eq!(
             shown,

@@ -171,7 +171,10 @@ impl Job {
         let resolved = self.rows.iter().filter(|r| {
             resolve_of(r) == Some(self.me.id.as_str()) && r.status == Status::Succeeded
         });
-        if let Some((r, c)) = resolved.filter_map(|r| commit_of(r).map(|c| (r, c))).next_back() {
+        if let Some((r, c)) = resolved
+            .filter_map(|r| commit_of(r).map(|c| (r, c)))
+            .next_back()
+        {
             cur = c;
             if let Some(ctx) = r
                 .spec
