@@ -158,7 +158,7 @@ mod tests {
             total,
             Diffstat {
                 files: 4,
-                insertions: 3,
+                insertions: 2,
                 deletions: 1
             }
         );
