@@ -236,22 +236,25 @@ impl Repo {
             .map_err(|e| RepoError::Git(e.to_string()))?;
         let text = out.text();
         let found: Vec<&str> = text.lines().collect();
-        let mut hits = Vec::new();
+        let mut hits: Vec<&str> = Vec::new();
         for id in ids {
             let branch = format!("{heads}{id}");
             let attempts = format!("refs/borg/attempts/{id}/");
             hits.extend(
                 found
                     .iter()
-                    .filter(|r| **r == branch || r.starts_with(&attempts)),
+                    .copied()
+                    .filter(|r| *r == branch || r.starts_with(&attempts)),
             );
         }
         if hits.is_empty() {
             return Ok(());
         }
+        // Branches first: they are what the user will recognise.
+        hits.sort_by_key(|r| (!r.starts_with("refs/heads/"), r.to_string()));
         let mut refs: Vec<&str> = hits
             .iter()
-            .map(|r: &&str| r.trim_start_matches("refs/heads/"))
+            .map(|r| r.trim_start_matches("refs/heads/"))
             .collect();
         refs.truncate(5);
         Err(RepoError::RefsExist {
