@@ -158,7 +158,7 @@ fn an_index_lock_held_by_a_live_process_is_waited_for() {
     assert!(wait_until(Duration::from_secs(5), || lock.exists()));
     let began = Instant::now();
     let file = sb.write("tasks.toml", &tasks);
-    let mut run = sb
+    let run = sb
         .run_cmd(&file, &["--repo", repo.dir.to_str().unwrap(), "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
