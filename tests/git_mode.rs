@@ -380,6 +380,7 @@ fn renames_deletions_and_binaries_come_from_git() {
             ("gone.txt", "bye\n"),
         ],
     );
+    let before = repo.user_state();
     let tasks = task_toml(
         "moves",
         "developer",
@@ -408,6 +409,7 @@ fn renames_deletions_and_binaries_come_from_git() {
         task(&rep, "moves")["diffstat"],
         serde_json::json!({"files": 4, "insertions": 1, "deletions": 1})
     );
+    assert_untouched(&repo, &before);
 }
 
 #[test]
@@ -631,12 +633,17 @@ fn a_fresh_store_refuses_to_move_the_branches_of_an_earlier_run() {
         stderr(&out)
     );
     assert_eq!(repo.rev("borg/keep"), kept);
+    assert!(
+        !sb.state().join("keep").join("argv.2.json").exists(),
+        "no child started"
+    );
 }
 
 #[test]
 fn instances_show_their_branch_and_are_removed_with_git() {
     let sb = Sandbox::new();
     let repo = Repo::init(&sb.path().join("repo"), &[("calc.py", CALC)]);
+    let before = repo.user_state();
     let (out, rep) = run_git(
         &sb,
         &repo,
@@ -675,6 +682,7 @@ fn instances_show_their_branch_and_are_removed_with_git() {
                 == 0
     );
     assert!(repo.has_ref("borg/listed"), "the branch stays");
+    assert_untouched(&repo, &before);
 }
 
 #[test]

@@ -68,8 +68,7 @@ impl Worktree {
             return Ok(None);
         }
         let (name, email) = author_of(instance);
-        repo.git
-            .at(&self.dir)
+        self.cmd(repo)
             .env("GIT_AUTHOR_NAME", name)
             .env("GIT_AUTHOR_EMAIL", email)
             .env("GIT_COMMITTER_EMAIL", BORG_EMAIL)
@@ -82,15 +81,13 @@ impl Worktree {
                 "-",
             ])
             .stdin(msg.text().into_bytes())
-            .pidfile(&self.pidfile)
             .ok()?;
         Ok(Some(self.head(repo)?))
     }
 
     /// A merge is in progress (a resolve task's worktree).
     pub fn merging(&self, repo: &Repo) -> bool {
-        repo.git
-            .at(&self.dir)
+        self.cmd(repo)
             .args(["rev-parse", "-q", "--verify", "MERGE_HEAD"])
             .run()
             .is_ok_and(|o| o.code == 0)
@@ -98,9 +95,8 @@ impl Worktree {
 
     /// The index is the same as HEAD.
     fn nothing_staged(&self, repo: &Repo) -> Result<bool, GitError> {
-        let cmd = repo
-            .git
-            .at(&self.dir)
+        let cmd = self
+            .cmd(repo)
             .args(["diff", "--cached", "--quiet", "--no-ext-diff"]);
         let out = cmd.run()?;
         match out.code {

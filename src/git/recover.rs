@@ -116,9 +116,8 @@ fn held_open(file: &Path) -> bool {
 impl Worktree {
     /// The worktree's own git folder (`<common>/worktrees/<name>`).
     pub fn git_dir(&self, repo: &Repo) -> Result<PathBuf, GitError> {
-        let out = repo
-            .git
-            .at(&self.dir)
+        let out = self
+            .cmd(repo)
             .args(["rev-parse", "--path-format=absolute", "--git-dir"])
             .ok()?;
         Ok(PathBuf::from(out.text()))

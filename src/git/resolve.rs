@@ -20,20 +20,16 @@ impl Worktree {
         theirs: &str,
         message: &str,
     ) -> Result<Vec<String>, GitError> {
-        let cmd = repo
-            .git
-            .at(&self.dir)
-            .args([
-                "merge",
-                "-q",
-                "--no-ff",
-                "--no-commit",
-                "--no-verify",
-                "-m",
-                message,
-                theirs,
-            ])
-            .pidfile(&self.pidfile);
+        let cmd = self.cmd(repo).args([
+            "merge",
+            "-q",
+            "--no-ff",
+            "--no-commit",
+            "--no-verify",
+            "-m",
+            message,
+            theirs,
+        ]);
         let out = cmd.run()?;
         if out.code > 1 || (out.code == 1 && !self.merging(repo)) {
             return Err(cmd.failed(&out));

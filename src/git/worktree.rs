@@ -33,13 +33,22 @@ impl Worktree {
         self.dir.join(".git").is_file()
     }
 
-    /// Runs `git ARGS` in the worktree, failing on a non-zero exit.
-    pub fn git(&self, repo: &Repo, args: &[&str]) -> Result<Out, GitError> {
+    /// A git command in the worktree. Its pid is noted (see [`super::Cmd::pidfile`]),
+    /// and git may not look for a repository above the worktree: a folder that is not
+    /// a worktree (its `.git` gone, or made in template mode inside the user's work
+    /// tree) is an error, never the user's repository.
+    pub fn cmd<'r>(&self, repo: &'r Repo) -> super::Cmd<'r> {
+        let parent = self.dir.parent().unwrap_or(&self.dir);
+        let ceiling = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
         repo.git
             .at(&self.dir)
-            .args(args)
+            .env("GIT_CEILING_DIRECTORIES", ceiling)
             .pidfile(&self.pidfile)
-            .ok()
+    }
+
+    /// Runs `git ARGS` in the worktree, failing on a non-zero exit.
+    pub fn git(&self, repo: &Repo, args: &[&str]) -> Result<Out, GitError> {
+        self.cmd(repo).args(args).ok()
     }
 
     /// Puts the worktree on branch `branch` at `start`, the branch (re)created there.

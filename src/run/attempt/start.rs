@@ -113,6 +113,12 @@ struct Job {
 impl Job {
     fn run(mut self) -> Begun {
         let began = std::time::Instant::now();
+        if !self.wt.exists() {
+            return Begun::Failed(format!(
+                "{} is not a git worktree (the instance was made in template mode); remove the instance or use another workspaces folder",
+                self.wt.dir.display()
+            ));
+        }
         let plan = match self.plan() {
             Ok(p) => p,
             Err(e) => return Begun::Failed(format!("cannot make the start commit: {e}")),
