@@ -48,6 +48,7 @@ pub(crate) async fn seal(att: &mut Attempt, classified: &mut Classified) {
     let r = &mut att.record;
     r.git.branch = Some(g.branch.clone());
     r.git.base = Some(g.start.clone());
+    r.git.start_ms = Some(g.start_ms);
     match res {
         Ok((head, files, stat, problems)) => {
             r.files_changed = files;

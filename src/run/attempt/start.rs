@@ -43,6 +43,8 @@ pub(crate) struct GitAttempt {
     pub resolve: Option<ResolveContext>,
     /// The attempt's work is committed (else a failure must not reset the worktree).
     pub sealed: bool,
+    /// Milliseconds spent making the start commit and putting the worktree on it.
+    pub start_ms: u64,
 }
 
 /// How preparing the branch went.
@@ -142,6 +144,7 @@ impl Job {
                     wt: self.wt,
                     repo: self.repo,
                     sealed: false,
+                    start_ms: ms,
                 })
             }
             Err(e) => {
