@@ -764,3 +764,73 @@ fn the_git_demo_ends_with_one_branch_per_task_and_a_diff() {
         String::from_utf8_lossy(&st.stdout)
     );
 }
+
+#[test]
+fn the_repository_and_branch_prefix_come_from_the_config_or_the_environment() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(&sb.path().join("repo"), &[("calc.py", CALC)]);
+    let before = repo.user_state();
+    let list = sb.write("tasks.toml", &one("from-env", "#fake write e.txt \"e\\n\""));
+    let out = sb
+        .run_cmd(&list, &[])
+        .env("BORG_REPO", &repo.dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("([workspace] repo / BORG_REPO)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(repo.exists_at("borg/from-env", "e.txt"));
+
+    let base = format!(
+        "[run]\nresult_grace = \"3s\"\n\n[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\nFAKE_CLAUDE_NO_RATE_LIMIT_EVENT = \"1\"\n",
+        sb.state().display()
+    );
+    sb.write("tmpl/t.txt", "t\n");
+    sb.write(
+        "config.toml",
+        &format!("{base}\n[workspace]\nrepo = \"repo\"\ntemplate = \"tmpl\"\n"),
+    );
+    let out = sb.run_cmd(&list, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("both a workspace template"),
+        "{}",
+        stderr(&out)
+    );
+    // --template on the command line wins over the file's repository.
+    let out = sb
+        .run_cmd(&list, &["--template", "tmpl", "--dry-run"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    sb.write(
+        "config.toml",
+        &format!("{base}\n[workspace]\nrepo = \"repo\"\n\n[git]\nbranch_prefix = \"agents/\"\nresolver_role = \"architect\"\n"),
+    );
+    let list = sb.write(
+        "tasks.toml",
+        &one("from-file", "#fake write f.txt \"f\\n\""),
+    );
+    let out = sb.run_cmd(&list, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(repo.exists_at("agents/from-file", "f.txt"));
+    assert!(!repo.has_ref("borg/from-file"));
+    sb.write(
+        "config.toml",
+        &format!("{base}\n[workspace]\nrepo = \"repo\"\n\n[git]\nbranch_prefix = \"a b/\"\n"),
+    );
+    let out = sb.run_cmd(&list, &["--dry-run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("branch_prefix = \"a b/\" does not make valid branch names"),
+        "{}",
+        stderr(&out)
+    );
+    // Refs under the configured prefix are borg's; the rest is the user's.
+    repo.git(&["branch", "-q", "-D", "agents/from-file"]);
+    assert_untouched(&repo, &before);
+}
