@@ -55,16 +55,17 @@ pub fn author_of(instance: &str) -> (String, String) {
 
 impl Worktree {
     /// Stages everything the attempt left and commits it when there is anything to
-    /// commit (or a merge in progress, which a commit concludes). Returns the commit
-    /// made, None when there was nothing.
+    /// commit (or, when `may_merge`, a merge in progress, which a commit concludes).
+    /// Returns the commit made, None when there was nothing.
     pub fn commit_all(
         &self,
         repo: &Repo,
         instance: &str,
         msg: &Message,
+        may_merge: bool,
     ) -> Result<Option<String>, GitError> {
         self.git(repo, &["add", "-A"])?;
-        if !self.merging(repo) && self.nothing_staged(repo)? {
+        if !(may_merge && self.merging(repo)) && self.nothing_staged(repo)? {
             return Ok(None);
         }
         let (name, email) = author_of(instance);

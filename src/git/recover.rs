@@ -66,6 +66,21 @@ impl InFlight {
     pub fn clear(instance: &Path) {
         let _ = std::fs::remove_file(instance.join(MARKER));
     }
+
+    /// The message of the commit that saves what the attempt left, `why` it was cut
+    /// short.
+    pub fn message(&self, why: &str) -> Message {
+        Message {
+            subject: super::commit::subject(&self.task, Some("interrupted"), Some(why)),
+            trailers: vec![
+                ("Borg-Task".into(), self.task.clone()),
+                ("Borg-Attempt".into(), self.attempt.to_string()),
+                ("Borg-Role".into(), self.role.clone()),
+                ("Borg-Instance".into(), self.instance.clone()),
+                ("Borg-Status".into(), "interrupted".into()),
+            ],
+        }
+    }
 }
 
 /// Notes `pid` (with its start time and the boot id) in `path`.
@@ -160,7 +175,7 @@ impl Worktree {
         msg: &Message,
     ) -> Result<Option<String>, GitError> {
         self.clear_stale_lock(repo)?;
-        self.commit_all(repo, &f.instance, msg)?;
+        self.commit_all(repo, &f.instance, msg, true)?;
         let head = self.head(repo)?;
         let kept = if head != f.start {
             repo.set_ref(

@@ -5,7 +5,6 @@
 //! left in the middle of an attempt: their work saved under the attempt's ref, the
 //! worktree reset, a stale `index.lock` removed.
 
-use crate::git::commit::{subject, Message};
 use crate::git::recover::InFlight;
 use crate::git::worktree::Worktree;
 use crate::git::Repo;
@@ -79,20 +78,7 @@ pub fn worktrees(store: &dyn Store, ws: &Workspaces, repo: &Repo) -> Vec<String>
             continue;
         };
         let wt = Worktree::of_instance(&inst.path);
-        let msg = Message {
-            subject: subject(
-                &f.task,
-                Some("interrupted"),
-                Some("saved by borg after the run stopped"),
-            ),
-            trailers: vec![
-                ("Borg-Task".into(), f.task.clone()),
-                ("Borg-Attempt".into(), f.attempt.to_string()),
-                ("Borg-Role".into(), f.role.clone()),
-                ("Borg-Instance".into(), f.instance.clone()),
-                ("Borg-Status".into(), "interrupted".into()),
-            ],
-        };
+        let msg = f.message("saved by borg after the run stopped");
         match wt.save_interrupted(repo, &f, &msg) {
             Ok(kept) => {
                 InFlight::clear(&inst.path);

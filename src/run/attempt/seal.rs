@@ -28,7 +28,9 @@ pub(crate) async fn seal(att: &mut Attempt, classified: &mut Classified) {
     let ok = classified.status == Status::Succeeded;
     let job = g.clone();
     let res = tokio::task::spawn_blocking(move || {
-        let made = job.wt.commit_all(&job.repo, &instance, &msg)?;
+        let made = job
+            .wt
+            .commit_all(&job.repo, &instance, &msg, job.resolve.is_some())?;
         let head = match made {
             Some(c) => c,
             None => job.wt.head(&job.repo)?,

@@ -121,6 +121,9 @@ impl Job {
                 self.wt.dir.display()
             ));
         }
+        if let Err(e) = self.save_leftovers() {
+            return Begun::Failed(format!("cannot save what an earlier attempt left: {e}"));
+        }
         let plan = match self.plan() {
             Ok(p) => p,
             Err(e) => return Begun::Failed(format!("cannot make the start commit: {e}")),
@@ -155,6 +158,19 @@ impl Job {
                 ))
             }
         }
+    }
+
+    /// An earlier attempt of this borg whose work could not be settled (a git error)
+    /// left its marker: its work is saved under its ref before anything else.
+    fn save_leftovers(&self) -> Result<(), GitError> {
+        let Some(old) = InFlight::read(&self.instance) else {
+            return Ok(());
+        };
+        let msg = old.message("saved before the next task");
+        let kept = self.wt.save_interrupted(&self.repo, &old, &msg)?;
+        InFlight::clear(&self.instance);
+        tracing::warn!(task = %old.task, attempt = old.attempt, kept = ?kept, "saved what an unsettled attempt left");
+        Ok(())
     }
 
     /// The commit to check out and the start commit.
