@@ -834,3 +834,41 @@ fn the_repository_and_branch_prefix_come_from_the_config_or_the_environment() {
     repo.git(&["branch", "-q", "-D", "agents/from-file"]);
     assert_untouched(&repo, &before);
 }
+
+#[test]
+fn a_conflict_without_markers_left_as_the_merge_wrote_it_is_not_a_resolution() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(
+        &sb.path().join("repo"),
+        &[("data.txt", "one\ntwo\n"), ("calc.py", CALC)],
+    );
+    let before = repo.user_state();
+    // One task edits the file, the other deletes it: git writes no markers.
+    let tasks = task_toml(
+        "edits",
+        "developer",
+        &[],
+        "#fake bash \"echo three >> data.txt\"",
+    ) + &task_toml(
+        "deletes",
+        "developer",
+        &[],
+        "#fake bash \"git rm -q data.txt\"",
+    ) + &task_toml(
+        "waits",
+        "reviewer",
+        &["edits", "deletes"],
+        "#fake result \"x\"",
+    );
+    let (out, rep) = run_git(&sb, &repo, &tasks, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r = task(&rep, "waits.resolve-1");
+    assert_eq!(r["status"], "failed");
+    let err = r["error"].as_str().unwrap();
+    assert!(
+        err.contains("left unmerged as the merge wrote them: data.txt"),
+        "{err}"
+    );
+    assert_eq!(task(&rep, "waits")["status"], "skipped");
+    assert_untouched(&repo, &before);
+}

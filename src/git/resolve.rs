@@ -1,12 +1,18 @@
 //! The git side of a resolve task: its worktree is put on its branch at the start so
 //! far ("ours") with the conflicting dependency's commit ("theirs") being merged, the
-//! conflict markers in the files; and its result is checked: the merge must be
-//! concluded and no conflict marker (`<<<<<<<`, `>>>>>>>` lines that were in neither
-//! side) may be left in a file.
+//! conflict markers in the files; and its result is checked: no conflicted path may be
+//! left unmerged as the merge wrote it (a binary or modify/delete conflict has no
+//! markers: staging it as it is would pick a side), the merge must be concluded, and
+//! no conflict marker (`<<<<<<<`, `>>>>>>>` lines that were in neither side) may be
+//! left in a file.
 
 use super::worktree::Worktree;
 use super::{GitError, Repo};
 use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+/// A conflicted path and what the merge left in it (None: no file).
+pub type Fingerprint = (String, Option<u64>);
 
 /// Files larger than this are not searched for conflict markers.
 const MAX_SCAN: u64 = 4 * 1024 * 1024;
@@ -37,6 +43,45 @@ impl Worktree {
         let files = self.git(repo, &["diff", "--name-only", "--diff-filter=U", "-z"])?;
         Ok(split_z(&files.stdout))
     }
+
+    /// What each of `paths` holds now, to tell later whether it was touched.
+    pub fn fingerprints(&self, paths: &[String]) -> Vec<Fingerprint> {
+        paths
+            .iter()
+            .map(|p| (p.clone(), fingerprint(&self.dir.join(p))))
+            .collect()
+    }
+
+    /// The paths still unmerged in the index whose content is as the merge left it:
+    /// nobody resolved them.
+    pub fn untouched_unmerged(
+        &self,
+        repo: &Repo,
+        at_start: &[Fingerprint],
+    ) -> Result<Vec<String>, GitError> {
+        let out = self.git(repo, &["ls-files", "-u", "-z"])?;
+        let mut paths: Vec<String> = split_z(&out.stdout)
+            .into_iter()
+            .filter_map(|e| e.split_once('\t').map(|(_, p)| p.to_string()))
+            .collect();
+        paths.dedup();
+        Ok(paths
+            .into_iter()
+            .filter(|p| {
+                at_start
+                    .iter()
+                    .any(|(q, f)| q == p && *f == fingerprint(&self.dir.join(p)))
+            })
+            .collect())
+    }
+}
+
+/// A hash of a file's bytes, None when there is no file.
+fn fingerprint(path: &std::path::Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    Some(h.finish())
 }
 
 impl Repo {

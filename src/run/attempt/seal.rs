@@ -28,6 +28,10 @@ pub(crate) async fn seal(att: &mut Attempt, classified: &mut Classified) {
     let ok = classified.status == Status::Succeeded;
     let job = g.clone();
     let res = tokio::task::spawn_blocking(move || {
+        let untouched = match (&job.resolve, ok) {
+            (Some(_), true) => job.wt.untouched_unmerged(&job.repo, &job.conflicts)?,
+            _ => Vec::new(),
+        };
         let made = job
             .wt
             .commit_all(&job.repo, &instance, &msg, job.resolve.is_some())?;
@@ -36,13 +40,22 @@ pub(crate) async fn seal(att: &mut Attempt, classified: &mut Classified) {
             None => job.wt.head(&job.repo)?,
         };
         let (files, stat) = job.repo.diff(&job.start, &head)?;
-        let problems = match (&job.resolve, ok) {
+        let mut problems = match (&job.resolve, ok) {
             (Some(ctx), true) => {
                 job.repo
                     .resolution_problems(&job.wt, &ctx.ours, &ctx.theirs, &head, &ctx.files)?
             }
             _ => Vec::new(),
         };
+        if !untouched.is_empty() {
+            problems.insert(
+                0,
+                format!(
+                    "left unmerged as the merge wrote them: {}",
+                    untouched.join(", ")
+                ),
+            );
+        }
         Ok::<_, crate::git::GitError>((head, files, stat, problems))
     })
     .await

@@ -19,6 +19,7 @@ use super::Attempt;
 use crate::git::commit::Message;
 use crate::git::merge::Step;
 use crate::git::recover::InFlight;
+use crate::git::resolve::Fingerprint;
 use crate::git::worktree::Worktree;
 use crate::git::{GitError, Repo};
 use crate::outcome::{AttemptRecord, Status};
@@ -41,6 +42,8 @@ pub(crate) struct GitAttempt {
     pub start: String,
     /// Set for a resolve task: the merge it concludes.
     pub resolve: Option<ResolveContext>,
+    /// A resolve task's conflicted paths as the merge left them.
+    pub conflicts: Vec<Fingerprint>,
     /// The attempt's work is committed (else a failure must not reset the worktree).
     pub sealed: bool,
     /// Milliseconds spent making the start commit and putting the worktree on it.
@@ -137,7 +140,7 @@ impl Job {
             return Begun::Failed(format!("cannot write {}: {e}", self.instance.display()));
         }
         match self.checkout(&at) {
-            Ok(()) => {
+            Ok(conflicts) => {
                 let ms = began.elapsed().as_millis() as u64;
                 tracing::debug!(task = %self.me.id, start = %start, ms, "branch ready");
                 Begun::Ready(GitAttempt {
@@ -148,6 +151,7 @@ impl Job {
                     repo: self.repo,
                     sealed: false,
                     start_ms: ms,
+                    conflicts,
                 })
             }
             Err(e) => {
@@ -253,14 +257,16 @@ impl Job {
             .collect()
     }
 
-    /// Puts the worktree on the branch at `at`; a resolve task's merge is started.
-    fn checkout(&self, at: &str) -> Result<(), GitError> {
+    /// Puts the worktree on the branch at `at`; a resolve task's merge is started,
+    /// and what it left in the conflicted files is returned.
+    fn checkout(&self, at: &str) -> Result<Vec<Fingerprint>, GitError> {
         self.wt.switch(&self.repo, &self.inflight.branch, at)?;
-        if let Some(ctx) = &self.spec.resolve {
-            let msg = format!("Merge {} into the start of {}", ctx.theirs_task, ctx.of);
-            self.wt.start_merge(&self.repo, &ctx.theirs, &msg)?;
-        }
-        Ok(())
+        let Some(ctx) = &self.spec.resolve else {
+            return Ok(Vec::new());
+        };
+        let msg = format!("Merge {} into the start of {}", ctx.theirs_task, ctx.of);
+        let files = self.wt.start_merge(&self.repo, &ctx.theirs, &msg)?;
+        Ok(self.wt.fingerprints(&files))
     }
 
     /// The resolve task this task must wait for.
