@@ -872,3 +872,70 @@ fn a_conflict_without_markers_left_as_the_merge_wrote_it_is_not_a_resolution() {
     assert_eq!(task(&rep, "waits")["status"], "skipped");
     assert_untouched(&repo, &before);
 }
+
+#[test]
+fn a_bare_repository_works_too() {
+    let sb = Sandbox::new();
+    let src = Repo::init(&sb.path().join("src"), &[("calc.py", CALC)]);
+    let bare = sb.path().join("bare.git");
+    git_cmd(
+        &src.dir,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            src.dir.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    )
+    .status()
+    .unwrap();
+    let tasks = two_edits("#fake result \"Both.\"");
+    let list = sb.write("tasks.toml", &tasks);
+    let out = sb
+        .run_cmd(&list, &["--repo", bare.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep = json_of(&out);
+    let start = task(&rep, "review")["base"].as_str().unwrap().to_string();
+    let calc = common::git::git(&bare, &["show", &format!("{start}:calc.py")]);
+    assert!(
+        calc.contains("def neg(a)") && calc.contains("def sub(a, b)"),
+        "{calc}"
+    );
+    let branches = common::git::git(&bare, &["branch", "--list", "borg/*"]);
+    assert_eq!(branches.lines().count(), 3, "{branches}");
+    let fsck = git_cmd(&bare, &["fsck", "--no-progress", "--no-dangling"])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success());
+}
+
+#[test]
+fn a_timed_out_attempts_work_is_kept_and_its_branch_stays_at_the_start() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(&sb.path().join("repo"), &[("calc.py", CALC)]);
+    let base = repo.rev("HEAD");
+    let tasks = "[[task]]\nid = \"gm-slow-91d\"\ntimeout = \"2s\"\nprompt = '''\n#fake write wip.txt \"work in progress\\n\"\n#fake hang\n'''\n";
+    let (out, rep) = run_git(&sb, &repo, tasks, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let t = task(&rep, "gm-slow-91d");
+    assert_eq!(t["status"], "timed_out");
+    let kept = "refs/borg/attempts/gm-slow-91d/1";
+    assert!(repo.show(kept, "wip.txt").contains("work in progress"));
+    assert_eq!(t["commit"], repo.rev(kept));
+    assert!(repo
+        .git(&["log", "-1", "--format=%s", kept])
+        .starts_with("gm-slow-91d (timed_out)"));
+    assert_eq!(
+        repo.rev("borg/gm-slow-91d"),
+        base,
+        "the branch went back to the start"
+    );
+    let wt = sb
+        .ws()
+        .join(t["instance"].as_str().unwrap())
+        .join("project-files");
+    assert!(!wt.join("wip.txt").exists(), "the worktree was reset");
+}
