@@ -55,21 +55,22 @@ pub fn author_of(instance: &str) -> (String, String) {
 
 impl Worktree {
     /// Stages everything the attempt left and commits it when there is anything to
-    /// commit (or, when `may_merge`, a merge in progress, which a commit concludes).
+    /// commit (a merge in progress is concluded by the commit, changes or not).
     /// Returns the commit made, None when there was nothing.
+    ///
+    /// The commit is tried first (most attempts leave something): git refuses an
+    /// empty one with exit 1, and only then is the index compared with HEAD, to tell
+    /// "nothing to commit" from a failure without reading git's messages.
     pub fn commit_all(
         &self,
         repo: &Repo,
         instance: &str,
         msg: &Message,
-        may_merge: bool,
     ) -> Result<Option<String>, GitError> {
         self.git(repo, &["add", "-A"])?;
-        if !(may_merge && self.merging(repo)) && self.nothing_staged(repo)? {
-            return Ok(None);
-        }
         let (name, email) = author_of(instance);
-        self.cmd(repo)
+        let cmd = self
+            .cmd(repo)
             .env("GIT_AUTHOR_NAME", name)
             .env("GIT_AUTHOR_EMAIL", email)
             .env("GIT_COMMITTER_EMAIL", BORG_EMAIL)
@@ -81,9 +82,13 @@ impl Worktree {
                 "-F",
                 "-",
             ])
-            .stdin(msg.text().into_bytes())
-            .ok()?;
-        Ok(Some(self.head(repo)?))
+            .stdin(msg.text().into_bytes());
+        let out = cmd.run()?;
+        match out.code {
+            0 => Ok(Some(self.head(repo)?)),
+            1 if self.nothing_staged(repo)? && !self.merging(repo) => Ok(None),
+            _ => Err(cmd.failed(&out)),
+        }
     }
 
     /// A merge is in progress (a resolve task's worktree).

@@ -175,7 +175,7 @@ impl Worktree {
         msg: &Message,
     ) -> Result<Option<String>, GitError> {
         self.clear_stale_lock(repo)?;
-        self.commit_all(repo, &f.instance, msg, true)?;
+        self.commit_all(repo, &f.instance, msg)?;
         let head = self.head(repo)?;
         let kept = if head != f.start {
             repo.set_ref(

@@ -32,9 +32,7 @@ pub(crate) async fn seal(att: &mut Attempt, classified: &mut Classified) {
             (Some(_), true) => job.wt.untouched_unmerged(&job.repo, &job.conflicts)?,
             _ => Vec::new(),
         };
-        let made = job
-            .wt
-            .commit_all(&job.repo, &instance, &msg, job.resolve.is_some())?;
+        let made = job.wt.commit_all(&job.repo, &instance, &msg)?;
         let head = match made {
             Some(c) => c,
             None => job.wt.head(&job.repo)?,
