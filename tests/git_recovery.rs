@@ -225,3 +225,30 @@ fn task_ids_are_checked_like_git_check_ref_format() {
         }
     }
 }
+
+#[test]
+fn a_run_without_a_list_resumes_on_the_repository_the_store_recorded() {
+    let sb = Sandbox::new();
+    let id = "gr-nolist-c40";
+    let repo = Repo::init(&sb.path().join("repo"), &[("calc.py", CALC)]);
+    let tasks = hanging_task(id);
+    kill_mid_attempt(&sb, &repo, id, &tasks);
+    let out = sb
+        .borg(&[
+            "run",
+            "--claude",
+            fake_bin().to_str().unwrap(),
+            "--json",
+            "--progress",
+            "none",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(recorded in the store)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_saved_and_clean(&repo, id, &json_of(&out));
+}

@@ -36,6 +36,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %inputs.settings.paths.store.display(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs).await?;
     let mut inputs = inputs;
+    if inputs.git.is_none() && inputs.list.is_none() {
+        inputs.git = repo::recorded(ctx, &a, &inputs.settings, store.as_ref())?;
+    }
     prepare_repo(&store, &mut inputs)?;
     let synced = sync_list(&store, &inputs)?;
     let started_at = chrono::Utc::now();

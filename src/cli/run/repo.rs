@@ -98,6 +98,33 @@ fn detect(git: &Git, list: Option<&TaskList>) -> Option<(PathBuf, &'static str)>
     })
 }
 
+/// Without a task list (the store's unfinished tasks are the run) and with no
+/// repository or template named, the repository an earlier run of this store
+/// worked on, if any.
+pub(super) fn recorded(
+    ctx: &Ctx,
+    a: &RunArgs,
+    s: &Settings,
+    store: &dyn Store,
+) -> anyhow::Result<Option<Chosen>> {
+    if a.no_repo || s.paths.template.is_some() {
+        return Ok(None);
+    }
+    let Some(dir) = store
+        .fleet(BASE_KEY)?
+        .and_then(|v| v.get("repo")?.as_str().map(PathBuf::from))
+    else {
+        return Ok(None);
+    };
+    let git = Git::new(&ctx.env);
+    let repo = Repo::open(git, &dir, &s.git.branch_prefix, &s.git.resolver_role)?;
+    Ok(Some(Chosen {
+        repo,
+        how: "recorded in the store",
+        base_given: false,
+    }))
+}
+
 /// Settles the base with the store: `--base`, else the one an earlier run of this
 /// store recorded for this repository, else `HEAD` now; records it; says so in one
 /// line. A fresh run refuses to reuse the refs of an earlier one for `ids`.

@@ -138,17 +138,21 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 }
 
 /// The prompt: role context, the instance's recent history, the task, its
-/// dependencies and handoff context.
+/// dependencies and handoff context; in git mode, where the work happens.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
     let history = att
         .instance
         .recent_history(prompt::HISTORY)
         .unwrap_or_default();
-    prompt::build(
+    let mut text = prompt::build(
         &a.role,
         &history,
         &a.spec.task.prompt,
         &p.deps,
         a.spec.handoff.as_ref(),
-    )
+    );
+    if let Some(g) = &att.git {
+        text.push_str(&prompt::git_note(&g.branch, !p.deps.is_empty()));
+    }
+    text
 }
