@@ -109,7 +109,9 @@ fn two_edits_to_one_file_both_reach_the_dependent_task() {
     );
     let p = sb.prompt("review", 1);
     assert!(
-        p.contains("a git worktree on branch `borg/review`. It already holds the work of the tasks above"),
+        p.contains(
+            "a git worktree on branch `borg/review`. It already holds the work of the tasks above"
+        ),
         "{p}"
     );
     // One branch per task, each at its task's final commit.
