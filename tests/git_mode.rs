@@ -207,6 +207,10 @@ fn a_real_conflict_is_resolved_by_a_resolve_task_and_the_waiting_task_starts_fro
     assert_eq!(r["status"], "succeeded");
     assert_eq!(r["role"], "developer");
     assert_eq!(r["resolve_of"], "after");
+    assert_eq!(
+        task(&rep, "after")["resolve_tasks"],
+        serde_json::json!(["after.resolve-1"])
+    );
     // Its worktree had the merge in progress, markers in the file.
     assert!(sb.prompt("after.resolve-1", 1).contains("calc.py"));
     let p = sb.prompt("after.resolve-1", 1);

@@ -69,6 +69,9 @@ pub struct TaskReport {
     /// Git mode: the task whose dependencies' merge this resolve task resolves.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub resolve_of: Option<String>,
+    /// Git mode: the resolve tasks created for this task's start.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub resolve_tasks: Vec<String>,
 }
 
 /// Totals of a run.
@@ -209,6 +212,7 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
             .and_then(|r| r.get("of"))
             .and_then(|v| v.as_str())
             .map(String::from),
+        resolve_tasks: Vec::new(),
     }
 }
 

@@ -84,9 +84,18 @@ fn link_handoffs(tasks: &mut [TaskReport], rows: &[TaskRow]) {
     }
 }
 
-/// A task skipped because its resolve task did not succeed says so, with the
-/// resolve task's error (git mode).
+/// Git mode: each task lists its resolve tasks; one skipped because its resolve task
+/// did not succeed says so, with the resolve task's error.
 fn explain_unresolved(tasks: &mut [TaskReport]) {
+    let links: Vec<(String, String)> = tasks
+        .iter()
+        .filter_map(|r| Some((r.resolve_of.clone()?, r.id.clone())))
+        .collect();
+    for (of, id) in links {
+        if let Some(t) = tasks.iter_mut().find(|t| t.id == of) {
+            t.resolve_tasks.push(id);
+        }
+    }
     let failed: Vec<(String, String, String)> = tasks
         .iter()
         .filter(|r| r.status != Status::Succeeded)
