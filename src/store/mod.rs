@@ -11,19 +11,21 @@
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
 
+pub mod coord;
 mod error;
 pub mod feed;
 mod rows;
 pub mod sqlite;
 
 use crate::outcome::Status;
+pub use coord::CoordStore;
 pub use error::StoreError;
 pub use rows::*;
 use std::time::Duration;
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + coord::CoordStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.
