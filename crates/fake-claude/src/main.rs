@@ -198,6 +198,8 @@
 
 mod cli;
 mod dsl;
+mod hooks;
+mod mcp;
 mod out;
 mod prompt;
 mod run;
@@ -252,7 +254,11 @@ fn start(argv: &[String]) -> Result<i32, Refusal> {
         max_budget: checked.max_budget,
         state_dir: attempt.state_dir,
         version: startup::short_version(&version),
+        hooks: hooks::load(args.settings.as_deref()).map_err(Refusal::usage)?,
     };
+    let specs = mcp::specs(&args.mcp_config).map_err(Refusal::usage)?;
+    let servers = mcp::Servers::start(specs, &cfg.cwd, &cfg.session_id);
     let mut engine = run::Engine::new(out::Out::new(checked.format, args.verbose), cfg);
+    engine.attach_mcp(servers);
     Ok(plan.run(&mut engine, attempt.number, args.replay_user_messages))
 }

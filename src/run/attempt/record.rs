@@ -56,6 +56,7 @@ pub(crate) async fn commit(
         .await
         .err()
         .map(|e| e.to_string());
+    let agent_tasks = att.record.created_tasks.clone();
     AttemptDone {
         task: att.claim.task.id.clone(),
         role: att.claim.task.role.clone(),
@@ -64,6 +65,7 @@ pub(crate) async fn commit(
         classified,
         new_tasks: if lost.is_none() { created } else { Vec::new() },
         retry_at: retry_at.filter(|_| lost.is_none()),
+        agent_tasks,
         lost_claim: lost,
     }
 }
