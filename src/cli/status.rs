@@ -113,6 +113,31 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
         };
         queue.entry(k).or_default().push(t.id.clone());
     }
+    let instances = instance_views(store, now)?;
+    let mut reports = Vec::new();
+    for t in &tasks {
+        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
+    }
+    let (totals, roles) = report::totals(&reports);
+    Ok(StatusView {
+        instances,
+        queue,
+        parked,
+        breaker: store
+            .fleet("breaker")?
+            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
+        totals,
+        roles,
+        handoffs: store.handoffs(None)?,
+        leases: store.leases(now)?.into_iter().filter(|l| l.live).collect(),
+        decisions: store.decisions(None, 5)?,
+        messages: store.messages(5)?,
+    })
+}
+
+/// Each instance with what it runs now (from its live transcript and the activity its
+/// agent reported).
+fn instance_views(store: &SqliteStore, now: i64) -> anyhow::Result<Vec<InstanceView>> {
     let running = store.running_attempts()?;
     let acts = store.activities()?;
     let mut instances = Vec::new();
@@ -142,25 +167,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
             current_file: act.and_then(|a| a.activity.current_file.clone()),
         });
     }
-    let mut reports = Vec::new();
-    for t in &tasks {
-        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
-    }
-    let (totals, roles) = report::totals(&reports);
-    Ok(StatusView {
-        instances,
-        queue,
-        parked,
-        breaker: store
-            .fleet("breaker")?
-            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
-        totals,
-        roles,
-        handoffs: store.handoffs(None)?,
-        leases: store.leases(now)?.into_iter().filter(|l| l.live).collect(),
-        decisions: store.decisions(None, 5)?,
-        messages: store.messages(5)?,
-    })
+    Ok(instances)
 }
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,

@@ -257,7 +257,7 @@ fn start(argv: &[String]) -> Result<i32, Refusal> {
         hooks: hooks::load(args.settings.as_deref()).map_err(Refusal::usage)?,
     };
     let specs = mcp::specs(&args.mcp_config).map_err(Refusal::usage)?;
-    let servers = mcp::Servers::start(specs, &cfg.cwd, &cfg.session_id);
+    let servers = mcp::Servers::start(specs, &cfg.cwd, &cfg.session_id, &cfg.version);
     let mut engine = run::Engine::new(out::Out::new(checked.format, args.verbose), cfg);
     engine.attach_mcp(servers);
     Ok(plan.run(&mut engine, attempt.number, args.replay_user_messages))

@@ -103,6 +103,8 @@ pub struct Servers {
     list: Vec<Server>,
     cwd: std::path::PathBuf,
     session: String,
+    /// Our version, for `clientInfo`.
+    version: String,
 }
 
 /// What a `tools/call` gave.
@@ -122,11 +124,17 @@ fn ms_env(k: &str, default: u64) -> u64 {
 
 impl Servers {
     /// Starts every server and runs the handshakes, before the init line.
-    pub fn start(specs: Vec<Spec>, cwd: &std::path::Path, session: &str) -> Servers {
+    pub fn start(
+        specs: Vec<Spec>,
+        cwd: &std::path::Path,
+        session: &str,
+        version: &str,
+    ) -> Servers {
         let mut s = Servers {
             list: Vec::new(),
             cwd: cwd.to_path_buf(),
             session: session.to_string(),
+            version: version.to_string(),
         };
         for spec in specs {
             let wait = if spec.always_load {
@@ -142,7 +150,7 @@ impl Servers {
             };
             match s.spawn(&server.spec) {
                 Some(mut p) => {
-                    match handshake(&mut p, Duration::from_millis(wait), true) {
+                    match handshake(&mut p, &s.version, Duration::from_millis(wait), true) {
                         Ok(tools) => {
                             server.status = "connected";
                             server.tools = tools;
@@ -231,8 +239,10 @@ impl Servers {
             // Died during an earlier call: started again, without tools/list.
             let spec = self.list[idx].spec.clone();
             let mut p = self.spawn(&spec)?;
+            let version = self.version.clone();
             if handshake(
                 &mut p,
+                &version,
                 Duration::from_millis(ms_env("MCP_TIMEOUT", 30_000)),
                 false,
             )
@@ -299,9 +309,9 @@ enum Handshake {
 }
 
 /// `initialize` (+ `notifications/initialized`, + `tools/list` when `list`).
-fn handshake(p: &mut Proc, wait: Duration, list: bool) -> Result<Vec<String>, Handshake> {
+fn handshake(p: &mut Proc, version: &str, wait: Duration, list: bool) -> Result<Vec<String>, Handshake> {
     let init = json!({ "protocolVersion": "2025-11-25", "capabilities": { "roots": {}, "elicitation": {} },
-        "clientInfo": { "name": "claude-code", "title": "Claude Code", "version": crate::startup::short_version(&crate::startup::version()),
+        "clientInfo": { "name": "claude-code", "title": "Claude Code", "version": version,
                         "description": "Anthropic's agentic coding tool", "websiteUrl": "https://claude.com/claude-code" } });
     let v = request(p, "initialize", init, Some(wait))?;
     let version = v["result"]["protocolVersion"].as_str().unwrap_or("");

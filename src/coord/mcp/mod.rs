@@ -171,11 +171,16 @@ impl ServerHandler for Server {
     }
 }
 
-/// Serves MCP on stdin/stdout until the client goes away. `fault` is the test knob
-/// `BORG_MCP_FAULT` (`exit`: exit 1 at start, as a broken server would).
+/// Serves MCP on stdin/stdout until the client goes away. `fault` is the fault
+/// injection knob `BORG_MCP_FAULT` (only ever set by a person or a test, through
+/// `[claude.env]`): `exit` exits 1 at start, as a broken server would; `hang` never
+/// answers `initialize`, as a stuck one would.
 pub async fn serve(env: Result<AttemptEnv, String>, fault: Option<String>) -> Result<(), String> {
-    if fault.as_deref() == Some("exit") {
-        return Err("BORG_MCP_FAULT=exit: exiting at start, as asked".into());
+    match fault.as_deref() {
+        Some("exit") => return Err("BORG_MCP_FAULT=exit: exiting at start, as asked".into()),
+        // Never answers `initialize` (a server stuck at start), until killed.
+        Some("hang") => std::future::pending::<()>().await,
+        _ => {}
     }
     let server = Server::new(env);
     let running = server

@@ -5,10 +5,10 @@
 //! `coord_log`; the trait impl forwarding to both is `coord_impl`.
 
 use super::read::{self, event, exec};
-use super::{E, R};
+use super::R;
 use crate::store::coord::leasing::{self, Node};
 use crate::store::coord::*;
-use crate::store::{ClaimToken, StoreError};
+use crate::store::ClaimToken;
 use rusqlite::{named_params, params, OptionalExtension, Row, Transaction};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -462,46 +462,4 @@ pub(crate) fn end_claim_leases(tx: &Transaction<'_>, task: &str, fence: i64) -> 
         params![task, fence],
     )?;
     Ok(())
-}
-
-/// Opens an existing, current store without the integrity check or migrations (the
-/// helpers that run for every tool call: `borg hook`, `borg mcp`).
-pub(crate) fn open_light(path: &std::path::Path) -> Result<super::SqliteStore, StoreError> {
-    use rusqlite::{Connection, OpenFlags};
-    let shown = path.display().to_string();
-    let busy = super::DEFAULT_BUSY_TIMEOUT;
-    let conv = |e: E| super::convert(e, &shown, busy);
-    if !path.is_file() {
-        return Err(StoreError::NotFound(format!("the store {shown}")));
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let open = || -> Result<Connection, StoreError> {
-        let c = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
-        super::setup(&c, &shown, busy, false).map_err(conv)?;
-        Ok(c)
-    };
-    let conn = open()?;
-    let found: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(|e| conv(e.into()))?;
-    if found != super::SCHEMA_VERSION {
-        return Err(StoreError::Other(format!(
-            "the store {shown} has schema version {found}, this borg expects {}; run this borg's `borg run` (or `borg status`) on it once",
-            super::SCHEMA_VERSION
-        )));
-    }
-    let wconn = open()?;
-    let named = shown.clone();
-    let writer = super::batch::Writer::start(
-        wconn,
-        move || super::enter(busy),
-        move |e| super::convert(e, &named, busy),
-    )
-    .map_err(|e| StoreError::Other(format!("cannot start the writer of the store {shown}: {e}")))?;
-    Ok(super::SqliteStore {
-        path: path.to_path_buf(),
-        busy,
-        conn: std::sync::Mutex::new(conn),
-        writer,
-    })
 }

@@ -2,7 +2,7 @@
 //! or `coord_log` (the rest); reads run on the read connection, writes through the
 //! writer thread (group commit).
 
-use super::{coord, coord_log, SqliteStore};
+use super::{coord, coord_log, SqliteStore, E};
 use crate::store::coord::*;
 use crate::store::{NewTask, StoreError};
 use std::time::Duration;
@@ -13,9 +13,51 @@ impl SqliteStore {
     /// call and must start fast. A missing file or another schema version is an error
     /// (the caller fails closed).
     pub fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
-        coord::open_light(path)
+        open_light(path)
     }
 }
+/// Opens an existing, current store without the integrity check or migrations (the
+/// helpers that run for every tool call: `borg hook`, `borg mcp`).
+fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
+    use rusqlite::{Connection, OpenFlags};
+    let shown = path.display().to_string();
+    let busy = super::DEFAULT_BUSY_TIMEOUT;
+    let conv = |e: E| super::convert(e, &shown, busy);
+    if !path.is_file() {
+        return Err(StoreError::NotFound(format!("the store {shown}")));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let open = || -> Result<Connection, StoreError> {
+        let c = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
+        super::setup(&c, &shown, busy, false).map_err(conv)?;
+        Ok(c)
+    };
+    let conn = open()?;
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| conv(e.into()))?;
+    if found != super::SCHEMA_VERSION {
+        return Err(StoreError::Other(format!(
+            "the store {shown} has schema version {found}, this borg expects {}; run this borg's `borg run` (or `borg status`) on it once",
+            super::SCHEMA_VERSION
+        )));
+    }
+    let wconn = open()?;
+    let named = shown.clone();
+    let writer = super::batch::Writer::start(
+        wconn,
+        move || super::enter(busy),
+        move |e| super::convert(e, &named, busy),
+    )
+    .map_err(|e| StoreError::Other(format!("cannot start the writer of the store {shown}: {e}")))?;
+    Ok(SqliteStore {
+        path: path.to_path_buf(),
+        busy,
+        conn: std::sync::Mutex::new(conn),
+        writer,
+    })
+}
+
 
 impl CoordStore for SqliteStore {
     fn lock_paths(
