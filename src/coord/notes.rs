@@ -89,8 +89,14 @@ pub fn value(v: &str) -> Result<String, NoteError> {
 }
 
 /// Who `to` names: `all`, `instance:X`, `role:X`, `task:X`, or a bare name looked up as
-/// an instance, then a role, then a task.
-pub fn recipient(store: &dyn Store, roles: &[String], to: &str) -> Result<Recipient, NoteError> {
+/// an instance (of the store, or among `folders`: instances that exist on disk), then
+/// a role, then a task.
+pub fn recipient(
+    store: &dyn Store,
+    roles: &[String],
+    folders: &[String],
+    to: &str,
+) -> Result<Recipient, NoteError> {
     let to = to.trim();
     let unknown = |what: &str| {
         NoteError(format!(
@@ -98,11 +104,8 @@ pub fn recipient(store: &dyn Store, roles: &[String], to: &str) -> Result<Recipi
         ))
     };
     let instance = |n: &str| {
-        store
-            .instances()
-            .unwrap_or_default()
-            .iter()
-            .any(|i| i.id == n)
+        folders.iter().any(|f| f == n)
+            || store.instances().unwrap_or_default().iter().any(|i| i.id == n)
     };
     let task = |n: &str| store.task(n).ok().flatten().is_some();
     let (kind, name) = to.split_once(':').unwrap_or(("", to));
@@ -125,12 +128,13 @@ pub fn recipient(store: &dyn Store, roles: &[String], to: &str) -> Result<Recipi
 pub fn message(
     store: &dyn Store,
     roles: &[String],
+    folders: &[String],
     to: &str,
     subject: Option<&str>,
     body: &str,
 ) -> Result<NewMessage, NoteError> {
     Ok(NewMessage {
-        to: recipient(store, roles, to)?,
+        to: recipient(store, roles, folders, to)?,
         subject: subject
             .filter(|s| !s.trim().is_empty())
             .map(|s| text("subject", s, MAX_TITLE, true))

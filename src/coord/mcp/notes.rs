@@ -89,6 +89,7 @@ pub(super) fn send_message(ctx: &Ctx<'_>, v: Value) -> Out {
     let m = notes::message(
         ctx.store,
         &ctx.env.config.roles,
+        &[],
         &a.to,
         a.subject.as_deref(),
         &a.body,
