@@ -7,8 +7,10 @@
 //! [COMMAND]: <stderr>`) or with JSON `hookSpecificOutput.permissionDecision: "deny"`
 //! (the model reads exactly `permissionDecisionReason`); anything else (exit 1, a
 //! missing command, a timeout) lets the call through: hooks fail open. A PostToolUse
-//! hook's JSON `"continue": false` stops the run after the tool (modelled, not seen in
-//! a capture). Matchers are `|`-separated tool names, each possibly ending in `.*`
+//! hook's JSON `"continue": false` stops the run after the tool (observed: a success
+//! result, empty text, `terminal_reason` `hook_stopped`); its `"decision": "block"`
+//! reason goes to the model in the real CLI, which prints no line for it, so the fake
+//! prints none either. Matchers are `|`-separated tool names, each possibly ending in `.*`
 //! (the real CLI takes a regex; these are the forms borg and the captures use).
 
 use serde_json::Value;

@@ -71,8 +71,9 @@ impl Engine {
             .deny
     }
 
-    /// The PostToolUse hooks; `continue: false` ends the run after this tool with the
-    /// hook's stop reason as the result.
+    /// The PostToolUse hooks; `continue: false` ends the run right after this tool: a
+    /// success result with an empty text, `stop_reason` `tool_use` and
+    /// `terminal_reason` `hook_stopped` (as the real CLI prints it).
     pub(super) fn post_hooks(&mut self, tool: &str, input: &str, id: &str, response: &Value) -> R {
         if self.cfg.hooks.is_empty() {
             return Ok(());
@@ -94,14 +95,9 @@ impl Engine {
             .run("PostToolUse", tool, &p, &self.cfg.cwd, &self.cfg.session_id);
         match v.stop {
             None => Ok(()),
-            Some(reason) => {
-                let text = if reason.is_empty() {
-                    "Operation stopped by hook".to_string()
-                } else {
-                    format!("Operation stopped by hook: {reason}")
-                };
+            Some(_) => {
                 self.msg = None;
-                self.success_result(&text)?;
+                self.success_result_as("", "tool_use", "hook_stopped")?;
                 Err(End(0))
             }
         }
