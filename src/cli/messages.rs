@@ -48,14 +48,22 @@ pub fn run(ctx: &Ctx, cmd: MessagesCmd) -> anyhow::Result<i32> {
         }
         MessagesCmd::Send { to, subject, body } => {
             let roles = ctx.roles(&s)?.names();
-            let folders: Vec<String> = crate::workspace::instance::Workspaces::new(&s.paths.workspaces)
-                .list()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|i| i.id)
-                .collect();
-            let m = notes::message(store.as_ref(), &roles, &folders, &to, subject.as_deref(), &body)
-                .map_err(|e| UsageError(e.0))?;
+            let folders: Vec<String> =
+                crate::workspace::instance::Workspaces::new(&s.paths.workspaces)
+                    .list()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| i.id)
+                    .collect();
+            let m = notes::message(
+                store.as_ref(),
+                &roles,
+                &folders,
+                &to,
+                subject.as_deref(),
+                &body,
+            )
+            .map_err(|e| UsageError(e.0))?;
             let row = store.send_message(None, &m, now_ms())?;
             println!("message {} sent to {}", row.id, row.to.label());
         }

@@ -105,7 +105,11 @@ pub fn recipient(
     };
     let instance = |n: &str| {
         folders.iter().any(|f| f == n)
-            || store.instances().unwrap_or_default().iter().any(|i| i.id == n)
+            || store
+                .instances()
+                .unwrap_or_default()
+                .iter()
+                .any(|i| i.id == n)
     };
     let task = |n: &str| store.task(n).ok().flatten().is_some();
     let (kind, name) = to.split_once(':').unwrap_or(("", to));

@@ -29,7 +29,7 @@ pub struct TaskAsk {
 pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTask, NoteError> {
     let prompt = text("prompt", &ask.prompt, MAX_TEXT, false)?;
     let roles = &env.config.roles;
-    if !roles.iter().any(|r| *r == ask.role) {
+    if !roles.contains(&ask.role) {
         return Err(NoteError(format!(
             "role {:?} does not exist; roles: {}",
             ask.role,
@@ -41,10 +41,10 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         .map_err(|e| NoteError(e.to_string()))?
         .ok_or_else(|| NoteError(format!("task {} is not in the store", env.actor.task)))?;
     for d in &ask.depends_on {
-        if !store
+        if store
             .task(d)
             .map_err(|e| NoteError(e.to_string()))?
-            .is_some()
+            .is_none()
         {
             return Err(NoteError(format!(
                 "depends_on names {d:?}, which is not a task of this run; use ids from mcp__borg__status"
@@ -100,5 +100,5 @@ fn free_id(store: &dyn Store, parent: &str) -> String {
     (1..10_000)
         .map(|n| format!("{base}.task-{n}"))
         .find(|c| store.task(c).ok().flatten().is_none())
-        .unwrap_or_else(|| format!("{base}.task-{}", uuid::Uuid::new_v4().simple()))
+        .unwrap_or_else(|| format!("{base}.{}", &uuid::Uuid::new_v4().simple().to_string()[..8]))
 }

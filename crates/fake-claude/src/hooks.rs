@@ -226,17 +226,26 @@ fn run_one(
     )
 }
 
-/// The payload of a tool hook, in the CLI's key order.
+/// Where a hook runs: the session, the project folder, the permission mode.
+pub struct Site<'a> {
+    /// Session id.
+    pub session: &'a str,
+    /// Project folder (the hook's cwd).
+    pub cwd: &'a std::path::Path,
+    /// `permission_mode`.
+    pub mode: &'a str,
+}
+
+/// The payload of a tool hook (the CLI's fields; key order is not kept).
 pub fn payload(
     event: &str,
-    session: &str,
-    cwd: &std::path::Path,
-    mode: &str,
+    site: &Site<'_>,
     tool: &str,
     input: &Value,
     id: &str,
     response: Option<&Value>,
 ) -> Value {
+    let (session, cwd, mode) = (site.session, site.cwd, site.mode);
     let mut m = serde_json::Map::new();
     m.insert("session_id".into(), session.into());
     let home = std::env::var("HOME").unwrap_or_default();

@@ -124,12 +124,7 @@ fn ms_env(k: &str, default: u64) -> u64 {
 
 impl Servers {
     /// Starts every server and runs the handshakes, before the init line.
-    pub fn start(
-        specs: Vec<Spec>,
-        cwd: &std::path::Path,
-        session: &str,
-        version: &str,
-    ) -> Servers {
+    pub fn start(specs: Vec<Spec>, cwd: &std::path::Path, session: &str, version: &str) -> Servers {
         let mut s = Servers {
             list: Vec::new(),
             cwd: cwd.to_path_buf(),
@@ -148,21 +143,18 @@ impl Servers {
                 tools: Vec::new(),
                 proc: None,
             };
-            match s.spawn(&server.spec) {
-                Some(mut p) => {
-                    match handshake(&mut p, &s.version, Duration::from_millis(wait), true) {
-                        Ok(tools) => {
-                            server.status = "connected";
-                            server.tools = tools;
-                            server.proc = Some(p);
-                        }
-                        Err(Handshake::Timeout) if !server.spec.always_load => {
-                            server.status = "pending"
-                        }
-                        Err(_) => {} // failed; a hung process is left running, as the CLI does
+            if let Some(mut p) = s.spawn(&server.spec) {
+                match handshake(&mut p, &s.version, Duration::from_millis(wait), true) {
+                    Ok(tools) => {
+                        server.status = "connected";
+                        server.tools = tools;
+                        server.proc = Some(p);
                     }
+                    Err(Handshake::Timeout) if !server.spec.always_load => {
+                        server.status = "pending"
+                    }
+                    Err(_) => {} // failed; a hung process is left running, as the CLI does
                 }
-                None => {}
             }
             s.list.push(server);
         }
@@ -309,7 +301,12 @@ enum Handshake {
 }
 
 /// `initialize` (+ `notifications/initialized`, + `tools/list` when `list`).
-fn handshake(p: &mut Proc, version: &str, wait: Duration, list: bool) -> Result<Vec<String>, Handshake> {
+fn handshake(
+    p: &mut Proc,
+    version: &str,
+    wait: Duration,
+    list: bool,
+) -> Result<Vec<String>, Handshake> {
     let init = json!({ "protocolVersion": "2025-11-25", "capabilities": { "roots": {}, "elicitation": {} },
         "clientInfo": { "name": "claude-code", "title": "Claude Code", "version": version,
                         "description": "Anthropic's agentic coding tool", "websiteUrl": "https://claude.com/claude-code" } });

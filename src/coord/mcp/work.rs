@@ -75,7 +75,7 @@ struct HandoffArgs {
 pub(super) fn request_handoff(ctx: &Ctx<'_>, v: Value) -> Out {
     let a: HandoffArgs = args("request_handoff", v)?;
     let roles = &ctx.env.config.roles;
-    if !roles.iter().any(|r| *r == a.to_role) {
+    if !roles.contains(&a.to_role) {
         return Err(format!(
             "role {:?} does not exist; roles: {}",
             a.to_role,

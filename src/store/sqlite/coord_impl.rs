@@ -58,7 +58,6 @@ fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
     })
 }
 
-
 impl CoordStore for SqliteStore {
     fn lock_paths(
         &self,

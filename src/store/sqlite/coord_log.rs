@@ -32,17 +32,17 @@ fn decision_row(r: &Row<'_>) -> rusqlite::Result<DecisionRow> {
     })
 }
 
-/// The actor's (task, fence, instance, role), fenced; `None` for a person.
-fn author(
-    tx: &Transaction<'_>,
-    who: Option<&Actor>,
-) -> R<(
+/// Who wrote: (task, fence, instance, role) of an attempt, and the author's name.
+type Author = (
     Option<String>,
     Option<i64>,
     Option<String>,
     Option<String>,
     String,
-)> {
+);
+
+/// The actor's (task, fence, instance, role), fenced; `None` for a person.
+fn author(tx: &Transaction<'_>, who: Option<&Actor>) -> R<Author> {
     match who {
         None => Ok((None, None, None, None, "user".into())),
         Some(a) => {

@@ -169,7 +169,7 @@ impl Engine {
         let (name, input) = self.tool_input(tool);
         let known = match tool {
             Tool::Mcp(full, _) => self.mcp.tool_names().contains(full),
-            _ => self.cfg.tools.iter().any(|t| *t == name),
+            _ => self.cfg.tools.contains(&name),
         };
         if !known {
             let m = format!("No such tool available: {name}");

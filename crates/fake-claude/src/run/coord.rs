@@ -55,16 +55,12 @@ impl Engine {
             return None;
         }
         let input: Value = serde_json::from_str(input).unwrap_or(Value::Null);
-        let p = crate::hooks::payload(
-            "PreToolUse",
-            &self.cfg.session_id,
-            &self.cfg.cwd,
-            &self.cfg.perm_mode,
-            tool,
-            &input,
-            id,
-            None,
-        );
+        let site = crate::hooks::Site {
+            session: &self.cfg.session_id,
+            cwd: &self.cfg.cwd,
+            mode: &self.cfg.perm_mode,
+        };
+        let p = crate::hooks::payload("PreToolUse", &site, tool, &input, id, None);
         self.cfg
             .hooks
             .run("PreToolUse", tool, &p, &self.cfg.cwd, &self.cfg.session_id)
@@ -79,16 +75,12 @@ impl Engine {
             return Ok(());
         }
         let input: Value = serde_json::from_str(input).unwrap_or(Value::Null);
-        let p = crate::hooks::payload(
-            "PostToolUse",
-            &self.cfg.session_id,
-            &self.cfg.cwd,
-            &self.cfg.perm_mode,
-            tool,
-            &input,
-            id,
-            Some(response),
-        );
+        let site = crate::hooks::Site {
+            session: &self.cfg.session_id,
+            cwd: &self.cfg.cwd,
+            mode: &self.cfg.perm_mode,
+        };
+        let p = crate::hooks::payload("PostToolUse", &site, tool, &input, id, Some(response));
         let v = self
             .cfg
             .hooks
