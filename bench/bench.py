@@ -671,10 +671,64 @@ def bench_wake(env):
     env.record("wake", "retry in another shell -> task start, median", statistics.median(samples), "ms")
     env.record("wake", "retry in another shell -> task start, max", samples[-1], "ms")
 
+def bench_coord(env):
+    """Coordination: `borg hook pre-tool-use` wall time per call (process start, store
+    open, the lease check and, with auto-lock, the lease's durable commit) with 64
+    leases held by another attempt and 8 concurrent callers; and the `lock_files` +
+    `unlock_files` round trip through a running `borg mcp`."""
+    n = 16 if env.smoke else 250
+    log(f"[coord] borg hook: {n} calls x 8 callers, 64 leases held; borg mcp: {4 * n} lock+unlock round trips")
+    exe = find_test_bench("bench_coord", "BORG_BENCH_COORD_EXE")
+    figs = {}
+    for r in range(env.runs):
+        d = env.path(f"coord{r}")
+        os.makedirs(d)
+        e = dict(os.environ, BORG_BENCH_COORD=str(n), BORG_BENCH_DIR=d)
+        out = subprocess.run([exe, "--exact", "coord_latency", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH coord " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the coord bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH coord ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+        shutil.rmtree(d, ignore_errors=True)
+    for mode, what, target in (
+            ("hook-auto-lock-1-caller", "borg hook pre-tool-use, auto-lock, 1 caller alone", ""),
+            ("hook-auto-lock", "borg hook pre-tool-use, auto-lock (check + lease commit)", "< 10"),
+            ("hook-check-only", "borg hook pre-tool-use, check only (auto_lock = false)", "< 10"),
+            ("mcp-lock-unlock", "lock_files + unlock_files through borg mcp", "")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("coord", f"{what}: p50", med("p50_ms"), "ms", target, "the seed's < 10 ms lock check")
+        env.record("coord", f"{what}: p99", med("p99_ms"), "ms", target)
+
+
+def find_test_bench(name, var):
+    """A test binary of tests/NAME.rs (built by run.sh; else built here in release)."""
+    exe = os.environ.get(var)
+    if exe:
+        return exe
+    out = subprocess.run(["cargo", "test", "--release", "--test", name, "--no-run",
+                          "--message-format", "json"], cwd=ROOT, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == name \
+                and m.get("executable"):
+            return m["executable"]
+    raise SystemExit(f"bench: cannot build tests/{name}.rs:\n" + out.stderr[-2000:])
+
+
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
-           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake}
+           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
+           "coord": bench_coord}
 
 
 def machine():

@@ -12,6 +12,12 @@ impl SqliteStore {
     /// check or migrations: for `borg hook` and `borg mcp`, which run for every tool
     /// call and must start fast. A missing file or another schema version is an error
     /// (the caller fails closed).
+    ///
+    /// Its connections commit with `synchronous=NORMAL`: in WAL mode a commit is then
+    /// visible to every other connection at once and survives a crash of the process,
+    /// but waits for no fsync (the next FULL commit of `borg run` makes it durable).
+    /// What these helpers write (leases, activity, notes of running agents) lives with
+    /// the attempts, which a power loss ends anyway; the claim table keeps FULL.
     pub fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
         open_light(path)
     }
@@ -30,6 +36,8 @@ fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
     let open = || -> Result<Connection, StoreError> {
         let c = Connection::open_with_flags(path, flags).map_err(|e| conv(e.into()))?;
         super::setup(&c, &shown, busy, false).map_err(conv)?;
+        c.execute_batch("PRAGMA synchronous=NORMAL")
+            .map_err(|e| conv(e.into()))?;
         Ok(c)
     };
     let conn = open()?;
