@@ -138,6 +138,12 @@ def bench_dispatch(env):
     os.makedirs(d)
     config = os.path.join(d, "config.toml")
     write_config(config, {"concurrency": conc})
+    # The same run without coordination (no `borg mcp` per child, no hooks): what the
+    # MCP server and hooks every child gets cost at dispatch.
+    no_coord = os.path.join(d, "config-no-coord.toml")
+    write_config(no_coord, {"concurrency": conc})
+    with open(no_coord, "a") as f:
+        f.write("[coord]\nenabled = false\n")
     tasks = os.path.join(d, "tasks.toml")
     write_tasks(tasks, [{"id": f"t{i:04d}", "prompt": "#fake instant\n"} for i in range(n)])
 
@@ -183,9 +189,9 @@ def bench_dispatch(env):
     # the harness's own cleanup to borg.
     spent = []
 
-    def borg_once(where):
+    def borg_once(where, cfg=config):
         ws = os.path.join(where, f"ws-{random.getrandbits(32):08x}")
-        dt, rc = timed(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+        dt, rc = timed(borg_cmd(env, ws, cfg, "run", tasks, "--claude", env.fake,
                                 "--progress", "none"))
         if rc != 0:
             raise SystemExit(f"bench: borg run failed (exit {rc}) in {ws}")
@@ -209,12 +215,13 @@ def bench_dispatch(env):
             "folder are dominated by the filesystem (choose another with --dir)")
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    t_borg, t_xargs, t_shim, t_shm = [], [], [], []
+    t_borg, t_xargs, t_shim, t_shm, t_off = [], [], [], [], []
     borg_once(d)  # warm-up: page cache, binary
     for _ in range(env.runs):
         t_xargs.append(timed(xargs)[0])
         t_borg.append(borg_once(d))
         t_shim.append(timed(shim)[0])
+        t_off.append(borg_once(d, no_coord))
         if shm:
             where = tempfile.mkdtemp(prefix="borg-bench-", dir=shm)
             t_shm.append(borg_once(where))
@@ -230,6 +237,10 @@ def bench_dispatch(env):
                "xargs running each child under `borg __shim`")
     env.record("dispatch", "borg / (xargs with shim)", mb / ms, "x")
     env.record("dispatch", "per-task overhead (borg - xargs) / tasks", (mb - mx) / n * 1000, "ms")
+    mo = statistics.median(t_off)
+    env.record("dispatch", "comparison: [coord] enabled = false, borg / xargs", mo / mx, "x", "",
+               "no borg mcp and no hooks per child")
+    env.record("dispatch", "coordination's share per task (on - off) / tasks", (mb - mo) / n * 1000, "ms")
     if t_shm:
         m = statistics.median(t_shm)
         env.record("dispatch", "comparison: store on tmpfs (/dev/shm), borg / xargs", m / mx, "x", "",
@@ -697,6 +708,7 @@ def bench_coord(env):
             ("hook-auto-lock-1-caller", "borg hook pre-tool-use, auto-lock, 1 caller alone", ""),
             ("hook-auto-lock", "borg hook pre-tool-use, auto-lock (check + lease commit)", "< 10"),
             ("hook-check-only", "borg hook pre-tool-use, check only (auto_lock = false)", "< 10"),
+            ("check-in-process", "the lease check alone (one indexed query), in-process", "< 10"),
             ("mcp-lock-unlock", "lock_files + unlock_files through borg mcp", "")):
         fs = figs.get(mode, [])
         if not fs:

@@ -158,6 +158,40 @@ fn hook_calls(dir: &std::path::Path, actors: &[Actor], n: usize, auto_lock: bool
     all
 }
 
+/// The lease check alone, in-process: 8 threads, each with its own light store (as 8
+/// hook processes have), `n` checks each; the sorted times.
+fn checks_in_process(dir: &std::path::Path, actors: &[Actor], n: usize) -> Vec<Duration> {
+    let threads: Vec<_> = actors
+        .iter()
+        .enumerate()
+        .map(|(c, a)| {
+            let (path, a) = (dir.join("borg.db"), a.clone());
+            std::thread::spawn(move || {
+                let st = SqliteStore::open_light(&path).unwrap();
+                let mut lat = Vec::with_capacity(n);
+                for k in 0..n {
+                    let file = if k % 8 == 7 {
+                        format!("src/held/f{:02}.rs", (c * 7 + k) % HELD)
+                    } else {
+                        format!("src/c{c}/f{}.rs", k % 4)
+                    };
+                    let t = Instant::now();
+                    let r = st.check_write(&a, &file, None, now()).unwrap();
+                    lat.push(t.elapsed());
+                    assert_eq!(matches!(r, WriteCheck::Denied(_)), k % 8 == 7);
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    all.sort();
+    all
+}
+
 /// `n` lock_files + unlock_files round trips through one `borg mcp`.
 fn mcp_round_trips(dir: &std::path::Path, a: &Actor, n: usize) -> Vec<Duration> {
     let mut p = Command::new(borg_bin())
@@ -241,6 +275,10 @@ fn coord_latency() {
                           "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": pct(&lat, 1.0) });
         println!("BENCH coord {fig}");
     }
+    let lat = checks_in_process(dir.path(), &actors, n * 4);
+    let fig = json!({ "mode": "check-in-process", "calls": lat.len(), "held": HELD, "callers": CALLERS,
+                      "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": pct(&lat, 1.0) });
+    println!("BENCH coord {fig}");
     let lat = mcp_round_trips(dir.path(), &actors[0], n * 4);
     let fig = json!({ "mode": "mcp-lock-unlock", "calls": lat.len(), "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99),
                       "max_ms": pct(&lat, 1.0) });
