@@ -15,7 +15,8 @@ pub mod transcript;
 
 use crate::input::config::{Overrides, Settings};
 use crate::input::roles::RoleSet;
-use crate::store::sqlite::SqliteStore;
+use crate::store::location::StoreLocation;
+use crate::store::Store;
 use anyhow::Context;
 pub use args::*;
 use std::collections::BTreeMap;
@@ -44,11 +45,12 @@ impl Ctx {
         Ok(RoleSet::load(&s.paths.roles_dir)?)
     }
 
-    /// Opens the store.
-    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
-        let st = SqliteStore::open(&s.paths.store)
-            .with_context(|| format!("opening the store {}", s.paths.store.display()))?;
-        Ok(Arc::new(st))
+    /// Opens the store the settings name: an SQLite file, or a PostgreSQL database
+    /// for a `postgres://` URL.
+    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+        let at = StoreLocation::of(&s.paths.store);
+        at.open()
+            .with_context(|| format!("opening the store {}", at.shown()))
     }
 }
 

@@ -9,7 +9,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, Store, TaskRow};
+use crate::store::{Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -46,7 +46,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
     loop {
-        let v = view(&store)?;
+        let v = view(store.as_ref())?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -69,7 +69,7 @@ const QUEUE_STATES: [&str; 7] = [
     "ready", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
-fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
+fn view(store: &dyn Store) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();

@@ -35,9 +35,13 @@ pub(super) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
     };
     let mut settings = ctx.settings(over)?;
     // Paths recorded in the store must not depend on the cwd of this run.
-    for p in [&mut settings.paths.workspaces, &mut settings.paths.store] {
-        if let Ok(abs) = std::path::absolute(&*p) {
-            *p = abs;
+    let url = crate::store::location::StoreLocation::of(&settings.paths.store).is_shared();
+    if let Ok(abs) = std::path::absolute(&settings.paths.workspaces) {
+        settings.paths.workspaces = abs;
+    }
+    if !url {
+        if let Ok(abs) = std::path::absolute(&settings.paths.store) {
+            settings.paths.store = abs;
         }
     }
     let roles = ctx.roles(&settings)?;

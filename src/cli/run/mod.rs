@@ -14,7 +14,6 @@ use crate::run::scheduler;
 use crate::run::spec::{new_task, source_of, StoredSpec};
 use crate::run::summary::{RunOptions, RunSummary};
 use crate::show::progress::{Plain, Progress, Silent, Tty};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{OwnerInfo, Store};
 use crate::supervise::signals::Shutdown;
 use anyhow::Context;
@@ -32,9 +31,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         return dry_run(list, &inputs.claude, a.json);
     }
     let version = inputs::preflight(ctx, &inputs.claude).await;
-    tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %inputs.settings.paths.store.display(), "preflight done");
+    tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs).await?;
-    let synced = sync_list(&store, &inputs)?;
+    let synced = sync_list(store.as_ref(), &inputs)?;
     let started_at = chrono::Utc::now();
     let summary = execute(ctx, &a, inputs, &store, &owner, synced.scope.clone()).await?;
     let _ = store.release_owner(&owner.id, now_ms());
@@ -52,11 +51,10 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
 
 /// Opens the store, registers this borg in it and, before anything else, takes back
 /// what dead borgs held and kills their leftovers.
-async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<SqliteStore>, OwnerInfo)> {
+async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<dyn Store>, OwnerInfo)> {
     let store = ctx.store(&inputs.settings)?;
-    let store_dyn: Arc<dyn Store> = store.clone();
-    let owner = register_owner(&store_dyn)?;
-    crate::run::recovery::maintenance(&store_dyn, &owner).await;
+    let owner = register_owner(&store)?;
+    crate::run::recovery::maintenance(&store, &owner).await;
     Ok((store, owner))
 }
 
@@ -71,12 +69,12 @@ struct Synced {
 /// Inserts new tasks and updates changed pending ones; without a list, the store's
 /// unfinished tasks are the run (and with none, say so rather than print an empty
 /// report).
-fn sync_list(store: &SqliteStore, inputs: &Inputs) -> anyhow::Result<Synced> {
+fn sync_list(store: &dyn Store, inputs: &Inputs) -> anyhow::Result<Synced> {
     let Some(list) = &inputs.list else {
         if store.statuses()?.iter().all(|(_, st)| st.is_terminal()) {
             return Err(UsageError(format!(
                 "no task list given and the store {} has no unfinished task; run `borg run TASKS.toml`",
-                inputs.settings.paths.store.display()
+                crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown()
             ))
             .into());
         }
@@ -113,7 +111,7 @@ async fn execute(
     ctx: &Ctx,
     a: &RunArgs,
     inputs: Inputs,
-    store: &Arc<SqliteStore>,
+    store: &Arc<dyn Store>,
     owner: &OwnerInfo,
     scope: Vec<String>,
 ) -> anyhow::Result<RunSummary> {
