@@ -123,6 +123,25 @@ impl Backend {
 }
 
 impl TestDb {
+    /// An SQLite store file in `dir` (kept as long as this).
+    pub fn sqlite_in(dir: tempfile::TempDir) -> TestDb {
+        TestDb {
+            backend: Backend::Sqlite,
+            path: dir.path().join("borg.db"),
+            url: String::new(),
+            _dir: Some(dir),
+            _db: None,
+        }
+    }
+
+    /// The store's location as `--store` takes it: the file, or the URL.
+    pub fn location(&self) -> String {
+        match self.backend {
+            Backend::Sqlite => self.path.display().to_string(),
+            Backend::Postgres => self.url.clone(),
+        }
+    }
+
     /// Opens (another handle on) the store.
     pub fn open(&self) -> TestStore {
         match self.backend {

@@ -103,7 +103,10 @@ impl PgDb {
 
     /// A fresh empty database on the server of `admin`.
     pub fn create_on(admin: &str) -> PgDb {
-        let name = format!("borg_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let name = format!(
+            "borg_t_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         sql(admin, &format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
         PgDb {
             url: with_db(admin, &name),
@@ -166,7 +169,11 @@ impl PgServer {
             .tempdir_in("/tmp")
             .unwrap();
         let user = nix::unistd::geteuid().is_root().then(|| {
-            if nix::unistd::User::from_name("postgres").ok().flatten().is_some() {
+            if nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .is_some()
+            {
                 "postgres".to_string()
             } else {
                 "nobody".to_string()
@@ -222,7 +229,11 @@ impl PgServer {
             .args(["-U", "borg", "--auth=trust", "-E", "UTF8", "--no-sync"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The URL of its `postgres` database (user borg, no password).
@@ -246,7 +257,11 @@ impl PgServer {
             .args(["-w", "-t", "60", "-o", &opts, "start"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "pg_ctl start: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         self.running = true;
     }
 
@@ -262,7 +277,8 @@ impl PgServer {
             .args(["-m", "fast", "-w", "-t", "60", "stop"])
             .output();
         let t0 = Instant::now();
-        while self.data().join("postmaster.pid").exists() && t0.elapsed() < Duration::from_secs(30) {
+        while self.data().join("postmaster.pid").exists() && t0.elapsed() < Duration::from_secs(30)
+        {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.running = false;

@@ -34,14 +34,18 @@ impl Store for PgStore {
     }
     fn heartbeat_owner(&self, owner: &str, now_ms: i64) -> Result<(), StoreError> {
         let owner = owner.to_string();
-        write!(self, [owner], |tx| misc::heartbeat_owner(tx, &owner, now_ms))
+        write!(self, [owner], |tx| misc::heartbeat_owner(
+            tx, &owner, now_ms
+        ))
     }
     fn owners(&self) -> Result<Vec<OwnerInfo>, StoreError> {
         read!(self, [], |tx| misc::owners(tx))
     }
     fn release_owner(&self, owner: &str, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
         let owner = owner.to_string();
-        write!(self, [owner], |tx| release::release_owner(tx, &owner, now_ms))
+        write!(self, [owner], |tx| release::release_owner(
+            tx, &owner, now_ms
+        ))
     }
     fn release_expired(&self, now_ms: i64) -> Result<Vec<AttemptRow>, StoreError> {
         write!(self, [], |tx| release::release_expired(tx, now_ms))

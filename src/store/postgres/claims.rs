@@ -228,10 +228,14 @@ pub(crate) async fn start_attempt(tx: &Tx<'_>, token: &ClaimToken, s: &AttemptSt
     if n == 0 {
         return Err(read::stale(tx, token).await);
     }
-    let attempt: i64 = row(tx, "SELECT attempts FROM tasks WHERE id = $1", &[&token.task])
-        .await?
-        .ok_or_else(|| E::Store(StoreError::NotFound(format!("task {}", token.task))))?
-        .try_get(0)?;
+    let attempt: i64 = row(
+        tx,
+        "SELECT attempts FROM tasks WHERE id = $1",
+        &[&token.task],
+    )
+    .await?
+    .ok_or_else(|| E::Store(StoreError::NotFound(format!("task {}", token.task))))?
+    .try_get(0)?;
     claim_event(
         tx,
         s.now_ms,

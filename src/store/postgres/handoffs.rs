@@ -49,7 +49,12 @@ pub(crate) async fn request_handoff(
 
 /// One handoff, locked for the rest of the transaction.
 async fn load_handoff(tx: &Tx<'_>, id: i64) -> R<HandoffRow> {
-    exec(tx, "SELECT 1 FROM handoffs WHERE id = $1 FOR UPDATE", &[&id]).await?;
+    exec(
+        tx,
+        "SELECT 1 FROM handoffs WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?;
     read::handoff(tx, id)
         .await?
         .ok_or_else(|| E::Store(StoreError::NotFound(format!("handoff {id}"))))
@@ -89,12 +94,7 @@ pub(crate) async fn accept_handoff(tx: &Tx<'_>, id: i64, now: i64) -> R<HandoffR
 }
 
 /// A person rejects a handoff; the task made from it, if it has not started, is skipped.
-pub(crate) async fn reject_handoff(
-    tx: &Tx<'_>,
-    id: i64,
-    reason: &str,
-    now: i64,
-) -> R<HandoffRow> {
+pub(crate) async fn reject_handoff(tx: &Tx<'_>, id: i64, reason: &str, now: i64) -> R<HandoffRow> {
     let h = load_handoff(tx, id).await?;
     match h.state {
         HandoffState::Rejected => return Ok(h),

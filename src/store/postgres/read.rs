@@ -98,7 +98,12 @@ fn task_row(r: &Row) -> R<TaskRow> {
 
 /// Dependencies of one task, in list order.
 pub(crate) async fn deps_of(tx: &Tx<'_>, id: &str) -> R<Vec<String>> {
-    column(tx, "SELECT dep FROM task_deps WHERE task = $1 ORDER BY pos", id).await
+    column(
+        tx,
+        "SELECT dep FROM task_deps WHERE task = $1 ORDER BY pos",
+        id,
+    )
+    .await
 }
 
 /// One task with its dependencies.
@@ -115,7 +120,13 @@ pub(crate) async fn task(tx: &Tx<'_>, id: &str) -> R<Option<TaskRow>> {
 /// Every task, in (order, id) order.
 pub(crate) async fn tasks(tx: &Tx<'_>) -> R<Vec<TaskRow>> {
     let mut deps: HashMap<String, Vec<String>> = HashMap::new();
-    for r in rows(tx, "SELECT task, dep FROM task_deps ORDER BY task, pos", &[]).await? {
+    for r in rows(
+        tx,
+        "SELECT task, dep FROM task_deps ORDER BY task, pos",
+        &[],
+    )
+    .await?
+    {
         deps.entry(r.try_get(0)?).or_default().push(r.try_get(1)?);
     }
     let sql = format!("SELECT {TASK_COLS} FROM tasks ORDER BY ord, id");

@@ -248,11 +248,15 @@ async fn reskip_blocked(tx: &Tx<'_>, unskipped: &[String], now: i64) -> R<bool> 
     );
     let mut changed = false;
     for t in unskipped {
-        let pending = row(tx, "SELECT status = 'pending' FROM tasks WHERE id = $1", &[t])
-            .await?
-            .map(|r| r.try_get::<_, bool>(0))
-            .transpose()?
-            .unwrap_or(false);
+        let pending = row(
+            tx,
+            "SELECT status = 'pending' FROM tasks WHERE id = $1",
+            &[t],
+        )
+        .await?
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?
+        .unwrap_or(false);
         if !pending {
             continue;
         }
@@ -272,8 +276,7 @@ async fn reskip_blocked(tx: &Tx<'_>, unskipped: &[String], now: i64) -> R<bool> 
             &[&cause, &now, t],
         )
         .await?;
-        let data =
-            json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause });
+        let data = json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause });
         event(tx, now, Some(t), None, "user", "skipped", &data).await?;
         changed = true;
     }
