@@ -418,6 +418,7 @@ conformance! {
         let owner = OwnerInfo {
             id: "o1".into(),
             host: "h".into(),
+            host_id: "h".into(),
             pid: 77,
             start_time: 5,
             boot_id: "b".into(),

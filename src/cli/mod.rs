@@ -12,6 +12,7 @@ pub mod run;
 pub mod status;
 pub mod task;
 pub mod transcript;
+pub mod worker;
 
 use crate::input::config::{Overrides, Settings};
 use crate::input::roles::RoleSet;
@@ -64,6 +65,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Command::Run(a) => run::run(&ctx, a).await,
+        Command::Worker(a) => worker::run(&ctx, a).await,
         Command::Instance(c) => instance::run(&ctx, c),
         Command::Task(c) => task::run(&ctx, c),
         Command::Logs(a) => logs::run(&ctx, a).await,

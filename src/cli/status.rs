@@ -1,6 +1,9 @@
 //! `borg status`: the fleet at a glance, read from the store (so it works from another
 //! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics.
+//! parking and breaker, run totals and per-role metrics, and the hosts of the fleet
+//! (`hosts`).
+
+mod hosts;
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
@@ -32,6 +35,7 @@ struct InstanceView {
 /// The whole view.
 #[derive(Debug, Serialize)]
 struct StatusView {
+    hosts: Vec<hosts::HostView>,
     instances: Vec<InstanceView>,
     queue: BTreeMap<&'static str, Vec<String>>,
     parked: Option<serde_json::Value>,
@@ -46,7 +50,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
     loop {
-        let v = view(store.as_ref())?;
+        let v = view(store.as_ref(), s.run.lease)?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -69,7 +73,7 @@ const QUEUE_STATES: [&str; 7] = [
     "ready", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
-fn view(store: &dyn Store) -> anyhow::Result<StatusView> {
+fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -133,6 +137,7 @@ fn view(store: &dyn Store) -> anyhow::Result<StatusView> {
     }
     let (totals, roles) = report::totals(&reports);
     Ok(StatusView {
+        hosts: hosts::hosts(&store.owners()?, &tasks, lease, now),
         instances,
         queue,
         parked,
@@ -149,6 +154,7 @@ fn view(store: &dyn Store) -> anyhow::Result<StatusView> {
 /// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
     let mut o = String::new();
+    hosts::write_hosts(&mut o, &v.hosts);
     write_instances(&mut o, &v.instances);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);

@@ -4,8 +4,37 @@
 //! hitting a process whose pid was reused.
 
 use crate::run::attempt::now_ms;
-use crate::store::{call as db, AttemptRow, OwnerInfo, Store};
+use crate::store::{call as db, AttemptRow, OwnerInfo, Store, StoreError};
 use std::sync::Arc;
+
+/// Records this borg process in the store; `host_id` names the host in the fleet (the
+/// host name when None).
+pub fn register(store: &dyn Store, host_id: Option<&str>) -> Result<OwnerInfo, StoreError> {
+    let pid = std::process::id() as i64;
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let host_id = host_id.unwrap_or(&host).to_string();
+    let now = now_ms();
+    let owner = OwnerInfo {
+        id: format!(
+            "borg-{host_id}-{pid}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ),
+        host,
+        host_id,
+        pid,
+        start_time: crate::supervise::procs::stat(pid as i32)
+            .map(|s| s.start_time)
+            .unwrap_or(0),
+        boot_id: crate::supervise::procs::boot_id(),
+        started_at_ms: now,
+        heartbeat_ms: now,
+    };
+    store.register_owner(&owner)?;
+    Ok(owner)
+}
 
 /// Owner heartbeat; claims of dead owners back at once; expired leases back.
 pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {

@@ -12,7 +12,7 @@ use crate::supervise::claude;
 use std::path::PathBuf;
 
 /// What `borg run` works from.
-pub(super) struct Inputs {
+pub(crate) struct Inputs {
     /// Resolved settings, paths absolute.
     pub settings: Settings,
     /// Roles.
@@ -24,7 +24,7 @@ pub(super) struct Inputs {
 }
 
 /// Loads and checks every input; bad input is exit 2 before anything starts.
-pub(super) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
+pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
     let over = Overrides {
         claude: a.claude.clone(),
         concurrency: a.concurrency,
@@ -90,7 +90,7 @@ fn check_root_bypass(ctx: &Ctx, i: &Inputs) -> anyhow::Result<()> {
 }
 
 /// The CLI's version, recorded in the report; a very old CLI gets a warning.
-pub(super) async fn preflight(ctx: &Ctx, claude: &std::path::Path) -> Option<String> {
+pub(crate) async fn preflight(ctx: &Ctx, claude: &std::path::Path) -> Option<String> {
     let env: Vec<(String, String)> = ctx
         .env
         .iter()

@@ -12,11 +12,12 @@ use serde_json::json;
 pub(crate) async fn register_owner(tx: &Tx<'_>, o: &OwnerInfo) -> R<()> {
     let start_time = o.start_time as i64;
     exec(tx,
-        "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms, host_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, start_time = excluded.start_time,
-             boot_id = excluded.boot_id, started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms",
-        &[&o.id, &o.host, &o.pid, &start_time, &o.boot_id, &o.started_at_ms, &o.heartbeat_ms],
+             boot_id = excluded.boot_id, started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms,
+             host_id = excluded.host_id",
+        &[&o.id, &o.host, &o.pid, &start_time, &o.boot_id, &o.started_at_ms, &o.heartbeat_ms, &o.host_id],
     ).await?;
     let data = json!({ "host": o.host, "pid": o.pid });
     event(
@@ -48,7 +49,7 @@ pub(crate) async fn heartbeat_owner(tx: &Tx<'_>, owner: &str, now: i64) -> R<()>
 /// Every owner, oldest registration first.
 pub(crate) async fn owners(tx: &Tx<'_>) -> R<Vec<OwnerInfo>> {
     rows(tx,
-        "SELECT id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms FROM owners ORDER BY started_at_ms, id",
+        "SELECT id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms, host_id FROM owners ORDER BY started_at_ms, id",
         &[],
     )
     .await?
@@ -62,6 +63,7 @@ pub(crate) async fn owners(tx: &Tx<'_>) -> R<Vec<OwnerInfo>> {
             boot_id: r.try_get(4)?,
             started_at_ms: r.try_get(5)?,
             heartbeat_ms: r.try_get(6)?,
+            host_id: r.try_get(7)?,
         })
     })
     .collect()

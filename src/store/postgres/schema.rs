@@ -5,7 +5,7 @@
 //! version. Each step runs with its version bump in one transaction. Steps are never
 //! edited once released; a change is a new step.
 //!
-//! The tables have the SQLite store's shape (same names and columns: one set of
+//! The tables have the SQLite store's shape (its v4) (same names and columns: one set of
 //! semantics), with PostgreSQL types: `BIGINT` times in epoch ms (supplied by the
 //! caller, as for SQLite), JSON kept as text (it reads back byte for byte), ids in the
 //! "C" collation (so ordering by id is the same bytewise order as SQLite's). The
@@ -99,7 +99,8 @@ CREATE TABLE owners (
     start_time    BIGINT NOT NULL,
     boot_id       TEXT NOT NULL,
     started_at_ms BIGINT NOT NULL,
-    heartbeat_ms  BIGINT NOT NULL
+    heartbeat_ms  BIGINT NOT NULL,
+    host_id       TEXT NOT NULL DEFAULT ''
 );
 
 CREATE TABLE instances (
