@@ -34,7 +34,10 @@ fn a_fresh_database_is_migrated_once_by_concurrent_openers() {
         h.join().unwrap().expect("every opener gets the store");
     }
     assert_eq!(
-        pg::query(&db.url, "SELECT value FROM borg_meta WHERE key = 'schema_version'"),
+        pg::query(
+            &db.url,
+            "SELECT value FROM borg_meta WHERE key = 'schema_version'"
+        ),
         vec![SCHEMA_VERSION.to_string()]
     );
     // and it works
@@ -67,7 +70,10 @@ fn another_programs_database_is_refused_and_left_alone() {
     let e = expect_err(&db.url);
     assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
     let text = e.to_string();
-    assert!(text.contains("photos") && text.contains("not a borg database"), "{text}");
+    assert!(
+        text.contains("photos") && text.contains("not a borg database"),
+        "{text}"
+    );
     assert_eq!(
         pg::query(
             &db.url,
@@ -92,12 +98,18 @@ fn wrong_password_missing_database_and_bad_urls_name_what_to_fix() {
     let text = e.to_string();
     assert!(matches!(e, StoreError::Refused { .. }), "{e:?}");
     assert!(text.contains("password"), "{text}");
-    assert!(!text.contains("not-the-password"), "the password is never shown: {text}");
+    assert!(
+        !text.contains("not-the-password"),
+        "the password is never shown: {text}"
+    );
 
     let e = expect_err(&pg::with_db(&admin, "no_such_db_for_borg"));
     let text = e.to_string();
     assert!(matches!(e, StoreError::Refused { .. }), "{e:?}");
-    assert!(text.contains("no_such_db_for_borg") && text.contains("createdb"), "{text}");
+    assert!(
+        text.contains("no_such_db_for_borg") && text.contains("createdb"),
+        "{text}"
+    );
 
     let e = expect_err("postgres://borg:pw@127.0.0.1:notaport/db");
     assert!(matches!(e, StoreError::Refused { .. }), "{e:?}");
@@ -124,7 +136,9 @@ fn an_unreachable_server_is_reported_quickly() {
 
 #[test]
 fn calls_survive_a_server_restart_and_report_a_long_outage() {
-    let Some(mut srv) = PgServer::start() else { return };
+    let Some(mut srv) = PgServer::start() else {
+        return;
+    };
     let db = PgDb::create_on(&srv.admin_url());
     let s = PgStore::open_with(&db.url, Duration::from_secs(20)).unwrap();
     s.sync_tasks(&[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &[])], 0)

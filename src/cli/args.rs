@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Config file [env: BORG_CONFIG] [default: ./config.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]
+    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]; after
+    /// `worker`, a value that is not a folder is the roles to claim: a,b
     #[arg(long, global = true, value_name = "DIR")]
     pub roles: Option<PathBuf>,
     /// Store database [env: BORG_STORE] [default: <workspaces>/borg.db]
@@ -138,9 +139,6 @@ pub struct WorkerArgs {
     /// At most N children at once on this host [env: BORG_CONCURRENCY] [default: 4]
     #[arg(long, value_name = "N")]
     pub concurrency: Option<usize>,
-    /// Only tasks of these roles (comma-separated) [default: every role]
-    #[arg(long, value_name = "ROLES", value_delimiter = ',')]
-    pub roles: Vec<String>,
     /// Only the tasks of this list (as `borg run` registered it) [default: every task]
     #[arg(long, value_name = "NAME")]
     pub list: Option<String>,

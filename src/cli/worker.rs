@@ -3,6 +3,9 @@
 //! `--roles`) and runs them in this host's own workspaces exactly as `borg run` does,
 //! until SIGINT or SIGTERM: then it stops claiming, hands back what runs (the children
 //! get the stop ladder; their tasks go back to the pool for another host) and exits 0.
+//!
+//! `--roles` is global (the roles folder); after `worker` a value that is not a folder
+//! names the roles to claim, comma-separated (`borg worker --roles developer,tester`).
 
 use super::run::{execute, inputs, open_store};
 use super::Ctx;
@@ -14,6 +17,8 @@ use crate::store::location::StoreLocation;
 
 /// Runs `borg worker`.
 pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
+    let (ctx, roles) = split_roles(ctx);
+    let (ctx, a) = (&ctx, Claims { roles, ..a.into() });
     let as_run = RunArgs {
         tasks: None,
         concurrency: a.concurrency,
@@ -88,6 +93,51 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
             Ok(EXIT_FAILED)
         }
     }
+}
+
+/// The worker's arguments, with the roles to claim.
+struct Claims {
+    host_id: Option<String>,
+    concurrency: Option<usize>,
+    roles: Vec<String>,
+    list: Option<String>,
+    timeout: Option<std::time::Duration>,
+    claude: Option<std::path::PathBuf>,
+    template: Option<std::path::PathBuf>,
+    progress: crate::cli::ProgressMode,
+}
+
+impl From<WorkerArgs> for Claims {
+    fn from(a: WorkerArgs) -> Claims {
+        Claims {
+            host_id: a.host_id,
+            concurrency: a.concurrency,
+            roles: Vec::new(),
+            list: a.list,
+            timeout: a.timeout,
+            claude: a.claude,
+            template: a.template,
+            progress: a.progress,
+        }
+    }
+}
+
+/// `--roles VALUE`: a folder stays the roles folder; anything else is the roles to
+/// claim (and the roles folder comes from the environment, the config or the default).
+fn split_roles(ctx: &Ctx) -> (Ctx, Vec<String>) {
+    let mut global = ctx.global.clone();
+    let mut roles = Vec::new();
+    if let Some(v) = global.roles.clone().filter(|p| !p.is_dir()) {
+        roles = v
+            .to_string_lossy()
+            .split(',')
+            .map(|r| r.trim().to_string())
+            .filter(|r| !r.is_empty())
+            .collect();
+        global.roles = None;
+    }
+    let env = ctx.env.clone();
+    (Ctx { global, env }, roles)
 }
 
 /// A host id: what a task id may be (it ends up in owner ids and in `borg status`).

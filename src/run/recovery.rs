@@ -36,10 +36,15 @@ pub fn register(store: &dyn Store, host_id: Option<&str>) -> Result<OwnerInfo, S
     Ok(owner)
 }
 
-/// Owner heartbeat; claims of dead owners back at once; expired leases back.
-pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {
+/// Owner heartbeat; claims of dead owners back at once; expired leases back. Returns
+/// the heartbeat's error when the store could not be reached (nothing else was done).
+pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) -> Result<(), StoreError> {
     let id = me.id.clone();
-    let _ = db(store, move |st| st.heartbeat_owner(&id, now_ms())).await;
+    if let Err(e @ StoreError::Unreachable { .. }) =
+        db(store, move |st| st.heartbeat_owner(&id, now_ms())).await
+    {
+        return Err(e);
+    }
     let owners = db(store, |st| st.owners()).await.unwrap_or_default();
     for o in owners {
         if o.id == me.id || o.host != me.host {
@@ -60,6 +65,7 @@ pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {
     if let Ok(expired) = db(store, |st| st.release_expired(now_ms())).await {
         sweep(&expired);
     }
+    Ok(())
 }
 
 /// Kills what is left of attempts whose borg is gone: the recorded process group (if

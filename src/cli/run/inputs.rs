@@ -56,10 +56,15 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         );
         return Err(UsageError(msg).into());
     }
-    let claude = claude::resolve(
+    let found = claude::resolve(
         settings.claude.path.as_deref(),
         ctx.env.get("PATH").map(String::as_str),
-    )?;
+    );
+    // --no-work starts no child: a host that only enqueues needs no claude.
+    let claude = match found {
+        Err(_) if a.no_work => PathBuf::from("claude"),
+        r => r?,
+    };
     let inputs = Inputs {
         settings,
         roles,

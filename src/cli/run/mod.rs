@@ -30,7 +30,11 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         };
         return dry_run(list, &inputs.claude, a.json);
     }
-    let version = inputs::preflight(ctx, &inputs.claude).await;
+    let version = if a.no_work {
+        None
+    } else {
+        inputs::preflight(ctx, &inputs.claude).await
+    };
     tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs, None).await?;
     let synced = sync_list(store.as_ref(), &inputs, a.list.as_deref())?;
@@ -69,7 +73,7 @@ pub(crate) async fn open_store(
 ) -> anyhow::Result<(Arc<dyn Store>, OwnerInfo)> {
     let store = ctx.store(&inputs.settings)?;
     let owner = crate::run::recovery::register(store.as_ref(), host_id)?;
-    crate::run::recovery::maintenance(&store, &owner).await;
+    crate::run::recovery::maintenance(&store, &owner).await?;
     Ok((store, owner))
 }
 
@@ -165,7 +169,6 @@ fn progress_display(ctx: &Ctx, mode: ProgressMode) -> Box<dyn Progress> {
 fn with_handoffs(store: &dyn Store, ids: Vec<String>) -> anyhow::Result<Vec<String>> {
     Ok(crate::run::lists::with_handoffs(&store.tasks()?, ids))
 }
-
 
 /// Prints the plan: waves of tasks that can run together.
 fn dry_run(list: &TaskList, claude: &std::path::Path, json: bool) -> anyhow::Result<i32> {

@@ -33,7 +33,12 @@ pub(super) struct HostView {
 }
 
 /// The hosts, from the owners and the tasks they hold.
-pub(super) fn hosts(owners: &[OwnerInfo], tasks: &[TaskRow], lease: Duration, now: i64) -> Vec<HostView> {
+pub(super) fn hosts(
+    owners: &[OwnerInfo],
+    tasks: &[TaskRow],
+    lease: Duration,
+    now: i64,
+) -> Vec<HostView> {
     let here = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())

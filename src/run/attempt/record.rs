@@ -74,7 +74,9 @@ async fn finish(att: &Attempt, fin: AttemptFinish) -> Option<String> {
         let (token, f) = (att.claim.token.clone(), fin.clone());
         match call(&att.shared.store, move |st| st.finish_attempt(&token, &f)).await {
             Ok(()) => return None,
-            Err(e @ StoreError::Unreachable { .. }) if began.elapsed() < lease * FINISH_PATIENCE => {
+            Err(e @ StoreError::Unreachable { .. })
+                if began.elapsed() < lease * FINISH_PATIENCE =>
+            {
                 tracing::warn!("recording {}: {e}; trying again", att.claim.task.id);
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }

@@ -175,7 +175,10 @@ impl<'p> Scheduler<'p> {
     async fn maintain_if_due(&mut self) {
         let now = now_ms();
         if now >= self.next_maintenance {
-            crate::run::recovery::maintenance(&self.store, &self.owner).await;
+            match crate::run::recovery::maintenance(&self.store, &self.owner).await {
+                Ok(()) => self.store_back(),
+                Err(e) => self.store_away(&e),
+            }
             let lease = self.shared.settings.run.lease.as_millis() as i64;
             self.next_maintenance = now + (lease / 3).clamp(500, 5000);
         }

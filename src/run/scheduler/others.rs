@@ -25,9 +25,8 @@ impl Scheduler<'_> {
     pub(super) fn store_away(&mut self, e: &StoreError) {
         if self.store_down.is_none() {
             self.store_down = Some(Instant::now());
-            let note = format!(
-                "{e}; no new task starts until the store is back (running tasks go on)"
-            );
+            let note =
+                format!("{e}; no new task starts until the store is back (running tasks go on)");
             tracing::warn!("{note}");
             self.progress.event(&Event::Note(note));
         }
@@ -109,8 +108,7 @@ impl Scheduler<'_> {
         let Some(name) = self.opts.list.clone() else {
             return;
         };
-        let Ok(ids) = db(&self.store, move |st| crate::run::lists::members(st, &name)).await
-        else {
+        let Ok(ids) = db(&self.store, move |st| crate::run::lists::members(st, &name)).await else {
             return;
         };
         let fresh: Vec<String> = ids

@@ -37,7 +37,7 @@ pub use schema::{CHANNEL, SCHEMA_VERSION};
 
 /// How long a call keeps trying to reach a server that went away before it reports
 /// the store unreachable (the caller decides what a pause means for it).
-pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(10);
+pub const DEFAULT_RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// How long connecting may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
