@@ -123,6 +123,11 @@ impl Engine {
         &self.handle
     }
 
+    /// The pool.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Runs `f` in a read-write transaction (READ COMMITTED; the fence checks and
     /// `FOR UPDATE` do the serialising), retried as the module doc says.
     pub(crate) fn write<T, F>(&self, f: F) -> Result<T, StoreError>

@@ -123,6 +123,9 @@ impl PgStore {
             let _ = driver.await;
             res.map_err(|e| e.into_store(&shown))
         })?;
+        // One pooled connection now: the first claim need not pay for connecting.
+        let pool = engine.pool().clone();
+        let _ = engine.block(async move { Ok(pool.get().await.is_ok()) });
         Ok(PgStore {
             engine,
             config,
