@@ -459,7 +459,9 @@ fn store_urls_from_flag_env_and_file() {
     let s = load_env(&[("BORG_STORE", url)], d).unwrap();
     assert_eq!(s.paths.store, PathBuf::from(url));
     assert!(!json(&s).to_string().contains("s3cret"), "{}", json(&s));
-    assert!(json(&s).to_string().contains("postgres://borg:***@db.example:5432/borg"));
+    assert!(json(&s)
+        .to_string()
+        .contains("postgres://borg:***@db.example:5432/borg"));
     let over = Overrides {
         store: Some(PathBuf::from("postgresql://h/other")),
         ..Default::default()

@@ -46,8 +46,9 @@ pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) -> Result<(), S
         return Err(e);
     }
     let owners = db(store, |st| st.owners()).await.unwrap_or_default();
+    let shared = store.shared_by_hosts();
     for o in owners {
-        if o.id == me.id || o.host != me.host {
+        if o.id == me.id || o.host != me.host || (shared && o.boot_id != me.boot_id) {
             continue;
         }
         if !crate::supervise::procs::same_process(o.pid, o.start_time, &o.boot_id) {

@@ -119,6 +119,13 @@ pub trait Store: Send + Sync {
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+
+    /// Whether borgs on other machines may use this store (a database server). Then an
+    /// owner is judged by its pid only when it also ran on this very boot of this
+    /// machine (a host name alone may repeat across machines); else by its lease.
+    fn shared_by_hosts(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a store call on tokio's blocking pool, so a commit waiting for the disk never

@@ -1,8 +1,8 @@
 //! `borg status`, the hosts: every borg registered in the store (a `borg run` or a
 //! `borg worker`, on this machine or another), with its host id, host name, pid, last
 //! heartbeat and the tasks it runs; marked dead when its heartbeat is older than the
-//! lease, or (on this machine) when its process is gone. On other machines only the
-//! heartbeat can tell.
+//! lease, or (on this machine, this boot) when its process is gone. On other machines
+//! only the heartbeat can tell.
 
 use crate::store::{OwnerInfo, TaskRow};
 use serde::Serialize;
@@ -43,11 +43,13 @@ pub(super) fn hosts(
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_default();
+    let boot = crate::supervise::procs::boot_id();
     owners
         .iter()
         .map(|o| {
             let age = (now - o.heartbeat_ms).max(0);
             let dead = if o.host == here
+                && o.boot_id == boot
                 && !crate::supervise::procs::same_process(o.pid, o.start_time, &o.boot_id)
             {
                 Some(format!("process {} is gone", o.pid))

@@ -183,6 +183,9 @@ impl Store for PgStore {
         let key = key.to_string();
         read!(self, [key], |tx| misc::fleet(tx, &key))
     }
+    fn shared_by_hosts(&self) -> bool {
+        true
+    }
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = notes.as_ref() {

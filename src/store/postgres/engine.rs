@@ -27,6 +27,9 @@ pub(crate) type Tx<'a> = deadpool_postgres::Transaction<'a>;
 /// The future of one transaction's work.
 pub(crate) type TxFut<'a, T> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
+/// Longest one transaction may take before the server counts as unreachable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Connections kept at most: one per concurrent store call of this process is plenty
 /// (the scheduler's calls, heartbeats, the change feed's reads).
 const POOL_SIZE: usize = 16;
@@ -158,7 +161,16 @@ impl Engine {
             let began = tokio::time::Instant::now();
             let mut pause = Duration::from_millis(50);
             loop {
-                match once(&pool, &f, read_only).await {
+                let Ok(res) = tokio::time::timeout(CALL_TIMEOUT, once(&pool, &f, read_only)).await
+                else {
+                    // A server that stopped answering (a network partition): the
+                    // outcome is unknown, so no retry; the fence sorts it out.
+                    return Err(StoreError::Unreachable {
+                        store: shown.clone(),
+                        message: format!("no answer for {} s", CALL_TIMEOUT.as_secs()),
+                    });
+                };
+                match res {
                     Ok(v) => return Ok(v),
                     Err((e, committing)) => {
                         let kind = classify(&e);

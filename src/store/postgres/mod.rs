@@ -110,6 +110,9 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("borg");
         }
+        // A peer that vanished without closing (a host or network gone) is noticed in
+        // under a minute rather than the system's two hours.
+        config.keepalives_idle(Duration::from_secs(20));
         let engine = Engine::start(config.clone(), shown.clone(), retry_for)?;
         let cfg = config.clone();
         engine.block(async move {
