@@ -412,3 +412,88 @@ fn bad_store_input_is_exit_2_naming_what_to_fix() {
     .unwrap();
     check(o, &["wizard", "developer"]);
 }
+
+#[test]
+fn status_shows_hosts_and_marks_the_dead_ones() {
+    let Some(db) = PgDb::create() else { return };
+    let sb = Sandbox::new();
+    let s = PgStore::open(&db.url).unwrap();
+    let now = borg::run::attempt::now_ms();
+    // A host on another machine that stopped beating 5 minutes ago, holding a task.
+    let gone = borg::store::OwnerInfo {
+        id: "borg-far-away-1".into(),
+        host: "far-away-machine".into(),
+        host_id: "far".into(),
+        pid: 4242,
+        start_time: 1,
+        boot_id: "another-boot".into(),
+        started_at_ms: now - 600_000,
+        heartbeat_ms: now - 300_000,
+    };
+    s.register_owner(&gone).unwrap();
+    let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let t = format!("held-{sfx}");
+    s.sync_tasks(
+        &[borg::store::NewTask {
+            id: t.clone(),
+            role: "developer".into(),
+            priority: 0,
+            order: 0,
+            depends_on: vec![],
+            instance: None,
+            max_attempts: 1,
+            spec: serde_json::json!({}),
+            hash: "h".into(),
+        }],
+        now,
+    )
+    .unwrap();
+    let r = borg::store::ClaimRequest {
+        owner: gone.id.clone(),
+        roles: vec!["developer".into()],
+        idle_instances: vec![],
+        reuse: vec![],
+        only: vec![],
+        scoped: false,
+        lease: Duration::from_secs(60),
+        now_ms: now,
+    };
+    s.claim_next(&r).unwrap().expect("claimed");
+    let w = Worker::start(&sb, &db.url, "near", 1);
+    let ok = wait_until(Duration::from_secs(20), || {
+        s.owners().unwrap().iter().any(|o| o.host_id == "near")
+    });
+    assert!(ok, "the worker registered: {}", w.stderr());
+    let out = borg_at(&sb, &sb.ws(), &db.url, &["status", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hosts = v["hosts"].as_array().unwrap();
+    let far = hosts
+        .iter()
+        .find(|h| h["host_id"] == "far")
+        .expect("far listed");
+    assert_eq!(far["alive"], false, "{far}");
+    assert!(
+        far["dead"].as_str().unwrap().contains("no heartbeat"),
+        "{far}"
+    );
+    assert_eq!(far["hostname"], "far-away-machine");
+    assert_eq!(far["pid"], 4242);
+    assert_eq!(far["running"], serde_json::json!([t]));
+    let near = hosts
+        .iter()
+        .find(|h| h["host_id"] == "near")
+        .expect("near listed");
+    assert_eq!(near["alive"], true, "{near}");
+    assert_eq!(near["pid"], w.child.id());
+    let out = borg_at(&sb, &sb.ws(), &db.url, &["status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("HOSTS") && text.contains("DEAD (no heartbeat"),
+        "{text}"
+    );
+    w.stop();
+}
