@@ -559,6 +559,7 @@ fn locks_release_refuses_a_live_holder_and_frees_a_dead_ones_lease() {
         boot_id: boot.clone(),
         started_at_ms: now(),
         heartbeat_ms: now(),
+        host_id: String::new(),
     };
     w.store.register_owner(&owner(me, stat.start_time)).unwrap();
     w.store

@@ -2,7 +2,8 @@
 //! (a stale attempt cannot lease, decide, message, save context or create tasks),
 //! leases ending with their claim however it ends, globs, the fair queue, deadlock
 //! detection, decision ids, read receipts, the agent task bound, and the migration
-//! that lets a task end `out_of_scope`.
+//! that lets a task end `out_of_scope`. Each runs on SQLite and on PostgreSQL
+//! (`conformance!`; the PostgreSQL one needs a server, see `tests/store_postgres.rs`).
 
 mod store_util;
 
@@ -53,14 +54,15 @@ fn decision() -> NewDecision {
     }
 }
 
-#[test]
-fn a_stale_attempt_cannot_lease_decide_message_or_create() {
-    let (_d, st) = fresh();
+conformance! {
+    fn a_stale_attempt_cannot_lease_decide_message_or_create(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     st.sync_tasks(&[nt("a", "developer", 0, 0, &[])], T0)
         .unwrap();
-    let old = running(&st, "a", "o1", "dev-1", T0);
+    let old = running(st, "a", "o1", "dev-1", T0);
     // Its lease runs out and another borg takes the task over: fence + 1.
-    let newer = running(&st, "a", "o2", "dev-2", T0 + 120_000);
+    let newer = running(st, "a", "o2", "dev-2", T0 + 120_000);
     assert_eq!(newer.fence, old.fence + 1);
     let now = T0 + 121_000;
     let stale = |e: StoreError| matches!(e, StoreError::StaleClaim { .. });
@@ -107,10 +109,12 @@ fn a_stale_attempt_cannot_lease_decide_message_or_create() {
         "DEC-20270115-0001"
     );
 }
+}
 
-#[test]
-fn leases_end_with_their_claim_however_it_ends() {
-    let (_d, st) = fresh();
+conformance! {
+    fn leases_end_with_their_claim_however_it_ends(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     st.sync_tasks(
         &[
             nt("a", "developer", 0, 0, &[]),
@@ -120,9 +124,9 @@ fn leases_end_with_their_claim_however_it_ends() {
         T0,
     )
     .unwrap();
-    let a = running(&st, "a", "o1", "dev-1", T0);
-    let b = running(&st, "b", "o2", "dev-2", T0);
-    let c = running(&st, "c", "o1", "dev-3", T0);
+    let a = running(st, "a", "o1", "dev-1", T0);
+    let b = running(st, "b", "o2", "dev-2", T0);
+    let c = running(st, "c", "o1", "dev-3", T0);
     for (who, p) in [(&a, "a.rs"), (&b, "b.rs"), (&c, "c.rs")] {
         assert_eq!(
             st.lock_paths(who, &lock(&[p], None), T0).unwrap().granted,
@@ -145,10 +149,12 @@ fn leases_end_with_their_claim_however_it_ends() {
     // ...and gone once the claim is released.
     assert!(st.leases(later).unwrap().is_empty());
 }
+}
 
-#[test]
-fn globs_conflict_with_what_they_cover_and_the_hook_check_sees_them() {
-    let (_d, st) = fresh();
+conformance! {
+    fn globs_conflict_with_what_they_cover_and_the_hook_check_sees_them(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     st.sync_tasks(
         &[
             nt("a", "developer", 0, 0, &[]),
@@ -157,8 +163,8 @@ fn globs_conflict_with_what_they_cover_and_the_hook_check_sees_them() {
         T0,
     )
     .unwrap();
-    let a = running(&st, "a", "o1", "dev-1", T0);
-    let b = running(&st, "b", "o1", "dev-2", T0);
+    let a = running(st, "a", "o1", "dev-1", T0);
+    let b = running(st, "b", "o1", "dev-2", T0);
     assert_eq!(
         st.lock_paths(&a, &lock(&["src/auth/**"], None), T0)
             .unwrap()
@@ -205,10 +211,12 @@ fn globs_conflict_with_what_they_cover_and_the_hook_check_sees_them() {
         WriteCheck::Allowed { .. }
     ));
 }
+}
 
-#[test]
-fn the_queue_is_fair_and_a_wait_that_closes_a_cycle_is_refused() {
-    let (_d, st) = fresh();
+conformance! {
+    fn the_queue_is_fair_and_a_wait_that_closes_a_cycle_is_refused(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     let ids = ["h", "w1", "w2"];
     st.sync_tasks(
         &ids.iter()
@@ -218,9 +226,9 @@ fn the_queue_is_fair_and_a_wait_that_closes_a_cycle_is_refused() {
         T0,
     )
     .unwrap();
-    let h = running(&st, "h", "o1", "dev-h", T0);
-    let w1 = running(&st, "w1", "o1", "dev-1", T0);
-    let w2 = running(&st, "w2", "o1", "dev-2", T0);
+    let h = running(st, "h", "o1", "dev-h", T0);
+    let w1 = running(st, "w1", "o1", "dev-1", T0);
+    let w2 = running(st, "w2", "o1", "dev-2", T0);
     st.lock_paths(&h, &lock(&["f.txt"], None), T0).unwrap();
     assert_eq!(
         st.lock_paths(&w1, &lock(&["f.txt"], Some(60)), T0)
@@ -282,13 +290,15 @@ fn the_queue_is_fair_and_a_wait_that_closes_a_cycle_is_refused() {
         ["f.txt"]
     );
 }
+}
 
-#[test]
-fn decision_ids_count_per_day_and_messages_are_read_once_per_instance() {
-    let (_d, st) = fresh();
+conformance! {
+    fn decision_ids_count_per_day_and_messages_are_read_once_per_instance(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     st.sync_tasks(&[nt("a", "developer", 0, 0, &[])], T0)
         .unwrap();
-    let a = running(&st, "a", "o1", "dev-1", T0);
+    let a = running(st, "a", "o1", "dev-1", T0);
     let day2 = T0 + 86_400_000;
     let ids: Vec<String> = [T0, T0 + 1, day2]
         .iter()
@@ -364,13 +374,15 @@ fn decision_ids_count_per_day_and_messages_are_read_once_per_instance() {
         .unwrap();
     assert!(mine.iter().all(|m| m.body != "me"));
 }
+}
 
-#[test]
-fn agent_tasks_are_bounded_per_run_and_join_the_runs_scope() {
-    let (_d, st) = fresh();
+conformance! {
+    fn agent_tasks_are_bounded_per_run_and_join_the_runs_scope(b) {
+    let (_d, st) = b.fresh();
+    let st: &dyn Store = &*st;
     st.sync_tasks(&[nt("p", "developer", 0, 0, &[])], T0)
         .unwrap();
-    let p = running(&st, "p", "o1", "dev-1", T0);
+    let p = running(st, "p", "o1", "dev-1", T0);
     for n in 0..3 {
         st.create_agent_task(&p, &nt(&format!("c{n}"), "tester", 0, 0, &["p"]), 3, T0)
             .unwrap();
@@ -394,6 +406,7 @@ fn agent_tasks_are_bounded_per_run_and_join_the_runs_scope() {
     let mut r = req("o1", &["tester"], T0 + 20);
     r.scoped = true;
     assert_eq!(st.claim_next(&r).unwrap().unwrap().task.id, "c0");
+}
 }
 
 #[test]

@@ -7,7 +7,6 @@ use crate::coord::notes;
 use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::run::attempt::now_ms;
-use crate::store::CoordStore;
 
 /// Runs `borg decisions ...`.
 pub fn run(ctx: &Ctx, cmd: DecisionsCmd) -> anyhow::Result<i32> {

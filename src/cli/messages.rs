@@ -8,7 +8,6 @@ use crate::coord::notes;
 use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::run::attempt::now_ms;
-use crate::store::CoordStore;
 
 /// Runs `borg messages ...`.
 pub fn run(ctx: &Ctx, cmd: MessagesCmd) -> anyhow::Result<i32> {

@@ -1,6 +1,9 @@
 //! `borg status`: the fleet at a glance, read from the store (so it works from another
 //! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics.
+//! parking and breaker, run totals and per-role metrics, and the hosts of the fleet
+//! (`hosts`).
+
+mod hosts;
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
@@ -9,7 +12,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, CoordStore, Store, TaskRow};
+use crate::store::{Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -36,6 +39,7 @@ struct InstanceView {
 /// The whole view.
 #[derive(Debug, Serialize)]
 struct StatusView {
+    hosts: Vec<hosts::HostView>,
     instances: Vec<InstanceView>,
     queue: BTreeMap<&'static str, Vec<String>>,
     parked: Option<serde_json::Value>,
@@ -56,7 +60,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
     loop {
-        let v = view(&store)?;
+        let v = view(store.as_ref(), s.run.lease)?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -79,7 +83,7 @@ const QUEUE_STATES: [&str; 7] = [
     "ready", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
-fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
+fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -120,6 +124,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     }
     let (totals, roles) = report::totals(&reports);
     Ok(StatusView {
+        hosts: hosts::hosts(&store.owners()?, &tasks, lease, now),
         instances,
         queue,
         parked,
@@ -137,7 +142,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
 
 /// Each instance with what it runs now (from its live transcript and the activity its
 /// agent reported).
-fn instance_views(store: &SqliteStore, now: i64) -> anyhow::Result<Vec<InstanceView>> {
+fn instance_views(store: &dyn Store, now: i64) -> anyhow::Result<Vec<InstanceView>> {
     let running = store.running_attempts()?;
     let acts = store.activities()?;
     let mut instances = Vec::new();
@@ -174,6 +179,7 @@ fn instance_views(store: &SqliteStore, now: i64) -> anyhow::Result<Vec<InstanceV
 /// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
     let mut o = String::new();
+    hosts::write_hosts(&mut o, &v.hosts);
     write_instances(&mut o, &v.instances);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);

@@ -23,8 +23,8 @@ use super::env::AttemptEnv;
 use super::files::SERVER;
 use super::leases::refusal;
 use super::paths::{target, Target};
-use crate::store::coord::{Activity, CoordStore, WriteCheck};
-use crate::store::sqlite::SqliteStore;
+use crate::store::coord::{Activity, WriteCheck};
+use crate::store::location::StoreLocation;
 use crate::store::{Store, StoreError};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -91,7 +91,7 @@ fn pre(payload: &str, env: Result<AttemptEnv, String>) -> Answer {
         Ok(e) => e,
         Err(e) => return deny(&format!("borg cannot check this call: {e}")),
     };
-    let store = match SqliteStore::open_light(&env.store) {
+    let store = match StoreLocation::of(&env.store).open_light() {
         Ok(s) => s,
         Err(e) => {
             return deny(&format!(
@@ -100,7 +100,7 @@ fn pre(payload: &str, env: Result<AttemptEnv, String>) -> Answer {
         }
     };
     if call.tool.starts_with(&format!("mcp__{SERVER}__")) {
-        return claim_current(&store, &env);
+        return claim_current(store.as_ref(), &env);
     }
     let Some(file) = call.input["file_path"]
         .as_str()
@@ -111,11 +111,11 @@ fn pre(payload: &str, env: Result<AttemptEnv, String>) -> Answer {
             call.tool
         ));
     };
-    write_check(&store, &env, &call, file)
+    write_check(store.as_ref(), &env, &call, file)
 }
 
 /// A call of borg's own tools goes ahead only while this attempt's claim is current.
-fn claim_current(store: &SqliteStore, env: &AttemptEnv) -> Answer {
+fn claim_current(store: &dyn Store, env: &AttemptEnv) -> Answer {
     let a = &env.actor;
     match store.task(&a.task) {
         Ok(Some(t)) if t.fence == a.fence && t.status == crate::outcome::Status::Running => {
@@ -134,7 +134,7 @@ fn stale_text(a: &crate::store::coord::Actor) -> String {
 }
 
 /// The write check proper: borg's files, the role's scope, then the leases.
-fn write_check(store: &SqliteStore, env: &AttemptEnv, call: &Call, file: &str) -> Answer {
+fn write_check(store: &dyn Store, env: &AttemptEnv, call: &Call, file: &str) -> Answer {
     let cfg = &env.config;
     let cwd = if call.cwd.as_os_str().is_empty() {
         cfg.root.clone()
@@ -199,7 +199,7 @@ fn post(payload: &str, env: Result<AttemptEnv, String>) -> Answer {
     let (Ok(call), Ok(env)) = (parse(payload), env) else {
         return Answer(None);
     };
-    let Ok(store) = SqliteStore::open_light(&env.store) else {
+    let Ok(store) = StoreLocation::of(&env.store).open_light() else {
         return Answer(None);
     };
     let cfg = &env.config;
@@ -221,5 +221,5 @@ fn post(payload: &str, env: Result<AttemptEnv, String>) -> Answer {
     if call.tool != "Bash" {
         return Answer(None);
     }
-    bash::after(&store, &env)
+    bash::after(store.as_ref(), &env)
 }

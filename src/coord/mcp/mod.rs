@@ -16,7 +16,7 @@ mod notes;
 mod work;
 
 use super::env::AttemptEnv;
-use crate::store::sqlite::SqliteStore;
+use crate::store::location::StoreLocation;
 use crate::store::Store;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -42,7 +42,7 @@ pub(crate) struct Ctx<'a> {
 #[derive(Clone)]
 pub struct Server {
     env: Arc<Result<AttemptEnv, String>>,
-    store: Arc<Mutex<Option<Arc<SqliteStore>>>>,
+    store: Arc<Mutex<Option<Arc<dyn Store>>>>,
 }
 
 impl Server {
@@ -55,14 +55,14 @@ impl Server {
     }
 
     /// The store, opened on first use (and again after a failure).
-    fn store(&self, env: &AttemptEnv) -> Result<Arc<SqliteStore>, String> {
+    fn store(&self, env: &AttemptEnv) -> Result<Arc<dyn Store>, String> {
         let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = slot.as_ref() {
             return Ok(s.clone());
         }
-        let s = Arc::new(SqliteStore::open_light(&env.store).map_err(|e| {
+        let s = StoreLocation::of(&env.store).open_light().map_err(|e| {
             format!("borg cannot reach its store right now ({e}); carry on with your task and try again later")
-        })?);
+        })?;
         *slot = Some(s.clone());
         Ok(s)
     }

@@ -12,8 +12,9 @@
 //!   (`attempts.resume_session`), fleet-wide values (`fleet`), an index for the lease
 //!   sweep, and the trigger-kept count of unmet dependencies (`tasks.unmet`) that makes
 //!   the claim fast on big lists.
-//! - v3: the tasks a run may claim (`run_scope`).
-//! - v4: coordination (`coord`): file leases and their wait queue, decisions, messages
+//! - v3: the claim scope of a run (`run_scope`).
+//! - v4: the host id of an owner (`owners.host_id`).
+//! - v5: coordination (`coord`): file leases and their wait queue, decisions, messages
 //!   and read receipts, the shared context, attempt activity, lease violations and
 //!   tasks created by agents; and the statuses of checked work (`verify_failed`,
 //!   `out_of_scope`, `integration_failed`) allowed in `tasks.status` (the CHECK is
@@ -24,7 +25,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -192,9 +193,15 @@ CREATE TABLE run_scope (
 ) STRICT, WITHOUT ROWID;
 "#;
 
-/// v3 → v4: coordination. Leases and waits carry the claim (task, fence) they belong
-/// to and the prefix the write hook looks them up by (see `store::coord::leasing`).
+/// v3 → v4: a host's name in the fleet (`borg worker --host-id`), shown by `borg
+/// status`; empty for owners registered before.
 pub(crate) const V4: &str = r#"
+ALTER TABLE owners ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+"#;
+
+/// v4 → v5: coordination. Leases and waits carry the claim (task, fence) they belong
+/// to and the prefix the write hook looks them up by (see `store::coord::leasing`).
+pub(crate) const V5: &str = r#"
 CREATE TABLE file_leases (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
     path       TEXT NOT NULL,
@@ -306,13 +313,13 @@ CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
 
-/// The statuses `tasks.status` accepts from v4 on: v1's, plus those of checked work.
+/// The statuses `tasks.status` accepts from v5 on: v1's, plus those of checked work.
 const OLD_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited')";
 const NEW_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited',\n                        'verify_failed','out_of_scope','integration_failed')";
 
-/// Widens the CHECK of `tasks.status` in place (part of step v4). SQLite cannot alter a
+/// Widens the CHECK of `tasks.status` in place (part of step v5). SQLite cannot alter a
 /// CHECK; rebuilding `tasks` would need foreign keys off, which cannot change inside
 /// the migration's transaction, and would cascade into `task_deps`. Allowing more
 /// values changes nothing stored, so SQLite's documented in-place edit applies: rewrite
@@ -384,7 +391,7 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
     }
     for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
         tx.execute_batch(step)?;
-        if i + 1 == 4 {
+        if i + 1 == 5 {
             widen_statuses(&tx)?;
         }
         // PRAGMA takes no bound parameters; the value is our own integer.
