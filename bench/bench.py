@@ -138,6 +138,12 @@ def bench_dispatch(env):
     os.makedirs(d)
     config = os.path.join(d, "config.toml")
     write_config(config, {"concurrency": conc})
+    # The same run without coordination (no `borg mcp` per child, no hooks): what the
+    # MCP server and hooks every child gets cost at dispatch.
+    no_coord = os.path.join(d, "config-no-coord.toml")
+    write_config(no_coord, {"concurrency": conc})
+    with open(no_coord, "a") as f:
+        f.write("[coord]\nenabled = false\n")
     tasks = os.path.join(d, "tasks.toml")
     write_tasks(tasks, [{"id": f"t{i:04d}", "prompt": "#fake instant\n"} for i in range(n)])
 
@@ -183,9 +189,9 @@ def bench_dispatch(env):
     # the harness's own cleanup to borg.
     spent = []
 
-    def borg_once(where):
+    def borg_once(where, cfg=config):
         ws = os.path.join(where, f"ws-{random.getrandbits(32):08x}")
-        dt, rc = timed(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+        dt, rc = timed(borg_cmd(env, ws, cfg, "run", tasks, "--claude", env.fake,
                                 "--progress", "none"))
         if rc != 0:
             raise SystemExit(f"bench: borg run failed (exit {rc}) in {ws}")
@@ -209,12 +215,13 @@ def bench_dispatch(env):
             "folder are dominated by the filesystem (choose another with --dir)")
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    t_borg, t_xargs, t_shim, t_shm = [], [], [], []
+    t_borg, t_xargs, t_shim, t_shm, t_off = [], [], [], [], []
     borg_once(d)  # warm-up: page cache, binary
     for _ in range(env.runs):
         t_xargs.append(timed(xargs)[0])
         t_borg.append(borg_once(d))
         t_shim.append(timed(shim)[0])
+        t_off.append(borg_once(d, no_coord))
         if shm:
             where = tempfile.mkdtemp(prefix="borg-bench-", dir=shm)
             t_shm.append(borg_once(where))
@@ -230,6 +237,10 @@ def bench_dispatch(env):
                "xargs running each child under `borg __shim`")
     env.record("dispatch", "borg / (xargs with shim)", mb / ms, "x")
     env.record("dispatch", "per-task overhead (borg - xargs) / tasks", (mb - mx) / n * 1000, "ms")
+    mo = statistics.median(t_off)
+    env.record("dispatch", "comparison: [coord] enabled = false, borg / xargs", mo / mx, "x", "",
+               "no borg mcp and no hooks per child")
+    env.record("dispatch", "coordination's share per task (on - off) / tasks", (mb - mo) / n * 1000, "ms")
     if t_shm:
         m = statistics.median(t_shm)
         env.record("dispatch", "comparison: store on tmpfs (/dev/shm), borg / xargs", m / mx, "x", "",
@@ -673,7 +684,245 @@ def bench_wake(env):
 
 
 # ---------------------------------------------------------------------------
-# 8. Git mode on a large repository
+# 8. Coordination (issue 15)
+# ---------------------------------------------------------------------------
+
+def bench_coord(env):
+    """Coordination: `borg hook pre-tool-use` wall time per call (process start, store
+    open, the lease check and, with auto-lock, the lease's durable commit) with 64
+    leases held by another attempt and 8 concurrent callers; and the `lock_files` +
+    `unlock_files` round trip through a running `borg mcp`."""
+    n = 16 if env.smoke else 250
+    log(f"[coord] borg hook: {n} calls x 8 callers, 64 leases held; borg mcp: {4 * n} lock+unlock round trips")
+    exe = find_test_bench("bench_coord", "BORG_BENCH_COORD_EXE")
+    figs = {}
+    for r in range(env.runs):
+        d = env.path(f"coord{r}")
+        os.makedirs(d)
+        e = dict(os.environ, BORG_BENCH_COORD=str(n), BORG_BENCH_DIR=d)
+        out = subprocess.run([exe, "--exact", "coord_latency", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH coord " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the coord bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH coord ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+        shutil.rmtree(d, ignore_errors=True)
+    for mode, what, target in (
+            ("hook-auto-lock-1-caller", "borg hook pre-tool-use, auto-lock, 1 caller alone", ""),
+            ("hook-auto-lock", "borg hook pre-tool-use, auto-lock (check + lease commit)", "< 10"),
+            ("hook-check-only", "borg hook pre-tool-use, check only (auto_lock = false)", "< 10"),
+            ("check-in-process", "the lease check alone (one indexed query), in-process", "< 10"),
+            ("mcp-lock-unlock", "lock_files + unlock_files through borg mcp", "")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("coord", f"{what}: p50", med("p50_ms"), "ms", target, "the seed's < 10 ms lock check")
+        env.record("coord", f"{what}: p99", med("p99_ms"), "ms", target)
+
+
+def find_test_bench(name, var):
+    """A test binary of tests/NAME.rs (built by run.sh; else built here in release)."""
+    exe = os.environ.get(var)
+    if exe:
+        return exe
+    out = subprocess.run(["cargo", "test", "--release", "--test", name, "--no-run",
+                          "--message-format", "json"], cwd=ROOT, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == name \
+                and m.get("executable"):
+            return m["executable"]
+    raise SystemExit(f"bench: cannot build tests/{name}.rs:\n" + out.stderr[-2000:])
+
+
+# ---------------------------------------------------------------------------
+# 9. Many hosts on PostgreSQL (issue 17)
+# ---------------------------------------------------------------------------
+
+class PgServer:
+    """A throwaway PostgreSQL through scripts/with-postgres.sh, alive until close()."""
+
+    def __init__(self):
+        script = os.path.join(ROOT, "scripts", "with-postgres.sh")
+        self.proc = subprocess.Popen(
+            [script, "sh", "-c", 'echo "$BORG_TEST_PG_URL"; echo "$BORG_TEST_PG_BIN"; read _'],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        self.bin = self.proc.stdout.readline().strip()
+        if not self.url:
+            raise SystemExit("bench: scripts/with-postgres.sh did not start a server")
+        self.n = 0
+
+    def fresh(self):
+        """The URL of a new empty database on the server."""
+        from urllib.parse import urlsplit, urlunsplit
+        self.n += 1
+        name = f"bench_{os.getpid()}_{self.n}"
+        u = urlsplit(self.url)
+        env = dict(os.environ, PGPASSWORD=u.password or "")
+        # createdb sits beside the real initdb (PATH may hold only links to some binaries)
+        createdb = os.path.join(os.path.dirname(os.path.realpath(os.path.join(self.bin, "initdb"))), "createdb")
+        subprocess.run([createdb, "-h", u.hostname, "-p", str(u.port),
+                        "-U", u.username, name], env=env, check=True)
+        return urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except Exception:
+            self.proc.kill()
+
+
+def start_worker(env, d, store, host, config, conc, roles=None):
+    ws = os.path.join(d, f"ws-{host}")
+    cmd = [env.borg, "--config", config, "--workspaces", ws, "--store", store]
+    if roles:
+        cmd += ["--roles", roles]
+    cmd += ["worker", "--host-id", host, "--concurrency", str(conc), "--claude", env.fake,
+            "--progress", "none"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_workers(procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def pg_claims(env, srv):
+    n = 200 if env.smoke else 4000
+    log(f"[pg] {n} claim+complete cycles, 8 workers: SQLite vs PostgreSQL, side by side")
+    exe = find_claims_bench()
+    figs = {}
+    for r in range(env.runs):
+        d = env.path(f"pgclaims{r}")
+        os.makedirs(d)
+        e = dict(os.environ, BORG_BENCH_CLAIMS=str(n), BORG_BENCH_DIR=d, BORG_TEST_PG_URL=srv.url)
+        out = subprocess.run([exe, "--exact", "pg_claims_latency", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH pg " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the pg claims bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH pg ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+        shutil.rmtree(d, ignore_errors=True)
+    for mode, what in (("sqlite-8-handles", "SQLite, 8 workers with a handle each"),
+                       ("postgres-8-handles", "PostgreSQL, 8 workers with a handle each"),
+                       ("postgres-one-handle", "PostgreSQL, 8 workers on one handle")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("pg", f"{what}: p50", med("p50_ms"), "ms")
+        env.record("pg", f"{what}: p99", med("p99_ms"), "ms", "<= 5")
+        env.record("pg", f"{what}: throughput", med("per_s"), "cycles/s")
+
+
+def pg_wake(env, srv):
+    """A dependency finishing on host A, its dependent starting on host B: the time
+    from the dependency's finish (its attempt's finished_ms) to the dependent's child
+    start (fake-claude's argv record). PostgreSQL (NOTIFY) vs SQLite (polling)."""
+    k = 2 if env.smoke else 8
+    log(f"[pg] wake-up across hosts, {k} dependency pairs per run: NOTIFY vs polling")
+    for kind in ("postgres", "sqlite"):
+        samples = []
+        for run in range(env.runs):
+            d = env.path(f"pgwake-{kind}{run}")
+            os.makedirs(d)
+            state = os.path.join(d, "state")
+            config = os.path.join(d, "config.toml")
+            write_config(config, {"retries": 0}, {"FAKE_CLAUDE_STATE_DIR": state})
+            store = srv.fresh() if kind == "postgres" else os.path.join(d, "shared.db")
+            tasks = []
+            for i in range(k):
+                tasks.append({"id": f"dep{i}", "role": "developer", "prompt": f"#fake sleep {300 + 150 * i}\n#fake text done\n"})
+                tasks.append({"id": f"next{i}", "role": "tester", "depends_on": [f"dep{i}"], "prompt": "#fake text next\n"})
+            lst = os.path.join(d, "wake.toml")
+            write_tasks(lst, tasks)
+            a = start_worker(env, d, store, "host-a", config, k, "developer")
+            b = start_worker(env, d, store, "host-b", config, 2, "tester")
+            time.sleep(1.0)  # both idle, waiting
+            subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"), "--store", store,
+                            "run", lst, "--no-work", "--progress", "none", "--json"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+            for i in range(k):
+                out = subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"),
+                                      "--store", store, "task", "show", f"dep{i}", "--json"],
+                                     capture_output=True, text=True)
+                try:
+                    fin = json.loads(out.stdout)["attempts"][-1]["finished_ms"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+                started = argv_time_ms(state, f"next{i}", 1)
+                if fin and started is not None:
+                    samples.append(max(0.0, started - fin))
+            stop_workers([a, b])
+        if samples:
+            samples.sort()
+            how = "NOTIFY" if kind == "postgres" else "polling (50 ms)"
+            env.record("pg", f"dependency done on A -> dependent starts on B, {how}, median",
+                       statistics.median(samples), "ms")
+            env.record("pg", f"dependency done on A -> dependent starts on B, {how}, max", samples[-1], "ms")
+
+
+def pg_scale(env, srv):
+    """300 instant tasks through 1 worker and through 3 (concurrency 4 each), the list
+    enqueued by `borg run --no-work`: wall time from the enqueue to the end of the list,
+    and the throughput ratio."""
+    n = 30 if env.smoke else 300
+    log(f"[pg] {n} instant tasks: 3 workers vs 1 (concurrency 4 each)")
+    walls = {1: [], 3: []}
+    for run in range(env.runs):
+        for hosts in (1, 3):
+            d = env.path(f"pgscale{run}-{hosts}")
+            os.makedirs(d)
+            config = os.path.join(d, "config.toml")
+            write_config(config, {"retries": 0}, {"FAKE_CLAUDE_STATE_DIR": os.path.join(d, "state")})
+            store = srv.fresh()
+            lst = os.path.join(d, "scale.toml")
+            write_tasks(lst, [{"id": f"t{i}", "prompt": "#fake text ok\n"} for i in range(n)])
+            # The workers start first and wait idle; the clock runs from the enqueue
+            # (`borg run --no-work`) to the end of the list.
+            ws = [start_worker(env, d, store, f"h{h}", config, 4) for h in range(hosts)]
+            time.sleep(1.5)
+            t = time.perf_counter()
+            rc = subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"), "--store", store,
+                                 "run", lst, "--no-work", "--progress", "none", "--json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900).returncode
+            walls[hosts].append(time.perf_counter() - t)
+            stop_workers(ws)
+            if rc != 0:
+                log(f"  (run with {hosts} worker(s) exited {rc})")
+    one, three = statistics.median(walls[1]), statistics.median(walls[3])
+    env.record("pg", f"{n} instant tasks, 1 worker", one, "s")
+    env.record("pg", f"{n} instant tasks, 3 workers", three, "s")
+    env.record("pg", "throughput, 3 workers / 1", one / three if three else 0.0, "x")
+
+
+def bench_pg(env):
+    srv = PgServer()
+    try:
+        pg_claims(env, srv)
+        pg_wake(env, srv)
+        pg_scale(env, srv)
+    finally:
+        srv.close()
+
+
+# ---------------------------------------------------------------------------
+# 10. Git mode on a large repository (issue 13)
 # ---------------------------------------------------------------------------
 
 def git(*args, cwd=None, check=True):
@@ -835,7 +1084,8 @@ def pair_ratio(a, b):
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
-           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake, "git": bench_git}
+           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
+           "pg": bench_pg, "coord": bench_coord, "git": bench_git}
 
 
 def machine():

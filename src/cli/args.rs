@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Config file [env: BORG_CONFIG] [default: ./config.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]
+    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]; after
+    /// `worker`, a value that is not a folder is the roles to claim: a,b
     #[arg(long, global = true, value_name = "DIR")]
     pub roles: Option<PathBuf>,
     /// Store database [env: BORG_STORE] [default: <workspaces>/borg.db]
@@ -63,6 +64,8 @@ pub enum ProgressMode {
 pub enum Command {
     /// Run a task list to the end; run it again to resume.
     Run(RunArgs),
+    /// Join the fleet on this host: run ready tasks from the store until stopped.
+    Worker(WorkerArgs),
     /// Create, list, show or remove instances.
     #[command(subcommand)]
     Instance(InstanceCmd),
@@ -81,6 +84,22 @@ pub enum Command {
     /// List the roles.
     #[command(subcommand)]
     Roles(RolesCmd),
+    /// File leases of running agents: list them, or release one whose holder is gone.
+    Locks(LocksArgs),
+    /// The decision log: list it, or add a decision as a person.
+    #[command(subcommand)]
+    Decisions(DecisionsCmd),
+    /// Messages between agents (and people): list them, or send one.
+    #[command(subcommand)]
+    Messages(MessagesCmd),
+    /// The MCP server borg gives every claude child (stdio; started by claude).
+    Mcp,
+    /// A hook claude runs around tool calls (reads its payload on stdin).
+    Hook {
+        /// pre-tool-use or post-tool-use.
+        #[arg(value_enum)]
+        event: HookEvent,
+    },
     /// Git mode: a task's diff against its start commit.
     Diff(DiffArgs),
 }
@@ -96,6 +115,96 @@ pub struct DiffArgs {
     /// That attempt (1-based) instead of the last one.
     #[arg(long, value_name = "N")]
     pub attempt: Option<u32>,
+}
+
+/// The hook events borg answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookEvent {
+    /// Before a tool runs: the lease and scope check (may deny).
+    PreToolUse,
+    /// After a tool ran: activity, and lease violations after Bash.
+    PostToolUse,
+}
+
+/// `borg locks`.
+#[derive(Debug, Clone, Args)]
+pub struct LocksArgs {
+    /// As JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub cmd: Option<LocksCmd>,
+}
+
+/// `borg locks release`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LocksCmd {
+    /// Remove the lease on PATH when its holder is gone (refused while it runs).
+    Release {
+        /// The leased path or glob, as `borg locks` shows it.
+        path: String,
+        /// Required: says you know the holder is gone.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `borg decisions ...`.
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCmd {
+    /// The decisions, newest first.
+    List {
+        /// Only this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log a decision (as a person); prints its id.
+    Add {
+        /// Category, e.g. api-design.
+        #[arg(long)]
+        category: String,
+        /// One line: what was decided.
+        #[arg(long)]
+        title: String,
+        /// The decision and why.
+        #[arg(long)]
+        description: String,
+        /// What it applies to.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+/// `borg messages ...`.
+#[derive(Debug, Subcommand)]
+pub enum MessagesCmd {
+    /// The messages, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message (as a person) to an instance, a role, a task or all.
+    Send {
+        /// Recipient: an instance id, a role, a task id, or all (or instance:X, role:X, task:X).
+        #[arg(long)]
+        to: String,
+        /// Subject line.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The message.
+        body: String,
+    },
 }
 
 /// `borg run`.
@@ -141,6 +250,39 @@ pub struct RunArgs {
     /// Stop starting tasks once the run has spent this many USD
     #[arg(long, value_name = "USD")]
     pub budget_usd: Option<f64>,
+    /// Progress display
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Only enqueue the list and wait while other hosts (`borg worker`) run it,
+    /// printing progress and the final report
+    #[arg(long)]
+    pub no_work: bool,
+    /// The list's name in the store, for `borg worker --list` [default: the file's stem]
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+}
+
+/// `borg worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// This host's name in the fleet, shown by `borg status` [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub host_id: Option<String>,
+    /// At most N children at once on this host [env: BORG_CONCURRENCY] [default: 4]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Only the tasks of this list (as `borg run` registered it) [default: every task]
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    /// Wall-clock limit per attempt, e.g. 30m [env: BORG_TIMEOUT, TASK_TIMEOUT (ms)] [default: 30m]
+    #[arg(long, value_name = "DUR", value_parser = crate::input::config::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// The claude binary [env: CLAUDE_CODE_PATH] [default: claude on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub claude: Option<PathBuf>,
+    /// Template copied into new instances' project-files/
+    #[arg(long, value_name = "DIR")]
+    pub template: Option<PathBuf>,
     /// Progress display
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

@@ -4,19 +4,25 @@
 //! exit code.
 
 pub mod args;
+pub mod decisions;
 pub mod diff;
 pub mod handoff;
+pub mod helpers;
 pub mod instance;
+pub mod locks;
 pub mod logs;
+pub mod messages;
 pub mod roles;
 pub mod run;
 pub mod status;
 pub mod task;
 pub mod transcript;
+pub mod worker;
 
 use crate::input::config::{Overrides, Settings};
 use crate::input::roles::RoleSet;
-use crate::store::sqlite::SqliteStore;
+use crate::store::location::StoreLocation;
+use crate::store::Store;
 use anyhow::Context;
 pub use args::*;
 use std::collections::BTreeMap;
@@ -45,11 +51,12 @@ impl Ctx {
         Ok(RoleSet::load(&s.paths.roles_dir)?)
     }
 
-    /// Opens the store.
-    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
-        let st = SqliteStore::open(&s.paths.store)
-            .with_context(|| format!("opening the store {}", s.paths.store.display()))?;
-        Ok(Arc::new(st))
+    /// Opens the store the settings name: an SQLite file, or a PostgreSQL database
+    /// for a `postgres://` URL.
+    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+        let at = StoreLocation::of(&s.paths.store);
+        at.open()
+            .with_context(|| format!("opening the store {}", at.shown()))
     }
 }
 
@@ -63,6 +70,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Command::Run(a) => run::run(&ctx, a).await,
+        Command::Worker(a) => worker::run(&ctx, a).await,
         Command::Instance(c) => instance::run(&ctx, c),
         Command::Task(c) => task::run(&ctx, c),
         Command::Logs(a) => logs::run(&ctx, a).await,
@@ -70,6 +78,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Handoff(c) => handoff::run(&ctx, c),
         Command::Transcript(a) => transcript::run(&ctx, a),
         Command::Roles(c) => roles::run(&ctx, c),
+        Command::Locks(a) => locks::run(&ctx, a),
+        Command::Decisions(c) => decisions::run(&ctx, c),
+        Command::Messages(c) => messages::run(&ctx, c),
+        Command::Mcp => helpers::mcp(&ctx).await,
+        Command::Hook { event } => Ok(helpers::hook(event)),
         Command::Diff(a) => diff::run(&ctx, a),
     }
 }

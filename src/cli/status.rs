@@ -1,6 +1,9 @@
 //! `borg status`: the fleet at a glance, read from the store (so it works from another
 //! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics.
+//! parking and breaker, run totals and per-role metrics, and the hosts of the fleet
+//! (`hosts`).
+
+mod hosts;
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
@@ -9,7 +12,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, Store, TaskRow};
+use crate::store::{Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -27,11 +30,16 @@ struct InstanceView {
     elapsed_ms: Option<i64>,
     turns: u64,
     cost_usd: f64,
+    /// What its agent reported (`report_progress`) and the file it works on.
+    progress: Option<u8>,
+    step: Option<String>,
+    current_file: Option<String>,
 }
 
 /// The whole view.
 #[derive(Debug, Serialize)]
 struct StatusView {
+    hosts: Vec<hosts::HostView>,
     instances: Vec<InstanceView>,
     queue: BTreeMap<&'static str, Vec<String>>,
     parked: Option<serde_json::Value>,
@@ -39,6 +47,12 @@ struct StatusView {
     totals: report::Totals,
     roles: BTreeMap<String, report::RoleMetrics>,
     handoffs: Vec<crate::store::HandoffRow>,
+    /// Live file leases.
+    leases: Vec<crate::store::coord::LeaseRow>,
+    /// The newest decisions.
+    decisions: Vec<crate::store::coord::DecisionRow>,
+    /// The newest messages.
+    messages: Vec<crate::store::coord::MessageRow>,
 }
 
 /// Runs `borg status`.
@@ -46,7 +60,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
     loop {
-        let v = view(&store)?;
+        let v = view(store.as_ref(), s.run.lease)?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -69,7 +83,7 @@ const QUEUE_STATES: [&str; 7] = [
     "ready", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
-fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
+fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let tasks = store.tasks()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -103,10 +117,38 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
         };
         queue.entry(k).or_default().push(t.id.clone());
     }
+    let instances = instance_views(store, now)?;
+    let mut reports = Vec::new();
+    for t in &tasks {
+        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
+    }
+    let (totals, roles) = report::totals(&reports);
+    Ok(StatusView {
+        hosts: hosts::hosts(&store.owners()?, &tasks, lease, now),
+        instances,
+        queue,
+        parked,
+        breaker: store
+            .fleet("breaker")?
+            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
+        totals,
+        roles,
+        handoffs: store.handoffs(None)?,
+        leases: store.leases(now)?.into_iter().filter(|l| l.live).collect(),
+        decisions: store.decisions(None, 5)?,
+        messages: store.messages(5)?,
+    })
+}
+
+/// Each instance with what it runs now (from its live transcript and the activity its
+/// agent reported).
+fn instance_views(store: &dyn Store, now: i64) -> anyhow::Result<Vec<InstanceView>> {
     let running = store.running_attempts()?;
+    let acts = store.activities()?;
     let mut instances = Vec::new();
     for i in store.instances()? {
         let att = running.iter().find(|a| a.start.instance == i.id);
+        let act = att.and_then(|a| acts.iter().find(|x| x.task == a.task && x.fence == a.fence));
         let live = att.and_then(|a| {
             crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log))
                 .ok()
@@ -125,35 +167,70 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
             elapsed_ms: att.map(|a| now - a.started_ms),
             turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
             cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
+            progress: act.and_then(|a| a.activity.percent),
+            step: act.and_then(|a| a.activity.step.clone()),
+            current_file: act.and_then(|a| a.activity.current_file.clone()),
         });
     }
-    let mut reports = Vec::new();
-    for t in &tasks {
-        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
-    }
-    let (totals, roles) = report::totals(&reports);
-    Ok(StatusView {
-        instances,
-        queue,
-        parked,
-        breaker: store
-            .fleet("breaker")?
-            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
-        totals,
-        roles,
-        handoffs: store.handoffs(None)?,
-    })
+    Ok(instances)
 }
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
 /// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
     let mut o = String::new();
+    hosts::write_hosts(&mut o, &v.hosts);
     write_instances(&mut o, &v.instances);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
+    write_coordination(&mut o, v);
     write_totals(&mut o, &v.totals, &v.roles);
     o
+}
+
+/// Leases, the newest decisions and messages (each section only when not empty).
+fn write_coordination(o: &mut String, v: &StatusView) {
+    use crate::coord::{leases::clock, notes::one_line};
+    if !v.leases.is_empty() {
+        let _ = writeln!(o, "LEASES   {} held", v.leases.len());
+        for l in &v.leases {
+            let _ = writeln!(
+                o,
+                "  {:<36} {:<28} {:<24} since {}  {}",
+                l.path,
+                l.instance,
+                l.task,
+                clock(l.since_ms),
+                one_line(&l.reason, 50)
+            );
+        }
+    }
+    if !v.decisions.is_empty() {
+        let _ = writeln!(o, "DECISIONS (newest)");
+        for d in &v.decisions {
+            let _ = writeln!(
+                o,
+                "  [{}] {} ({})",
+                d.id,
+                one_line(&d.title, 80),
+                d.category
+            );
+        }
+    }
+    if !v.messages.is_empty() {
+        let _ = writeln!(o, "MESSAGES (newest)");
+        for m in &v.messages {
+            let from = m.from_instance.clone().unwrap_or_else(|| m.author.clone());
+            let _ = writeln!(
+                o,
+                "  #{} {} → {}: {}",
+                m.id,
+                from,
+                m.to.label(),
+                one_line(&m.body, 80)
+            );
+        }
+    }
 }
 
 fn write_instances(o: &mut String, instances: &[InstanceView]) {

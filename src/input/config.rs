@@ -137,7 +137,10 @@ pub struct PathsSettings {
     pub workspaces: PathBuf,
     /// The roles folder.
     pub roles_dir: PathBuf,
-    /// The store file; default `<workspaces>/borg.db`.
+    /// The store: an SQLite file (default `<workspaces>/borg.db`) or a `postgres://`
+    /// URL, kept as given (`crate::store::location::StoreLocation::of` tells them
+    /// apart); serialised without a URL's password.
+    #[serde(serialize_with = "shown_store")]
     pub store: PathBuf,
     /// Template copied into a new instance's `project-files/`.
     pub template: Option<PathBuf>,
@@ -163,6 +166,26 @@ pub struct RoleLimits {
     pub max_instances: Option<usize>,
 }
 
+/// Coordination of running agents (`[coord]`): the borg MCP server and the hooks
+/// given to every child.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordSettings {
+    /// Give children the borg MCP server and the lease hooks at all.
+    pub enabled: bool,
+    /// Pass `--strict-mcp-config`: the child gets borg's MCP server and no other.
+    pub strict_mcp: bool,
+    /// Lease every file an agent writes through Write/Edit (seed 002).
+    pub auto_lock: bool,
+    /// A change through the shell to a file another attempt holds: "warn" tells the
+    /// agent and records it; "fail" also ends the attempt `out_of_scope`.
+    pub on_violation: String,
+    /// Most tasks the agents of one run may create (`create_task`).
+    pub max_agent_tasks: u32,
+    /// Default length of a file lease (renewed by every write).
+    #[serde(with = "humantime_serde_compat")]
+    pub lease_ttl: Duration,
+}
+
 /// Every setting, resolved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -174,6 +197,8 @@ pub struct Settings {
     pub run: RunSettings,
     /// Per-role limits.
     pub roles: BTreeMap<String, RoleLimits>,
+    /// Coordination of running agents.
+    pub coord: CoordSettings,
     /// Git mode.
     pub git: GitSettings,
 }
@@ -251,6 +276,14 @@ impl Default for Settings {
                 branch_prefix: "borg/".into(),
                 resolver_role: "developer".into(),
             },
+            coord: CoordSettings {
+                enabled: true,
+                strict_mcp: false,
+                auto_lock: true,
+                on_violation: "warn".into(),
+                max_agent_tasks: 20,
+                lease_ttl: Duration::from_secs(15 * 60),
+            },
         }
     }
 }
@@ -314,6 +347,16 @@ impl Settings {
             "API_TIMEOUT_MS",
             "BORG_LOG",
         ]
+    }
+}
+
+/// A store setting as it may be shown: a URL's password is never printed.
+fn shown_store<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    let text = p.to_string_lossy();
+    if crate::store::location::is_url(&text) {
+        s.serialize_str(&crate::store::location::redact(&text))
+    } else {
+        p.serialize(s)
     }
 }
 

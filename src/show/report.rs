@@ -2,11 +2,15 @@
 //! for machines (`--json`, `--report FILE`), JUnit XML for CI systems (`--junit`),
 //! and per-role metrics (tasks, success rate, mean and p95 duration, cost, tokens).
 
-use crate::outcome::{AttemptRecord, Diffstat, FileDiff, Status, TestCounts, Tokens};
+use crate::outcome::{AttemptRecord, FileDiff, LeaseViolation, Status, TestCounts, Tokens};
 use crate::store::{AttemptRow, TaskRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+mod git;
+pub use git::GitReport;
+use git::{git_cells, has_git};
 
 /// One task in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,24 +58,30 @@ pub struct TaskReport {
     /// The definition changed after it succeeded (not re-run).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub changed_after_success: bool,
-    /// Git mode: the task's branch.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub branch: Option<String>,
-    /// Git mode: the start commit of the last attempt.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub base: Option<String>,
-    /// Git mode: the final commit of the last attempt.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub commit: Option<String>,
-    /// Git mode: the totals of the diff from `base` to `commit`.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub diffstat: Option<Diffstat>,
-    /// Git mode: the task whose dependencies' merge this resolve task resolves.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub resolve_of: Option<String>,
-    /// Git mode: the resolve tasks created for this task's start.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub resolve_tasks: Vec<String>,
+    /// Decisions its agents logged (ids, oldest first).
+    #[serde(default)]
+    pub decisions: Vec<String>,
+    /// Messages its agents sent and received.
+    #[serde(default)]
+    pub messages: MessageCounts,
+    /// Changes its agents made to files other agents held (every attempt).
+    #[serde(default)]
+    pub lease_violations: Vec<LeaseViolation>,
+    /// Tasks its agents created (`create_task`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_tasks: Vec<String>,
+    /// Git mode: branch, commits, diffstat, resolve links (absent in template mode).
+    #[serde(flatten)]
+    pub git: GitReport,
+}
+
+/// Messages of a task's agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// Sent by its agents.
+    pub sent: u64,
+    /// Addressed to the task, or read by its instance while running it.
+    pub received: u64,
 }
 
 /// Totals of a run.
@@ -202,17 +212,14 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
         leaked: last.is_some_and(|r| r.leaked),
         result: last.and_then(|r| r.result_text.clone()),
         changed_after_success: false,
-        branch: last.and_then(|r| r.git.branch.clone()),
-        base: last.and_then(|r| r.git.base.clone()),
-        commit: last.and_then(|r| r.git.commit.clone()),
-        diffstat: last.and_then(|r| r.git.diffstat),
-        resolve_of: t
-            .spec
-            .get("resolve")
-            .and_then(|r| r.get("of"))
-            .and_then(|v| v.as_str())
-            .map(String::from),
-        resolve_tasks: Vec::new(),
+        decisions: last.map(|r| r.decisions.clone()).unwrap_or_default(),
+        messages: MessageCounts::default(),
+        lease_violations: recs
+            .iter()
+            .flat_map(|r| r.lease_violations.clone())
+            .collect(),
+        created_tasks: last.map(|r| r.created_tasks.clone()).unwrap_or_default(),
+        git: GitReport::of(t, last),
     }
 }
 
@@ -364,22 +371,6 @@ pub fn table(r: &Report) -> String {
         let _ = writeln!(out, "stopped early: {s}");
     }
     out
-}
-
-/// Whether any task of the report ran in git mode (the table then shows lines).
-fn has_git(r: &Report) -> bool {
-    r.tasks.iter().any(|t| t.diffstat.is_some())
-}
-
-/// The git-mode cells of a task's row: `+ins -del`.
-fn git_cells(r: &Report, t: &TaskReport) -> Vec<String> {
-    if !has_git(r) {
-        return Vec::new();
-    }
-    vec![t
-        .diffstat
-        .map(|d| format!("+{} -{}", d.insertions, d.deletions))
-        .unwrap_or_else(|| "-".into())]
 }
 
 /// JUnit XML: one testcase per task.

@@ -6,7 +6,8 @@
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values.
+//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
+//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`).
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -16,6 +17,9 @@
 
 mod batch;
 mod claims;
+mod coord;
+mod coord_impl;
+mod coord_log;
 mod git;
 mod handoffs;
 mod misc;

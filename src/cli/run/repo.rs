@@ -16,7 +16,7 @@ use crate::store::Store;
 use std::path::PathBuf;
 
 /// The repository a run works on.
-pub(super) struct Chosen {
+pub(crate) struct Chosen {
     /// The checked repository.
     pub repo: Repo,
     /// How it was chosen, for the start line.
@@ -27,7 +27,7 @@ pub(super) struct Chosen {
 
 /// Chooses and checks the repository; None in template mode. Bad input is exit 2
 /// before any child starts.
-pub(super) fn choose(
+pub(crate) fn choose(
     ctx: &Ctx,
     a: &RunArgs,
     s: &Settings,
@@ -98,10 +98,36 @@ fn detect(git: &Git, list: Option<&TaskList>) -> Option<(PathBuf, &'static str)>
     })
 }
 
+/// Git mode, once the store is open: without a list, the repository the store
+/// recorded; the base settled with the store (and said); then the worktrees a killed
+/// borg left mid-attempt recovered, before any child starts.
+pub(crate) fn prepare(
+    ctx: &Ctx,
+    a: &RunArgs,
+    (git, list, s): (&mut Option<Chosen>, Option<&TaskList>, &Settings),
+    store: &dyn Store,
+) -> anyhow::Result<()> {
+    if git.is_none() && list.is_none() {
+        *git = recorded(ctx, a, s, store)?;
+    }
+    let Some(chosen) = git.as_mut() else {
+        return Ok(());
+    };
+    let ids: Vec<String> = list
+        .map(|l| l.tasks.iter().map(|t| t.id.clone()).collect())
+        .unwrap_or_default();
+    settle(store, chosen, &ids, &s.paths.workspaces)?;
+    let ws = crate::workspace::instance::Workspaces::new(&s.paths.workspaces);
+    for note in crate::run::recovery::worktrees(store, &ws, &chosen.repo) {
+        eprintln!("borg: {note}");
+    }
+    Ok(())
+}
+
 /// Without a task list (the store's unfinished tasks are the run) and with no
 /// repository or template named, the repository an earlier run of this store
 /// worked on, if any.
-pub(super) fn recorded(
+fn recorded(
     ctx: &Ctx,
     a: &RunArgs,
     s: &Settings,
@@ -128,7 +154,7 @@ pub(super) fn recorded(
 /// Settles the base with the store: `--base`, else the one an earlier run of this
 /// store recorded for this repository, else `HEAD` now; records it; says so in one
 /// line. A fresh run refuses to reuse the refs of an earlier one for `ids`.
-pub(super) fn settle(
+fn settle(
     store: &dyn Store,
     c: &mut Chosen,
     ids: &[String],

@@ -46,6 +46,8 @@ pub(super) fn build(store: &dyn Store, f: &RunFacts<'_>) -> anyhow::Result<Repor
         let attempts = store.attempts(&t.id)?;
         let mut r = report::task_report(t, &attempts, not_started.as_deref());
         r.changed_after_success = f.changed_after_success.contains(&t.id);
+        let (sent, received) = store.message_counts(&t.id).unwrap_or_default();
+        r.messages = report::MessageCounts { sent, received };
         tasks.push(r);
     }
     link_handoffs(&mut tasks, &rows);
@@ -89,18 +91,18 @@ fn link_handoffs(tasks: &mut [TaskReport], rows: &[TaskRow]) {
 fn explain_unresolved(tasks: &mut [TaskReport]) {
     let links: Vec<(String, String)> = tasks
         .iter()
-        .filter_map(|r| Some((r.resolve_of.clone()?, r.id.clone())))
+        .filter_map(|r| Some((r.git.resolve_of.clone()?, r.id.clone())))
         .collect();
     for (of, id) in links {
         if let Some(t) = tasks.iter_mut().find(|t| t.id == of) {
-            t.resolve_tasks.push(id);
+            t.git.resolve_tasks.push(id);
         }
     }
     let failed: Vec<(String, String, String)> = tasks
         .iter()
         .filter(|r| r.status != Status::Succeeded)
         .filter_map(|r| {
-            let of = r.resolve_of.clone()?;
+            let of = r.git.resolve_of.clone()?;
             let why = r.error.clone().unwrap_or_else(|| r.status.to_string());
             Some((of, r.id.clone(), why))
         })

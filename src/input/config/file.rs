@@ -4,7 +4,8 @@
 
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{
-    ClaudeSettings, ConfigError, GitSettings, PathsSettings, RoleLimits, RunSettings, Settings,
+    ClaudeSettings, ConfigError, CoordSettings, GitSettings, PathsSettings, RoleLimits,
+    RunSettings, Settings,
 };
 use crate::input::values::{permission_mode, toml_duration, valid_id};
 use serde::Deserialize;
@@ -24,11 +25,15 @@ struct FileConfig {
     #[serde(default)]
     workspace: FileWorkspace,
     #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
     claude: FileClaude,
     #[serde(default)]
     run: FileRun,
     #[serde(default)]
     roles: BTreeMap<Spanned<String>, FileRole>,
+    #[serde(default)]
+    coord: FileCoord,
     #[serde(default)]
     git: FileGit,
 }
@@ -42,10 +47,29 @@ struct FileGit {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct FileCoord {
+    enabled: Option<bool>,
+    strict_mcp: Option<bool>,
+    auto_lock: Option<bool>,
+    on_violation: Option<Val>,
+    max_agent_tasks: Option<Val>,
+    lease_ttl: Option<Val>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct FilePaths {
     workspaces: Option<PathBuf>,
     roles: Option<PathBuf>,
     store: Option<PathBuf>,
+}
+
+/// `[store] url`: where the store is (a path, or a `postgres://` URL shared by hosts);
+/// the same setting as `[paths] store`, which it overrides.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    url: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,7 +208,8 @@ impl FileCx<'_> {
     }
 }
 
-/// Applies one config file's text to `s`. Returns whether it set `[paths] store`.
+/// Applies one config file's text to `s`. Returns whether it set the store
+/// (`[paths] store` or `[store] url`).
 pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bool, ConfigError> {
     let cx = FileCx {
         path,
@@ -193,11 +218,15 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     };
     let file = cx.parse()?;
     cx.apply_paths(&mut s.paths, &file.paths, &file.workspace);
+    if let Some(u) = &file.store.url {
+        s.paths.store = crate::store::location::setting(cx.base, u);
+    }
     cx.apply_claude(&mut s.claude, &file.claude)?;
     cx.apply_run(&mut s.run, &file.run)?;
     cx.apply_roles(&mut s.roles, &file.roles)?;
     cx.apply_git(&mut s.git, &file.git)?;
-    Ok(file.paths.store.is_some())
+    cx.apply_coord(&mut s.coord, &file.coord)?;
+    Ok(file.paths.store.is_some() || file.store.url.is_some())
 }
 
 /// The `[run]` durations: key, whether 0 is allowed, and the setting it fills.
@@ -235,7 +264,7 @@ impl FileCx<'_> {
             s.roles_dir = self.rel(p);
         }
         if let Some(p) = store {
-            s.store = self.rel(p);
+            s.store = crate::store::location::setting(self.base, p);
         }
         if let Some(p) = &workspace.template {
             s.template = Some(self.rel(p));
@@ -376,6 +405,36 @@ impl FileCx<'_> {
                 None => None,
             };
             s.insert(name.get_ref().clone(), RoleLimits { max_instances });
+        }
+        Ok(())
+    }
+}
+
+impl FileCx<'_> {
+    /// `[coord]`.
+    fn apply_coord(&self, c: &mut CoordSettings, f: &FileCoord) -> Result<(), ConfigError> {
+        let sec = "coord";
+        for (v, slot) in [
+            (f.enabled, &mut c.enabled),
+            (f.strict_mcp, &mut c.strict_mcp),
+            (f.auto_lock, &mut c.auto_lock),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        if let Some(v) = &f.on_violation {
+            let s = self.string(sec, "on_violation", v)?;
+            if !matches!(s.as_str(), "warn" | "fail") {
+                return Err(self.invalid(sec, "on_violation", v, "use \"warn\" or \"fail\""));
+            }
+            c.on_violation = s;
+        }
+        if let Some(v) = &f.max_agent_tasks {
+            c.max_agent_tasks = self.u32(sec, "max_agent_tasks", v, 0)?;
+        }
+        if let Some(v) = &f.lease_ttl {
+            c.lease_ttl = self.duration(sec, "lease_ttl", v, false)?;
         }
         Ok(())
     }

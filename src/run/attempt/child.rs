@@ -6,6 +6,7 @@
 use super::admit::Admitted;
 use super::prepare::Prepared;
 use super::{now_ms, Attempt};
+use crate::coord::files::ChildCoord;
 use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
@@ -32,12 +33,16 @@ pub(crate) async fn run(
     a: &Admitted,
     p: &Prepared,
     prompt: String,
+    coord: Option<ChildCoord>,
     ctl: Control,
     live: Arc<Mutex<LiveView>>,
 ) -> Ran {
     att.record.resumed_session.clone_from(&p.resume);
     let uid = uuid::Uuid::new_v4().simple().to_string();
-    let plan = plan(att, a, p, prompt, &uid);
+    let mut plan = plan(att, a, p, prompt, &uid);
+    if let Some(c) = coord {
+        with_coordination(&mut plan, c);
+    }
     att.record.stdout_log = plan.stdout_log.display().to_string();
     att.record.stderr_log = plan.stderr_log.display().to_string();
     let before = match att.git {
@@ -91,6 +96,34 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         },
         max_line: s.run.max_line_bytes,
     }
+}
+
+/// Adds the child's coordination: borg's MCP server and hooks (their flags go before
+/// the user's `extra_args`, which keep the last word), its variable, and an allow
+/// rule for borg's tools (needed in every permission mode but bypassPermissions).
+fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
+    let rule = format!("mcp__{}", crate::coord::files::SERVER);
+    let mut allowed = false;
+    for a in plan.args.iter_mut() {
+        if let Some(list) = a.strip_prefix("--allowedTools=") {
+            if !list.split(',').any(|t| t == rule) {
+                *a = format!("{a},{rule}");
+            }
+            allowed = true;
+        }
+    }
+    let mut extra = c.args;
+    if !allowed {
+        extra.push(format!("--allowedTools={rule}"));
+    }
+    // Right after the fixed flags (`-p ... --permission-mode=`), before the user's.
+    let at = plan
+        .args
+        .iter()
+        .position(|a| a.starts_with("--permission-mode="))
+        .map_or(plan.args.len(), |i| i + 1);
+    plan.args.splice(at..at, extra);
+    plan.env.extend(c.env);
 }
 
 /// A snapshot of the project, taken on the blocking pool: it walks and stats the whole
@@ -155,7 +188,10 @@ fn start_record(
     }
 }
 
-/// Renews the claim's lease while the child runs; a lost claim stops the child.
+/// Renews the claim's lease while the child runs; a lost claim stops the child. So
+/// does a store that could not be reached for a whole lease (measured on this host's
+/// monotonic clock from the last renewal that worked): by then another host may have
+/// taken the task over, and this attempt's work would be discarded anyway.
 struct Heartbeat {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Option<String>>,
@@ -168,18 +204,34 @@ impl Heartbeat {
             (store.clone(), token.clone(), stop.clone(), ctl.kill.clone());
         let task = tokio::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(200));
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = done.cancelled() => return None,
                     _ = tokio::time::sleep(every) => {}
                 }
                 let tk = token.clone();
+                let sent = tokio::time::Instant::now();
                 let r = call(&store, move |st| st.heartbeat(&tk, lease, now_ms())).await;
-                if let Err(e @ StoreError::StaleClaim { .. }) = r {
-                    tracing::warn!("{e}; stopping the attempt");
-                    kill.cancel();
-                    return Some(e.to_string());
-                }
+                let why = match r {
+                    Ok(()) => {
+                        renewed = sent;
+                        continue;
+                    }
+                    Err(e @ StoreError::StaleClaim { .. }) => e.to_string(),
+                    Err(e) if renewed.elapsed() >= lease => format!(
+                        "the lease of task {} could not be renewed for {} s ({e}); another host may own it now",
+                        token.task,
+                        lease.as_secs()
+                    ),
+                    Err(e) => {
+                        tracing::warn!("heartbeat of task {}: {e}", token.task);
+                        continue;
+                    }
+                };
+                tracing::warn!("{why}; stopping the attempt");
+                kill.cancel();
+                return Some(why);
             }
         });
         Heartbeat { stop, task }

@@ -6,6 +6,7 @@
 //!    changed files are carried over; in git mode ([`start`]) the worktree is put on
 //!    the task's branch at its start commit (the base with the dependencies merged),
 //!    or, when they conflict, the task waits for a resolve task ([`wait`]);
+//!    then [`coordinate`]: the child's MCP server and hooks (`coord`);
 //! 3. [`child`]: the claude child under supervision, with its heartbeat;
 //! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
 //!    the commit of its work and git's diff, [`seal`]), classified;
@@ -17,6 +18,7 @@
 
 mod admit;
 mod child;
+mod coordinate;
 mod observe;
 mod prepare;
 mod record;
@@ -80,6 +82,8 @@ pub struct AttemptDone {
     /// Git mode: the attempt never ran, the task waits for this new resolve task
     /// (why, in one line).
     pub waits_for: Option<(String, String)>,
+    /// Tasks the attempt's agent created (`create_task`), already in the store.
+    pub agent_tasks: Vec<String>,
 }
 
 /// The attempt every stage works on: what was claimed, where it runs, and the record
@@ -119,7 +123,11 @@ pub async fn run(
         }
     };
     let prompt = prepare::prompt(&att, &admitted, &prepared);
-    let ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+    let coord = match coordinate::prepare(&att, &admitted) {
+        Ok(c) => c,
+        Err(refused) => return record::commit(att, refused, Some(&admitted.spec), decide).await,
+    };
+    let ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     let observed = observe::outcome(&mut att, ran).await;
     let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {

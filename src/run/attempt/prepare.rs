@@ -19,6 +19,8 @@ pub(crate) struct Prepared {
     pub deps: Vec<DepOutcome>,
     /// The session to resume, when the last attempt hit a usage limit.
     pub resume: Option<String>,
+    /// The prompt's coordination section (decisions, messages, others' leases).
+    pub brief: String,
 }
 
 /// Why the child cannot start.
@@ -54,7 +56,25 @@ pub(crate) async fn workspace(att: &mut Attempt, a: &Admitted) -> Result<Prepare
     Ok(Prepared {
         deps,
         resume: resumed_session(att),
+        brief: brief(att, a).await,
     })
+}
+
+/// The coordination section of the prompt; the messages in it are delivered (read).
+async fn brief(att: &Attempt, a: &Admitted) -> String {
+    if !att.shared.settings.coord.enabled {
+        return String::new();
+    }
+    let reader = crate::store::coord::Reader {
+        instance: att.instance.id.clone(),
+        role: a.spec.task.role.clone(),
+        task: Some(a.spec.task.id.clone()),
+    };
+    let b = call(&att.shared.store, move |st| {
+        crate::coord::brief::gather(st, &reader, super::now_ms())
+    })
+    .await;
+    crate::coord::brief::render(&b)
 }
 
 /// The rows of the tasks whose work this one builds on: its dependencies as stored
@@ -153,6 +173,10 @@ pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
     );
     if let Some(g) = &att.git {
         text.push_str(&prompt::git_note(&g.branch, !p.deps.is_empty()));
+    }
+    if !p.brief.is_empty() {
+        text.push('\n');
+        text.push_str(&p.brief);
     }
     text
 }

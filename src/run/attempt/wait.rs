@@ -36,6 +36,7 @@ pub(crate) async fn for_new_task(att: Attempt, task: NewTask, why: String) -> At
         },
         retry_at: None,
         waits_for: lost.is_none().then_some((id, why)),
+        agent_tasks: Vec::new(),
         lost_claim: lost,
     }
 }

@@ -61,8 +61,19 @@ impl Scheduler<'_> {
         self.count(&done).await;
     }
 
-    /// The tasks an attempt created (handoff or resolve tasks) belong to this run.
+    /// The tasks an attempt created (handoff or resolve tasks) belong to this run, and
+    /// so do the tasks its agent created (the store put those in this run's scope
+    /// already).
     async fn adopt(&mut self, done: &AttemptDone, kind: &str) {
+        for t in &done.agent_tasks {
+            if self.scope.ids.insert(t.clone()) {
+                if !self.opts.scope.is_empty() {
+                    self.opts.scope.push(t.clone());
+                }
+                let note = format!("task {} created by the agent of {}", t, done.task);
+                self.progress.event(&Event::Note(note));
+            }
+        }
         if self.scope.scoped && !done.new_tasks.is_empty() {
             let (me, ids) = (self.owner.id.clone(), done.new_tasks.clone());
             if let Err(e) = db(&self.store, move |st| st.add_scope(&me, &ids)).await {
@@ -104,7 +115,7 @@ impl Scheduler<'_> {
 }
 
 /// (tasks in scope, terminal ones).
-async fn count_done(
+pub(super) async fn count_done(
     store: &std::sync::Arc<dyn crate::store::Store>,
     scope: &[String],
 ) -> (usize, usize) {
