@@ -11,10 +11,11 @@ use std::path::Path;
 const CALC: &str = "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n";
 
 /// config.toml: the sandbox's short ladder plus `run_extra` under [run] and
-/// `env_extra` lines under [claude.env].
+/// `env_extra` lines under [claude.env]; no automatic file leases, so that two agents
+/// editing one file at once both do (the merge is what these tests are about).
 fn config(sb: &Sandbox, run_extra: &str, env_extra: &str) {
     let text = format!(
-        "[run]\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"3s\"\n{run_extra}\n\n[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\nFAKE_CLAUDE_NO_RATE_LIMIT_EVENT = \"1\"\n{env_extra}\n",
+        "[run]\ninterrupt_grace = \"1s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"3s\"\n{run_extra}\n\n[coord]\nauto_lock = false\n\n[claude.env]\nFAKE_CLAUDE_STATE_DIR = \"{}\"\nFAKE_CLAUDE_NO_RATE_LIMIT_EVENT = \"1\"\n{env_extra}\n",
         sb.state().display()
     );
     sb.write("config.toml", &text);
@@ -257,6 +258,7 @@ fn a_real_conflict_is_resolved_by_a_resolve_task_and_the_waiting_task_starts_fro
 #[test]
 fn a_resolve_task_that_leaves_markers_fails_and_the_waiting_task_is_skipped_with_the_reason() {
     let sb = Sandbox::new();
+    config(&sb, "", "");
     let repo = Repo::init(
         &sb.path().join("repo"),
         &[("calc.py", "def add(a, b):\n    return a + b\n")],
