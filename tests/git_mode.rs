@@ -958,3 +958,35 @@ fn a_timed_out_attempts_work_is_kept_and_its_branch_stays_at_the_start() {
         .join("project-files");
     assert!(!wt.join("wip.txt").exists(), "the worktree was reset");
 }
+
+#[test]
+fn the_repositorys_hooks_are_for_people_borg_runs_none() {
+    let sb = Sandbox::new();
+    let repo = Repo::init(&sb.path().join("repo"), &[("calc.py", CALC)]);
+    let ran = sb.path().join("hook-ran");
+    for hook in [
+        "pre-commit",
+        "commit-msg",
+        "post-commit",
+        "post-checkout",
+        "pre-merge-commit",
+    ] {
+        let p = repo.dir.join(".git/hooks").join(hook);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho {hook} >> {}\nexit 1\n", ran.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let tasks = two_edits("#fake result \"Both.\"");
+    let (out, rep) = run_git(&sb, &repo, &tasks, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(rep["totals"]["succeeded"], 3);
+    assert!(repo.show("borg/top", "calc.py").contains("def neg(a)"));
+    assert!(
+        !ran.exists(),
+        "a hook ran: {:?}",
+        std::fs::read_to_string(&ran)
+    );
+}
