@@ -84,8 +84,8 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// The worker's arguments as `borg run`'s: no list, no report; a repository only as the
-/// store recorded it.
+/// The worker's arguments as `borg run`'s: no list, no report; a repository as given
+/// (`--repo`, `BORG_REPO`), else as the store recorded it.
 fn as_run(a: &Claims) -> RunArgs {
     RunArgs {
         tasks: None,
@@ -101,8 +101,8 @@ fn as_run(a: &Claims) -> RunArgs {
         progress: a.progress,
         no_work: false,
         list: None,
-        repo: None,
         no_repo: false,
+        repo: a.repo.clone(),
         base: None,
     }
 }
@@ -116,6 +116,7 @@ struct Claims {
     timeout: Option<std::time::Duration>,
     claude: Option<std::path::PathBuf>,
     template: Option<std::path::PathBuf>,
+    repo: Option<std::path::PathBuf>,
     progress: crate::cli::ProgressMode,
 }
 
@@ -129,6 +130,7 @@ impl From<WorkerArgs> for Claims {
             timeout: a.timeout,
             claude: a.claude,
             template: a.template,
+            repo: a.repo,
             progress: a.progress,
         }
     }

@@ -2,7 +2,7 @@
 //! unknown keys refused), and `apply_file`, which checks every value and words its
 //! errors with the file, line and `[section] key` (`FileCx`).
 
-use super::rules::{dollars, path_or_command, relative_to};
+use super::rules::{dollars, path_or_command, relative_to, repo_path};
 use super::{
     ClaudeSettings, ConfigError, CoordSettings, GitSettings, PathsSettings, RoleLimits,
     RunSettings, Settings,
@@ -270,7 +270,7 @@ impl FileCx<'_> {
             s.template = Some(self.rel(p));
         }
         if let Some(p) = &workspace.repo {
-            s.repo = Some(self.rel(p));
+            s.repo = Some(repo_path(self.base, p));
         }
     }
 

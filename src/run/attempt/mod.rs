@@ -11,7 +11,7 @@
 //! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
 //!    the commit of its work and git's diff, [`seal`]), classified;
 //! 5. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
-//!    worktree), session.md, then what the task does next (done, retry, park,
+//!    worktree), with a shared remote the result pushed there ([`publish`]), session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
 //!
 //! A later stage (verification gates) slots in between observe and record.
@@ -21,6 +21,7 @@ mod child;
 mod coordinate;
 mod observe;
 mod prepare;
+mod publish;
 mod record;
 mod seal;
 mod start;
@@ -95,6 +96,8 @@ pub(crate) struct Attempt {
     record: AttemptRecord,
     /// Git mode: the worktree, branch and start commit, once prepared.
     git: Option<start::GitAttempt>,
+    /// The claim is known lost (the heartbeat said so): nothing is pushed.
+    claim_lost: bool,
 }
 
 /// Runs one claimed task on `instance`, stage after stage.
@@ -129,6 +132,7 @@ pub async fn run(
     };
     let ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     let observed = observe::outcome(&mut att, ran).await;
+    att.claim_lost = observed.lost_claim.is_some();
     let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {
         done.lost_claim = observed.lost_claim;
@@ -152,6 +156,7 @@ impl Attempt {
             instance,
             record,
             git: None,
+            claim_lost: false,
         }
     }
 }
