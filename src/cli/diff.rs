@@ -5,8 +5,8 @@
 use super::Ctx;
 use crate::cli::DiffArgs;
 use crate::error::UsageError;
-use crate::git::repo::BASE_KEY;
 use crate::git::mirror::MIRROR_DIR;
+use crate::git::repo::BASE_KEY;
 use crate::git::{Git, Repo};
 use crate::input::config::{Overrides, Settings};
 use crate::outcome::AttemptRecord;
@@ -107,10 +107,16 @@ fn fetch_attempt(repo: &Repo, rec: &AttemptRecord) -> anyhow::Result<()> {
     let Some(commit) = rec.git.commit.clone() else {
         return Ok(());
     };
-    let lacks = |r: &Repo| r.missing(std::slice::from_ref(&commit)).map(|m| !m.is_empty());
+    let lacks = |r: &Repo| {
+        r.missing(std::slice::from_ref(&commit))
+            .map(|m| !m.is_empty())
+    };
     let mut tried = Vec::new();
     let from_ref = rec.git.attempt_ref.clone();
-    let branch = (repo.remote_branch(&rec.task), repo.fetched_branch(&rec.task));
+    let branch = (
+        repo.remote_branch(&rec.task),
+        repo.fetched_branch(&rec.task),
+    );
     for (src, dst) in from_ref.map(|r| (r.clone(), r)).into_iter().chain([branch]) {
         if !lacks(repo)? {
             return Ok(());

@@ -74,7 +74,11 @@ fn create(
 /// The repository an instance is a worktree of: a folder, or for a remote's URL this
 /// host's mirror of it, at the remote's `HEAD`.
 fn open_repo(ctx: &Ctx, s: &Settings, dir: &std::path::Path) -> anyhow::Result<Repo> {
-    let (git, p, r) = (Git::new(&ctx.env), &s.git.branch_prefix, &s.git.resolver_role);
+    let (git, p, r) = (
+        Git::new(&ctx.env),
+        &s.git.branch_prefix,
+        &s.git.resolver_role,
+    );
     let text = dir.to_string_lossy();
     if !crate::git::remote::is_url(&text) {
         return Ok(Repo::open(git, dir, p, r)?);

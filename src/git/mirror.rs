@@ -72,19 +72,24 @@ impl Repo {
     /// branches.
     pub fn sync(&mut self, rev: Option<&str>) -> Result<(), RepoError> {
         let url = redact(self.remote.as_deref().unwrap_or_default());
-        let unreachable = |e: GitError| RepoError::Remote {
+        let unreachable = |e: GitError| {
+            RepoError::Remote {
             url: url.clone(),
             detail: format!(
                 "cannot fetch from it ({}); check the URL, that this host can reach it (ssh keys, credentials), and that it is a git repository",
                 super::repo::first_line(&e)
             ),
+        }
         };
         let head = self
             .ls_remote_head()
             .map_err(unreachable)?
             .ok_or_else(|| RepoError::NoCommits(url.clone().into()))?;
         let mut specs = vec![
-            ("refs/heads/*".to_string(), "refs/remotes/origin/*".to_string()),
+            (
+                "refs/heads/*".to_string(),
+                "refs/remotes/origin/*".to_string(),
+            ),
             ("refs/tags/*".to_string(), "refs/tags/*".to_string()),
         ];
         if rev.is_none() {

@@ -114,7 +114,13 @@ impl Repo {
         parent: Option<&str>,
         what: &str,
     ) -> Result<String, GitError> {
-        let tree = self.git.at(&self.dir).arg("mktree").stdin(Vec::new()).ok()?.text();
+        let tree = self
+            .git
+            .at(&self.dir)
+            .arg("mktree")
+            .stdin(Vec::new())
+            .ok()?
+            .text();
         let msg = format!(
             "borg fence: {} {what}\n\nBorg-Task: {}\nBorg-Fence: {}\nBorg-Owner: {}\nBorg-Attempt: {}\n",
             holder.task, holder.task, holder.fence, holder.owner, holder.attempt

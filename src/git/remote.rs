@@ -210,7 +210,11 @@ impl Repo {
         args.push(REMOTE.into());
         for u in updates {
             let force = if u.expect == Expect::Any { "+" } else { "" };
-            args.push(format!("{force}{}:{}", u.new.as_deref().unwrap_or(""), u.dst));
+            args.push(format!(
+                "{force}{}:{}",
+                u.new.as_deref().unwrap_or(""),
+                u.dst
+            ));
         }
         let cmd = self.git.at(&self.dir).args(&args);
         let out = cmd.run()?;
@@ -332,7 +336,10 @@ mod tests {
             ]
         );
         let remote = "!\tabc:refs/heads/x\t[remote rejected] (failed to update ref)";
-        assert_eq!(refusals(remote)[0].reason, "remote rejected: failed to update ref");
+        assert_eq!(
+            refusals(remote)[0].reason,
+            "remote rejected: failed to update ref"
+        );
         assert!(refusals("To x\n*\ta:refs/heads/b\t[new branch]\nDone").is_empty());
     }
 }

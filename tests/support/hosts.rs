@@ -71,10 +71,10 @@ impl Worker {
         ];
         args.extend_from_slice(extra);
         let child = borg_at(sb, &ws, url, &args)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start borg worker");
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start borg worker");
         Worker { child, log }
     }
 
@@ -128,4 +128,3 @@ pub fn exactly_once(s: &PgStore, n: usize) -> Vec<(String, String)> {
     }
     interrupted
 }
-

@@ -11,12 +11,12 @@ use crate::git::mirror::MIRROR_DIR;
 use crate::git::remote::is_url;
 use crate::git::repo::BASE_KEY;
 use crate::git::{short, Git, Repo};
-use crate::store::location::StoreLocation;
-use std::path::Path;
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
 use crate::input::tasklist::TaskList;
+use crate::store::location::StoreLocation;
 use crate::store::Store;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// The repository a run works on.
@@ -44,7 +44,13 @@ pub(crate) fn choose(
     };
     let repo = match remote_of(&dir, s) {
         Some(url) => {
-            let mut r = Repo::mirror(git, &url, &mirror_dir(s), &s.git.branch_prefix, &s.git.resolver_role)?;
+            let mut r = Repo::mirror(
+                git,
+                &url,
+                &mirror_dir(s),
+                &s.git.branch_prefix,
+                &s.git.resolver_role,
+            )?;
             r.sync(a.base.as_deref())?;
             r
         }

@@ -82,8 +82,17 @@ pub(crate) fn take_fence(c: &Claimed) -> Result<Held, NotTaken> {
             Err(e @ StoreError::StaleClaim { .. }) => return Err(NotTaken::Lost(e.to_string())),
             Err(e) => return Err(NotTaken::Remote(format!("the store: {e}"))),
         }
-        let ups = claim_updates(&c.task.id, c.repo, &seen, &mine, branch.as_deref(), &finished);
-        let after = branch.clone().filter(|b| seen.branch.as_deref() == Some(b.as_str()));
+        let ups = claim_updates(
+            &c.task.id,
+            c.repo,
+            &seen,
+            &mine,
+            branch.as_deref(),
+            &finished,
+        );
+        let after = branch
+            .clone()
+            .filter(|b| seen.branch.as_deref() == Some(b.as_str()));
         match c.repo.push(&ups).map_err(remote)? {
             Pushed::Done => {
                 return Ok(Held {
@@ -177,7 +186,11 @@ pub(crate) fn push_resolve_start(
         .fence_object(&c.holder(), Some(&held.fence), &what)
         .map_err(|e| e.to_string())?;
     let ups = vec![
-        Update::set(&fence_ref(&c.task.id), &done, Expect::Is(held.fence.clone())),
+        Update::set(
+            &fence_ref(&c.task.id),
+            &done,
+            Expect::Is(held.fence.clone()),
+        ),
         Update::set(&resolve_ref(resolve), ours, Expect::Any),
     ];
     match c.repo.push(&ups).map_err(|e| e.to_string())? {

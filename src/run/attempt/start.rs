@@ -15,9 +15,11 @@
 //! borg killed during the attempt leaves nothing a later one cannot save.
 
 use super::admit::Admitted;
+use super::publish::{self, Claimed, NotTaken, Source};
 use super::Attempt;
 use crate::git::commit::Message;
 use crate::git::merge::Step;
+use crate::git::publish::{resolve_ref, Held};
 use crate::git::recover::InFlight;
 use crate::git::resolve::Fingerprint;
 use crate::git::worktree::Worktree;
@@ -25,8 +27,6 @@ use crate::git::{GitError, Repo};
 use crate::outcome::{AttemptRecord, Status};
 use crate::run::resolve::{reason, resolve_task, Resolver};
 use crate::run::spec::{resolve_of, ResolveContext, StoredSpec};
-use super::publish::{self, Claimed, NotTaken, Source};
-use crate::git::publish::{resolve_ref, Held};
 use crate::store::{ClaimToken, NewTask, Store, TaskRow};
 use std::sync::Arc;
 
@@ -206,7 +206,9 @@ impl Job {
     fn take_fence(&self) -> Result<Held, Begun> {
         let held = publish::take_fence(&self.claimed()).map_err(|e| match e {
             NotTaken::Lost(why) => Begun::Failed(format!("the claim was lost: {why}")),
-            NotTaken::Remote(why) => Begun::Unavailable(format!("cannot take the task's fence on {why}")),
+            NotTaken::Remote(why) => {
+                Begun::Unavailable(format!("cannot take the task's fence on {why}"))
+            }
         })?;
         publish::fetch_sources(&self.repo, &self.sources()).map_err(Begun::Unavailable)?;
         Ok(held)
