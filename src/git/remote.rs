@@ -253,20 +253,9 @@ fn refusals(porcelain: &str) -> Vec<Refusal> {
         .collect()
 }
 
-/// Whether a repository setting names a remote reached over a transport
-/// (`ssh://`, `https://`, `git://`, `file://`, or scp-like `user@host:path`) rather
-/// than a folder of this host.
-pub fn is_url(s: &str) -> bool {
-    let s = s.trim();
-    if s.contains("://") {
-        return true;
-    }
-    // git's rule for the scp-like form: a colon before any slash.
-    match (s.find(':'), s.find('/')) {
-        (Some(c), slash) => c > 0 && slash.is_none_or(|sl| c < sl),
-        (None, _) => false,
-    }
-}
+/// Whether a repository setting names a remote reached over a transport rather than
+/// a folder of this host (the rule lives with the settings that read it).
+pub use crate::input::values::is_remote_url as is_url;
 
 /// The URL without a password (`https://user:token@host/x` → `https://user:***@host/x`).
 pub fn redact(url: &str) -> String {

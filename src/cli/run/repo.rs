@@ -8,12 +8,12 @@
 use crate::cli::{Ctx, RunArgs};
 use crate::error::UsageError;
 use crate::git::mirror::MIRROR_DIR;
-use crate::git::remote::is_url;
 use crate::git::repo::BASE_KEY;
 use crate::git::{short, Git, Repo};
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
 use crate::input::tasklist::TaskList;
+use crate::input::values::is_remote_url as is_url;
 use crate::store::location::StoreLocation;
 use crate::store::Store;
 use std::path::Path;

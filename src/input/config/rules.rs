@@ -19,7 +19,7 @@ pub(super) fn relative_to(base: &Path, p: &Path) -> PathBuf {
 /// A repository setting: a remote's URL is kept as written, a folder is taken from
 /// `base` when relative.
 pub(super) fn repo_path(base: &Path, p: &Path) -> PathBuf {
-    if crate::git::remote::is_url(&p.to_string_lossy()) {
+    if crate::input::values::is_remote_url(&p.to_string_lossy()) {
         p.to_path_buf()
     } else {
         relative_to(base, p)

@@ -12,7 +12,6 @@
 //! - [`push_result`] (in record, before the store records the attempt): the branch and
 //!   the attempt's ref pushed, fenced; a refusal of the fence means the claim was lost.
 
-use super::start::GitAttempt;
 use super::{now_ms, Attempt};
 use crate::git::publish::{claim_updates, fence_ref, resolve_ref, result_updates, Held, Holder};
 use crate::git::remote::{Expect, Pushed, Update};
@@ -216,7 +215,11 @@ pub(crate) enum Published {
 /// work) and attempt ref pushed with the fence's lease. Interrupted attempts keep
 /// their work on this host only.
 pub(crate) async fn push_result(att: &Attempt, status: Status) -> Published {
-    let Some((g, held)) = att.git.clone().and_then(|g| g.held.clone().map(|h| (g, h))) else {
+    let Some((repo, held)) = att
+        .git
+        .as_ref()
+        .and_then(|g| g.held.clone().map(|h| (g.repo.clone(), h)))
+    else {
         return Published::Done;
     };
     let r = &att.record;
@@ -236,14 +239,21 @@ pub(crate) async fn push_result(att: &Attempt, status: Status) -> Published {
     };
     let n = r.attempt;
     tokio::task::spawn_blocking(move || {
-        push_blocking(&g, &held, &holder, status, branch, attempt.map(|c| (n, c)))
+        push_blocking(
+            &repo,
+            &held,
+            &holder,
+            status,
+            branch,
+            attempt.map(|c| (n, c)),
+        )
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn push_blocking(
-    g: &GitAttempt,
+    repo: &Repo,
     held: &Held,
     holder: &Holder,
     status: Status,
@@ -251,13 +261,13 @@ fn push_blocking(
     attempt: Option<(u32, String)>,
 ) -> Published {
     let what = format!("attempt {} {}", holder.attempt, status.as_str());
-    let done = match g.repo.fence_object(holder, Some(&held.fence), &what) {
+    let done = match repo.fence_object(holder, Some(&held.fence), &what) {
         Ok(d) => d,
         Err(e) => return Published::Failed(e.to_string()),
     };
     let ups = result_updates(
         &holder.task,
-        &g.repo,
+        repo,
         held,
         &done,
         branch.as_deref(),
@@ -266,14 +276,14 @@ fn push_blocking(
     let began = Instant::now();
     let mut pause = Duration::from_millis(500);
     loop {
-        let (err, refused) = match g.repo.push(&ups) {
+        let (err, refused) = match repo.push(&ups) {
             Ok(Pushed::Done) => return Published::Done,
             Ok(refused) => (refused.describe(), true),
             Err(e) => (e.to_string(), false),
         };
         // The fence says what happened: moved on to `done` (an earlier try landed),
         // someone else's (lost), or still ours (the push failed for another reason).
-        match g.repo.task_refs(&holder.task).map(|t| t.fence) {
+        match repo.task_refs(&holder.task).map(|t| t.fence) {
             Ok(Some(f)) if f == done => return Published::Done,
             Ok(f) if f.as_deref() != Some(held.fence.as_str()) => {
                 return Published::Lost(format!(

@@ -147,7 +147,7 @@ impl Job {
                 Ok(()) => Some(h),
                 Err(e) => return Begun::Unavailable(e),
             },
-            Some(Err(b)) => return b,
+            Some(Err(b)) => return *b,
             None => None,
         };
         let plan = match self.plan() {
@@ -203,14 +203,15 @@ impl Job {
 
     /// With a shared remote: the claim takes the task's fence there, then what the
     /// task builds on is fetched.
-    fn take_fence(&self) -> Result<Held, Begun> {
+    fn take_fence(&self) -> Result<Held, Box<Begun>> {
         let held = publish::take_fence(&self.claimed()).map_err(|e| match e {
             NotTaken::Lost(why) => Begun::Failed(format!("the claim was lost: {why}")),
             NotTaken::Remote(why) => {
                 Begun::Unavailable(format!("cannot take the task's fence on {why}"))
             }
         })?;
-        publish::fetch_sources(&self.repo, &self.sources()).map_err(Begun::Unavailable)?;
+        publish::fetch_sources(&self.repo, &self.sources())
+            .map_err(|e| Box::new(Begun::Unavailable(e)))?;
         Ok(held)
     }
 
