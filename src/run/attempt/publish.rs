@@ -304,3 +304,234 @@ fn push_blocking(
         pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The fenced protocol between two hosts, each with its own mirror of one bare
+    //! remote, on one store: host `a` claims, loses its lease to host `b`, and
+    //! whatever `a` pushes after that never stays on the remote.
+
+    use super::*;
+    use crate::git::publish::{fence_ref, TaskRefs};
+    use crate::git::Git;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Claim, ClaimRequest, NewTask};
+    use std::path::Path;
+    use std::process::Command;
+
+    struct World {
+        _dir: tempfile::TempDir,
+        remote: std::path::PathBuf,
+        a: Repo,
+        b: Repo,
+        store: SqliteStore,
+    }
+
+    fn sh(dir: &Path, args: &[&str]) -> String {
+        let o = Command::new("git")
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "u")
+            .env("GIT_AUTHOR_EMAIL", "u@x")
+            .env("GIT_COMMITTER_NAME", "u")
+            .env("GIT_COMMITTER_EMAIL", "u@x")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        sh(&src, &["init", "-q", "-b", "main"]);
+        std::fs::write(src.join("f.txt"), "x\n").unwrap();
+        sh(&src, &["add", "-A"]);
+        sh(&src, &["commit", "-qm", "initial"]);
+        let remote = dir.path().join("remote.git");
+        sh(dir.path(), &["clone", "-q", "--bare", "src", "remote.git"]);
+        let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        let url = remote.display().to_string();
+        let mirror = |h: &str| {
+            let m = dir.path().join(h).join(".repo");
+            let mut r = Repo::mirror(Git::new(&env), &url, &m, "borg/", "developer").unwrap();
+            r.sync(None).unwrap();
+            r
+        };
+        let (a, b) = (mirror("a"), mirror("b"));
+        let store = SqliteStore::open(&dir.path().join("borg.db")).unwrap();
+        World {
+            _dir: dir,
+            remote,
+            a,
+            b,
+            store,
+        }
+    }
+
+    fn task(store: &SqliteStore, id: &str) {
+        let t = NewTask {
+            id: id.into(),
+            role: "developer".into(),
+            priority: 0,
+            order: 0,
+            depends_on: vec![],
+            instance: None,
+            max_attempts: 3,
+            spec: serde_json::json!({}),
+            hash: "h".into(),
+        };
+        store.sync_tasks(&[t], now_ms() - 60_000).unwrap();
+    }
+
+    fn claim(store: &SqliteStore, owner: &str, at: i64) -> Claim {
+        let r = ClaimRequest {
+            owner: owner.into(),
+            roles: vec!["developer".into()],
+            idle_instances: vec![],
+            reuse: vec![],
+            only: vec![],
+            scoped: false,
+            lease: Duration::from_secs(1),
+            now_ms: at,
+        };
+        store.claim_next(&r).unwrap().expect("a task to claim")
+    }
+
+    fn claimed<'a>(repo: &'a Repo, store: &'a SqliteStore, c: &'a Claim) -> Claimed<'a> {
+        Claimed {
+            repo,
+            store,
+            token: &c.token,
+            task: &c.task,
+            attempt: c.attempt as u32,
+            lease: Duration::from_secs(1),
+        }
+    }
+
+    fn holder(c: &Claim) -> Holder {
+        Holder {
+            task: c.task.id.clone(),
+            fence: c.token.fence,
+            owner: c.token.owner.clone(),
+            attempt: c.attempt as u32,
+        }
+    }
+
+    /// A commit of `repo` on its base: an attempt's work.
+    fn work(repo: &Repo, what: &str) -> String {
+        let tree = format!("{}^{{tree}}", repo.base);
+        sh(
+            &repo.dir,
+            &["commit-tree", &tree, "-p", &repo.base, "-m", what],
+        )
+    }
+
+    fn refs_of(w: &World, task: &str) -> TaskRefs {
+        w.a.task_refs(task).unwrap()
+    }
+
+    /// Pushes an attempt's result as record does.
+    fn publish(repo: &Repo, held: &Held, c: &Claim, commit: &str) -> Published {
+        let n = c.attempt as u32;
+        push_blocking(
+            repo,
+            held,
+            &holder(c),
+            Status::Succeeded,
+            Some(commit.to_string()),
+            Some((n, commit.to_string())),
+        )
+    }
+
+    fn take(w: &World, repo: &Repo, c: &Claim) -> Held {
+        match take_fence(&claimed(repo, &w.store, c)) {
+            Ok(h) => h,
+            Err(NotTaken::Lost(e) | NotTaken::Remote(e)) => panic!("fence not taken: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_stale_host_pushing_after_the_takeover_is_refused_and_nothing_lands() {
+        let w = world();
+        task(&w.store, "t");
+        let now = now_ms();
+        let ca = claim(&w.store, "a", now - 5_000);
+        let held_a = take(&w, &w.a, &ca);
+        // a's lease (1 s) ran out long ago; b takes the task over and its fence.
+        let cb = claim(&w.store, "b", now + 10_000);
+        assert_eq!(cb.token.fence, ca.token.fence + 1);
+        let held_b = take(&w, &w.b, &cb);
+        let late = work(&w.a, "a's late work");
+        match publish(&w.a, &held_a, &ca, &late) {
+            Published::Lost(why) => assert!(why.contains("another host"), "{why}"),
+            _ => panic!("the stale push was not refused"),
+        }
+        let r = refs_of(&w, "t");
+        assert_eq!(
+            (r.branch, r.attempts.len()),
+            (None, 0),
+            "nothing of a landed"
+        );
+        assert_eq!(r.fence.as_deref(), Some(held_b.fence.as_str()));
+        // and a cannot take the fence back: the store says its claim is gone
+        assert!(matches!(
+            take_fence(&claimed(&w.a, &w.store, &ca)),
+            Err(NotTaken::Lost(_))
+        ));
+        // b's own result lands
+        let mine = work(&w.b, "b's work");
+        assert!(matches!(
+            publish(&w.b, &held_b, &cb, &mine),
+            Published::Done
+        ));
+        let r = refs_of(&w, "t");
+        assert_eq!(r.branch.as_deref(), Some(mine.as_str()));
+        assert_eq!(r.attempts.get(&(cb.attempt as u32)), Some(&mine));
+        let fence = sh(&w.remote, &["log", "-1", "--format=%B", &fence_ref("t")]);
+        assert!(
+            fence.contains(&format!("Borg-Fence: {}", cb.token.fence)),
+            "{fence}"
+        );
+    }
+
+    #[test]
+    fn a_stale_push_that_beat_the_new_holder_is_deleted_when_it_takes_the_fence() {
+        let w = world();
+        task(&w.store, "u");
+        let now = now_ms();
+        let ca = claim(&w.store, "a", now - 5_000);
+        let held_a = take(&w, &w.a, &ca);
+        let cb = claim(&w.store, "b", now + 10_000);
+        // a pushes in the moment between b's claim in the store and b's fence push:
+        // the remote cannot know yet, so it lands...
+        let late = work(&w.a, "a's late work");
+        assert!(matches!(
+            publish(&w.a, &held_a, &ca, &late),
+            Published::Done
+        ));
+        assert_eq!(refs_of(&w, "u").branch.as_deref(), Some(late.as_str()));
+        // ...its record is refused by the store's fence...
+        assert!(matches!(
+            w.store
+                .heartbeat(&ca.token, Duration::from_secs(1), now_ms()),
+            Err(StoreError::StaleClaim { .. })
+        ));
+        // ...and b's fence push deletes what the store does not account for.
+        let held_b = take(&w, &w.b, &cb);
+        let r = refs_of(&w, "u");
+        assert_eq!(
+            (r.branch, r.attempts.len()),
+            (None, 0),
+            "a's push was undone"
+        );
+        assert_eq!(r.fence, Some(held_b.fence));
+    }
+}
