@@ -259,3 +259,45 @@ fn three_workers_share_work_through_a_bare_remote_through_a_sigkill() {
         w.stop();
     }
 }
+
+#[test]
+fn a_stale_host_back_from_a_pause_lands_nothing() {
+    let Some(db) = PgDb::create() else { return };
+    let sb = Sandbox::new();
+    sb.config("lease = \"3s\"");
+    let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let remote = bare_remote(&sb);
+    let n = 12;
+    let run = enqueue(&sb, &db.url, &remote, &chains(n, 2000, sfx));
+    let s = PgStore::open(&db.url).unwrap();
+    wait_store(&s, Duration::from_secs(60), |r| !r.is_empty());
+    let paused = Worker::start(&sb, &db.url, "p1", 2);
+    let mine = format!("borg-p1-{}-", paused.child.id());
+    let holds = wait_until(Duration::from_secs(60), || {
+        s.running_attempts()
+            .map(|a| a.iter().any(|a| a.owner.starts_with(&mine)))
+            .unwrap_or(false)
+    });
+    assert!(holds, "worker p1 never ran an attempt: {}", paused.stderr());
+    // p1 freezes (a host stalled, a VM paused) while its children run on; p2 takes
+    // its tasks over once the lease ran out, then p1 comes back with old claims.
+    signal(&paused.child, nix::sys::signal::Signal::SIGSTOP);
+    let other = Worker::start(&sb, &db.url, "p2", 2);
+    let taken = wait_until(Duration::from_secs(30), || {
+        s.events_since(0, usize::MAX)
+            .map(|e| e.iter().any(|e| e.kind == "lease-expired"))
+            .unwrap_or(false)
+    });
+    assert!(taken, "p2 never took p1's tasks over: {}", other.stderr());
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&paused.child, nix::sys::signal::Signal::SIGCONT);
+    finished_report(run, n);
+    let interrupted = exactly_once(&s, n);
+    assert!(
+        interrupted.iter().any(|(_, o)| o.starts_with(&mine)),
+        "p1's claims were taken over: {interrupted:?}"
+    );
+    assert_eq!(remote_matches_store(&s, &remote, n, sfx), n);
+    paused.stop();
+    other.stop();
+}
