@@ -911,10 +911,39 @@ def pg_scale(env, srv):
     env.record("pg", "throughput, 3 workers / 1", one / three if three else 0.0, "x")
 
 
+def pg_hook(env, srv):
+    """`borg hook pre-tool-use` on a PostgreSQL store: wall time per call (process start,
+    the store's light open, the lease check and the auto-lock commit), 1 caller alone and
+    8 at once, 64 leases held; the same calls as the coord bench's SQLite figures."""
+    n = 16 if env.smoke else 150
+    log(f"[pg] borg hook on PostgreSQL: {n} calls, 1 caller then 8 callers")
+    exe = find_test_bench("bench_coord", "BORG_BENCH_COORD_EXE")
+    figs = {}
+    for r in range(env.runs):
+        e = dict(os.environ, BORG_BENCH_COORD=str(n), BORG_BENCH_PG_URL=srv.fresh())
+        out = subprocess.run([exe, "--exact", "coord_latency_pg", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH coord " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the pg hook bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH coord ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+    for mode, what in (("pg-hook-auto-lock-1-caller", "borg hook pre-tool-use on PostgreSQL, 1 caller alone"),
+                       ("pg-hook-auto-lock", "borg hook pre-tool-use on PostgreSQL, 8 callers")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("pg", f"{what}: p50", med("p50_ms"), "ms")
+        env.record("pg", f"{what}: p99", med("p99_ms"), "ms")
+
+
 def bench_pg(env):
     srv = PgServer()
     try:
         pg_claims(env, srv)
+        pg_hook(env, srv)
         pg_wake(env, srv)
         pg_scale(env, srv)
     finally:

@@ -24,7 +24,8 @@ done
 for a in "$@"; do
     case "$a" in
         --release) profile=release ;;
-        claims|pg) want_claims=1 ;;
+        claims) want_claims=1 ;;
+        pg) want_claims=1; want_coord=1 ;;
         coord) want_coord=1 ;;
     esac
 done
