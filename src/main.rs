@@ -1,13 +1,13 @@
 //! The `borg` binary: parses the command line, sets up diagnostics, calls the
 //! library and maps the outcome to an exit code (0 ok, 1 failed, 2 bad input,
-//! 130 interrupted). The hidden `__shim` mode runs before anything else.
+//! 130 interrupted). The hidden `__reaper` mode runs before anything else.
 
 use clap::Parser;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(borg::supervise::shim::SUBCOMMAND) {
-        borg::supervise::shim::main(&args[2..]);
+    if args.get(1).map(String::as_str) == Some(borg::supervise::reaper::SUBCOMMAND) {
+        borg::supervise::reaper::main(&args[2..]);
     }
     let cli = borg::cli::Cli::parse();
     init_logging(cli.global.log_format);
@@ -25,7 +25,9 @@ fn main() {
         eprintln!("borg: error: {e:#}");
         borg::error::exit_code(&e)
     });
-    // Every child was awaited inside dispatch; nothing of ours is left running.
+    // Every child was awaited inside dispatch; the reaper, if one was started, ends
+    // with nothing left to kill, and is waited for.
+    borg::supervise::reaper::shutdown();
     drop(rt);
     std::process::exit(code);
 }

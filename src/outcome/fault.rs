@@ -101,6 +101,10 @@ pub fn classify(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Classified
         Some(Watchdog::Idle) => {
             return outcome(Status::TimedOut, FaultClass::Transient, "idle", error)
         }
+        // Retrying would most likely grow the same way again.
+        Some(Watchdog::Memory) => {
+            return outcome(Status::Killed, FaultClass::Permanent, "memory", error)
+        }
         _ => {}
     }
     if let Some(limit) = usage_limit(summary) {
@@ -276,7 +280,10 @@ fn signal_of(exit: &ExitInfo) -> Option<i32> {
 fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<String> {
     // A watchdog stop is the news: whatever the CLI said after borg's SIGINT
     // ("aborted during a tool call") is only its reaction to being stopped.
-    if matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle)) {
+    if matches!(
+        facts.watchdog,
+        Some(Watchdog::Timeout | Watchdog::Idle | Watchdog::Memory)
+    ) {
         let what = describe(summary, facts);
         let after = summary
             .result
@@ -311,8 +318,11 @@ fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<Strin
     }
     // When borg itself stopped the child, that is the news; stderr would only hold
     // whatever the child happened to print last.
-    let stopped_by_borg =
-        facts.interrupted || matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle));
+    let stopped_by_borg = facts.interrupted
+        || matches!(
+            facts.watchdog,
+            Some(Watchdog::Timeout | Watchdog::Idle | Watchdog::Memory)
+        );
     if !stopped_by_borg {
         if let Some(tail) = stderr_tail(facts.stderr_tail, 500) {
             return Some(tail);
@@ -359,6 +369,9 @@ fn describe(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> String {
     match facts.watchdog {
         Some(Watchdog::Timeout) => return "timed out after the wall-clock timeout".into(),
         Some(Watchdog::Idle) => return "no output for longer than the idle timeout".into(),
+        Some(Watchdog::Memory) => {
+            return "stopped: its process tree's memory passed max_attempt_memory".into()
+        }
         _ => {}
     }
     if let Some(rl) = &summary.rate_limit {

@@ -182,6 +182,8 @@ pub enum Watchdog {
     Idle,
     /// `result_grace`: still alive too long after its `result` line.
     ResultGrace,
+    /// `max_attempt_memory`: the whole tree's resident memory passed the limit.
+    Memory,
 }
 
 impl Watchdog {
@@ -191,6 +193,7 @@ impl Watchdog {
             Watchdog::Timeout => "timeout",
             Watchdog::Idle => "idle_timeout",
             Watchdog::ResultGrace => "result_grace",
+            Watchdog::Memory => "memory",
         }
     }
 }

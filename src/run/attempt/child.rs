@@ -85,6 +85,7 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
             interrupt_grace: s.run.interrupt_grace,
             term_grace: s.run.term_grace,
             leak_timeout: s.run.leak_timeout,
+            max_memory_kb: None,
         },
         max_line: s.run.max_line_bytes,
     }
@@ -136,7 +137,7 @@ fn start_record(
         let start = AttemptStart {
             instance,
             uid,
-            shim_pid: ids.shim_pid as i64,
+            shim_pid: ids.reaper_pid as i64,
             pid: ids.pid as i64,
             pgid: ids.pgid as i64,
             start_time: ids.start_time,

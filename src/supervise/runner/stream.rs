@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Child;
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,13 +41,14 @@ impl Streams {
     /// watchdog through `activity`) and stderr (logged, its tail kept). Their events go
     /// to `ev`, which is dropped here so that the channel closes with the last job.
     pub(super) fn start(
-        child: &mut Child,
+        stdout: Option<pipe::Receiver>,
+        stderr: Option<pipe::Receiver>,
         plan: &AttemptPlan,
         ev: mpsc::UnboundedSender<Ev>,
         activity: Arc<AtomicU64>,
         live: Option<Arc<Mutex<LiveView>>>,
     ) -> Self {
-        let stdout = child.stdout.take().map(|s| {
+        let stdout = stdout.map(|s| {
             spawn_stream(
                 s,
                 plan.stdout_log.clone(),
@@ -57,7 +58,7 @@ impl Streams {
                 Some((plan.max_line, live)),
             )
         });
-        let stderr = child.stderr.take().map(|s| {
+        let stderr = stderr.map(|s| {
             spawn_stream(
                 s,
                 plan.stderr_log.clone(),
