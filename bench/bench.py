@@ -167,15 +167,12 @@ def bench_dispatch(env):
     with open(prompt, "w") as f:
         f.write(text)
     fake_args = "-p --output-format stream-json --verbose"
-    # Both sides pay for one intermediate exec per child: borg for its shim, xargs
-    # for `sh -c 'exec …'` (needed to give each child its own stdin redirection).
+    # xargs pays one intermediate exec per child (`sh -c 'exec …'`, needed to give each
+    # child its own stdin redirection); borg pays none: its one reaper posix_spawns
+    # every child.
     xargs = ["sh", "-c",
              f"seq {n} | xargs -P {conc} -I{{}} sh -c 'exec \"$0\" {fake_args} < \"$1\" > /dev/null' "
              f"{env.fake} {prompt}"]
-    # What borg's own design cannot avoid: the same xargs, each child under borg's shim.
-    shim = ["sh", "-c",
-            f"seq {n} | xargs -P {conc} -I{{}} sh -c 'exec \"$0\" __shim $PPID \"$1\" {fake_args} "
-            f"< \"$2\" > /dev/null 3>/dev/null' {env.borg} {env.fake} {prompt}"]
 
     # Workspaces are removed only after every run: deleting thousands of files just
     # before a run makes the next file creations slow on some filesystems (ext4 without
@@ -209,26 +206,22 @@ def bench_dispatch(env):
             "folder are dominated by the filesystem (choose another with --dir)")
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    t_borg, t_xargs, t_shim, t_shm = [], [], [], []
+    t_borg, t_xargs, t_shm = [], [], []
     borg_once(d)  # warm-up: page cache, binary
     for _ in range(env.runs):
         t_xargs.append(timed(xargs)[0])
         t_borg.append(borg_once(d))
-        t_shim.append(timed(shim)[0])
         if shm:
             where = tempfile.mkdtemp(prefix="borg-bench-", dir=shm)
             t_shm.append(borg_once(where))
             spent.append(where)
     for ws in spent:
         shutil.rmtree(ws, ignore_errors=True)
-    mb, mx, ms = statistics.median(t_borg), statistics.median(t_xargs), statistics.median(t_shim)
+    mb, mx = statistics.median(t_borg), statistics.median(t_xargs)
     env.record("dispatch", "borg run wall time", mb, "s")
     env.record("dispatch", "xargs -P 8 wall time", mx, "s")
-    env.record("dispatch", "dispatch overhead (borg / xargs)", mb / mx, "x", "<= 1.2",
+    env.record("dispatch", "dispatch overhead (borg / xargs)", mb / mx, "x", "<= 1.3",
                "xargs -P 8 + sh -c exec, same fake-claude, same stdin")
-    env.record("dispatch", "floor: xargs with borg's shim / xargs", ms / mx, "x", "",
-               "xargs running each child under `borg __shim`")
-    env.record("dispatch", "borg / (xargs with shim)", mb / ms, "x")
     env.record("dispatch", "per-task overhead (borg - xargs) / tasks", (mb - mx) / n * 1000, "ms")
     if t_shm:
         m = statistics.median(t_shm)
@@ -431,6 +424,118 @@ def peak_rss_of(cmd, **kw):
             pass
         time.sleep(0.01)
     return peak, time.perf_counter() - t, p.returncode
+
+
+def proc_stat(pid):
+    """(ppid, utime + stime in clock ticks, comm) of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    rest = text[text.rindex(")") + 2:].split()
+    return int(rest[1]), int(rest[11]) + int(rest[12]), comm
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def descendants(root):
+    kids = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                kids.setdefault(st[0], []).append(int(name))
+    out, stack = [], [root]
+    while stack:
+        for c in kids.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def ctx_switches(pid):
+    """Voluntary + involuntary context switches of every thread of a process: each
+    voluntary one is a wakeup after a sleep."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return total
+
+
+def bench_idle(env):
+    """64 children that sleep: what supervising them costs while nothing happens. The
+    RSS of everything borg runs besides the children (the reaper), borg's own RSS, and
+    the CPU of borg and the reaper over the window, sampled from /proc."""
+    n, window = (8, 5.0) if env.smoke else (64, 60.0)
+    sleep_ms = int((window + 20) * 1000)
+    log(f"[idle] {n} children sleeping, sampled for {window:.0f} s")
+    d = env.path("idle")
+    os.makedirs(d)
+    config = os.path.join(d, "config.toml")
+    write_config(config, {"concurrency": n, "timeout": "10m", "idle_timeout": "10m"})
+    tasks = os.path.join(d, "tasks.toml")
+    write_tasks(tasks, [{"id": f"s{i:02d}", "prompt": f"#fake sleep {sleep_ms}\n"} for i in range(n)])
+    ws = os.path.join(d, "ws")
+    p = subprocess.Popen(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+                                  "--progress", "none"),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    fake = os.path.basename(env.fake)[:15]
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            kids = [c for c in descendants(p.pid) if (proc_stat(c) or (0, 0, ""))[2] == fake]
+            if len(kids) >= n:
+                break
+            time.sleep(0.2)
+        else:
+            raise SystemExit("bench: the idle children did not all start")
+        time.sleep(2)  # let the start-up settle (log files, store writes)
+        tick = os.sysconf("SC_CLK_TCK")
+        helpers = lambda: [c for c in descendants(p.pid) if (proc_stat(c) or (0, 0, fake))[2] != fake]
+        cpu0 = {q: proc_stat(q)[1] for q in [p.pid] + helpers() if proc_stat(q)}
+        ctx0, t0 = ctx_switches(p.pid), time.time()
+        rss_helpers, rss_borg = 0, 0
+        while time.time() - t0 < window:
+            rss_helpers = max(rss_helpers, sum(rss_kib(q) for q in helpers()))
+            rss_borg = max(rss_borg, rss_kib(p.pid))
+            time.sleep(min(1.0, window / 10))
+        dt = time.time() - t0
+        cpu1 = {q: proc_stat(q)[1] for q in cpu0 if proc_stat(q)}
+        borg_cpu = (cpu1.get(p.pid, 0) - cpu0.get(p.pid, 0)) / tick
+        helper_cpu = sum(cpu1[q] - cpu0[q] for q in cpu1 if q != p.pid) / tick
+        ctx = (ctx_switches(p.pid) - ctx0) / dt
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    shutil.rmtree(ws, ignore_errors=True)
+    env.record("idle", f"RSS of what borg runs besides the {n} children (the reaper)", rss_helpers / 1024, "MiB",
+               "<= 32", "the old design: one 4.4 MB shim per child (283 MB for 64)")
+    env.record("idle", "borg's own RSS", rss_borg / 1024, "MiB")
+    env.record("idle", "CPU of borg + reaper while the children sleep", (borg_cpu + helper_cpu) / dt * 100, "% core",
+               "<= 1", f"{n} children, {dt:.0f} s window")
+    env.record("idle", "  of which borg", borg_cpu / dt * 100, "% core")
+    env.record("idle", "borg's context switches (wakeups) per second", ctx, "/s")
 
 
 def bench_memory(env):
@@ -674,7 +779,8 @@ def bench_wake(env):
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
-           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake}
+           "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
+           "idle": bench_idle}
 
 
 def machine():

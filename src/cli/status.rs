@@ -9,7 +9,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, Store, TaskRow};
+use crate::store::{sqlite::SqliteStore, AttemptRow, FleetView, InstanceRow, TaskRow, ViewStore};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -36,6 +36,8 @@ struct StatusView {
     queue: BTreeMap<&'static str, Vec<String>>,
     parked: Option<serde_json::Value>,
     breaker: Option<serde_json::Value>,
+    /// No new child starts: the machine's memory is below `min_available_memory`.
+    memory: Option<serde_json::Value>,
     totals: report::Totals,
     roles: BTreeMap<String, report::RoleMetrics>,
     handoffs: Vec<crate::store::HandoffRow>,
@@ -69,18 +71,62 @@ const QUEUE_STATES: [&str; 7] = [
     "ready", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
+/// One frame: the whole fleet read in one go (one snapshot), then shaped.
 fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
     let now = now_ms();
-    let tasks = store.tasks()?;
-    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let parked = store.fleet("parked")?.filter(|v| {
+    let FleetView {
+        tasks,
+        attempts,
+        instances,
+        handoffs,
+        mut fleet,
+    } = store.fleet_view()?;
+    let parked = fleet.remove("parked").filter(|v| {
         v.get("until_ms")
             .and_then(|u| u.as_i64())
             .is_some_and(|u| u > now)
     });
+    let flag = |v: &serde_json::Value, k: &str| v.get(k).and_then(|o| o.as_bool()) == Some(true);
+    let breaker = fleet.remove("breaker").filter(|b| flag(b, "open"));
+    let memory = fleet
+        .remove(crate::run::scheduler::MEMORY_FLEET_KEY)
+        .filter(|m| flag(m, "waiting"));
+    let queue = queue_of(&tasks, parked.is_some(), now);
+    let mut by_task: HashMap<&str, Vec<AttemptRow>> = HashMap::new();
+    for a in &attempts {
+        by_task.entry(a.task.as_str()).or_default().push(a.clone());
+    }
+    let running: Vec<&AttemptRow> = attempts
+        .iter()
+        .filter(|a| a.status == Status::Running)
+        .collect();
+    let instances = instances
+        .iter()
+        .map(|i| instance_view(i, &running, now))
+        .collect();
+    let reports: Vec<_> = tasks
+        .iter()
+        .map(|t| report::live_task_report(t, by_task.get(t.id.as_str()).map_or(&[], Vec::as_slice)))
+        .collect();
+    let (totals, roles) = report::totals(&reports);
+    Ok(StatusView {
+        instances,
+        queue,
+        parked,
+        breaker,
+        memory,
+        totals,
+        roles,
+        handoffs,
+    })
+}
+
+/// The queue: every task by the state the person cares about.
+fn queue_of(tasks: &[TaskRow], parked: bool, now: i64) -> BTreeMap<&'static str, Vec<String>> {
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut queue: BTreeMap<&'static str, Vec<String>> =
         QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
-    for t in &tasks {
+    for t in tasks {
         let k = match t.status {
             Status::Running => "running",
             Status::Succeeded => "done",
@@ -93,7 +139,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
                 });
                 if !deps_done {
                     "waiting"
-                } else if parked.is_some() || t.not_before_ms > now {
+                } else if parked || t.not_before_ms > now {
                     "parked"
                 } else {
                     "ready"
@@ -103,46 +149,26 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
         };
         queue.entry(k).or_default().push(t.id.clone());
     }
-    let running = store.running_attempts()?;
-    let mut instances = Vec::new();
-    for i in store.instances()? {
-        let att = running.iter().find(|a| a.start.instance == i.id);
-        let live = att.and_then(|a| {
-            crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log))
-                .ok()
-        });
-        instances.push(InstanceView {
-            id: i.id.clone(),
-            role: i.role.clone(),
-            state: if att.is_some() {
-                "busy".into()
-            } else {
-                "idle".into()
-            },
-            task: att.map(|a| a.task.clone()),
-            attempt: att.map(|a| a.attempt),
-            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
-            elapsed_ms: att.map(|a| now - a.started_ms),
-            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
-            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
-        });
+    queue
+}
+
+/// One instance line: what it runs now, with the live facts of its transcript.
+fn instance_view(i: &InstanceRow, running: &[&AttemptRow], now: i64) -> InstanceView {
+    let att = running.iter().find(|a| a.start.instance == i.id);
+    let live = att.and_then(|a| {
+        crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log)).ok()
+    });
+    InstanceView {
+        id: i.id.clone(),
+        role: i.role.clone(),
+        state: if att.is_some() { "busy" } else { "idle" }.into(),
+        task: att.map(|a| a.task.clone()),
+        attempt: att.map(|a| a.attempt),
+        tool: live.as_ref().and_then(|l| l.current_tool.clone()),
+        elapsed_ms: att.map(|a| now - a.started_ms),
+        turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
+        cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
     }
-    let mut reports = Vec::new();
-    for t in &tasks {
-        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
-    }
-    let (totals, roles) = report::totals(&reports);
-    Ok(StatusView {
-        instances,
-        queue,
-        parked,
-        breaker: store
-            .fleet("breaker")?
-            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
-        totals,
-        roles,
-        handoffs: store.handoffs(None)?,
-    })
 }
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
@@ -217,6 +243,15 @@ fn write_alerts(o: &mut String, v: &StatusView) {
         let kind = p.get("kind").and_then(|k| k.as_str()).unwrap_or("usage");
         let _ = writeln!(o, "PARKED   parked until {until} ({kind} limit)");
     }
+    if let Some(m) = &v.memory {
+        let mib = |k: &str| m.get(k).and_then(|x| x.as_u64()).unwrap_or(0) / (1024 * 1024);
+        let _ = writeln!(
+            o,
+            "MEMORY   waiting: {} MiB available, below min_available_memory ({} MiB); no new child starts, tasks wait",
+            mib("available_bytes"),
+            mib("min_available_bytes")
+        );
+    }
     if let Some(b) = &v.breaker {
         let _ = writeln!(
             o,
@@ -265,5 +300,64 @@ fn write_totals(o: &mut String, t: &report::Totals, roles: &BTreeMap<String, rep
             m.p95_duration_ms as f64 / 1000.0,
             m.cost_usd
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ClaimRequest, NewTask, Store};
+
+    /// A store of `n` tasks, each claimed and started once.
+    fn store_of(n: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("borg.db")).unwrap();
+        let tasks: Vec<NewTask> = (0..n)
+            .map(|i| NewTask {
+                id: format!("t{i:03}"),
+                role: "developer".into(),
+                priority: 0,
+                order: i as i64,
+                depends_on: vec![],
+                instance: None,
+                max_attempts: 1,
+                spec: serde_json::json!({"prompt": "p"}),
+                hash: format!("h{i}"),
+            })
+            .collect();
+        st.sync_tasks(&tasks, 0).unwrap();
+        let req = ClaimRequest {
+            owner: "o".into(),
+            roles: vec!["developer".into()],
+            idle_instances: vec![],
+            reuse: vec![],
+            only: vec![],
+            scoped: false,
+            lease: Duration::from_secs(60),
+            now_ms: 1,
+        };
+        while let Some(c) = st.claim_next(&req).unwrap() {
+            let start = crate::store::AttemptStart {
+                instance: "i".into(),
+                ..Default::default()
+            };
+            st.start_attempt(&c.token, &start).unwrap();
+        }
+        (dir, st)
+    }
+
+    #[test]
+    fn a_frame_reads_the_store_once_whatever_the_number_of_tasks() {
+        for n in [3, 40] {
+            let (_d, st) = store_of(n);
+            let before = st.read_transactions();
+            let v = view(&st).unwrap();
+            assert_eq!(v.queue["running"].len(), n);
+            assert_eq!(
+                st.read_transactions() - before,
+                1,
+                "one frame of {n} tasks read the store more than once"
+            );
+        }
     }
 }

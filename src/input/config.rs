@@ -128,6 +128,12 @@ pub struct RunSettings {
     pub lease: Duration,
     /// Longest stdout line parsed; longer ones are logged but not parsed.
     pub max_line_bytes: usize,
+    /// No new child starts while the machine's `MemAvailable` is below this (bytes;
+    /// 0: no check).
+    pub min_available_memory: u64,
+    /// Stop an attempt whose whole process tree holds more resident memory than this
+    /// (bytes; None: no limit).
+    pub max_attempt_memory: Option<u64>,
 }
 
 /// Where things live.
@@ -229,6 +235,8 @@ impl Default for Settings {
                 budget_usd: None,
                 lease: Duration::from_secs(60),
                 max_line_bytes: 8 * 1024 * 1024,
+                min_available_memory: 1 << 30,
+                max_attempt_memory: None,
             },
             roles: BTreeMap::new(),
         }

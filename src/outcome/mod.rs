@@ -271,6 +271,10 @@ pub struct AttemptRecord {
     pub stop_latency_ms: Option<u64>,
     /// Session resumed by this attempt.
     pub resumed_session: Option<String>,
+    /// The largest resident memory of the attempt's whole process tree, MiB (rounded
+    /// up), sampled from `/proc` by the reaper; None when never measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<u64>,
 }
 
 impl AttemptRecord {

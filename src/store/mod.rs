@@ -15,15 +15,17 @@ mod error;
 pub mod feed;
 mod rows;
 pub mod sqlite;
+pub mod view;
 
 use crate::outcome::Status;
 pub use error::StoreError;
 pub use rows::*;
 use std::time::Duration;
+pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + ViewStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

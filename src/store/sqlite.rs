@@ -6,7 +6,8 @@
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values.
+//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values
+//! (and `view` the whole-fleet view).
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -23,6 +24,7 @@ mod read;
 mod release;
 mod schema;
 mod tasks;
+mod view;
 
 use super::*;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
@@ -46,6 +48,8 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Every write goes through it (see `batch`).
     writer: batch::Writer,
+    /// Read transactions so far (see [`SqliteStore::read_transactions`]).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 /// Internal error: either a database error (converted with the path at the boundary)
@@ -137,6 +141,7 @@ impl SqliteStore {
             busy,
             conn: Mutex::new(conn),
             writer,
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -201,9 +206,16 @@ impl SqliteStore {
         slot.wait()
     }
 
+    /// How many read transactions this store ran (a `borg status` frame costs one).
+    pub fn read_transactions(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one
     /// snapshot.
     fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T>) -> Result<T, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         enter(self.busy);
         let res = (|| {

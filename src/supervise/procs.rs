@@ -175,6 +175,15 @@ pub fn kill_leftovers(pid: i64, pgid: i64, start_time: u64, boot: &str, uid: &st
     n
 }
 
+/// The machine's available memory (`MemAvailable` of `/proc/meminfo`), bytes; None
+/// when unreadable.
+pub fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// Pids whose environment holds `key=value` (the attempt cookie), self excluded.
 /// Processes of other users are skipped silently (their environ is unreadable).
 pub fn with_env(key: &str, value: &str) -> Vec<i32> {

@@ -4,7 +4,7 @@
 
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{ClaudeSettings, ConfigError, PathsSettings, RoleLimits, RunSettings, Settings};
-use crate::input::values::{permission_mode, toml_duration, valid_id};
+use crate::input::values::{permission_mode, toml_duration, toml_size, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,8 @@ struct FileRun {
     budget_usd: Option<Val>,
     lease: Option<Val>,
     max_line_bytes: Option<Val>,
+    min_available_memory: Option<Val>,
+    max_attempt_memory: Option<Val>,
 }
 
 #[derive(Deserialize, Default)]
@@ -152,6 +154,10 @@ impl FileCx<'_> {
     fn usize(&self, section: &str, key: &str, v: &Val, min: u64) -> Result<usize, ConfigError> {
         let n = self.uint(section, key, v, min)?;
         usize::try_from(n).map_err(|_| self.invalid(section, key, v, "too large"))
+    }
+
+    fn size(&self, section: &str, key: &str, v: &Val) -> Result<u64, ConfigError> {
+        toml_size(v.get_ref()).map_err(|m| self.invalid(section, key, v, &m))
     }
 
     fn dollars(&self, section: &str, key: &str, v: &Val) -> Result<f64, ConfigError> {
@@ -313,6 +319,12 @@ impl FileCx<'_> {
         }
         if let Some(v) = &r.max_line_bytes {
             s.max_line_bytes = self.usize(rn, "max_line_bytes", v, 1024)?;
+        }
+        if let Some(v) = &r.min_available_memory {
+            s.min_available_memory = self.size(rn, "min_available_memory", v)?;
+        }
+        if let Some(v) = &r.max_attempt_memory {
+            s.max_attempt_memory = Some(self.size(rn, "max_attempt_memory", v)?).filter(|&n| n > 0);
         }
         Ok(())
     }

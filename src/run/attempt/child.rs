@@ -85,7 +85,7 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
             interrupt_grace: s.run.interrupt_grace,
             term_grace: s.run.term_grace,
             leak_timeout: s.run.leak_timeout,
-            max_memory_kb: None,
+            max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
         },
         max_line: s.run.max_line_bytes,
     }
@@ -169,7 +169,7 @@ impl Heartbeat {
             loop {
                 tokio::select! {
                     _ = done.cancelled() => return None,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(until_beat(every)) => {}
                 }
                 let tk = token.clone();
                 let r = call(&store, move |st| st.heartbeat(&tk, lease, now_ms())).await;
@@ -184,8 +184,17 @@ impl Heartbeat {
     }
 
     /// Stops renewing; says why the claim was lost, if it was.
+    /// (See [`until_beat`] for when the renewals happen.)
     async fn stop(self) -> Option<String> {
         self.stop.cancel();
         self.task.await.ok().flatten()
     }
+}
+
+/// The time to the next heartbeat: the next multiple of `every` on the wall clock, so
+/// that the heartbeats of all running attempts fall at the same moment and the store
+/// commits them together (one transaction, one fsync) instead of one by one.
+fn until_beat(every: Duration) -> Duration {
+    let period = every.as_millis().max(1) as i64;
+    Duration::from_millis((period - now_ms().rem_euclid(period)) as u64)
 }

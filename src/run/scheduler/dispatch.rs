@@ -1,5 +1,6 @@
 //! Starting what can start: while a slot is free (global concurrency, per-role
-//! `max_instances`), claim the best ready task in the store, give it an instance of
+//! `max_instances`) and the machine has the memory (`min_available_memory`), claim
+//! the best ready task in the store, give it an instance of
 //! its role (acquired in the same transaction when one is idle, else picked or
 //! created), and start its attempt.
 
@@ -23,7 +24,7 @@ impl Scheduler<'_> {
         if !self.dispatching() || self.parked_until.is_some() || !self.budget_left() {
             return Ok(());
         }
-        if self.running.len() >= self.opts.concurrency {
+        if self.running.len() >= self.opts.concurrency || !self.memory_admits().await {
             return Ok(());
         }
         let taken = self.taken_by_others().await;

@@ -19,6 +19,9 @@
 mod dispatch;
 mod finished;
 mod fleet;
+mod memory;
+
+pub use memory::FLEET_KEY as MEMORY_FLEET_KEY;
 
 use crate::run::attempt::{now_ms, AttemptDone, Shared};
 use crate::run::policy::Breaker;
@@ -82,6 +85,8 @@ pub(crate) struct Scheduler<'p> {
     retry_at: Vec<i64>,
     /// (tasks in scope, terminal ones), and when that was counted.
     counts: ((usize, usize), Instant),
+    /// Waiting for memory (`min_available_memory`): when to look again, epoch ms.
+    memory_wait: Option<i64>,
 }
 
 /// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
@@ -108,6 +113,7 @@ pub async fn run(
             Wake::Stop => s.on_stop(),
         }
     }
+    s.end_memory_wait().await;
     Ok(s.into_summary())
 }
 
@@ -130,7 +136,12 @@ impl<'p> Scheduler<'p> {
             .collect();
         let scope = register_scope(&store, &owner, &opts.scope).await?;
         let fleet = Fleet::new(shared.workspaces.list().unwrap_or_default(), pins);
-        let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
+        let feed = ChangeFeed::start(
+            store.clone(),
+            owner.id.clone(),
+            feed::POLL,
+            Some(&shared.store_path),
+        );
         Ok(Scheduler {
             shared,
             store,
@@ -150,6 +161,7 @@ impl<'p> Scheduler<'p> {
             next_maintenance: 0,
             retry_at: Vec::new(),
             counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
+            memory_wait: None,
         })
     }
 
@@ -235,6 +247,9 @@ impl<'p> Scheduler<'p> {
 
     /// Refreshes the live line of every running task.
     fn draw_live(&mut self) {
+        if !self.progress.wants_live() {
+            return;
+        }
         for (task, (live, since)) in &self.lives {
             if let Ok(v) = live.lock() {
                 self.progress.live(task, &v, since.elapsed());
@@ -256,7 +271,8 @@ impl<'p> Scheduler<'p> {
     }
 
     /// The earliest of: the next maintenance, the end of parking, a known backoff,
-    /// and the next redraw while tasks run.
+    /// and the next redraw while tasks run (only when live lines are shown: an idle
+    /// fleet should not wake borg twice a second for nothing).
     fn next_deadline(&self) -> Instant {
         let now = now_ms();
         let mut at = self.next_maintenance;
@@ -266,8 +282,11 @@ impl<'p> Scheduler<'p> {
         if let Some(r) = self.retry_at.iter().min() {
             at = at.min(*r);
         }
+        if let Some(m) = self.memory_wait {
+            at = at.min(m);
+        }
         let mut deadline = Instant::now() + Duration::from_millis((at - now).max(0) as u64);
-        if !self.running.is_empty() {
+        if !self.running.is_empty() && self.progress.wants_live() {
             deadline = deadline.min(Instant::now() + REDRAW);
         }
         deadline

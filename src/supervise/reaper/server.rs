@@ -19,8 +19,6 @@ use crate::supervise::procs;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 use std::collections::{HashSet, VecDeque};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
@@ -29,6 +27,8 @@ use std::time::{Duration, Instant};
 pub const SOCKET_FD: RawFd = 3;
 /// How often the trees are sampled (memory) while attempts run.
 const SAMPLE: Duration = Duration::from_secs(1);
+/// The first sample after a start comes sooner.
+const FIRST_SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs the reaper: `borg __reaper PARENT_PID`. Never returns.
 pub fn main(args: &[String]) -> ! {
@@ -243,6 +243,8 @@ impl Reaper {
                 self.tracker
                     .attempts
                     .insert(id, Attempt::new(req.uid, pid, req.max_rss_kb));
+                // A first look soon after the start, then once per SAMPLE.
+                self.next_sample = self.next_sample.min(Instant::now() + FIRST_SAMPLE);
                 self.report(&Report::Started {
                     id,
                     pid,
@@ -283,21 +285,19 @@ impl Reaper {
     }
 
     fn reap(&mut self) {
-        loop {
-            let (pid, report) = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) => (p.as_raw(), Some((Some(code), None))),
-                Ok(WaitStatus::Signaled(p, s, _)) => (p.as_raw(), Some((None, Some(s as i32)))),
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => continue,
-            };
+        while let Some((pid, end, maxrss_kb)) = wait_any() {
             self.tracker.forget(pid);
-            let (Some(id), Some((code, signal))) = (self.tracker.child_reaped(pid), report) else {
+            let Some(id) = self.tracker.child_reaped(pid) else {
                 continue;
             };
-            match (code, signal) {
-                (Some(code), _) => self.report(&Report::Exited { id, code }),
-                (_, Some(signal)) => self.report(&Report::Signaled { id, signal }),
-                _ => {}
+            // The kernel's own peak of the child (and of the children it waited for):
+            // exact even for a child that lived less than one sample.
+            if let Some(a) = self.tracker.attempts.get_mut(&id) {
+                a.peak_kb = a.peak_kb.max(maxrss_kb);
+            }
+            match end {
+                End::Exited(code) => self.report(&Report::Exited { id, code }),
+                End::Signaled(signal) => self.report(&Report::Signaled { id, signal }),
             }
         }
     }
@@ -406,6 +406,37 @@ impl Reaper {
                 }
             }
         }
+    }
+}
+
+/// How a reaped process ended.
+enum End {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// Reaps one exited child without blocking: its pid, how it ended and its peak
+/// resident memory in KiB (`ru_maxrss`). None when no child has exited.
+fn wait_any() -> Option<(i32, End, u64)> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: both out-pointers point to live, writable values of the right type.
+        let (pid, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let pid = libc::wait4(-1, &mut status, libc::WNOHANG, &mut usage);
+            (pid, usage)
+        };
+        if pid <= 0 {
+            return None;
+        }
+        let end = if libc::WIFEXITED(status) {
+            End::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            End::Signaled(libc::WTERMSIG(status))
+        } else {
+            continue;
+        };
+        return Some((pid, end, usage.ru_maxrss.max(0) as u64));
     }
 }
 

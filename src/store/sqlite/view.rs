@@ -1,0 +1,48 @@
+//! The whole-fleet view of the SQLite store: every table `borg status` needs, read in
+//! one deferred transaction.
+
+use super::read::{self, ATTEMPT_COLS};
+use super::{misc, SqliteStore, R};
+use crate::store::view::{FleetView, ViewStore};
+use crate::store::StoreError;
+use rusqlite::Transaction;
+use std::collections::BTreeMap;
+
+impl ViewStore for SqliteStore {
+    fn fleet_view(&self) -> Result<FleetView, StoreError> {
+        self.read(|tx| {
+            Ok(FleetView {
+                tasks: read::tasks(tx)?,
+                attempts: all_attempts(tx)?,
+                instances: misc::instances(tx)?,
+                handoffs: read::handoffs(tx, None)?,
+                fleet: fleet_values(tx)?,
+            })
+        })
+    }
+}
+
+/// Every attempt, by task then attempt number.
+fn all_attempts(tx: &Transaction<'_>) -> R<Vec<crate::store::AttemptRow>> {
+    let sql = format!("SELECT {ATTEMPT_COLS} FROM attempts ORDER BY task, attempt");
+    let mut st = tx.prepare_cached(&sql)?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(read::attempt_row(r)?);
+    }
+    Ok(out)
+}
+
+/// Every fleet-wide value by key.
+fn fleet_values(tx: &Transaction<'_>) -> R<BTreeMap<String, serde_json::Value>> {
+    let pairs: Vec<(String, String)> = {
+        let mut st = tx.prepare_cached("SELECT key, value FROM fleet ORDER BY key")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((k, read::json(&v)?)))
+        .collect()
+}
