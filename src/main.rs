@@ -34,13 +34,13 @@ fn main() {
 
 /// Diagnostics on stderr, filtered by BORG_LOG (env-filter syntax; default warn).
 fn init_logging(format: borg::cli::LogFormat) {
-    // BORG_LOG may also come from ./.env, like every other setting (the environment wins).
+    // BORG_LOG may also come from ./.env, like every other setting (the environment
+    // wins), read by the same reader with the same rules. A .env the settings refuse
+    // gives no BORG_LOG here: loading the settings reports it (exit 2).
     let spec = std::env::var("BORG_LOG").ok().or_else(|| {
-        dotenvy::from_path_iter(".env")
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|(k, _)| k == "BORG_LOG")
-            .map(|(_, v)| v)
+        borg::input::config::Settings::dotenv_var(std::path::Path::new(".env"), "BORG_LOG")
+            .ok()
+            .flatten()
     });
     let filter = spec
         .and_then(|s| tracing_subscriber::EnvFilter::try_new(s).ok())

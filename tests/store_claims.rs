@@ -985,3 +985,31 @@ fn scoped_claims_take_only_the_owners_registered_tasks() {
         .unwrap();
     assert_eq!(left, vec!["p:theirs".to_string()]);
 }
+
+#[test]
+fn a_lazy_takeover_drops_the_old_attempts_pending_handoffs() {
+    // As release_expired does: the handoff an attempt requested is only worth
+    // something if that attempt succeeds, and an attempt whose lease ran out never will.
+    let (_d, s) = fresh_with_a();
+    let mut r = req("o1", &["dev"], 1);
+    r.lease = Duration::from_millis(10);
+    let c = claim(&s, &r);
+    let h = s
+        .request_handoff(&c.token, None, &handoff("tester", "old"), 2)
+        .unwrap();
+    // o1's lease ran out; o2's claim takes the task over lazily, no sweep in between.
+    let c2 = claim(&s, &req("o2", &["dev"], 100));
+    assert_eq!(c2.task.id, "a");
+    assert_eq!(s.handoffs(None).unwrap()[0].state, HandoffState::Dropped);
+    assert!(matches!(
+        s.accept_handoff(h, 101),
+        Err(StoreError::Conflict(_))
+    ));
+    // The new attempt's success must not turn the old attempt's request into a task.
+    s.start_attempt(&c2.token, &AttemptStart::default())
+        .unwrap();
+    s.finish_attempt(&c2.token, &fin_final(Status::Succeeded, 102))
+        .unwrap();
+    let ids: Vec<String> = s.tasks().unwrap().into_iter().map(|t| t.id).collect();
+    assert_eq!(ids, ["a"], "the old attempt's handoff became a task");
+}

@@ -275,6 +275,14 @@ impl Settings {
         Ok(settings)
     }
 
+    /// One variable of the `.env` file at `path`, read by the one `.env` reader with
+    /// the rules every setting is read with: the last assignment wins, and a line that
+    /// is no assignment makes the file an error (a missing file is empty). Used by what
+    /// runs before the settings are loaded (diagnostics' `BORG_LOG`).
+    pub fn dotenv_var(path: &Path, name: &str) -> Result<Option<String>, ConfigError> {
+        Ok(load::read_dotenv(path)?.remove(name).map(|(v, _)| v))
+    }
+
     /// The environment variables borg itself reads (documented in `.env.example`).
     pub fn known_variables() -> &'static [&'static str] {
         &[

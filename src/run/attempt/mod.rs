@@ -86,6 +86,7 @@ pub async fn run(
     live: Arc<Mutex<LiveView>>,
     decide: impl FnOnce(&Classified, &TaskRow) -> Disposition + Send + 'static,
 ) -> AttemptDone {
+    failpoint_panic(&claim.task.id);
     let mut att = Attempt::new(shared, claim, instance);
     let admitted = match admit::check(&att) {
         Ok(a) => a,
@@ -120,6 +121,20 @@ impl Attempt {
             instance,
             record,
         }
+    }
+}
+
+/// A failure injected on purpose: `BORG_FAILPOINT=attempt-panic:TASK` makes the
+/// attempt task of TASK panic, which is how the tests check that the run loop survives
+/// a panicking attempt (it frees the attempt's instance and role slot and fails the
+/// task). Never set in normal use.
+fn failpoint_panic(task: &str) {
+    if std::env::var("BORG_FAILPOINT")
+        .ok()
+        .and_then(|v| v.strip_prefix("attempt-panic:").map(|t| t == task))
+        == Some(true)
+    {
+        panic!("failpoint attempt-panic:{task}");
     }
 }
 

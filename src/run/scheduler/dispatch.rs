@@ -127,17 +127,25 @@ impl Scheduler<'_> {
         let now = std::time::Instant::now();
         self.lives
             .insert(claim.task.id.clone(), (live.clone(), now));
+        let launched = super::Launched {
+            task: claim.task.id.clone(),
+            role: claim.task.role.clone(),
+            instance: inst.id.clone(),
+            attempt: claim.attempt as u32,
+            token: claim.token.clone(),
+        };
         let shared = self.shared.clone();
         let (base, cap) = (
             shared.settings.run.backoff_base,
             shared.settings.run.backoff_cap,
         );
-        self.running.spawn(async move {
+        let handle = self.running.spawn(async move {
             let store = shared.store.clone();
             let decide = move |c: &_, t: &_| disposition(c, t, base, cap);
             let done = attempt::run(shared, claim, inst, ctl, live, decide).await;
             free_if_lost(&store, done).await
         });
+        self.launched.insert(handle.id(), launched);
     }
 }
 

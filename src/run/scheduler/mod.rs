@@ -42,14 +42,28 @@ const REDRAW: Duration = Duration::from_millis(500);
 
 /// Something the loop waits for.
 enum Wake {
-    /// An attempt task ended.
-    Finished(Box<Result<AttemptDone, JoinError>>),
+    /// An attempt task ended (or panicked).
+    Finished(Box<Result<(tokio::task::Id, AttemptDone), JoinError>>),
     /// Another process changed the store.
     StoreChanged,
     /// A deadline passed (maintenance, parking, a backoff, a redraw).
     Timer,
     /// The first Ctrl-C / SIGTERM / SIGHUP.
     Stop,
+}
+
+/// A launched attempt task, as the run loop must know it to clean up after a panic.
+struct Launched {
+    /// The task.
+    task: String,
+    /// Its role (the role slot it holds).
+    role: String,
+    /// The instance it occupies.
+    instance: String,
+    /// The attempt number.
+    attempt: u32,
+    /// Its claim.
+    token: crate::store::ClaimToken,
 }
 
 /// The tasks this run works on.
@@ -71,6 +85,9 @@ pub(crate) struct Scheduler<'p> {
     summary: RunSummary,
     fleet: Fleet,
     running: JoinSet<AttemptDone>,
+    /// What each attempt task runs, by its task id: what to free and fail should it
+    /// panic (a `JoinError` says nothing else).
+    launched: HashMap<tokio::task::Id, Launched>,
     lives: HashMap<String, (Arc<Mutex<LiveView>>, Instant)>,
     breaker: Breaker,
     scope: Scope,
@@ -152,6 +169,7 @@ impl<'p> Scheduler<'p> {
             summary: RunSummary::default(),
             fleet,
             running: JoinSet::new(),
+            launched: HashMap::new(),
             lives: HashMap::new(),
             breaker: Breaker::default(),
             scope,
@@ -263,7 +281,7 @@ impl<'p> Scheduler<'p> {
         let dispatching = self.dispatching();
         let running = !self.running.is_empty();
         tokio::select! {
-            Some(joined) = self.running.join_next(), if running => Wake::Finished(Box::new(joined)),
+            Some(joined) = self.running.join_next_with_id(), if running => Wake::Finished(Box::new(joined)),
             _ = self.shutdown.stop.cancelled(), if dispatching => Wake::Stop,
             _ = self.feed.changed(), if dispatching => Wake::StoreChanged,
             _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,

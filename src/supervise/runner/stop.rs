@@ -197,3 +197,13 @@ impl Ladder {
         }
     }
 }
+
+impl Drop for Ladder {
+    /// An attempt dropped before its tree was seen gone (a panic in borg, or the
+    /// attempt's future cancelled) must not leave its tree running unwatched.
+    fn drop(&mut self) {
+        if !self.done {
+            self.kill_tree();
+        }
+    }
+}
