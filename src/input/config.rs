@@ -83,6 +83,43 @@ pub struct ClaudeSettings {
     pub max_retries: u32,
     /// `API_TIMEOUT_MS` given to the child unless the user set it.
     pub api_timeout_ms: u64,
+    /// Where each child's Claude configuration lives (`CLAUDE_CONFIG_DIR`).
+    pub config_dir: ConfigDirMode,
+}
+
+/// `[claude] config_dir`: one Claude config folder per instance, or the user's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigDirMode {
+    /// Per instance when the run's concurrency is above 1, else shared.
+    #[default]
+    Auto,
+    /// `workspaces/<id>/claude-config/` for each instance: concurrent children never
+    /// race on one `.claude.json`.
+    PerInstance,
+    /// The CLI's own folder (`CLAUDE_CONFIG_DIR` if set, else `~/.claude`).
+    Shared,
+}
+
+impl ConfigDirMode {
+    /// `auto`, `per-instance` or `shared`; else a message naming them.
+    pub fn parse(v: &str) -> Result<ConfigDirMode, String> {
+        match v {
+            "auto" => Ok(ConfigDirMode::Auto),
+            "per-instance" => Ok(ConfigDirMode::PerInstance),
+            "shared" => Ok(ConfigDirMode::Shared),
+            _ => Err("expected \"per-instance\", \"shared\" or \"auto\"".into()),
+        }
+    }
+
+    /// Whether each instance gets its own folder, for a run of this concurrency.
+    pub fn per_instance(self, concurrency: usize) -> bool {
+        match self {
+            ConfigDirMode::Auto => concurrency > 1,
+            ConfigDirMode::PerInstance => true,
+            ConfigDirMode::Shared => false,
+        }
+    }
 }
 
 /// Run-time limits and watchdogs.
@@ -218,6 +255,7 @@ impl Default for Settings {
                 env: BTreeMap::new(),
                 max_retries: 2,
                 api_timeout_ms: 120_000,
+                config_dir: ConfigDirMode::Auto,
             },
             run: RunSettings {
                 concurrency: 4,

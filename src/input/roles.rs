@@ -1,6 +1,6 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns). The five shipped roles are also built
+//! permission_mode, allowed_tools, max_turns, session). The five shipped roles are also built
 //! into the binary, so borg works from any directory.
 
 use crate::input::values::{valid_id, PERMISSION_MODES};
@@ -23,6 +23,10 @@ pub struct RoleMeta {
     pub allowed_tools: Vec<String>,
     /// `--max-turns` for tasks of this role.
     pub max_turns: Option<u32>,
+    /// `session = "continue"`: the role's tasks resume their instance's previous
+    /// session (a task's own `session` wins).
+    #[serde(default)]
+    pub session: Option<super::values::SessionMode>,
 }
 
 /// One role.

@@ -81,6 +81,31 @@ pub(crate) fn toml_size(v: &toml::Value) -> Result<u64, String> {
     }
 }
 
+/// Whether a task starts a new claude session or resumes its instance's last one
+/// (`session = "fresh" | "continue"` on a task, in `[defaults]` or a role).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// A new session (the default): the prompt carries the role and a summary of the
+    /// instance's earlier tasks.
+    #[default]
+    Fresh,
+    /// The instance's previous session, resumed (`--resume`): the agent remembers its
+    /// earlier tasks, and the prompt carries only the new task.
+    Continue,
+}
+
+impl SessionMode {
+    /// `fresh` or `continue`; else a message naming both.
+    pub fn parse(v: &str) -> Result<SessionMode, String> {
+        match v {
+            "fresh" => Ok(SessionMode::Fresh),
+            "continue" => Ok(SessionMode::Continue),
+            _ => Err("expected \"fresh\" or \"continue\"".into()),
+        }
+    }
+}
+
 /// One of `PERMISSION_MODES`, else a message listing them.
 pub(crate) fn permission_mode(v: &str) -> Result<String, String> {
     if PERMISSION_MODES.contains(&v) {

@@ -44,6 +44,19 @@ pub struct Classified {
     pub limit_kind: Option<String>,
 }
 
+/// What the CLI says when `--resume` names a session it does not have.
+const NO_CONVERSATION: &str = "No conversation found";
+
+/// The CLI refused to resume: `--resume` named a session it does not have (in its
+/// config folder, for this working directory), and it did nothing else.
+pub fn resume_refused(summary: &TranscriptSummary) -> bool {
+    summary.result.as_ref().is_some_and(|r| {
+        r.is_error
+            && r.subtype == "error_during_execution"
+            && r.errors.iter().any(|e| e.contains(NO_CONVERSATION))
+    })
+}
+
 /// Classifies an attempt.
 ///
 /// Precedence: a successful `result` beats everything that happened after it (a
@@ -180,7 +193,7 @@ fn result_fault(summary: &TranscriptSummary, r: &ResultEvent) -> (FaultClass, St
     match r.subtype.as_str() {
         "error_max_turns" => return (FaultClass::Permanent, "max_turns".into()),
         "error_max_budget_usd" => return (FaultClass::Permanent, "max_budget".into()),
-        "error_during_execution" if errors.contains("No conversation found") => {
+        "error_during_execution" if errors.contains(NO_CONVERSATION) => {
             return (FaultClass::Permanent, "resume_unknown".into())
         }
         _ => {}

@@ -275,6 +275,10 @@ pub struct AttemptRecord {
     /// up), sampled from `/proc` by the reaper; None when never measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_rss_mb: Option<u64>,
+    /// `session = "continue"` could not resume the instance's session, so the attempt
+    /// ran in a fresh one: which session, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_fallback: Option<String>,
 }
 
 impl AttemptRecord {

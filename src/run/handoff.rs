@@ -147,6 +147,7 @@ fn follow_up_spec(task: &TaskRow, id: &str, role: &str) -> TaskSpec {
         max_turns: None,
         max_budget_usd: None,
         permission_mode: None,
+        session: None,
         order: task.order as usize,
     }
 }

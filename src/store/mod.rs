@@ -14,6 +14,7 @@
 mod error;
 pub mod feed;
 mod rows;
+pub mod sessions;
 pub mod sqlite;
 pub mod view;
 
@@ -21,11 +22,12 @@ use crate::outcome::Status;
 pub use error::StoreError;
 pub use rows::*;
 use std::time::Duration;
+pub use sessions::SessionStore;
 pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync + ViewStore {
+pub trait Store: Send + Sync + ViewStore + SessionStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

@@ -23,6 +23,7 @@ mod netfs;
 mod read;
 mod release;
 mod schema;
+mod sessions;
 mod tasks;
 mod view;
 
@@ -48,7 +49,6 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Every write goes through it (see `batch`).
     writer: batch::Writer,
-    /// Read transactions so far (see [`SqliteStore::read_transactions`]).
     reads: std::sync::atomic::AtomicU64,
 }
 

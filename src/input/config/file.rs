@@ -3,7 +3,9 @@
 //! errors with the file, line and `[section] key` (`FileCx`).
 
 use super::rules::{dollars, path_or_command, relative_to};
-use super::{ClaudeSettings, ConfigError, PathsSettings, RoleLimits, RunSettings, Settings};
+use super::{
+    ClaudeSettings, ConfigDirMode, ConfigError, PathsSettings, RoleLimits, RunSettings, Settings,
+};
 use crate::input::values::{permission_mode, toml_duration, toml_size, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -57,6 +59,7 @@ struct FileClaude {
     sandbox: Option<bool>,
     max_retries: Option<Val>,
     api_timeout_ms: Option<Val>,
+    config_dir: Option<Val>,
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -272,6 +275,11 @@ impl FileCx<'_> {
         }
         if let Some(v) = &c.api_timeout_ms {
             s.api_timeout_ms = self.uint(cl, "api_timeout_ms", v, 1)?;
+        }
+        if let Some(v) = &c.config_dir {
+            let m = self.string(cl, "config_dir", v)?;
+            s.config_dir =
+                ConfigDirMode::parse(&m).map_err(|e| self.invalid(cl, "config_dir", v, &e))?;
         }
         if let Some(env) = &c.env {
             s.env

@@ -10,6 +10,7 @@ use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
 use crate::supervise::runner::{self, AttemptOutput, AttemptPlan, ChildIds, Control, LiveView};
+use crate::workspace::claude_config;
 use crate::workspace::snapshot::Snapshot;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -70,10 +71,14 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
     };
     let (stdout_log, stderr_log) = att.instance.attempt_logs(&task.id, att.record.attempt);
     prepare_logs(&att.instance.logs_dir(), &[&stdout_log, &stderr_log]);
+    let mut env = claude::environment(&att.shared.parent_env, s, task, &identity);
+    if s.claude.config_dir.per_instance(s.run.concurrency) {
+        config_dir(att, &mut env);
+    }
     AttemptPlan {
         program: att.shared.claude.clone(),
         args: claude::args(s, &opts, p.resume.as_deref()),
-        env: claude::environment(&att.shared.parent_env, s, task, &identity),
+        env,
         cwd: att.instance.project_dir(),
         prompt,
         stdout_log,
@@ -88,6 +93,24 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
             max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
         },
         max_line: s.run.max_line_bytes,
+    }
+}
+
+/// The instance's own Claude config folder as the child's `CLAUDE_CONFIG_DIR` (made
+/// and seeded with the user's credentials link when missing). Should it fail, the
+/// child runs with the user's folder, as `config_dir = "shared"` would, and says so.
+fn config_dir(att: &Attempt, env: &mut Vec<(String, String)>) {
+    let user = claude_config::user_dir(&att.shared.parent_env);
+    let path = std::path::absolute(&att.instance.path).unwrap_or(att.instance.path.clone());
+    match claude_config::prepare(&path, user.as_deref()) {
+        Ok(dir) => {
+            env.retain(|(k, _)| k != "CLAUDE_CONFIG_DIR");
+            env.push(("CLAUDE_CONFIG_DIR".into(), dir.display().to_string()));
+        }
+        Err(e) => tracing::warn!(
+            instance = %att.instance.id,
+            "cannot make the instance's Claude config folder ({e}); using the shared one"
+        ),
     }
 }
 

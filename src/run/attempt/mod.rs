@@ -2,8 +2,10 @@
 //! with a typed input and output, in a file named for it:
 //!
 //! 1. [`admit`]: the stored definition and its role, or a permanent failure;
-//! 2. [`prepare`]: the workspace (dependencies' work carried over) and the prompt;
-//! 3. [`child`]: the claude child under supervision, with its heartbeat;
+//! 2. [`prepare`]: the workspace (dependencies' work carried over), the session to
+//!    resume and the prompt;
+//! 3. [`child`]: the claude child under supervision, with its heartbeat (run again at
+//!    once in a fresh session when a continued session cannot be resumed);
 //! 4. [`observe`]: what the child did (transcript + workspace diff), classified;
 //! 5. [`record`]: session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
@@ -18,7 +20,7 @@ mod record;
 
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
-use crate::outcome::fault::Classified;
+use crate::outcome::fault::{resume_refused, Classified};
 use crate::outcome::AttemptRecord;
 use crate::store::{Claim, Disposition, Store, TaskRow};
 use crate::supervise::runner::{Control, LiveView};
@@ -94,9 +96,15 @@ pub async fn run(
             return record::commit(att, refused.classified, refused.spec.as_deref(), decide).await
         }
     };
-    let prepared = prepare::workspace(&att, &admitted).await;
+    let mut prepared = prepare::workspace(&att, &admitted).await;
     let prompt = prepare::prompt(&att, &admitted, &prepared);
-    let ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+    let (c, l) = (ctl.clone(), live.clone());
+    let mut ran = child::run(&mut att, &admitted, &prepared, prompt, c, l).await;
+    if prepared.continued && ran.lost.is_none() && resume_refused(&ran.out.summary) {
+        prepared = prepare::fresh_after_refusal(&mut att, prepared);
+        let prompt = prepare::prompt(&att, &admitted, &prepared);
+        ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+    }
     let observed = observe::outcome(&mut att, ran).await;
     let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {

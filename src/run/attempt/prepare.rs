@@ -1,20 +1,25 @@
 //! Stage 2, prepare: the workspace and the prompt. Dependencies' outcomes go into the
 //! prompt and their changed files into this instance (instances are isolated; a
 //! tester must see what the developer wrote); a task parked on a usage limit resumes
-//! its session so its work is kept.
+//! its session so its work is kept, and a task with `session = "continue"` resumes its
+//! instance's previous session (then the prompt carries only the new task).
 
 use super::admit::Admitted;
 use super::Attempt;
 use crate::outcome::{AttemptRecord, FileChange, Status};
 use crate::run::prompt::{self, DepOutcome};
+use crate::input::tasklist::SessionMode;
 use crate::store::call;
 
 /// The workspace made ready for the child.
 pub(crate) struct Prepared {
     /// Outcomes of the task's dependencies, for the prompt.
     pub deps: Vec<DepOutcome>,
-    /// The session to resume, when the last attempt hit a usage limit.
+    /// The session to resume: the task's own after a usage limit, or the instance's
+    /// previous one for `session = "continue"`.
     pub resume: Option<String>,
+    /// `resume` is the instance's previous session, continued.
+    pub continued: bool,
 }
 
 /// Carries the dependencies' (and the handoff source's) changed files into this
@@ -53,9 +58,50 @@ pub(crate) async fn workspace(att: &Attempt, a: &Admitted) -> Prepared {
         let from = att.shared.workspaces.root.join(src).join("project-files");
         crate::workspace::instance::carry_over(&from, &project, files);
     }
+    let (resume, continued) = match resumed_session(att) {
+        Some(s) => (Some(s), false),
+        None => match continued_session(att, a).await {
+            Some(s) => (Some(s), true),
+            None => (None, false),
+        },
+    };
     Prepared {
         deps,
-        resume: resumed_session(att),
+        resume,
+        continued,
+    }
+}
+
+/// For `session = "continue"` (the task's, else its role's): the instance's newest
+/// session, if it has one.
+async fn continued_session(att: &Attempt, a: &Admitted) -> Option<String> {
+    let mode = a.spec.task.session.or(a.role.meta.session).unwrap_or_default();
+    if mode != SessionMode::Continue {
+        return None;
+    }
+    let id = att.instance.id.clone();
+    call(&att.shared.store, move |st| st.last_session(&id))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read the instance's last session: {e}");
+            None
+        })
+}
+
+/// The CLI refused to resume the instance's session (it does not have it: another
+/// config folder, or a transcript removed): the attempt goes on at once in a fresh
+/// session, with the full prompt, and its record says so.
+pub(crate) fn fresh_after_refusal(att: &mut Attempt, p: Prepared) -> Prepared {
+    let old = p.resume.unwrap_or_default();
+    let note = format!(
+        "could not resume the instance's session {old} (No conversation found); ran in a fresh session"
+    );
+    tracing::info!(task = %att.record.task, "{note}");
+    att.record.session_fallback = Some(note);
+    Prepared {
+        deps: p.deps,
+        resume: None,
+        continued: false,
     }
 }
 
@@ -83,8 +129,15 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 }
 
 /// The prompt: role context, the instance's recent history, the task, its
-/// dependencies and handoff context.
+/// dependencies and handoff context; only the last three when the session continues.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
+    if p.continued {
+        return prompt::build_continued(
+            &a.spec.task.prompt,
+            &p.deps,
+            a.spec.handoff.as_ref(),
+        );
+    }
     let history = att
         .instance
         .recent_history(prompt::HISTORY)
