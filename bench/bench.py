@@ -778,9 +778,31 @@ def bench_wake(env):
 
 # ---------------------------------------------------------------------------
 
+def bench_tokens(env):
+    """Tokens of five sequential tasks on one instance, fresh sessions against continued
+    ones (`session = "continue"`), with the real CLI against the scripted Messages API
+    (tests/support/mock_api.rs counts prompt caching). Runs the real-CLI test that
+    measures them; skipped when the CLI is not installed (scripts/install-claude.sh)."""
+    log("[tokens] fresh vs continue, 5 tasks on one instance (real CLI, scripted API)")
+    cmd = ["cargo", "test", "--quiet", "--test", "real_cli", "tokens_fresh_vs_continue", "--",
+           "--nocapture"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    rows = [json.loads(l.split("TOKENS ", 1)[1]) for l in r.stderr.splitlines() if "TOKENS {" in l]
+    if r.returncode != 0 or len(rows) != 2:
+        log("  (skipped: the real CLI is not installed, or the test failed)")
+        return
+    by = {row["mode"]: row for row in rows}
+    for mode in ("fresh", "continue"):
+        row = by[mode]
+        env.record("tokens", f"{mode}: input tokens sent (all requests)", row["sent"], "tokens", "",
+                   f"{row['requests']} requests, 5 tasks")
+        env.record("tokens", f"{mode}: input tokens reported (not cached)", row["input"], "tokens")
+        env.record("tokens", f"{mode}: cache-read tokens reported", row["cache_read"], "tokens")
+
+
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
-           "idle": bench_idle}
+           "idle": bench_idle, "tokens": bench_tokens}
 
 
 def machine():

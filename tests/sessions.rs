@@ -38,15 +38,27 @@ fn a_continued_task_resumes_the_instance_session_with_only_the_new_task() {
     let first = &sb.argv("cont-a1")[0];
     assert_eq!(resume_arg(first), None, "{first}");
     let p1 = sb.prompt("cont-a1", 1);
-    assert!(p1.contains("## Your task") && p1.contains("# Role: Developer"), "{p1}");
+    assert!(
+        p1.contains("## Your task") && p1.contains("# Role: Developer"),
+        "{p1}"
+    );
     // The second resumes the first one's session, and its prompt is only the task.
     let s1 = session_of(&sb, "cont-a1", 1);
     let second = &sb.argv("cont-b1")[0];
     assert_eq!(resume_arg(second).as_deref(), Some(s1.as_str()), "{second}");
     let p = sb.prompt("cont-b1", 1);
-    assert!(p.contains("## Your next task") && p.contains("SECOND TASK BODY"), "{p}");
-    assert!(!p.contains("## Your earlier tasks"), "history summary sent: {p}");
-    assert!(!p.contains("# Role: Developer"), "role context sent again: {p}");
+    assert!(
+        p.contains("## Your next task") && p.contains("SECOND TASK BODY"),
+        "{p}"
+    );
+    assert!(
+        !p.contains("## Your earlier tasks"),
+        "history summary sent: {p}"
+    );
+    assert!(
+        !p.contains("# Role: Developer"),
+        "role context sent again: {p}"
+    );
     assert!(p.contains("first done"), "dependency context missing: {p}");
     assert_eq!(task(&rep, "cont-b1")["session_id"], s1.as_str());
     let v = sb.json(&["task", "show", "cont-b1", "--json"]);
@@ -61,7 +73,10 @@ fn fresh_is_the_default_and_sends_the_history_summary() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(resume_arg(&sb.argv("fresh-b2")[0]), None);
     let p = sb.prompt("fresh-b2", 1);
-    assert!(p.contains("## Your earlier tasks") && p.contains("fresh-a2"), "{p}");
+    assert!(
+        p.contains("## Your earlier tasks") && p.contains("fresh-a2"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -88,7 +103,11 @@ fn an_unknown_session_falls_back_to_a_fresh_one_at_once_and_says_so() {
     assert_eq!(b["status"], "succeeded", "{b}");
     assert_eq!(b["attempts"], 1, "the fallback is part of the same attempt");
     let runs = sb.argv("lost-b3");
-    assert_eq!(runs.len(), 2, "the CLI should have run twice: resume, then fresh");
+    assert_eq!(
+        runs.len(),
+        2,
+        "the CLI should have run twice: resume, then fresh"
+    );
     assert_eq!(resume_arg(&runs[0]).as_deref(), Some(s1.as_str()));
     assert_eq!(resume_arg(&runs[1]), None);
     assert!(sb.prompt("lost-b3", 2).contains("## Your task"));
@@ -108,7 +127,8 @@ fn each_instance_gets_its_own_claude_config_folder_and_instance_rm_removes_it() 
     let (out, _) = sb.run_json(tasks, &["--concurrency", "2"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for inst in ["cfg-one", "cfg-two"] {
-        let seen = std::fs::read_to_string(sb.ws().join(inst).join("project-files/seen.txt")).unwrap();
+        let seen =
+            std::fs::read_to_string(sb.ws().join(inst).join("project-files/seen.txt")).unwrap();
         let want = sb.ws().join(inst).join("claude-config");
         assert_eq!(seen.trim(), want.display().to_string());
         assert!(want.is_dir());
@@ -130,10 +150,17 @@ fn a_subscription_login_is_linked_into_the_instance_folder_never_copied() {
     // The sandbox's HOME is its own folder: a login there.
     let user = sb.path().join(".claude");
     std::fs::create_dir_all(&user).unwrap();
-    std::fs::write(user.join(".credentials.json"), "{\"secret\":\"do-not-log-me\"}").unwrap();
+    std::fs::write(
+        user.join(".credentials.json"),
+        "{\"secret\":\"do-not-log-me\"}",
+    )
+    .unwrap();
     sb.config("");
     let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
-    sb.write("config.toml", &format!("[claude]\nconfig_dir = \"per-instance\"\n{cfg}"));
+    sb.write(
+        "config.toml",
+        &format!("[claude]\nconfig_dir = \"per-instance\"\n{cfg}"),
+    );
     let (out, _) = sb.run_json(
         "[[task]]\nid = \"login-a5\"\ninstance = \"login-one\"\nprompt = \"#fake result \\\"ok\\\"\"\n",
         &["--concurrency", "1"],
@@ -142,7 +169,10 @@ fn a_subscription_login_is_linked_into_the_instance_folder_never_copied() {
     let link = sb.ws().join("login-one/claude-config/.credentials.json");
     let meta = std::fs::symlink_metadata(&link).unwrap();
     assert!(meta.file_type().is_symlink(), "copied, not linked");
-    assert_eq!(std::fs::read_link(&link).unwrap(), user.join(".credentials.json"));
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        user.join(".credentials.json")
+    );
     assert!(!stderr(&out).contains("do-not-log-me"));
     for f in walk(&sb.ws()) {
         if std::fs::symlink_metadata(&f).unwrap().file_type().is_file() {

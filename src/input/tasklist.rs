@@ -8,8 +8,8 @@
 mod fields;
 mod validate;
 
-use fields::{build_task, read_fields, Fields};
 pub use super::values::SessionMode;
+use fields::{build_task, read_fields, Fields};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

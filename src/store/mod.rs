@@ -21,8 +21,8 @@ pub mod view;
 use crate::outcome::Status;
 pub use error::StoreError;
 pub use rows::*;
-use std::time::Duration;
 pub use sessions::SessionStore;
+use std::time::Duration;
 pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from

@@ -83,14 +83,18 @@ mod tests {
         std::fs::write(user.join(CREDENTIALS), "{}").unwrap();
         prepare(&inst, Some(&user)).unwrap();
         let link = dir.join(CREDENTIALS);
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
         assert_eq!(std::fs::read_link(&link).unwrap(), user.join(CREDENTIALS));
         // A logout: the dangling link goes.
         std::fs::remove_file(user.join(CREDENTIALS)).unwrap();
         prepare(&inst, Some(&user)).unwrap();
         assert!(std::fs::symlink_metadata(&link).is_err());
-        let env: BTreeMap<String, String> =
-            [("HOME".to_string(), "/h".to_string())].into_iter().collect();
+        let env: BTreeMap<String, String> = [("HOME".to_string(), "/h".to_string())]
+            .into_iter()
+            .collect();
         assert_eq!(user_dir(&env), Some(PathBuf::from("/h/.claude")));
     }
 }

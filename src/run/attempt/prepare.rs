@@ -6,9 +6,9 @@
 
 use super::admit::Admitted;
 use super::Attempt;
+use crate::input::tasklist::SessionMode;
 use crate::outcome::{AttemptRecord, FileChange, Status};
 use crate::run::prompt::{self, DepOutcome};
-use crate::input::tasklist::SessionMode;
 use crate::store::call;
 
 /// The workspace made ready for the child.
@@ -75,7 +75,12 @@ pub(crate) async fn workspace(att: &Attempt, a: &Admitted) -> Prepared {
 /// For `session = "continue"` (the task's, else its role's): the instance's newest
 /// session, if it has one.
 async fn continued_session(att: &Attempt, a: &Admitted) -> Option<String> {
-    let mode = a.spec.task.session.or(a.role.meta.session).unwrap_or_default();
+    let mode = a
+        .spec
+        .task
+        .session
+        .or(a.role.meta.session)
+        .unwrap_or_default();
     if mode != SessionMode::Continue {
         return None;
     }
@@ -132,11 +137,7 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 /// dependencies and handoff context; only the last three when the session continues.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
     if p.continued {
-        return prompt::build_continued(
-            &a.spec.task.prompt,
-            &p.deps,
-            a.spec.handoff.as_ref(),
-        );
+        return prompt::build_continued(&a.spec.task.prompt, &p.deps, a.spec.handoff.as_ref());
     }
     let history = att
         .instance
