@@ -18,7 +18,9 @@ fn an_attempts_peak_memory_is_in_its_record_and_the_report() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let t = task(&rep, "alloc-m1");
-    let peak = t["peak_rss_mb"].as_u64().expect("peak_rss_mb in the report");
+    let peak = t["peak_rss_mb"]
+        .as_u64()
+        .expect("peak_rss_mb in the report");
     assert!((96..400).contains(&peak), "peak {peak} MiB");
     let v = sb.json(&["task", "show", "alloc-m1", "--json"]);
     assert_eq!(v["attempts"][0]["record"]["peak_rss_mb"], peak);
@@ -36,19 +38,32 @@ fn a_tree_over_max_attempt_memory_is_stopped_by_the_memory_watchdog() {
         ),
         &[],
     );
-    assert!(t0.elapsed() < Duration::from_secs(20), "took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        t0.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let t = task(&rep, "hog-m2");
     assert_eq!(t["status"], "killed", "{t}");
     assert_eq!(t["watchdog"], "memory", "{t}");
-    assert!(t["error"].as_str().unwrap_or("").contains("max_attempt_memory"), "{t}");
+    assert!(
+        t["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("max_attempt_memory"),
+        "{t}"
+    );
     assert!(t["peak_rss_mb"].as_u64().unwrap_or(0) >= 64, "{t}");
     assert!(task_procs("hog-m2").is_empty());
     // Under the limit, the same child is left alone.
     let sb = Sandbox::new();
     sb.config("max_attempt_memory = \"1GiB\"");
     let (out, rep) = sb.run_json(
-        &one("calm-m2", "#fake alloc 32MiB\n#fake sleep 1500\n#fake result \"fine\""),
+        &one(
+            "calm-m2",
+            "#fake alloc 32MiB\n#fake sleep 1500\n#fake result \"fine\"",
+        ),
         &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -75,7 +90,11 @@ fn no_child_starts_while_available_memory_is_below_the_minimum_and_status_says_w
     assert_eq!(v["memory"]["waiting"], true, "{v}");
     assert_eq!(v["queue"]["ready"][0], "starved-m3", "{v}");
     assert!(sb.argv("starved-m3").is_empty(), "a child started");
-    assert!(stderr(&out).contains("min_available_memory"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("min_available_memory"),
+        "{}",
+        stderr(&out)
+    );
     // With the default (1 GiB) on this machine, it runs.
     let sb = Sandbox::new();
     let (out, rep) = sb.run_json(&one("fed-m3", "#fake result \"ok\""), &[]);
