@@ -70,7 +70,7 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         store: &att.shared.store_path,
     };
     let (stdout_log, stderr_log) = att.instance.attempt_logs(&task.id, att.record.attempt);
-    prepare_logs(&att.instance.logs_dir(), &[&stdout_log, &stderr_log]);
+    prepare_logs(&att.instance.logs_dir(), &stdout_log);
     let mut env = claude::environment(&att.shared.parent_env, s, task, &identity);
     if s.claude.config_dir.per_instance(s.run.concurrency) {
         config_dir(att, &mut env);
@@ -123,20 +123,19 @@ pub(crate) async fn snapshot(project: &Path) -> Snapshot {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Creates the logs directory if missing and both log files, one after the other.
-/// Created concurrently by the two stream consumers, the files contended for the
-/// directory's lock (a dispatch-bound run spent ~4% of its CPU spinning on it); a
-/// `mkdir` of an existing directory takes that lock too, hence the check first.
-fn prepare_logs(dir: &Path, logs: &[&Path]) {
+/// Creates the logs directory if missing and the stdout log (`borg logs --follow`
+/// finds it from the start). The stderr log is made by its stream at its first byte:
+/// most children write nothing there, and a file create is among the costliest
+/// steps of an attempt on some filesystems. A `mkdir` of an existing directory takes
+/// the directory's lock, hence the check first.
+fn prepare_logs(dir: &Path, stdout_log: &Path) {
     if !dir.is_dir() {
         let _ = std::fs::create_dir_all(dir);
     }
-    for log in logs {
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log);
-    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stdout_log);
 }
 
 /// The durable record of the child's start, written once its pids are known and

@@ -25,10 +25,9 @@ use std::time::{Duration, Instant};
 
 /// The fd on which the reaper talks to borg.
 pub const SOCKET_FD: RawFd = 3;
-/// How often the trees are sampled (memory) while attempts run.
+/// How often the trees are sampled (memory) while attempts run. A child that lives
+/// less than that still has its peak: the kernel's, taken when it is reaped.
 const SAMPLE: Duration = Duration::from_secs(1);
-/// The first sample after a start comes sooner.
-const FIRST_SAMPLE: Duration = Duration::from_millis(250);
 
 /// Runs the reaper: `borg __reaper PARENT_PID`. Never returns.
 pub fn main(args: &[String]) -> ! {
@@ -243,8 +242,6 @@ impl Reaper {
                 self.tracker
                     .attempts
                     .insert(id, Attempt::new(req.uid, pid, req.max_rss_kb));
-                // A first look soon after the start, then once per SAMPLE.
-                self.next_sample = self.next_sample.min(Instant::now() + FIRST_SAMPLE);
                 self.report(&Report::Started {
                     id,
                     pid,
@@ -274,6 +271,20 @@ impl Reaper {
             .map(|(&id, _)| id)
             .collect();
         if ended.is_empty() {
+            return;
+        }
+        // A child's children are reparented before it is reaped, so an ended attempt
+        // whose tree lives on has an orphan among the reaper's children. When there is
+        // no orphan at all (the common case) no scan of /proc is needed.
+        let me = std::process::id() as i32;
+        let orphans = procs::children(me).into_iter().any(|p| {
+            !self.tracker.attempts.values().any(|a| a.child == Some(p))
+                && procs::stat(p).is_some_and(|s| s.state != 'Z')
+        });
+        if !orphans {
+            for id in ended {
+                self.finish(id);
+            }
             return;
         }
         let scan = Scan::take();

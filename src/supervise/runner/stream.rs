@@ -132,20 +132,7 @@ fn consume(
     ev: mpsc::UnboundedSender<Ev>,
 ) -> StreamResult {
     let mut result_sent = false;
-    let mut file = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(
-                "cannot open log {}: {e}; output is parsed but not kept",
-                log.display()
-            );
-            None
-        }
-    };
+    let mut file = LogFile::new(log);
     let mut bytes = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     let (mut splitter, mut parser, live) = match parse {
@@ -158,12 +145,7 @@ fn consume(
     };
     while let Some(chunk) = rx.blocking_recv() {
         bytes += chunk.len() as u64;
-        if let Some(f) = file.as_mut() {
-            if let Err(e) = f.write_all(&chunk) {
-                tracing::error!("writing log {}: {e}", log.display());
-                file = None;
-            }
-        }
+        file.write(&chunk);
         match (splitter.as_mut(), parser.as_mut()) {
             (Some(sp), Some(p)) => {
                 sp.push(&chunk, |l| feed(p, l));
@@ -201,6 +183,54 @@ fn consume(
         summary,
         tail,
         bytes,
+    }
+}
+
+/// A raw log, opened (created) at the first chunk: a stream that carries nothing
+/// (stderr, most of the time) costs no file. Once a write fails, output is still
+/// parsed but no longer kept.
+struct LogFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    failed: bool,
+}
+
+impl LogFile {
+    fn new(path: PathBuf) -> Self {
+        LogFile {
+            path,
+            file: None,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.file.is_none() {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path);
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot open log {}: {e}; output is parsed but not kept",
+                        self.path.display()
+                    );
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_all(chunk) {
+                tracing::error!("writing log {}: {e}", self.path.display());
+                self.failed = true;
+            }
+        }
     }
 }
 
