@@ -212,6 +212,21 @@ fn spawn_reaper(sock: OwnedFd) -> std::io::Result<(i32, std::sync::mpsc::Receive
 }
 
 fn spawn_reaper_now(sock: &OwnedFd) -> std::io::Result<i32> {
+    // dup2 of a descriptor onto its own number may leave it close-on-exec: move it off
+    // the number it is to have in the reaper first.
+    let moved;
+    let sock = if sock.as_raw_fd() == super::server::SOCKET_FD {
+        // SAFETY: fcntl with integer arguments; the new descriptor is owned below.
+        let fd = unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by F_DUPFD_CLOEXEC and nothing else owns it.
+        moved = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        &moved
+    } else {
+        sock
+    };
     // /proc/self/exe is the running binary even after its file was replaced (an
     // upgrade during a long run), when current_exe() names a path ending " (deleted)".
     let exe = "/proc/self/exe";
