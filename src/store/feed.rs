@@ -7,11 +7,12 @@
 //! event id is a complete and cheap change detector (one indexed lookup). For SQLite
 //! another process's commit cannot be pushed to us, but it writes the store's files:
 //! the feed watches their folder with filesystem notifications (inotify) and looks
-//! every [`POLL`] from a write until [`HOT`] after the last one (a write is seen
-//! before its commit becomes visible: the journal's frames are written, then synced,
-//! then published in the shared-memory index, which makes no notification), and
-//! otherwise only every [`SAFETY`]; an idle fleet costs no wakeups. Where
-//! notifications are unavailable it looks every [`POLL`]. Events this owner wrote itself are
+//! after a write, then again [`POLL`], 2 × [`POLL`], 4 × … later until [`HOT`] has
+//! passed since that write (a write is seen before its commit becomes visible: the
+//! journal's frames are written, then synced, then published in the shared-memory
+//! index, which makes no notification), and otherwise only every [`SAFETY`]; an idle
+//! fleet costs no wakeups. Where notifications are unavailable it looks every
+//! [`POLL`]. Events this owner wrote itself are
 //! ignored: the loop learns of its own attempts directly. A backend that can push
 //! (PostgreSQL's LISTEN/NOTIFY) can feed the same `Notify`.
 
@@ -30,8 +31,8 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// With notifications: how often the detector looks even though none came.
 pub const SAFETY: Duration = Duration::from_secs(5);
 
-/// With notifications: how long after the last write the detector keeps looking every
-/// [`POLL`] (the commit of that write may become visible only then).
+/// With notifications: how long after the last write the detector keeps looking, at
+/// growing intervals (the commit of that write may become visible only then).
 pub const HOT: Duration = Duration::from_secs(1);
 
 /// Events read at once when the newest id moved, to see who wrote them.
@@ -64,13 +65,17 @@ impl ChangeFeed {
             let _watcher = watcher;
             let mut last = call(&store, |st| st.last_event_id()).await.unwrap_or(0);
             let mut hot_until = tokio::time::Instant::now();
+            let mut step = every;
             loop {
                 let now = tokio::time::Instant::now();
-                let wait = if now < hot_until { every } else { idle };
+                let wait = if now < hot_until { step } else { idle };
                 tokio::select! {
                     _ = s.cancelled() => return,
-                    _ = hint.notified() => hot_until = tokio::time::Instant::now() + HOT,
-                    _ = tokio::time::sleep(wait) => {}
+                    _ = hint.notified() => {
+                        hot_until = tokio::time::Instant::now() + HOT;
+                        step = every;
+                    }
+                    _ = tokio::time::sleep(wait) => step = (step * 2).min(HOT),
                 }
                 let (moved, newest) = changed_by_others(&store, &me, last).await;
                 last = newest;
