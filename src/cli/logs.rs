@@ -12,7 +12,8 @@ use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::outcome::lines::{Line, LineSplitter};
 use crate::show::render::Renderer;
-use crate::store::{sqlite::SqliteStore, Store};
+use crate::store::location::StoreLocation;
+use crate::store::Store;
 use crate::workspace::instance::Workspaces;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,8 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let ws = Workspaces::new(&s.paths.workspaces);
     // The store may not exist yet when following a run that has not started.
-    let mut store = if s.paths.store.exists() {
+    let at = StoreLocation::of(&s.paths.store);
+    let mut store = if at.exists() {
         Some(ctx.store(&s)?)
     } else {
         None
@@ -43,8 +45,15 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let mut waited = false;
     let mut waiter = Waiter::new();
     loop {
-        let new_watch = watch_store(&mut waiter, &s.paths.store);
-        if store.is_none() && s.paths.store.exists() {
+        let new_watch = match &at {
+            StoreLocation::Sqlite(file) => watch_store(&mut waiter, file),
+            // A database server's changes make no notification here: look on a timer.
+            StoreLocation::Postgres(_) => {
+                waiter.poll_only();
+                false
+            }
+        };
+        if store.is_none() && at.exists() {
             store = ctx.store(&s).ok();
         }
         let logs = find_logs(store.as_deref(), &ws, &a.id, a.attempt)?;
@@ -52,7 +61,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
             return Err(UsageError(format!(
                 "no task or instance {:?} with logs (store {}, workspaces {})",
                 a.id,
-                s.paths.store.display(),
+                at.shown(),
                 ws.root.display()
             ))
             .into());
@@ -101,7 +110,7 @@ fn watch_store(waiter: &mut Waiter, store: &Path) -> bool {
 }
 
 /// True when the task is in a terminal state (nothing more will be written).
-fn finished(store: Option<&SqliteStore>, id: &str) -> bool {
+fn finished(store: Option<&dyn Store>, id: &str) -> bool {
     store
         .and_then(|s| s.task(id).ok().flatten())
         .is_some_and(|t| t.status.is_terminal())
@@ -109,7 +118,7 @@ fn finished(store: Option<&SqliteStore>, id: &str) -> bool {
 
 /// The attempts' logs of a task, or of every task an instance ran.
 fn find_logs(
-    store: Option<&SqliteStore>,
+    store: Option<&dyn Store>,
     ws: &Workspaces,
     id: &str,
     only: Option<u32>,
@@ -168,7 +177,7 @@ async fn show(
     l: &LogRef,
     a: &LogsArgs,
     color: bool,
-    store: Option<&SqliteStore>,
+    store: Option<&dyn Store>,
     waiter: &mut Waiter,
 ) -> anyhow::Result<()> {
     let mut renderer = Renderer::new(color);

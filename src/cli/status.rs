@@ -1,6 +1,9 @@
 //! `borg status`: the fleet at a glance, read from the store (so it works from another
 //! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics.
+//! parking and breaker, run totals and per-role metrics, and the hosts of the fleet
+//! (`hosts`).
+
+mod hosts;
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
@@ -9,7 +12,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, AttemptRow, FleetView, InstanceRow, TaskRow, ViewStore};
+use crate::store::{AttemptRow, FleetView, InstanceRow, Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -32,6 +35,7 @@ struct InstanceView {
 /// The whole view.
 #[derive(Debug, Serialize)]
 struct StatusView {
+    hosts: Vec<hosts::HostView>,
     instances: Vec<InstanceView>,
     queue: BTreeMap<&'static str, Vec<String>>,
     parked: Option<serde_json::Value>,
@@ -48,7 +52,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
     loop {
-        let v = view(&store)?;
+        let v = view(store.as_ref(), s.run.lease)?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -72,13 +76,14 @@ const QUEUE_STATES: [&str; 7] = [
 ];
 
 /// One frame: the whole fleet read in one go (one snapshot), then shaped.
-fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
+fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
     let now = now_ms();
     let FleetView {
         tasks,
         attempts,
         instances,
         handoffs,
+        owners,
         mut fleet,
     } = store.fleet_view()?;
     let parked = fleet.remove("parked").filter(|v| {
@@ -110,6 +115,7 @@ fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
         .collect();
     let (totals, roles) = report::totals(&reports);
     Ok(StatusView {
+        hosts: hosts::hosts(&owners, &tasks, lease, now),
         instances,
         queue,
         parked,
@@ -175,6 +181,7 @@ fn instance_view(i: &InstanceRow, running: &[&AttemptRow], now: i64) -> Instance
 /// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
     let mut o = String::new();
+    hosts::write_hosts(&mut o, &v.hosts);
     write_instances(&mut o, &v.instances);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
@@ -351,7 +358,7 @@ mod tests {
         for n in [3, 40] {
             let (_d, st) = store_of(n);
             let before = st.read_transactions();
-            let v = view(&st).unwrap();
+            let v = view(&st, Duration::from_secs(60)).unwrap();
             assert_eq!(v.queue["running"].len(), n);
             assert_eq!(
                 st.read_transactions() - before,

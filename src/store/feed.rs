@@ -3,24 +3,29 @@
 //! or over HTTP, a dependency finished by another borg), so that the loop waits on
 //! events instead of polling the tables.
 //!
-//! Every state change appends to the event log in its own transaction, so the newest
-//! event id is a complete and cheap change detector (one indexed lookup). For SQLite
-//! another process's commit cannot be pushed to us, but it writes the store's files:
-//! the feed watches their folder with filesystem notifications (inotify) and looks
-//! after a write, then again [`POLL`], 2 × [`POLL`], 4 × … later until [`HOT`] has
-//! passed since that write (a write is seen before its commit becomes visible: the
-//! journal's frames are written, then synced, then published in the shared-memory
-//! index, which makes no notification), and otherwise only every [`SAFETY`]; an idle
-//! fleet costs no wakeups. Where notifications are unavailable it looks every
-//! [`POLL`]. Events this owner wrote itself are
-//! ignored: the loop learns of its own attempts directly. A backend that can push
-//! (PostgreSQL's LISTEN/NOTIFY) can feed the same `Notify`.
+//! Two sources, chosen by the backend (`Store::subscribe`):
+//! - pushed notes (PostgreSQL's LISTEN/NOTIFY: the actor of each committed change),
+//!   with a slow look at the event log as a backstop, since a notification sent while
+//!   the listener reconnects is lost;
+//! - looking at the event log (SQLite): every state change appends to it in its own
+//!   transaction, so the newest event id is a complete and cheap change detector
+//!   (another process's commit cannot be pushed to us). Such a commit writes the
+//!   store's files, though: the feed watches their folder with filesystem
+//!   notifications (inotify) and looks after a write, then again [`POLL`], 2 ×
+//!   [`POLL`], 4 × … later until [`HOT`] has passed since that write (a write is seen
+//!   before its commit becomes visible: the journal's frames are written, then synced,
+//!   then published in the shared-memory index, which makes no notification), and
+//!   otherwise only every [`SAFETY`]; an idle fleet costs no wakeups. Without
+//!   notifications it looks every [`POLL`].
+//!
+//! Changes this owner made itself are ignored: the loop learns of its own attempts
+//! directly.
 
 use super::{call, Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{broadcast, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How often the SQLite change detector looks at most (and always, without
@@ -28,11 +33,15 @@ use tokio_util::sync::CancellationToken;
 /// reacting to it.
 pub const POLL: Duration = Duration::from_millis(50);
 
-/// With notifications: how often the detector looks even though none came.
+/// With pushed notes, how often the event log is looked at anyway.
+pub const BACKSTOP: Duration = Duration::from_secs(2);
+
+/// With filesystem notifications: how often the detector looks even though none came.
 pub const SAFETY: Duration = Duration::from_secs(5);
 
-/// With notifications: how long after the last write the detector keeps looking, at
-/// growing intervals (the commit of that write may become visible only then).
+/// With filesystem notifications: how long after the last write the detector keeps
+/// looking, at growing intervals (the commit of that write may become visible only
+/// then).
 pub const HOT: Duration = Duration::from_secs(1);
 
 /// Events read at once when the newest id moved, to see who wrote them.
@@ -45,9 +54,10 @@ pub struct ChangeFeed {
 }
 
 impl ChangeFeed {
-    /// Starts watching `store` for changes made by anyone but `me` (an owner id),
-    /// looking every `every`; with `files` (the store's file), only after that file
-    /// or its journal was written (see the module doc).
+    /// Starts watching `store` for changes made by anyone but `me` (an owner id).
+    /// When the backend cannot push, it looks at most every `every`; with `files` (the
+    /// store's file) only after that file or its journal was written (see the module
+    /// doc).
     pub fn start(
         store: Arc<dyn Store>,
         me: String,
@@ -56,38 +66,27 @@ impl ChangeFeed {
     ) -> ChangeFeed {
         let notify = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let hint = Arc::new(Notify::new());
-        let watcher = files.and_then(|f| watch_writes(f, hint.clone()));
-        let idle = if watcher.is_some() { SAFETY } else { every };
         let (n, s) = (notify.clone(), stop.clone());
+        let notes = store.subscribe();
+        let hint = Arc::new(Notify::new());
+        // Filesystem notifications only matter when the backend cannot push.
+        let watcher = match notes {
+            None => files.and_then(|f| watch_writes(f, hint.clone())),
+            Some(_) => None,
+        };
+        let looks = Looks {
+            every,
+            idle: if watcher.is_some() { SAFETY } else { every },
+            hint,
+        };
         tokio::spawn(async move {
             // Dropped with the task: the watcher lives as long as the feed.
             let _watcher = watcher;
-            let mut last = call(&store, |st| st.last_event_id()).await.unwrap_or(0);
-            let mut hot_until = tokio::time::Instant::now();
-            let mut step = every;
-            loop {
-                let now = tokio::time::Instant::now();
-                let wait = if now < hot_until { step } else { idle };
-                tokio::select! {
-                    _ = s.cancelled() => return,
-                    _ = hint.notified() => {
-                        hot_until = tokio::time::Instant::now() + HOT;
-                        step = every;
-                    }
-                    _ = tokio::time::sleep(wait) => step = (step * 2).min(HOT),
-                }
-                let (moved, newest) = changed_by_others(&store, &me, last).await;
-                last = newest;
-                if moved {
-                    n.notify_one();
-                }
-                // At most one look per `every`; a write meanwhile leaves its hint.
-                tokio::select! {
-                    _ = s.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-            }
+            let last = call(&store, |st| st.last_event_id()).await.unwrap_or(0);
+            let Some(notes) = notes else {
+                return poll(&store, &me, last, &looks, &n, &s).await;
+            };
+            listen(&store, &me, last, notes, &looks, &n, &s).await;
         });
         ChangeFeed { notify, stop }
     }
@@ -96,6 +95,88 @@ impl ChangeFeed {
     /// while nobody waited is kept, once).
     pub async fn changed(&self) {
         self.notify.notified().await;
+    }
+}
+
+/// When the looking source looks.
+struct Looks {
+    /// The shortest time between two looks.
+    every: Duration,
+    /// Between looks when nothing was written (`every` without notifications).
+    idle: Duration,
+    /// Woken by a write to the store's files.
+    hint: Arc<Notify>,
+}
+
+/// The pushed source: each note names the actor of a change; the event log is looked
+/// at every [`BACKSTOP`] anyway. Falls back to looking when the notes stop.
+async fn listen(
+    store: &Arc<dyn Store>,
+    me: &str,
+    mut last: i64,
+    mut notes: broadcast::Receiver<String>,
+    looks: &Looks,
+    n: &Notify,
+    s: &CancellationToken,
+) {
+    loop {
+        let pushed = tokio::select! {
+            _ = s.cancelled() => return,
+            note = notes.recv() => Some(note),
+            _ = tokio::time::sleep(BACKSTOP) => None,
+        };
+        let moved = match pushed {
+            Some(Ok(actor)) => actor != me,
+            // Lagged: notes were dropped, some may be others'.
+            Some(Err(broadcast::error::RecvError::Lagged(_))) => true,
+            Some(Err(broadcast::error::RecvError::Closed)) => {
+                return poll(store, me, last, looks, n, s).await;
+            }
+            None => {
+                let (moved, newest) = changed_by_others(store, me, last).await;
+                last = newest;
+                moved
+            }
+        };
+        if moved {
+            n.notify_one();
+        }
+    }
+}
+
+/// The looking source: the newest event id, after a write to the store's files (then
+/// at growing intervals for [`HOT`]), else every `looks.idle`.
+async fn poll(
+    store: &Arc<dyn Store>,
+    me: &str,
+    mut last: i64,
+    looks: &Looks,
+    n: &Notify,
+    s: &CancellationToken,
+) {
+    let mut hot_until = tokio::time::Instant::now();
+    let mut step = looks.every;
+    loop {
+        let now = tokio::time::Instant::now();
+        let wait = if now < hot_until { step } else { looks.idle };
+        tokio::select! {
+            _ = s.cancelled() => return,
+            _ = looks.hint.notified() => {
+                hot_until = tokio::time::Instant::now() + HOT;
+                step = looks.every;
+            }
+            _ = tokio::time::sleep(wait) => step = (step * 2).min(HOT),
+        }
+        let (moved, newest) = changed_by_others(store, me, last).await;
+        last = newest;
+        if moved {
+            n.notify_one();
+        }
+        // At most one look per `every`; a write meanwhile leaves its hint.
+        tokio::select! {
+            _ = s.cancelled() => return,
+            _ = tokio::time::sleep(looks.every) => {}
+        }
     }
 }
 

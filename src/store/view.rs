@@ -2,7 +2,7 @@
 //! store per frame (one snapshot, consistent across tables) instead of one query per
 //! task, so that refreshing the screen costs the same whatever the list's length.
 
-use super::{AttemptRow, HandoffRow, InstanceRow, StoreError, TaskRow};
+use super::{AttemptRow, HandoffRow, InstanceRow, OwnerInfo, StoreError, TaskRow};
 use std::collections::BTreeMap;
 
 /// Everything `borg status` shows, as of one moment.
@@ -16,6 +16,8 @@ pub struct FleetView {
     pub instances: Vec<InstanceRow>,
     /// Every handoff, newest last.
     pub handoffs: Vec<HandoffRow>,
+    /// Every registered borg process.
+    pub owners: Vec<OwnerInfo>,
     /// Every fleet-wide value (parked, breaker, memory …) by key.
     pub fleet: BTreeMap<String, serde_json::Value>,
 }

@@ -53,6 +53,12 @@ impl Waiter {
         }
     }
 
+    /// Gives notifications up: looks every [`POLL`] (for a store on a database server,
+    /// whose changes make no notification on this machine).
+    pub fn poll_only(&mut self) {
+        self.watcher = None;
+    }
+
     /// Also wakes on writes in `dir` (not recursive); a folder that does not exist yet
     /// is tried again at the next call. True when a watch was just added: what was
     /// written before it went unnoticed, so the caller must look once more before it

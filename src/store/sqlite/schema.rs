@@ -12,13 +12,15 @@
 //!   (`attempts.resume_session`), fleet-wide values (`fleet`), an index for the lease
 //!   sweep, and the trigger-kept count of unmet dependencies (`tasks.unmet`) that makes
 //!   the claim fast on big lists.
+//! - v3: the claim scope of a run (`run_scope`).
+//! - v4: the host id of an owner (`owners.host_id`).
 
 use super::R;
 use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -186,8 +188,14 @@ CREATE TABLE run_scope (
 ) STRICT, WITHOUT ROWID;
 "#;
 
+/// v3 → v4: a host's name in the fleet (`borg worker --host-id`), shown by `borg
+/// status`; empty for owners registered before.
+pub(crate) const V4: &str = r#"
+ALTER TABLE owners ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {

@@ -16,6 +16,7 @@ impl ViewStore for SqliteStore {
                 attempts: all_attempts(tx)?,
                 instances: misc::instances(tx)?,
                 handoffs: read::handoffs(tx, None)?,
+                owners: misc::owners(tx)?,
                 fleet: fleet_values(tx)?,
             })
         })
