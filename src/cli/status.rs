@@ -313,6 +313,7 @@ fn write_totals(o: &mut String, t: &report::Totals, roles: &BTreeMap<String, rep
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::SqliteStore;
     use crate::store::{ClaimRequest, NewTask, Store};
 
     /// A store of `n` tasks, each claimed and started once.

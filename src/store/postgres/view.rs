@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 
 impl ViewStore for PgStore {
     fn fleet_view(&self) -> Result<FleetView, StoreError> {
-        self.engine.read(|tx| Box::pin(async move { fleet_view(tx).await }))
+        self.engine
+            .read(|tx| Box::pin(async move { fleet_view(tx).await }))
     }
 }
 
