@@ -41,6 +41,8 @@ impl Scheduler<'_> {
         if done.classified.status == Status::Interrupted {
             self.summary.stopped_tasks.push(done.task.clone());
         }
+        // A usage limit parks the fleet (in the store, by the policy below).
+        self.parked_stale |= done.classified.status == Status::RateLimited;
         let s = &self.shared.settings;
         react(
             &done,

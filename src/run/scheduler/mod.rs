@@ -103,6 +103,9 @@ pub(crate) struct Scheduler<'p> {
     park_started: Option<i64>,
     /// The fleet is parked until then, epoch ms.
     parked_until: Option<i64>,
+    /// The parking state must be read again: the store changed, an attempt hit a usage
+    /// limit, or a deadline passed (else it is not read after every event).
+    parked_stale: bool,
     /// The next lease maintenance, epoch ms.
     next_maintenance: i64,
     /// Backoffs this run knows of (its own retries, tasks given back), epoch ms.
@@ -187,6 +190,7 @@ impl<'p> Scheduler<'p> {
             feed,
             park_started: None,
             parked_until: None,
+            parked_stale: true,
             next_maintenance: 0,
             retry_at: Vec::new(),
             counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
@@ -217,12 +221,14 @@ impl<'p> Scheduler<'p> {
     /// Parking (and its limit, `max_park`) and the budget: either may stop the run.
     async fn check_limits(&mut self) {
         let now = now_ms();
-        self.parked_until = db(&self.store, |st| st.fleet("parked"))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()))
-            .filter(|&u| u > now);
+        if std::mem::take(&mut self.parked_stale) {
+            self.parked_until = db(&self.store, |st| st.fleet("parked"))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()));
+        }
+        self.parked_until = self.parked_until.filter(|&u| u > now);
         match self.parked_until {
             Some(until) => {
                 let started = *self.park_started.get_or_insert(now);
@@ -343,6 +349,7 @@ impl<'p> Scheduler<'p> {
     /// hosts finished are shown, a named list's new tasks taken in.
     async fn on_store_changed(&mut self) {
         tracing::trace!("the store changed");
+        self.parked_stale = true;
         self.refresh_list().await;
         self.follow_others().await;
     }
@@ -350,6 +357,7 @@ impl<'p> Scheduler<'p> {
     /// A deadline passed: forget the backoffs that ended (maintenance and parking are
     /// checked by the loop itself).
     fn on_timer(&mut self) {
+        self.parked_stale = true;
         let now = now_ms();
         self.retry_at.retain(|&t| t > now);
     }
