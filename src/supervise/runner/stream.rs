@@ -103,6 +103,9 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     activity: Arc<AtomicU64>,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
 ) -> JoinHandle<StreamResult> {
+    if parse.is_none() {
+        return tokio::spawn(keep_tail(pipe, log, ev, eof));
+    }
     let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let t0 = Instant::now();
     let result_ev = ev.clone();
@@ -123,6 +126,42 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
         let _ = ev.send(eof);
     });
     tokio::task::spawn_blocking(move || consume(rx, log, parse, result_ev))
+}
+
+/// The stderr stream, in the reader task itself: what it does per chunk (append to the
+/// log, keep the tail) is too little to be worth a blocking thread per attempt, and
+/// most children write nothing there.
+async fn keep_tail<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    log: PathBuf,
+    ev: mpsc::UnboundedSender<Ev>,
+    eof: Ev,
+) -> StreamResult {
+    let mut file = LogFile::new(log);
+    let (mut bytes, mut tail) = (0u64, Vec::new());
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                file.write(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL * 2 {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    let _ = ev.send(eof);
+    StreamResult {
+        summary: None,
+        tail,
+        bytes,
+    }
 }
 
 fn consume(
