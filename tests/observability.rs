@@ -375,8 +375,11 @@ fn logs_follow_sleeps_until_the_log_or_the_store_changes() {
         rest.iter().any(|l| l.contains("last line")),
         "logs --follow missed the end: {rest:?}"
     );
+    // Polling every 100 ms (and reading the store each time) made 140 here; a silent
+    // stretch now costs about a dozen, one write to the store by the run (its lease
+    // maintenance, every few seconds) a few dozen more.
     assert!(
-        woke < 12,
+        woke < 70,
         "logs --follow woke up {woke} times in 2 s of silence"
     );
 }

@@ -11,11 +11,12 @@
 //!   transaction, so the newest event id is a complete and cheap change detector
 //!   (another process's commit cannot be pushed to us). Such a commit writes the
 //!   store's files, though: the feed watches their folder with filesystem
-//!   notifications (inotify) and looks after a write, then again [`POLL`], 2 ×
-//!   [`POLL`], 4 × … later until [`HOT`] has passed since that write (a write is seen
-//!   before its commit becomes visible: the journal's frames are written, then synced,
-//!   then published in the shared-memory index, which makes no notification), and
-//!   otherwise only every [`SAFETY`]; an idle fleet costs no wakeups. Without
+//!   notifications (inotify); after a write it stops listening and looks every
+//!   [`POLL`] for [`HOT`] (a write is seen before its commit becomes visible: the
+//!   journal's frames are written, then synced, then published in the shared-memory
+//!   index, which makes no notification; and a busy run, writing all the time, is
+//!   cheaper polled than woken at every write), then listens again. Otherwise it
+//!   looks only every [`SAFETY`]: an idle fleet costs no wakeups. Without
 //!   notifications it looks every [`POLL`].
 //!
 //! Changes this owner made itself are ignored: the loop learns of its own attempts
@@ -39,9 +40,9 @@ pub const BACKSTOP: Duration = Duration::from_secs(2);
 /// With filesystem notifications: how often the detector looks even though none came.
 pub const SAFETY: Duration = Duration::from_secs(5);
 
-/// With filesystem notifications: how long after the last write the detector keeps
-/// looking, at growing intervals (the commit of that write may become visible only
-/// then).
+/// With filesystem notifications: how long after a write the detector looks every
+/// [`POLL`] instead of listening (the commit of that write may become visible only
+/// then, and more writes usually follow).
 pub const HOT: Duration = Duration::from_secs(1);
 
 /// Events read at once when the newest id moved, to see who wrote them.
@@ -70,23 +71,17 @@ impl ChangeFeed {
         let notes = store.subscribe();
         let hint = Arc::new(Notify::new());
         // Filesystem notifications only matter when the backend cannot push.
-        let watcher = match notes {
-            None => files.and_then(|f| watch_writes(f, hint.clone())),
+        let watch = match notes {
+            None => files.and_then(|f| Watch::start(f, hint.clone())),
             Some(_) => None,
         };
-        let looks = Looks {
-            every,
-            idle: if watcher.is_some() { SAFETY } else { every },
-            hint,
-        };
+        let mut looks = Looks { every, hint, watch };
         tokio::spawn(async move {
-            // Dropped with the task: the watcher lives as long as the feed.
-            let _watcher = watcher;
             let last = call(&store, |st| st.last_event_id()).await.unwrap_or(0);
             let Some(notes) = notes else {
-                return poll(&store, &me, last, &looks, &n, &s).await;
+                return poll(&store, &me, last, &mut looks, &n, &s).await;
             };
-            listen(&store, &me, last, notes, &looks, &n, &s).await;
+            listen(&store, &me, last, notes, &mut looks, &n, &s).await;
         });
         ChangeFeed { notify, stop }
     }
@@ -100,12 +95,13 @@ impl ChangeFeed {
 
 /// When the looking source looks.
 struct Looks {
-    /// The shortest time between two looks.
+    /// The shortest time between two looks (and the time between looks without
+    /// notifications).
     every: Duration,
-    /// Between looks when nothing was written (`every` without notifications).
-    idle: Duration,
     /// Woken by a write to the store's files.
     hint: Arc<Notify>,
+    /// The filesystem notifications, when available (they live as long as the feed).
+    watch: Option<Watch>,
 }
 
 /// The pushed source: each note names the actor of a change; the event log is looked
@@ -115,7 +111,7 @@ async fn listen(
     me: &str,
     mut last: i64,
     mut notes: broadcast::Receiver<String>,
-    looks: &Looks,
+    looks: &mut Looks,
     n: &Notify,
     s: &CancellationToken,
 ) {
@@ -144,38 +140,48 @@ async fn listen(
     }
 }
 
-/// The looking source: the newest event id, after a write to the store's files (then
-/// at growing intervals for [`HOT`]), else every `looks.idle`.
+/// The looking source: the newest event id every [`POLL`] for [`HOT`] after a write to
+/// the store's files (not listening meanwhile), else every [`SAFETY`]; every `every`
+/// without notifications.
 async fn poll(
     store: &Arc<dyn Store>,
     me: &str,
     mut last: i64,
-    looks: &Looks,
+    looks: &mut Looks,
     n: &Notify,
     s: &CancellationToken,
 ) {
-    let mut hot_until = tokio::time::Instant::now();
-    let mut step = looks.every;
+    let mut hot_until: Option<tokio::time::Instant> = None;
     loop {
         let now = tokio::time::Instant::now();
-        let wait = if now < hot_until { step } else { looks.idle };
+        let wait = match hot_until {
+            Some(t) if now < t => looks.every,
+            Some(_) => {
+                // Listen again; the look below sees what was written meanwhile.
+                hot_until = None;
+                if let Some(w) = looks.watch.as_mut() {
+                    w.resume();
+                }
+                Duration::ZERO
+            }
+            // Without notifications (or when listening again failed), look on a timer.
+            None if looks.watch.as_ref().is_some_and(|w| w.on) => SAFETY,
+            None => looks.every,
+        };
         tokio::select! {
             _ = s.cancelled() => return,
-            _ = looks.hint.notified() => {
-                hot_until = tokio::time::Instant::now() + HOT;
-                step = looks.every;
+            _ = looks.hint.notified(), if hot_until.is_none() && !wait.is_zero() => {
+                hot_until = Some(tokio::time::Instant::now() + HOT);
+                if let Some(w) = looks.watch.as_mut() {
+                    w.pause();
+                }
             }
-            _ = tokio::time::sleep(wait) => step = (step * 2).min(HOT),
+            _ = tokio::time::sleep(wait) => {}
         }
         let (moved, newest) = changed_by_others(store, me, last).await;
         last = newest;
         if moved {
             n.notify_one();
-        }
-        // At most one look per `every`; a write meanwhile leaves its hint.
-        tokio::select! {
-            _ = s.cancelled() => return,
-            _ = tokio::time::sleep(looks.every) => {}
         }
     }
 }
@@ -186,33 +192,68 @@ impl Drop for ChangeFeed {
     }
 }
 
-/// Watches the folder of the store's file `file` for writes to it and its journals
-/// (`-wal`, `-journal`); each wakes `hint`. None when notifications are unavailable.
-fn watch_writes(file: &Path, hint: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-    use notify::{EventKind, RecursiveMode, Watcher};
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = file.file_name()?.to_os_string();
-    let ours = move |p: &PathBuf| {
-        p.file_name()
-            .is_some_and(|n| n.as_encoded_bytes().starts_with(name.as_encoded_bytes()))
-    };
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            let write = matches!(
-                ev.kind,
-                EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_)
-            );
-            if write && ev.paths.iter().any(&ours) {
-                hint.notify_one();
+/// Filesystem notifications of writes to the store's file and its journals (`-wal`,
+/// `-journal`): each wakes the hint.
+struct Watch {
+    watcher: notify::RecommendedWatcher,
+    dir: PathBuf,
+    on: bool,
+}
+
+impl Watch {
+    /// Watches the folder of the store's file `file`; None when notifications are
+    /// unavailable.
+    fn start(file: &Path, hint: Arc<Notify>) -> Option<Watch> {
+        use notify::EventKind;
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let name = file.file_name()?.to_os_string();
+        let ours = move |p: &PathBuf| {
+            p.file_name()
+                .is_some_and(|n| n.as_encoded_bytes().starts_with(name.as_encoded_bytes()))
+        };
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res {
+                let write = matches!(
+                    ev.kind,
+                    EventKind::Modify(_) | EventKind::Create(_) | EventKind::Remove(_)
+                );
+                if write && ev.paths.iter().any(&ours) {
+                    hint.notify_one();
+                }
             }
+        })
+        .ok()?;
+        let mut w = Watch {
+            watcher,
+            dir,
+            on: false,
+        };
+        w.resume();
+        w.on.then_some(w)
+    }
+
+    /// Stops listening (while the feed polls anyway).
+    fn pause(&mut self) {
+        use notify::Watcher;
+        if self.on {
+            self.on = self.watcher.unwatch(&self.dir).is_err();
         }
-    })
-    .ok()?;
-    w.watch(dir, RecursiveMode::NonRecursive).ok()?;
-    Some(w)
+    }
+
+    /// Listens again.
+    fn resume(&mut self) {
+        use notify::{RecursiveMode, Watcher};
+        if !self.on {
+            self.on = self
+                .watcher
+                .watch(&self.dir, RecursiveMode::NonRecursive)
+                .is_ok();
+        }
+    }
 }
 
 /// Whether events after `last` include one written by someone other than `me`, and
