@@ -27,7 +27,10 @@ impl Scheduler<'_> {
         if self.running.len() >= self.opts.concurrency || !self.memory_admits().await {
             return Ok(());
         }
-        let taken = self.taken_by_others().await;
+        let taken = match self.taken.take() {
+            Some(t) => t,
+            None => self.taken_by_others().await,
+        };
         while self.running.len() < self.opts.concurrency {
             let mut roles = self.fleet.roles_with_room(&self.shared);
             if let Some(only) = &self.opts.roles {
@@ -64,6 +67,7 @@ impl Scheduler<'_> {
                 self.launch(claim, inst);
             }
         }
+        self.taken = Some(taken);
         Ok(())
     }
 

@@ -106,6 +106,9 @@ pub(crate) struct Scheduler<'p> {
     /// The parking state must be read again: the store changed, an attempt hit a usage
     /// limit, or a deadline passed (else it is not read after every event).
     parked_stale: bool,
+    /// Instances other borgs use, as last read; read again once another process
+    /// changed the store (only others' changes can change it).
+    taken: Option<HashSet<String>>,
     /// The next lease maintenance, epoch ms.
     next_maintenance: i64,
     /// Backoffs this run knows of (its own retries, tasks given back), epoch ms.
@@ -191,6 +194,7 @@ impl<'p> Scheduler<'p> {
             park_started: None,
             parked_until: None,
             parked_stale: true,
+            taken: None,
             next_maintenance: 0,
             retry_at: Vec::new(),
             counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
@@ -350,6 +354,7 @@ impl<'p> Scheduler<'p> {
     async fn on_store_changed(&mut self) {
         tracing::trace!("the store changed");
         self.parked_stale = true;
+        self.taken = None;
         self.refresh_list().await;
         self.follow_others().await;
     }
@@ -358,6 +363,7 @@ impl<'p> Scheduler<'p> {
     /// checked by the loop itself).
     fn on_timer(&mut self) {
         self.parked_stale = true;
+        self.taken = None;
         let now = now_ms();
         self.retry_at.retain(|&t| t > now);
     }
