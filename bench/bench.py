@@ -90,6 +90,16 @@ def timed(cmd, **kw):
     return dt, r.returncode
 
 
+def timed_cpu(cmd):
+    """Wall time and CPU time (user + system, the whole process tree: every process is
+    waited for by its parent) of one command, output discarded."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - t, ru.ru_utime + ru.ru_stime, p.returncode
+
+
 def write_config(path, run=None, env=None):
     lines = ["[run]"]
     for k, v in (run or {}).items():
@@ -180,13 +190,22 @@ def bench_dispatch(env):
     # the harness's own cleanup to borg.
     spent = []
 
+    cpu = {"borg": [], "xargs": []}
+
     def borg_once(where):
         ws = os.path.join(where, f"ws-{random.getrandbits(32):08x}")
-        dt, rc = timed(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
-                                "--progress", "none"))
+        dt, c, rc = timed_cpu(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+                                       "--progress", "none"))
         if rc != 0:
             raise SystemExit(f"bench: borg run failed (exit {rc}) in {ws}")
         spent.append(ws)
+        if where == d:
+            cpu["borg"].append(c)
+        return dt
+
+    def xargs_once():
+        dt, c, _ = timed_cpu(xargs)
+        cpu["xargs"].append(c)
         return dt
 
     # What creating a file costs in the scratch folder: borg creates two log files per
@@ -209,7 +228,7 @@ def bench_dispatch(env):
     t_borg, t_xargs, t_shm = [], [], []
     borg_once(d)  # warm-up: page cache, binary
     for _ in range(env.runs):
-        t_xargs.append(timed(xargs)[0])
+        t_xargs.append(xargs_once())
         t_borg.append(borg_once(d))
         if shm:
             where = tempfile.mkdtemp(prefix="borg-bench-", dir=shm)
@@ -223,6 +242,9 @@ def bench_dispatch(env):
     env.record("dispatch", "dispatch overhead (borg / xargs)", mb / mx, "x", "<= 1.3",
                "xargs -P 8 + sh -c exec, same fake-claude, same stdin")
     env.record("dispatch", "per-task overhead (borg - xargs) / tasks", (mb - mx) / n * 1000, "ms")
+    cb, cx = statistics.median(cpu["borg"][1:] or cpu["borg"]), statistics.median(cpu["xargs"])
+    env.record("dispatch", "CPU time, whole process tree (borg / xargs)", cb / cx, "x", "",
+               f"{cb:.3f} s vs {cx:.3f} s: not inflated by other load the way wall time is")
     if t_shm:
         m = statistics.median(t_shm)
         env.record("dispatch", "comparison: store on tmpfs (/dev/shm), borg / xargs", m / mx, "x", "",
