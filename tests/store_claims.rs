@@ -1062,7 +1062,7 @@ conformance! {
         assert_eq!(s.last_session("i1").unwrap().as_deref(), Some("S-two"));
         assert_eq!(s.last_session("i2").unwrap(), None);
         s.set_fleet("memory", &serde_json::json!({"waiting": true}), 5).unwrap();
-        let v = s.fleet_view().unwrap();
+        let v = s.fleet_view(6).unwrap();
         assert_eq!(v.tasks.len(), 2);
         let att: Vec<(String, i64)> = v.attempts.iter().map(|a| (a.task.clone(), a.attempt)).collect();
         assert_eq!(att, [("a".to_string(), 1), ("b".to_string(), 1)]);

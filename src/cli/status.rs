@@ -12,7 +12,7 @@ use crate::input::config::Overrides;
 use crate::outcome::Status;
 use crate::run::attempt::now_ms;
 use crate::show::report;
-use crate::store::{AttemptRow, FleetView, InstanceRow, Store, TaskRow};
+use crate::store::{AttemptRow, FleetView, Store, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -30,6 +30,10 @@ struct InstanceView {
     elapsed_ms: Option<i64>,
     turns: u64,
     cost_usd: f64,
+    /// What its agent reported (`report_progress`) and the file it works on.
+    progress: Option<u8>,
+    step: Option<String>,
+    current_file: Option<String>,
 }
 
 /// The whole view.
@@ -45,6 +49,12 @@ struct StatusView {
     totals: report::Totals,
     roles: BTreeMap<String, report::RoleMetrics>,
     handoffs: Vec<crate::store::HandoffRow>,
+    /// Live file leases.
+    leases: Vec<crate::store::coord::LeaseRow>,
+    /// The newest decisions.
+    decisions: Vec<crate::store::coord::DecisionRow>,
+    /// The newest messages.
+    messages: Vec<crate::store::coord::MessageRow>,
 }
 
 /// Runs `borg status`.
@@ -78,44 +88,33 @@ const QUEUE_STATES: [&str; 7] = [
 /// One frame: the whole fleet read in one go (one snapshot), then shaped.
 fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
     let now = now_ms();
-    let FleetView {
-        tasks,
-        attempts,
-        instances,
-        handoffs,
-        owners,
-        mut fleet,
-    } = store.fleet_view()?;
-    let parked = fleet.remove("parked").filter(|v| {
-        v.get("until_ms")
+    let mut v = store.fleet_view(now)?;
+    let parked = v.fleet.remove("parked").filter(|p| {
+        p.get("until_ms")
             .and_then(|u| u.as_i64())
             .is_some_and(|u| u > now)
     });
-    let flag = |v: &serde_json::Value, k: &str| v.get(k).and_then(|o| o.as_bool()) == Some(true);
-    let breaker = fleet.remove("breaker").filter(|b| flag(b, "open"));
-    let memory = fleet
+    let flag = |x: &serde_json::Value, k: &str| x.get(k).and_then(|o| o.as_bool()) == Some(true);
+    let breaker = v.fleet.remove("breaker").filter(|b| flag(b, "open"));
+    let memory = v
+        .fleet
         .remove(crate::run::scheduler::MEMORY_FLEET_KEY)
         .filter(|m| flag(m, "waiting"));
-    let queue = queue_of(&tasks, parked.is_some(), now);
+    let queue = queue_of(&v.tasks, parked.is_some(), now);
     let mut by_task: HashMap<&str, Vec<AttemptRow>> = HashMap::new();
-    for a in &attempts {
+    for a in &v.attempts {
         by_task.entry(a.task.as_str()).or_default().push(a.clone());
     }
-    let running: Vec<&AttemptRow> = attempts
-        .iter()
-        .filter(|a| a.status == Status::Running)
-        .collect();
-    let instances = instances
-        .iter()
-        .map(|i| instance_view(i, &running, now))
-        .collect();
-    let reports: Vec<_> = tasks
+    let instances = instance_views(&v, now);
+    let reports: Vec<_> = v
+        .tasks
         .iter()
         .map(|t| report::live_task_report(t, by_task.get(t.id.as_str()).map_or(&[], Vec::as_slice)))
         .collect();
     let (totals, roles) = report::totals(&reports);
+    let hosts = hosts::hosts(&v.owners, &v.tasks, lease, now);
     Ok(StatusView {
-        hosts: hosts::hosts(&owners, &tasks, lease, now),
+        hosts,
         instances,
         queue,
         parked,
@@ -123,7 +122,10 @@ fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
         memory,
         totals,
         roles,
-        handoffs,
+        handoffs: std::mem::take(&mut v.handoffs),
+        leases: std::mem::take(&mut v.leases),
+        decisions: std::mem::take(&mut v.decisions),
+        messages: std::mem::take(&mut v.messages),
     })
 }
 
@@ -158,23 +160,45 @@ fn queue_of(tasks: &[TaskRow], parked: bool, now: i64) -> BTreeMap<&'static str,
     queue
 }
 
-/// One instance line: what it runs now, with the live facts of its transcript.
-fn instance_view(i: &InstanceRow, running: &[&AttemptRow], now: i64) -> InstanceView {
-    let att = running.iter().find(|a| a.start.instance == i.id);
-    let live = att.and_then(|a| {
-        crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log)).ok()
-    });
-    InstanceView {
-        id: i.id.clone(),
-        role: i.role.clone(),
-        state: if att.is_some() { "busy" } else { "idle" }.into(),
-        task: att.map(|a| a.task.clone()),
-        attempt: att.map(|a| a.attempt),
-        tool: live.as_ref().and_then(|l| l.current_tool.clone()),
-        elapsed_ms: att.map(|a| now - a.started_ms),
-        turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
-        cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
-    }
+/// Each instance with what it runs now (from its live transcript and the activity its
+/// agent reported).
+fn instance_views(v: &FleetView, now: i64) -> Vec<InstanceView> {
+    let running: Vec<&AttemptRow> = v
+        .attempts
+        .iter()
+        .filter(|a| a.status == Status::Running)
+        .collect();
+    v.instances
+        .iter()
+        .map(|i| {
+            let att = running.iter().find(|a| a.start.instance == i.id);
+            let act = att.and_then(|a| {
+                v.activities
+                    .iter()
+                    .find(|x| x.task == a.task && x.fence == a.fence)
+            });
+            let live = att.and_then(|a| {
+                crate::outcome::transcript::summarize_file(std::path::Path::new(
+                    &a.start.stdout_log,
+                ))
+                .ok()
+            });
+            InstanceView {
+                id: i.id.clone(),
+                role: i.role.clone(),
+                state: if att.is_some() { "busy" } else { "idle" }.into(),
+                task: att.map(|a| a.task.clone()),
+                attempt: att.map(|a| a.attempt),
+                tool: live.as_ref().and_then(|l| l.current_tool.clone()),
+                elapsed_ms: att.map(|a| now - a.started_ms),
+                turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
+                cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
+                progress: act.and_then(|a| a.activity.percent),
+                step: act.and_then(|a| a.activity.step.clone()),
+                current_file: act.and_then(|a| a.activity.current_file.clone()),
+            }
+        })
+        .collect()
 }
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
@@ -185,8 +209,54 @@ fn text(v: &StatusView) -> String {
     write_instances(&mut o, &v.instances);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
+    write_coordination(&mut o, v);
     write_totals(&mut o, &v.totals, &v.roles);
     o
+}
+
+/// Leases, the newest decisions and messages (each section only when not empty).
+fn write_coordination(o: &mut String, v: &StatusView) {
+    use crate::coord::{leases::clock, notes::one_line};
+    if !v.leases.is_empty() {
+        let _ = writeln!(o, "LEASES   {} held", v.leases.len());
+        for l in &v.leases {
+            let _ = writeln!(
+                o,
+                "  {:<36} {:<28} {:<24} since {}  {}",
+                l.path,
+                l.instance,
+                l.task,
+                clock(l.since_ms),
+                one_line(&l.reason, 50)
+            );
+        }
+    }
+    if !v.decisions.is_empty() {
+        let _ = writeln!(o, "DECISIONS (newest)");
+        for d in &v.decisions {
+            let _ = writeln!(
+                o,
+                "  [{}] {} ({})",
+                d.id,
+                one_line(&d.title, 80),
+                d.category
+            );
+        }
+    }
+    if !v.messages.is_empty() {
+        let _ = writeln!(o, "MESSAGES (newest)");
+        for m in &v.messages {
+            let from = m.from_instance.clone().unwrap_or_else(|| m.author.clone());
+            let _ = writeln!(
+                o,
+                "  #{} {} → {}: {}",
+                m.id,
+                from,
+                m.to.label(),
+                one_line(&m.body, 80)
+            );
+        }
+    }
 }
 
 fn write_instances(o: &mut String, instances: &[InstanceView]) {

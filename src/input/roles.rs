@@ -1,7 +1,7 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, session). The five shipped roles are also built
-//! into the binary, so borg works from any directory.
+//! permission_mode, allowed_tools, max_turns, session, writable). The five shipped roles
+//! are also built into the binary, so borg works from any directory.
 
 use crate::input::values::{valid_id, PERMISSION_MODES};
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,11 @@ pub struct RoleMeta {
     /// session (a task's own `session` wins).
     #[serde(default)]
     pub session: Option<super::values::SessionMode>,
+    /// Where tasks of this role may write: globs relative to the repository root
+    /// (`["tests/**", "*.md"]`); empty = anywhere. Enforced before each write by the
+    /// coordination hook.
+    #[serde(default)]
+    pub writable: Vec<String>,
 }
 
 /// One role.
@@ -242,6 +247,17 @@ pub fn parse_role_text(path: &Path, text: &str) -> Result<(RoleMeta, String), Ro
                 "permission_mode = {mode:?}: use one of {}",
                 PERMISSION_MODES.join(", ")
             )));
+        }
+    }
+    for w in &meta.writable {
+        let bad = w.trim().is_empty() || w.starts_with('/') || w.split('/').any(|c| c == "..");
+        if bad || globset::Glob::new(w).is_err() {
+            return Err(RoleError::FrontMatter {
+                path: path.to_path_buf(),
+                message: format!(
+                    "writable = {w:?}: use globs relative to the repository root, such as \"tests/**\" or \"*.md\""
+                ),
+            });
         }
     }
     if meta.max_turns == Some(0) {

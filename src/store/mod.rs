@@ -12,6 +12,7 @@
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
 
+pub mod coord;
 mod error;
 pub mod feed;
 pub mod location;
@@ -22,6 +23,7 @@ pub mod sqlite;
 pub mod view;
 
 use crate::outcome::Status;
+pub use coord::CoordStore;
 pub use error::StoreError;
 pub use rows::*;
 pub use sessions::SessionStore;
@@ -30,7 +32,7 @@ pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync + ViewStore + SessionStore {
+pub trait Store: Send + Sync + ViewStore + SessionStore + coord::CoordStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

@@ -6,8 +6,9 @@
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values
-//! (and `view` the whole-fleet view).
+//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
+//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`); `view` the
+//! whole-fleet view.
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -17,6 +18,9 @@
 
 mod batch;
 mod claims;
+mod coord;
+mod coord_impl;
+mod coord_log;
 mod handoffs;
 mod misc;
 mod netfs;
@@ -204,11 +208,6 @@ impl SqliteStore {
             )));
         }
         slot.wait()
-    }
-
-    /// How many read transactions this store ran (a `borg status` frame costs one).
-    pub fn read_transactions(&self) -> u64 {
-        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one

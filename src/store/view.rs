@@ -2,6 +2,7 @@
 //! store per frame (one snapshot, consistent across tables) instead of one query per
 //! task, so that refreshing the screen costs the same whatever the list's length.
 
+use super::coord::{ActivityRow, DecisionRow, LeaseRow, MessageRow};
 use super::{AttemptRow, HandoffRow, InstanceRow, OwnerInfo, StoreError, TaskRow};
 use std::collections::BTreeMap;
 
@@ -20,10 +21,21 @@ pub struct FleetView {
     pub owners: Vec<OwnerInfo>,
     /// Every fleet-wide value (parked, breaker, memory …) by key.
     pub fleet: BTreeMap<String, serde_json::Value>,
+    /// Live file leases (coordination).
+    pub leases: Vec<LeaseRow>,
+    /// The newest decisions ([`RECENT`] of them).
+    pub decisions: Vec<DecisionRow>,
+    /// The newest messages ([`RECENT`] of them).
+    pub messages: Vec<MessageRow>,
+    /// What each running agent reported it is doing.
+    pub activities: Vec<ActivityRow>,
 }
+
+/// How many of the newest decisions and messages a view holds.
+pub const RECENT: usize = 5;
 
 /// The store's whole-view capability.
 pub trait ViewStore {
-    /// Reads the whole fleet in one transaction (one snapshot).
-    fn fleet_view(&self) -> Result<FleetView, StoreError>;
+    /// Reads the whole fleet in one transaction (one snapshot); leases live at `now_ms`.
+    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError>;
 }

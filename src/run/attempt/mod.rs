@@ -3,7 +3,8 @@
 //!
 //! 1. [`admit`]: the stored definition and its role, or a permanent failure;
 //! 2. [`prepare`]: the workspace (dependencies' work carried over), the session to
-//!    resume and the prompt;
+//!    resume and the prompt, then [`coordinate`]: the child's MCP server and hooks
+//!    (`coord`);
 //! 3. [`child`]: the claude child under supervision, with its heartbeat (run again at
 //!    once in a fresh session when a continued session cannot be resumed);
 //! 4. [`observe`]: what the child did (transcript + workspace diff), classified;
@@ -14,6 +15,7 @@
 
 mod admit;
 mod child;
+mod coordinate;
 mod observe;
 mod prepare;
 mod record;
@@ -68,6 +70,8 @@ pub struct AttemptDone {
     pub lost_claim: Option<String>,
     /// The task waits for a retry until then, epoch ms (its backoff).
     pub retry_at: Option<i64>,
+    /// Tasks the attempt's agent created (`create_task`), already in the store.
+    pub agent_tasks: Vec<String>,
 }
 
 /// The attempt every stage works on: what was claimed, where it runs, and the record
@@ -98,12 +102,16 @@ pub async fn run(
     };
     let mut prepared = prepare::workspace(&att, &admitted).await;
     let prompt = prepare::prompt(&att, &admitted, &prepared);
-    let (c, l) = (ctl.clone(), live.clone());
-    let mut ran = child::run(&mut att, &admitted, &prepared, prompt, c, l).await;
+    let coord = match coordinate::prepare(&att, &admitted) {
+        Ok(c) => c,
+        Err(refused) => return record::commit(att, refused, Some(&admitted.spec), decide).await,
+    };
+    let (c, l, k) = (ctl.clone(), live.clone(), coord.clone());
+    let mut ran = child::run(&mut att, &admitted, &prepared, prompt, k, c, l).await;
     if prepared.continued && ran.lost.is_none() && resume_refused(&ran.out.summary) {
         prepared = prepare::fresh_after_refusal(&mut att, prepared);
         let prompt = prepare::prompt(&att, &admitted, &prepared);
-        ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+        ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     }
     let observed = observe::outcome(&mut att, ran).await;
     let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;

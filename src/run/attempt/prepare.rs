@@ -20,6 +20,8 @@ pub(crate) struct Prepared {
     pub resume: Option<String>,
     /// `resume` is the instance's previous session, continued.
     pub continued: bool,
+    /// The prompt's coordination section (decisions, messages, others' leases).
+    pub brief: String,
 }
 
 /// Carries the dependencies' (and the handoff source's) changed files into this
@@ -69,6 +71,7 @@ pub(crate) async fn workspace(att: &Attempt, a: &Admitted) -> Prepared {
         deps,
         resume,
         continued,
+        brief: brief(att, a).await,
     }
 }
 
@@ -107,7 +110,25 @@ pub(crate) fn fresh_after_refusal(att: &mut Attempt, p: Prepared) -> Prepared {
         deps: p.deps,
         resume: None,
         continued: false,
+        brief: p.brief,
     }
+}
+
+/// The coordination section of the prompt; the messages in it are delivered (read).
+async fn brief(att: &Attempt, a: &Admitted) -> String {
+    if !att.shared.settings.coord.enabled {
+        return String::new();
+    }
+    let reader = crate::store::coord::Reader {
+        instance: att.instance.id.clone(),
+        role: a.spec.task.role.clone(),
+        task: Some(a.spec.task.id.clone()),
+    };
+    let b = call(&att.shared.store, move |st| {
+        crate::coord::brief::gather(st, &reader, super::now_ms())
+    })
+    .await;
+    crate::coord::brief::render(&b)
 }
 
 /// The tasks whose work this one builds on: its dependencies, and the source of the
@@ -136,18 +157,24 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 /// The prompt: role context, the instance's recent history, the task, its
 /// dependencies and handoff context; only the last three when the session continues.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
-    if p.continued {
-        return prompt::build_continued(&a.spec.task.prompt, &p.deps, a.spec.handoff.as_ref());
+    let mut text = if p.continued {
+        prompt::build_continued(&a.spec.task.prompt, &p.deps, a.spec.handoff.as_ref())
+    } else {
+        let history = att
+            .instance
+            .recent_history(prompt::HISTORY)
+            .unwrap_or_default();
+        prompt::build(
+            &a.role,
+            &history,
+            &a.spec.task.prompt,
+            &p.deps,
+            a.spec.handoff.as_ref(),
+        )
+    };
+    if !p.brief.is_empty() {
+        text.push('\n');
+        text.push_str(&p.brief);
     }
-    let history = att
-        .instance
-        .recent_history(prompt::HISTORY)
-        .unwrap_or_default();
-    prompt::build(
-        &a.role,
-        &history,
-        &a.spec.task.prompt,
-        &p.deps,
-        a.spec.handoff.as_ref(),
-    )
+    text
 }

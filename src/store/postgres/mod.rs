@@ -18,6 +18,10 @@
 
 mod api;
 mod claims;
+mod coord;
+mod coord_api;
+mod coord_log;
+mod coord_work;
 mod engine;
 mod errors;
 mod handoffs;

@@ -4,16 +4,16 @@
 use super::engine::Tx;
 use super::errors::R;
 use super::read::{self, ATTEMPT_COLS};
-use super::{misc, PgStore};
+use super::{coord, coord_log, coord_work, misc, PgStore};
 use crate::store::sessions::SessionStore;
-use crate::store::view::{FleetView, ViewStore};
+use crate::store::view::{FleetView, ViewStore, RECENT};
 use crate::store::{AttemptRow, StoreError};
 use std::collections::BTreeMap;
 
 impl ViewStore for PgStore {
-    fn fleet_view(&self) -> Result<FleetView, StoreError> {
+    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError> {
         self.engine
-            .read(|tx| Box::pin(async move { fleet_view(tx).await }))
+            .read(move |tx| Box::pin(async move { fleet_view(tx, now_ms).await }))
     }
 }
 
@@ -42,8 +42,13 @@ impl SessionStore for PgStore {
     }
 }
 
-async fn fleet_view(tx: &Tx<'_>) -> R<FleetView> {
+async fn fleet_view(tx: &Tx<'_>, now_ms: i64) -> R<FleetView> {
+    let leases = coord::all_leases(tx, now_ms).await?;
     Ok(FleetView {
+        leases: leases.into_iter().filter(|l| l.live).collect(),
+        decisions: coord_log::decisions(tx, None, None, RECENT).await?,
+        messages: coord_log::messages(tx, RECENT).await?,
+        activities: coord_work::activities(tx).await?,
         tasks: read::tasks(tx).await?,
         attempts: all_attempts(tx).await?,
         instances: misc::instances(tx).await?,

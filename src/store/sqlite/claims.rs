@@ -110,6 +110,7 @@ fn take_over(tx: &Transaction<'_>, id: &str, req: &ClaimRequest) -> R<()> {
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner)?;
     drop_handoffs(tx, id, req.now_ms, &req.owner)?;
+    super::coord::end_claim_leases(tx, id, old_fence)?;
     event(
         tx,
         req.now_ms,
@@ -267,6 +268,7 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
     let next = NextState::of(token, &f.disposition)?;
     let record = f.record.to_string();
     let attempt = end_claim(tx, token, f, &next, &record)?;
+    super::coord::end_claim_leases(tx, &token.task, token.fence)?;
     write_attempt_row(tx, token, f, attempt, &record)?;
     free_instance(tx, token, f.now_ms)?;
     let kind = match &f.disposition {

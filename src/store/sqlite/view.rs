@@ -2,16 +2,28 @@
 //! one deferred transaction.
 
 use super::read::{self, ATTEMPT_COLS};
-use super::{misc, SqliteStore, R};
-use crate::store::view::{FleetView, ViewStore};
+use super::{coord, coord_log, misc, SqliteStore, R};
+use crate::store::view::{FleetView, ViewStore, RECENT};
 use crate::store::StoreError;
 use rusqlite::Transaction;
 use std::collections::BTreeMap;
 
+impl SqliteStore {
+    /// How many read transactions this store ran (a `borg status` frame costs one).
+    pub fn read_transactions(&self) -> u64 {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl ViewStore for SqliteStore {
-    fn fleet_view(&self) -> Result<FleetView, StoreError> {
+    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError> {
         self.read(|tx| {
+            let leases = coord::all_leases(tx, now_ms)?;
             Ok(FleetView {
+                leases: leases.into_iter().filter(|l| l.live).collect(),
+                decisions: coord_log::decisions(tx, None, None, RECENT)?,
+                messages: coord_log::messages(tx, RECENT)?,
+                activities: coord_log::activities(tx)?,
                 tasks: read::tasks(tx)?,
                 attempts: all_attempts(tx)?,
                 instances: misc::instances(tx)?,
