@@ -15,6 +15,7 @@
 pub mod coord;
 mod error;
 pub mod feed;
+mod git;
 pub mod location;
 pub mod postgres;
 mod rows;
@@ -25,14 +26,17 @@ pub mod view;
 use crate::outcome::Status;
 pub use coord::CoordStore;
 pub use error::StoreError;
+pub use git::GitStore;
 pub use rows::*;
 pub use sessions::SessionStore;
 use std::time::Duration;
 pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
-/// `spawn_blocking` in async code.
-pub trait Store: Send + Sync + ViewStore + SessionStore + coord::CoordStore {
+/// `spawn_blocking` in async code. Capabilities of later features are supertraits
+/// ([`CoordStore`], [`GitStore`], [`ViewStore`], [`SessionStore`]), so every backend
+/// implements them.
+pub trait Store: Send + Sync + coord::CoordStore + GitStore + ViewStore + SessionStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

@@ -21,6 +21,7 @@ mod claims;
 mod coord;
 mod coord_impl;
 mod coord_log;
+mod git;
 mod handoffs;
 mod misc;
 mod netfs;

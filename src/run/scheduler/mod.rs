@@ -170,7 +170,12 @@ impl<'p> Scheduler<'p> {
             .filter_map(|t| t.instance)
             .collect();
         let scope = register_scope(&store, &owner, &opts.scope, opts.list.is_some()).await?;
-        let fleet = Fleet::new(shared.workspaces.list().unwrap_or_default(), pins);
+        let mut instances = shared.workspaces.list().unwrap_or_default();
+        if shared.git.is_some() {
+            // Git mode runs tasks only in worktrees; template copies are left alone.
+            instances.retain(|i| crate::git::worktree::Worktree::of_instance(&i.path).exists());
+        }
+        let fleet = Fleet::new(instances, pins);
         let file = match StoreLocation::of(&shared.store_path) {
             StoreLocation::Sqlite(p) => Some(p),
             StoreLocation::Postgres(_) => None,
