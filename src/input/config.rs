@@ -9,8 +9,10 @@
 mod file;
 mod load;
 mod rules;
+mod serve;
 
 pub use super::values::{parse_duration, PERMISSION_MODES};
+pub use serve::{check_listen, HandoffSettings, ServeSettings, DEFAULT_LISTEN};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -163,6 +165,10 @@ pub struct Settings {
     pub run: RunSettings,
     /// Per-role limits.
     pub roles: BTreeMap<String, RoleLimits>,
+    /// `borg serve`.
+    pub serve: ServeSettings,
+    /// Handoffs.
+    pub handoff: HandoffSettings,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -231,6 +237,8 @@ impl Default for Settings {
                 max_line_bytes: 8 * 1024 * 1024,
             },
             roles: BTreeMap::new(),
+            serve: ServeSettings::default(),
+            handoff: HandoffSettings::default(),
         }
     }
 }
@@ -292,6 +300,9 @@ impl Settings {
             "CLAUDE_CODE_MAX_RETRIES",
             "API_TIMEOUT_MS",
             "BORG_LOG",
+            "BORG_SERVE_LISTEN",
+            "BORG_SERVE_TOKEN",
+            "BORG_HANDOFF_APPROVAL",
         ]
     }
 }

@@ -11,19 +11,21 @@
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
 
+pub mod agents;
 mod error;
 pub mod feed;
 mod rows;
 pub mod sqlite;
 
 use crate::outcome::Status;
+pub use agents::AgentStore;
 pub use error::StoreError;
 pub use rows::*;
 use std::time::Duration;
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + AgentStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.
@@ -65,7 +67,8 @@ pub trait Store: Send + Sync {
     ) -> Result<i64, StoreError>;
     /// Handoffs, newest last; `task` filters by source task.
     fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError>;
-    /// A person accepts a handoff.
+    /// A person accepts a handoff. A task already made from it that waited for a person
+    /// (`NewTask::awaits_person`) becomes claimable in the same commit.
     fn accept_handoff(&self, id: i64, now_ms: i64) -> Result<HandoffRow, StoreError>;
     /// A person rejects a handoff (its task, if created and not started, is skipped).
     fn reject_handoff(&self, id: i64, reason: &str, now_ms: i64) -> Result<HandoffRow, StoreError>;

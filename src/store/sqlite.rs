@@ -6,7 +6,8 @@
 //! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values.
+//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
+//! `agents` is the outside agents of `borg serve` (`AgentStore`).
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -14,6 +15,7 @@
 //! commit (`batch`). Errors are converted at the boundary, where the database path is
 //! known, so every error message names the file.
 
+mod agents;
 mod batch;
 mod claims;
 mod handoffs;

@@ -12,13 +12,16 @@
 //!   (`attempts.resume_session`), fleet-wide values (`fleet`), an index for the lease
 //!   sweep, and the trigger-kept count of unmet dependencies (`tasks.unmet`) that makes
 //!   the claim fast on big lists.
+//! - v3: the tasks a run may claim (`run_scope`).
+//! - v4: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`).
 
 use super::R;
 use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -186,8 +189,26 @@ CREATE TABLE run_scope (
 ) STRICT, WITHOUT ROWID;
 "#;
 
+/// v3 → v4: outside agents (`borg serve`) and task progress reports.
+pub(crate) const V4: &str = r#"
+CREATE TABLE agents (
+    id            TEXT PRIMARY KEY NOT NULL,
+    capabilities  TEXT NOT NULL CHECK (json_valid(capabilities)),
+    version       TEXT,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    registered_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE task_progress (
+    task       TEXT PRIMARY KEY NOT NULL,
+    fence      INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    report     TEXT NOT NULL CHECK (json_valid(report)),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
