@@ -13,6 +13,7 @@ pub mod error;
 pub mod input;
 pub mod outcome;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod store;
 pub mod supervise;

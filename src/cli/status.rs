@@ -1,52 +1,26 @@
-//! `borg status`: the fleet at a glance, read from the store (so it works from another
-//! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics.
+//! `borg status`: the fleet at a glance (`show::fleet`), as text or JSON, once or
+//! every second: instances and what they run, outside agents' work, the queue by
+//! state (tasks of external roles wait for an outside agent), parking and breaker,
+//! run totals and per-role metrics.
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
 use crate::error::EXIT_OK;
 use crate::input::config::Overrides;
-use crate::outcome::Status;
 use crate::run::attempt::now_ms;
+use crate::show::fleet::{view, InstanceView, OutsideView, StatusView, QUEUE_STATES};
 use crate::show::report;
-use crate::store::{sqlite::SqliteStore, Store, TaskRow};
-use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
-
-/// One instance line.
-#[derive(Debug, Serialize)]
-struct InstanceView {
-    id: String,
-    role: String,
-    state: String,
-    task: Option<String>,
-    attempt: Option<i64>,
-    tool: Option<String>,
-    elapsed_ms: Option<i64>,
-    turns: u64,
-    cost_usd: f64,
-}
-
-/// The whole view.
-#[derive(Debug, Serialize)]
-struct StatusView {
-    instances: Vec<InstanceView>,
-    queue: BTreeMap<&'static str, Vec<String>>,
-    parked: Option<serde_json::Value>,
-    breaker: Option<serde_json::Value>,
-    totals: report::Totals,
-    roles: BTreeMap<String, report::RoleMetrics>,
-    handoffs: Vec<crate::store::HandoffRow>,
-}
 
 /// Runs `borg status`.
 pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
+    let external = ctx.roles(&s).map(|r| r.external()).unwrap_or_default();
     loop {
-        let v = view(&store)?;
+        let v = view(store.as_ref(), &external, now_ms())?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -63,93 +37,12 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// The queue's states, in the order the text view lists them; the JSON view has a key
-/// for each even when empty, so both are built from this one list.
-const QUEUE_STATES: [&str; 7] = [
-    "ready", "running", "waiting", "parked", "done", "failed", "skipped",
-];
-
-fn view(store: &SqliteStore) -> anyhow::Result<StatusView> {
-    let now = now_ms();
-    let tasks = store.tasks()?;
-    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let parked = store.fleet("parked")?.filter(|v| {
-        v.get("until_ms")
-            .and_then(|u| u.as_i64())
-            .is_some_and(|u| u > now)
-    });
-    let mut queue: BTreeMap<&'static str, Vec<String>> =
-        QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
-    for t in &tasks {
-        let k = match t.status {
-            Status::Running => "running",
-            Status::Succeeded => "done",
-            Status::Skipped => "skipped",
-            Status::Pending | Status::RateLimited => {
-                let deps_done = t.depends_on.iter().all(|d| {
-                    by_id
-                        .get(d.as_str())
-                        .is_some_and(|p| p.status == Status::Succeeded)
-                });
-                if !deps_done {
-                    "waiting"
-                } else if parked.is_some() || t.not_before_ms > now {
-                    "parked"
-                } else {
-                    "ready"
-                }
-            }
-            _ => "failed",
-        };
-        queue.entry(k).or_default().push(t.id.clone());
-    }
-    let running = store.running_attempts()?;
-    let mut instances = Vec::new();
-    for i in store.instances()? {
-        let att = running.iter().find(|a| a.start.instance == i.id);
-        let live = att.and_then(|a| {
-            crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log))
-                .ok()
-        });
-        instances.push(InstanceView {
-            id: i.id.clone(),
-            role: i.role.clone(),
-            state: if att.is_some() {
-                "busy".into()
-            } else {
-                "idle".into()
-            },
-            task: att.map(|a| a.task.clone()),
-            attempt: att.map(|a| a.attempt),
-            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
-            elapsed_ms: att.map(|a| now - a.started_ms),
-            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
-            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
-        });
-    }
-    let mut reports = Vec::new();
-    for t in &tasks {
-        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
-    }
-    let (totals, roles) = report::totals(&reports);
-    Ok(StatusView {
-        instances,
-        queue,
-        parked,
-        breaker: store
-            .fleet("breaker")?
-            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
-        totals,
-        roles,
-        handoffs: store.handoffs(None)?,
-    })
-}
-
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
 /// hence the ignored `fmt::Result`s.
 fn text(v: &StatusView) -> String {
     let mut o = String::new();
     write_instances(&mut o, &v.instances);
+    write_outside(&mut o, &v.outside);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
     write_totals(&mut o, &v.totals, &v.roles);
@@ -184,6 +77,26 @@ fn write_instances(o: &mut String, instances: &[InstanceView]) {
     }
 }
 
+/// The tasks outside agents hold, with their latest progress.
+fn write_outside(o: &mut String, outside: &[OutsideView]) {
+    if outside.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "OUTSIDE AGENTS");
+    for w in outside {
+        let (pct, step) = w
+            .progress
+            .as_ref()
+            .map(|p| (format!("{:.0}%", p.report.percent), p.report.step.clone()))
+            .unwrap_or_else(|| ("-".into(), String::new()));
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<11} {:<24} {:>5} {}",
+            w.agent, w.role, w.task, pct, step
+        );
+    }
+}
+
 /// One line per queue state: its count and the first few ids.
 fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
     let _ = writeln!(o, "QUEUE");
@@ -195,9 +108,14 @@ fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
         } else {
             String::new()
         };
+        let note = if k == "outside" && !ids.is_empty() {
+            "  (waiting for an outside agent)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             o,
-            "  {:<8} {:>5}  {}{}",
+            "  {:<8} {:>5}  {}{}{note}",
             k,
             ids.len(),
             shown.join(", "),

@@ -1,0 +1,217 @@
+//! The fleet at a glance, read from the store (so it works from another process while
+//! `borg run` writes): instances and what they run, the work outside agents hold and
+//! their progress, the queue by state, parking and breaker, handoffs, totals and
+//! per-role metrics. `borg status` prints it; `borg serve`'s dashboard renders it.
+
+use crate::outcome::transcript::summarize_file;
+use crate::outcome::Status;
+use crate::show::report;
+use crate::store::agents::{agent_of_owner, ProgressRow};
+use crate::store::{HandoffRow, Store, StoreError, TaskRow};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// One instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    /// Instance id.
+    pub id: String,
+    /// Its role.
+    pub role: String,
+    /// busy or idle.
+    pub state: String,
+    /// The task it runs now.
+    pub task: Option<String>,
+    /// The attempt number.
+    pub attempt: Option<i64>,
+    /// The tool call in progress (e.g. `Edit src/a.rs`).
+    pub tool: Option<String>,
+    /// Time since the attempt started.
+    pub elapsed_ms: Option<i64>,
+    /// Turns so far.
+    pub turns: u64,
+    /// Cost so far.
+    pub cost_usd: f64,
+    /// The attempt's timeout, when known (for a progress bar of time used).
+    pub timeout_ms: Option<i64>,
+}
+
+/// A task an outside agent holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutsideView {
+    /// Task id.
+    pub task: String,
+    /// Its role.
+    pub role: String,
+    /// The agent holding it.
+    pub agent: String,
+    /// Time since it was claimed.
+    pub elapsed_ms: i64,
+    /// Its latest progress report.
+    pub progress: Option<ProgressRow>,
+}
+
+/// A claim held now: the task's lease.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    /// Task id.
+    pub task: String,
+    /// Holder (a borg owner id, or `agent:<id>`).
+    pub owner: String,
+    /// Fencing token.
+    pub fence: i64,
+    /// Lease expiry, epoch ms.
+    pub expires_ms: Option<i64>,
+}
+
+/// The whole view.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusView {
+    /// Instances.
+    pub instances: Vec<InstanceView>,
+    /// Tasks outside agents hold now.
+    pub outside: Vec<OutsideView>,
+    /// Queue state → task ids (every key of [`QUEUE_STATES`] present).
+    pub queue: BTreeMap<&'static str, Vec<String>>,
+    /// Parking, while it lasts.
+    pub parked: Option<serde_json::Value>,
+    /// The breaker, while open.
+    pub breaker: Option<serde_json::Value>,
+    /// Totals.
+    pub totals: report::Totals,
+    /// Per role.
+    pub roles: BTreeMap<String, report::RoleMetrics>,
+    /// Every handoff.
+    pub handoffs: Vec<HandoffRow>,
+    /// Task claims held now.
+    pub leases: Vec<LeaseView>,
+}
+
+/// The queue's states, in the order views list them. `outside`: ready, but of an
+/// external role, so waiting for an outside agent (`borg serve`).
+pub const QUEUE_STATES: [&str; 8] = [
+    "ready", "outside", "running", "waiting", "parked", "done", "failed", "skipped",
+];
+
+/// Reads the view. `external` names the roles only outside agents do.
+pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusView, StoreError> {
+    let tasks = store.tasks()?;
+    let parked = store.fleet("parked")?.filter(|v| {
+        v.get("until_ms")
+            .and_then(|u| u.as_i64())
+            .is_some_and(|u| u > now)
+    });
+    let queue = queue(&tasks, external, parked.is_some(), now);
+    let running = store.running_attempts()?;
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut instances = Vec::new();
+    for i in store.instances()? {
+        let att = running.iter().find(|a| a.start.instance == i.id);
+        let live = att.and_then(|a| summarize_file(Path::new(&a.start.stdout_log)).ok());
+        let timeout_ms = att
+            .and_then(|a| by_id.get(a.task.as_str()))
+            .and_then(|t| t.spec.get("timeout").and_then(|d| d.as_i64()));
+        instances.push(InstanceView {
+            id: i.id.clone(),
+            role: i.role.clone(),
+            state: if att.is_some() { "busy" } else { "idle" }.into(),
+            task: att.map(|a| a.task.clone()),
+            attempt: att.map(|a| a.attempt),
+            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
+            elapsed_ms: att.map(|a| now - a.started_ms),
+            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
+            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
+            timeout_ms,
+        });
+    }
+    let outside = outside(&tasks, store.progress()?, now);
+    let mut reports = Vec::new();
+    for t in &tasks {
+        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
+    }
+    let (totals, roles) = report::totals(&reports);
+    Ok(StatusView {
+        instances,
+        outside,
+        queue,
+        parked,
+        breaker: store
+            .fleet("breaker")?
+            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
+        totals,
+        roles,
+        handoffs: store.handoffs(None)?,
+        leases: tasks
+            .iter()
+            .filter(|t| t.status == Status::Running)
+            .filter_map(|t| {
+                Some(LeaseView {
+                    task: t.id.clone(),
+                    owner: t.owner.clone()?,
+                    fence: t.fence,
+                    expires_ms: t.lease_expires_ms,
+                })
+            })
+            .collect(),
+    })
+}
+
+/// Every task in its queue state.
+fn queue(
+    tasks: &[TaskRow],
+    external: &[String],
+    parked: bool,
+    now: i64,
+) -> BTreeMap<&'static str, Vec<String>> {
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut queue: BTreeMap<&'static str, Vec<String>> =
+        QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
+    for t in tasks {
+        let k = match t.status {
+            Status::Running => "running",
+            Status::Succeeded => "done",
+            Status::Skipped => "skipped",
+            Status::Pending | Status::RateLimited => {
+                let deps_done = t.depends_on.iter().all(|d| {
+                    by_id
+                        .get(d.as_str())
+                        .is_some_and(|p| p.status == Status::Succeeded)
+                });
+                if !deps_done {
+                    "waiting"
+                } else if external.contains(&t.role) {
+                    "outside"
+                } else if parked || t.not_before_ms > now {
+                    "parked"
+                } else {
+                    "ready"
+                }
+            }
+            _ => "failed",
+        };
+        queue.entry(k).or_default().push(t.id.clone());
+    }
+    queue
+}
+
+/// The running tasks whose claim an outside agent holds, with their progress.
+fn outside(tasks: &[TaskRow], progress: Vec<ProgressRow>, now: i64) -> Vec<OutsideView> {
+    tasks
+        .iter()
+        .filter(|t| t.status == Status::Running)
+        .filter_map(|t| {
+            let agent = agent_of_owner(t.owner.as_deref()?)?.to_string();
+            Some(OutsideView {
+                task: t.id.clone(),
+                role: t.role.clone(),
+                agent,
+                elapsed_ms: now - t.updated_ms,
+                progress: progress
+                    .iter()
+                    .find(|p| p.task == t.id && p.fence == t.fence)
+                    .cloned(),
+            })
+        })
+        .collect()
+}
