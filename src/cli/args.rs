@@ -81,6 +81,19 @@ pub enum Command {
     /// List the roles.
     #[command(subcommand)]
     Roles(RolesCmd),
+    /// Serve the coordination API, the event stream, metrics and the dashboard.
+    Serve(ServeArgs),
+}
+
+/// `borg serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: BORG_SERVE_LISTEN] [default: 127.0.0.1:3456]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin token; required to listen off loopback [env: BORG_SERVE_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 /// `borg run`.
@@ -118,6 +131,10 @@ pub struct RunArgs {
     /// Progress display
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Also serve the API and dashboard while the run lasts (`--serve=ADDR` to choose
+    /// the address; default [serve] listen)
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub serve: Option<String>,
 }
 
 /// `borg instance ...`.

@@ -9,6 +9,7 @@ pub mod instance;
 pub mod logs;
 pub mod roles;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod task;
 pub mod transcript;
@@ -69,6 +70,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Handoff(c) => handoff::run(&ctx, c),
         Command::Transcript(a) => transcript::run(&ctx, a),
         Command::Roles(c) => roles::run(&ctx, c),
+        Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }
 

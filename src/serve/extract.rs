@@ -127,3 +127,44 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .map_err(|e| ApiError::invalid(format!("bad path parameter: {e}")))
     }
 }
+
+/// Largest body read (and thrown away) past the limit before answering 413: a client
+/// still sending when the answer comes would see its connection reset, not the 413.
+const DRAIN_MAX: usize = 8 * 1024 * 1024;
+
+/// The outermost middleware: reads the whole body first (up to `[serve] body_limit`),
+/// so that every answer, refusals included, comes after the request was read, and an
+/// oversized body is a 413 in the error shape.
+pub async fn buffer(
+    axum::extract::State(app): axum::extract::State<std::sync::Arc<super::App>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use futures_util::StreamExt;
+    let limit = app.settings.serve.body_limit;
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let (mut buf, mut total) = (Vec::new(), 0usize);
+    while let Some(chunk) = stream.next().await {
+        let Ok(c) = chunk else {
+            return ApiError::invalid("the request body could not be read").into_response();
+        };
+        total = total.saturating_add(c.len());
+        if total <= limit {
+            buf.extend_from_slice(&c);
+        } else if total > DRAIN_MAX {
+            break;
+        }
+    }
+    if total > limit {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes ([serve] body_limit)"),
+        )
+        .into_response();
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(buf)))
+        .await
+}

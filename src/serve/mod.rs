@@ -132,6 +132,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(body))
+        .layer(middleware::from_fn_with_state(app.clone(), extract::buffer))
         .with_state(app)
 }
 
@@ -180,18 +181,10 @@ async fn login(State(app): State<Arc<App>>, form: Result<Form<Login>, axum::extr
     }
 }
 
-/// Serves until `app.stop` is cancelled: binds (the caller checked the address),
-/// starts the event poller, then answers. Gives the bound address to `bound` first.
-pub async fn serve(
-    app: Arc<App>,
-    addr: SocketAddr,
-    bound: impl FnOnce(SocketAddr),
-) -> anyhow::Result<()> {
+/// Serves on `listener` until `app.stop` is cancelled: starts the event poller, then
+/// answers; the event streams end with the stop, so the graceful shutdown finishes.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let stop = app.stop.clone();
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    bound(listener.local_addr()?);
     let poller = tokio::spawn(app.hub.clone().run(app.store.clone(), stop.clone()));
     let router = router(app);
     let s = stop.clone();

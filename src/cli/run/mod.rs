@@ -34,10 +34,21 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     let version = inputs::preflight(ctx, &inputs.claude).await;
     tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %inputs.settings.paths.store.display(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs).await?;
+    let server = match serve_beside(&a, &inputs, &store).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.release_owner(&owner.id, now_ms());
+            return Err(e);
+        }
+    };
     let synced = sync_list(&store, &inputs)?;
     let started_at = chrono::Utc::now();
     let summary = execute(ctx, &a, inputs, &store, &owner, synced.scope.clone()).await?;
     let _ = store.release_owner(&owner.id, now_ms());
+    if let Some((stop, handle)) = server {
+        stop.cancel();
+        let _ = handle.await;
+    }
     let facts = report::RunFacts {
         run_id: &owner.id,
         started_at,
@@ -58,6 +69,21 @@ async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<SqliteSto
     let owner = register_owner(&store_dyn)?;
     crate::run::recovery::maintenance(&store_dyn, &owner).await;
     Ok((store, owner))
+}
+
+/// `--serve[=ADDR]`: the server, started on the run's store before the run (exit 2
+/// when its address cannot be used), stopped after it.
+async fn serve_beside(
+    a: &RunArgs,
+    inputs: &Inputs,
+    store: &Arc<SqliteStore>,
+) -> anyhow::Result<Option<(tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>)>> {
+    let Some(listen) = &a.serve else {
+        return Ok(None);
+    };
+    let st: Arc<dyn Store> = store.clone();
+    let s = super::serve::start(&inputs.settings, &inputs.roles, st, listen).await?;
+    Ok(Some(s))
 }
 
 /// The list as synced into the store.

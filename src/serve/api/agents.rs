@@ -37,15 +37,14 @@ pub async fn register(
             body.agent_id
         )));
     }
-    let bad_cap = body
-        .capabilities
-        .iter()
-        .find(|c| c.trim().is_empty() || c.len() > 100);
-    if body.capabilities.is_empty() || bad_cap.is_some() || body.capabilities.len() > 100 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "INVALID_CAPABILITIES",
-            "Agent must declare at least one capability (up to 100, each 1 to 100 characters)",
+    let caps = &body.capabilities;
+    let invalid_caps = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, "INVALID_CAPABILITIES", m);
+    if caps.is_empty() {
+        return Err(invalid_caps("Agent must declare at least one capability"));
+    }
+    if caps.len() > 100 || caps.iter().any(|c| c.trim().is_empty() || c.len() > 100) {
+        return Err(invalid_caps(
+            "capabilities: at most 100, each 1 to 100 characters, not blank",
         ));
     }
     let token = new_agent_token();
