@@ -17,8 +17,14 @@ fn world(sb: &Sandbox) {
     roles(
         sb,
         &[
-            ("tsdev", "capabilities = [\"typescript-development\", \"contract-definition\"]"),
-            ("copilot", "capabilities = [\"ide-integration\"]\nexternal = true"),
+            (
+                "tsdev",
+                "capabilities = [\"typescript-development\", \"contract-definition\"]",
+            ),
+            (
+                "copilot",
+                "capabilities = [\"ide-integration\"]\nexternal = true",
+            ),
             ("developer", "capabilities = [\"coding\"]"),
         ],
     );
@@ -48,9 +54,22 @@ fn the_seeds_examples_answer_in_its_shapes() {
     assert_eq!(h.body["config"]["webSocketEnabled"], true);
 
     // Registration: a reg_<uuid> token; no capability → INVALID_CAPABILITIES.
-    let token = register(&s, "claude-code", &["typescript-development", "contract-definition", "test-writing", "documentation"]);
+    let token = register(
+        &s,
+        "claude-code",
+        &[
+            "typescript-development",
+            "contract-definition",
+            "test-writing",
+            "documentation",
+        ],
+    );
     assert!(token.starts_with("reg_") && token.len() == 40, "{token}");
-    let bad = post(&s.url("/api/claude/register"), None, &json!({"agentId": "claude-code", "capabilities": [], "version": "1.0.0"}));
+    let bad = post(
+        &s.url("/api/claude/register"),
+        None,
+        &json!({"agentId": "claude-code", "capabilities": [], "version": "1.0.0"}),
+    );
     let e = bad.error(400, "INVALID_CAPABILITIES");
     assert_eq!(e["message"], "Agent must declare at least one capability");
     assert_eq!(e["retryable"], false);
@@ -58,7 +77,10 @@ fn the_seeds_examples_answer_in_its_shapes() {
     let db = std::fs::read(sb.ws().join("borg.db")).unwrap();
     let wal = std::fs::read(sb.ws().join("borg.db-wal")).unwrap_or_default();
     let needle = token.as_bytes();
-    assert!(!db.windows(needle.len()).any(|w| w == needle) && !wal.windows(needle.len()).any(|w| w == needle));
+    assert!(
+        !db.windows(needle.len()).any(|w| w == needle)
+            && !wal.windows(needle.len()).any(|w| w == needle)
+    );
 
     // Available tasks for the asked capabilities.
     let url = s.url("/api/claude/tasks?capabilities=typescript-development,contract-definition");
@@ -71,35 +93,67 @@ fn the_seeds_examples_answer_in_its_shapes() {
     assert_eq!(t["description"], "Build user authentication system");
     assert_eq!(t["priority"], "high");
     assert_eq!(t["estimatedMinutes"], 120);
-    assert_eq!(t["requiredCapabilities"], json!(["typescript-development", "contract-definition"]));
+    assert_eq!(
+        t["requiredCapabilities"],
+        json!(["typescript-development", "contract-definition"])
+    );
     assert!(t["createdAt"].as_str().unwrap().ends_with('Z'));
     assert!(t.get("deadline").is_some());
     assert_eq!(list.header("x-ratelimit-limit"), Some("100"));
     assert_eq!(list.header("x-ratelimit-remaining"), Some("99"));
-    assert!(list.header("x-ratelimit-reset").unwrap().parse::<i64>().unwrap() > now() / 1000);
+    assert!(
+        list.header("x-ratelimit-reset")
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > now() / 1000
+    );
 
     // Claim → the task with its context; another agent → TASK_ALREADY_CLAIMED.
-    let c = post(&s.url("/api/claude/tasks/task_001/claim"), Some(&token), &json!({}));
+    let c = post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    );
     let d = c.data();
     assert_eq!(d["id"], "task_001");
     assert_eq!(d["type"], "tsdev");
     assert_eq!(d["description"], "Build user authentication system");
-    assert!(d["context"].as_str().unwrap().contains("Build user authentication system"));
+    assert!(d["context"]
+        .as_str()
+        .unwrap()
+        .contains("Build user authentication system"));
     assert!(d["context"].as_str().unwrap().contains("# Role: tsdev"));
     assert_eq!(d["claimedBy"], "claude-code");
     assert!(d["claimedAt"].as_str().unwrap().ends_with('Z'));
     assert_eq!(d["fence"], 1);
-    let copilot = register(&s, "github-copilot", &["typescript-development", "contract-definition", "ide-integration"]);
-    let again = post(&s.url("/api/claude/tasks/task_001/claim"), Some(&copilot), &json!({}));
+    let copilot = register(
+        &s,
+        "github-copilot",
+        &[
+            "typescript-development",
+            "contract-definition",
+            "ide-integration",
+        ],
+    );
+    let again = post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&copilot),
+        &json!({}),
+    );
     let e = again.error(409, "TASK_ALREADY_CLAIMED");
     assert_eq!(e["message"], "Task task_001 already claimed by claude-code");
     assert_eq!(e["details"]["claimedBy"], "claude-code");
     assert_eq!(e["details"]["claimedAt"], d["claimedAt"]);
 
     // Progress.
-    let p = post(&s.url("/api/claude/tasks/task_001/progress"), Some(&token), &json!({
+    let p = post(
+        &s.url("/api/claude/tasks/task_001/progress"),
+        Some(&token),
+        &json!({
         "percentComplete": 50, "currentStep": "Implementing authentication service",
-        "filesModified": ["src/services/auth.ts", "src/types/auth.ts"], "blockers": []}));
+        "filesModified": ["src/services/auth.ts", "src/types/auth.ts"], "blockers": []}),
+    );
     let pd = p.data();
     assert_eq!(pd["taskId"], "task_001");
     assert_eq!(pd["percentComplete"], 50.0);
@@ -107,10 +161,14 @@ fn the_seeds_examples_answer_in_its_shapes() {
     assert!(pd["lastUpdated"].as_str().unwrap().ends_with('Z'));
 
     // Handoff to the external role.
-    let hreq = post(&s.url("/api/claude/handoff"), Some(&token), &json!({
+    let hreq = post(
+        &s.url("/api/claude/handoff"),
+        Some(&token),
+        &json!({
         "taskId": "task_001", "fromAgent": "claude-code", "toAgent": "copilot",
         "reason": "Requires real-time IDE integration", "currentState": "Contract defined, mock service ready",
-        "nextSteps": ["Integrate with VS Code extension", "Test IDE interaction", "Deploy to production"]}));
+        "nextSteps": ["Integrate with VS Code extension", "Test IDE interaction", "Deploy to production"]}),
+    );
     let hd = hreq.data();
     assert!(hd["id"].as_str().unwrap().starts_with("handoff_"));
     assert_eq!(hd["taskId"], "task_001");
@@ -120,11 +178,15 @@ fn the_seeds_examples_answer_in_its_shapes() {
     assert!(hd["createdAt"].as_str().unwrap().ends_with('Z'));
 
     // Complete → completionId; the handoff became a task of the external role.
-    let done = post(&s.url("/api/claude/tasks/task_001/complete"), Some(&token), &json!({
+    let done = post(
+        &s.url("/api/claude/tasks/task_001/complete"),
+        Some(&token),
+        &json!({
         "success": true, "output": "Authentication system implemented with OAuth2 support",
         "filesModified": ["src/services/auth.ts", "src/types/auth.ts", "tests/auth.test.ts", "docs/auth.md"],
         "notes": "All tests passing, documentation complete",
-        "metrics": {"linesAdded": 450, "linesRemoved": 0, "testCoverage": 95, "durationMinutes": 120}}));
+        "metrics": {"linesAdded": 450, "linesRemoved": 0, "testCoverage": 95, "durationMinutes": 120}}),
+    );
     let cd = done.data();
     assert_eq!(cd["taskId"], "task_001");
     assert!(cd["completionId"].as_str().unwrap().starts_with("comp_"));
@@ -136,26 +198,56 @@ fn the_seeds_examples_answer_in_its_shapes() {
     assert_eq!(row.status.as_str(), "succeeded");
     let rec = row.last_record.unwrap();
     assert_eq!(rec["outside"]["completion_id"], cd["completionId"]);
-    assert_eq!(rec["result_text"], "Authentication system implemented with OAuth2 support");
+    assert_eq!(
+        rec["result_text"],
+        "Authentication system implemented with OAuth2 support"
+    );
     let follow = "task_001.copilot-1";
-    assert_eq!(store.task(follow).unwrap().unwrap().status.as_str(), "pending");
+    assert_eq!(
+        store.task(follow).unwrap().unwrap().status.as_str(),
+        "pending"
+    );
 
     // The external role's task: claude-code may not do it (capabilities), copilot may.
     let theirs = get(&s.url("/api/claude/tasks"), Some(&token));
     assert_eq!(theirs.data(), &json!([]));
-    let refused = post(&s.url(&format!("/api/claude/tasks/{follow}/claim")), Some(&token), &json!({}));
+    let refused = post(
+        &s.url(&format!("/api/claude/tasks/{follow}/claim")),
+        Some(&token),
+        &json!({}),
+    );
     let e = refused.error(403, "INVALID_CAPABILITIES");
     assert_eq!(e["details"]["missing"], json!(["ide-integration"]));
-    let mine = get(&s.url("/api/claude/tasks?capabilities=ide-integration"), Some(&copilot));
+    let mine = get(
+        &s.url("/api/claude/tasks?capabilities=ide-integration"),
+        Some(&copilot),
+    );
     assert_eq!(mine.data()[0]["id"], follow);
-    let c2 = post(&s.url(&format!("/api/claude/tasks/{follow}/claim")), Some(&copilot), &json!({}));
-    assert!(c2.data()["context"].as_str().unwrap().contains("Requires real-time IDE integration"));
-    let d2 = post(&s.url(&format!("/api/claude/tasks/{follow}/complete")), Some(&copilot), &json!({"success": true, "output": "Implementation complete and tested in IDE"}));
+    let c2 = post(
+        &s.url(&format!("/api/claude/tasks/{follow}/claim")),
+        Some(&copilot),
+        &json!({}),
+    );
+    assert!(c2.data()["context"]
+        .as_str()
+        .unwrap()
+        .contains("Requires real-time IDE integration"));
+    let d2 = post(
+        &s.url(&format!("/api/claude/tasks/{follow}/complete")),
+        Some(&copilot),
+        &json!({"success": true, "output": "Implementation complete and tested in IDE"}),
+    );
     d2.data();
-    assert_eq!(store.task(follow).unwrap().unwrap().status.as_str(), "succeeded");
+    assert_eq!(
+        store.task(follow).unwrap().unwrap().status.as_str(),
+        "succeeded"
+    );
 
     // A token that was never issued.
-    let bad = get(&s.url("/api/claude/tasks"), Some("reg_550e8400-e29b-41d4-a716-446655440000"));
+    let bad = get(
+        &s.url("/api/claude/tasks"),
+        Some("reg_550e8400-e29b-41d4-a716-446655440000"),
+    );
     bad.error(401, "INVALID_TOKEN");
     // No token at all.
     get(&s.url("/api/claude/tasks"), None).error(401, "AGENT_NOT_REGISTERED");
@@ -167,19 +259,42 @@ fn a_stale_claim_is_refused_and_changes_nothing() {
     world(&sb);
     seed(&sb, SEED_TASK);
     let s = Server::start(&sb, &["--roles", "roles"]);
-    let token = register(&s, "claude-code", &["typescript-development", "contract-definition"]);
-    let c = post(&s.url("/api/claude/tasks/task_001/claim"), Some(&token), &json!({}));
+    let token = register(
+        &s,
+        "claude-code",
+        &["typescript-development", "contract-definition"],
+    );
+    let c = post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    );
     assert_eq!(c.data()["fence"], 1);
     let store = open(&sb);
     let before = store.last_event_id().unwrap();
     for path in ["progress", "complete"] {
         let body = json!({"percentComplete": 10, "success": true, "output": "x", "fence": 0});
-        let a = post(&s.url(&format!("/api/claude/tasks/task_001/{path}")), Some(&token), &body);
+        let a = post(
+            &s.url(&format!("/api/claude/tasks/task_001/{path}")),
+            Some(&token),
+            &body,
+        );
         a.error(409, "STALE_CLAIM");
     }
-    assert_eq!(store.last_event_id().unwrap(), before, "a refused write appends nothing");
-    assert_eq!(store.task("task_001").unwrap().unwrap().status.as_str(), "running");
-    let ok = post(&s.url("/api/claude/tasks/task_001/complete"), Some(&token), &json!({"success": false, "output": "could not", "fence": 1}));
+    assert_eq!(
+        store.last_event_id().unwrap(),
+        before,
+        "a refused write appends nothing"
+    );
+    assert_eq!(
+        store.task("task_001").unwrap().unwrap().status.as_str(),
+        "running"
+    );
+    let ok = post(
+        &s.url("/api/claude/tasks/task_001/complete"),
+        Some(&token),
+        &json!({"success": false, "output": "could not", "fence": 1}),
+    );
     assert_eq!(ok.data()["status"], "failed");
 }
 
@@ -193,7 +308,10 @@ fn rate_limits_answer_429_with_the_seeds_headers() {
     for i in 0..5 {
         let a = get(&s.url("/api/claude/tasks"), Some(&token));
         assert_eq!(a.status, 200, "request {i}");
-        assert_eq!(a.header("x-ratelimit-remaining"), Some((4 - i).to_string().as_str()));
+        assert_eq!(
+            a.header("x-ratelimit-remaining"),
+            Some((4 - i).to_string().as_str())
+        );
     }
     let over = get(&s.url("/api/claude/tasks"), Some(&token));
     let e = over.error(429, "RATE_LIMITED");
@@ -208,11 +326,20 @@ fn rate_limits_answer_429_with_the_seeds_headers() {
 #[test]
 fn off_loopback_without_a_token_refuses_to_start() {
     let sb = Sandbox::new();
-    let o = sb.borg(&["serve", "--listen", "0.0.0.0:3456"]).output().unwrap();
+    let o = sb
+        .borg(&["serve", "--listen", "0.0.0.0:3456"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
-    assert!(err.contains("refusing to listen on 0.0.0.0:3456 without a token"), "{err}");
-    let o = sb.borg(&["serve", "--listen", "nonsense"]).output().unwrap();
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:3456 without a token"),
+        "{err}"
+    );
+    let o = sb
+        .borg(&["serve", "--listen", "nonsense"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
 }
 
@@ -223,19 +350,42 @@ fn cross_site_requests_and_foreign_hosts_are_refused() {
     let s = Server::start(&sb, &["--roles", "roles"]);
     let body = json!({"agentId": "x", "capabilities": ["coding"]}).to_string();
     let reg = s.url("/api/claude/register");
-    let evil = call("POST", &reg, &[("Origin", "http://evil.example")], Some(&body));
+    let evil = call(
+        "POST",
+        &reg,
+        &[("Origin", "http://evil.example")],
+        Some(&body),
+    );
     evil.error(403, "CSRF_REJECTED");
-    let evil = call("POST", &reg, &[("Sec-Fetch-Site", "cross-site")], Some(&body));
+    let evil = call(
+        "POST",
+        &reg,
+        &[("Sec-Fetch-Site", "cross-site")],
+        Some(&body),
+    );
     evil.error(403, "CSRF_REJECTED");
     let rebound = call("GET", &s.url("/"), &[("Host", "evil.example:3456")], None);
     rebound.error(403, "HOST_NOT_ALLOWED");
     // A form post (not JSON) cannot register either.
-    let form = call("POST", &reg, &[("Content-Type", "application/x-www-form-urlencoded")], Some("agentId=x"));
+    let form = call(
+        "POST",
+        &reg,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("agentId=x"),
+    );
     form.error(415, "INVALID_REQUEST");
     // The dashboard's buttons need its CSRF token.
     let page = get(&s.url("/"), None);
     assert_eq!(page.status, 200);
-    let csrf = page.text.split("name=\"borg-csrf\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = page
+        .text
+        .split("name=\"borg-csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(csrf.len() >= 32);
     let accept = s.url("/api/handoffs/1/accept");
     call("POST", &accept, &[("X-Borg-Csrf", "wrong")], Some("{}")).error(403, "CSRF_REJECTED");
@@ -262,19 +412,49 @@ fn with_a_token_everything_but_health_needs_one() {
     let page = get(&s.url("/"), None);
     assert_eq!(page.status, 303);
     assert_eq!(page.header("location"), Some("/login"));
-    let bad = call("POST", &s.url("/login"), &[("Content-Type", "application/x-www-form-urlencoded")], Some("token=nope"));
+    let bad = call(
+        "POST",
+        &s.url("/login"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("token=nope"),
+    );
     assert_eq!(bad.status, 401);
-    let ok = call("POST", &s.url("/login"), &[("Content-Type", "application/x-www-form-urlencoded")], Some("token=admin-secret"));
-    let cookie = ok.header("set-cookie").unwrap().split(';').next().unwrap().to_string();
+    let ok = call(
+        "POST",
+        &s.url("/login"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some("token=admin-secret"),
+    );
+    let cookie = ok
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(ok.header("set-cookie").unwrap().contains("HttpOnly"));
     assert!(ok.header("set-cookie").unwrap().contains("SameSite=Strict"));
     let page = call("GET", &s.url("/"), &[("Cookie", &cookie)], None);
     assert_eq!(page.status, 200);
     assert!(page.text.contains("id=\"instances\""));
-    let csrf = page.text.split("name=\"borg-csrf\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let csrf = page
+        .text
+        .split("name=\"borg-csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let accept = s.url("/api/handoffs/1/accept");
     call("POST", &accept, &[("Cookie", &cookie)], Some("{}")).error(403, "CSRF_REJECTED");
-    call("POST", &accept, &[("Cookie", &cookie), ("X-Borg-Csrf", &csrf)], Some("{}")).error(404, "HANDOFF_NOT_FOUND");
+    call(
+        "POST",
+        &accept,
+        &[("Cookie", &cookie), ("X-Borg-Csrf", &csrf)],
+        Some("{}"),
+    )
+    .error(404, "HANDOFF_NOT_FOUND");
 }
 
 /// Everything the store holds that a request could change.
@@ -292,15 +472,37 @@ fn dump(store: &dyn Store) -> Value {
 fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
     let sb = Sandbox::new();
     world(&sb);
-    seed(&sb, &format!("{SEED_TASK}\n[[task]]\nid = \"other\"\nrole = \"tsdev\"\nprompt = \"x\"\n"));
-    sb.write("config.toml", "[serve]\nbody_limit = 4096\nrate_limit = 0\n");
+    seed(
+        &sb,
+        &format!("{SEED_TASK}\n[[task]]\nid = \"other\"\nrole = \"tsdev\"\nprompt = \"x\"\n"),
+    );
+    sb.write(
+        "config.toml",
+        "[serve]\nbody_limit = 4096\nrate_limit = 0\n",
+    );
     let mut s = Server::start(&sb, &["--roles", "roles"]);
-    let mine = register(&s, "claude-code", &["typescript-development", "contract-definition"]);
-    let theirs = register(&s, "copilot", &["typescript-development", "contract-definition"]);
-    post(&s.url("/api/claude/tasks/other/claim"), Some(&theirs), &json!({})).data();
+    let mine = register(
+        &s,
+        "claude-code",
+        &["typescript-development", "contract-definition"],
+    );
+    let theirs = register(
+        &s,
+        "copilot",
+        &["typescript-development", "contract-definition"],
+    );
+    post(
+        &s.url("/api/claude/tasks/other/claim"),
+        Some(&theirs),
+        &json!({}),
+    )
+    .data();
     let store = open(&sb);
     let before = dump(&store);
-    let huge = format!("{{\"agentId\": \"{}\", \"capabilities\": [\"x\"]}}", "a".repeat(10_000));
+    let huge = format!(
+        "{{\"agentId\": \"{}\", \"capabilities\": [\"x\"]}}",
+        "a".repeat(10_000)
+    );
     let routes = [
         ("POST", "/api/claude/register"),
         ("POST", "/api/claude/tasks/task_001/claim"),
@@ -310,36 +512,105 @@ fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
         ("POST", "/api/handoffs/1/accept"),
         ("POST", "/api/handoffs/1/reject"),
     ];
-    let bodies: [&str; 9] = ["{bad json", "[1,2]", "null", "\"str\"", "{\"percentComplete\": \"fifty\"}",
-        "{\"success\": \"yes\"}", "{\"agentId\": 7, \"capabilities\": \"x\"}", "{\"taskId\": [], \"toAgent\": 1}", &huge];
-    let auths: [&[(&str, &str)]; 4] = [&[], &[("Authorization", "Bearer reg_nope")], &[("Authorization", "Basic eA==")], &[("Authorization", "Bearer admin")]];
+    let bodies: [&str; 9] = [
+        "{bad json",
+        "[1,2]",
+        "null",
+        "\"str\"",
+        "{\"percentComplete\": \"fifty\"}",
+        "{\"success\": \"yes\"}",
+        "{\"agentId\": 7, \"capabilities\": \"x\"}",
+        "{\"taskId\": [], \"toAgent\": 1}",
+        &huge,
+    ];
+    let auths: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("Authorization", "Bearer reg_nope")],
+        &[("Authorization", "Basic eA==")],
+        &[("Authorization", "Bearer admin")],
+    ];
     let mut n = 0;
     for (m, path) in routes {
         for b in bodies {
             for h in auths {
                 let a = call(m, &s.url(path), h, Some(b));
-                assert!((400..500).contains(&a.status), "{m} {path} {h:?} {b:.40}: {} {}", a.status, a.text);
+                assert!(
+                    (400..500).contains(&a.status),
+                    "{m} {path} {h:?} {b:.40}: {} {}",
+                    a.status,
+                    a.text
+                );
                 assert_eq!(a.body["success"], false, "{m} {path}: {}", a.text);
-                assert!(a.body["error"]["code"].is_string() && a.body["error"]["message"].is_string(), "{}", a.text);
+                assert!(
+                    a.body["error"]["code"].is_string() && a.body["error"]["message"].is_string(),
+                    "{}",
+                    a.text
+                );
                 n += 1;
             }
         }
     }
     // Valid tokens on what they may not touch: other agents' tasks, unknown ids, wrong types.
-    let me = Some(mine.as_str());
     let cases: Vec<(&str, String, Option<Value>, u16)> = vec![
         ("POST", "/api/claude/tasks/other/claim".into(), None, 409),
-        ("POST", "/api/claude/tasks/other/progress".into(), Some(json!({"percentComplete": 5})), 409),
-        ("POST", "/api/claude/tasks/other/complete".into(), Some(json!({"success": true, "output": "mine now"})), 409),
-        ("POST", "/api/claude/handoff".into(), Some(json!({"taskId": "other", "toAgent": "tsdev", "reason": "r"})), 409),
-        ("POST", "/api/claude/handoff".into(), Some(json!({"taskId": "other", "fromAgent": "copilot", "toAgent": "tsdev", "reason": "r"})), 403),
-        ("POST", "/api/claude/handoff".into(), Some(json!({"taskId": "task_001", "toAgent": "nobody", "reason": "r"})), 400),
+        (
+            "POST",
+            "/api/claude/tasks/other/progress".into(),
+            Some(json!({"percentComplete": 5})),
+            409,
+        ),
+        (
+            "POST",
+            "/api/claude/tasks/other/complete".into(),
+            Some(json!({"success": true, "output": "mine now"})),
+            409,
+        ),
+        (
+            "POST",
+            "/api/claude/handoff".into(),
+            Some(json!({"taskId": "other", "toAgent": "tsdev", "reason": "r"})),
+            409,
+        ),
+        (
+            "POST",
+            "/api/claude/handoff".into(),
+            Some(
+                json!({"taskId": "other", "fromAgent": "copilot", "toAgent": "tsdev", "reason": "r"}),
+            ),
+            403,
+        ),
+        (
+            "POST",
+            "/api/claude/handoff".into(),
+            Some(json!({"taskId": "task_001", "toAgent": "nobody", "reason": "r"})),
+            400,
+        ),
         ("POST", "/api/claude/tasks/nope/claim".into(), None, 404),
-        ("POST", "/api/claude/tasks/..%2F..%2Fetc/claim".into(), None, 404),
-        ("POST", "/api/claude/tasks/task_001/progress".into(), Some(json!({"percentComplete": 101})), 400),
-        ("POST", "/api/claude/tasks/task_001/progress".into(), Some(json!({"percentComplete": 5})), 409),
+        (
+            "POST",
+            "/api/claude/tasks/..%2F..%2Fetc/claim".into(),
+            None,
+            404,
+        ),
+        (
+            "POST",
+            "/api/claude/tasks/task_001/progress".into(),
+            Some(json!({"percentComplete": 101})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/claude/tasks/task_001/progress".into(),
+            Some(json!({"percentComplete": 5})),
+            409,
+        ),
         ("GET", "/api/claude/tasks?limit=0".into(), None, 400),
-        ("GET", "/api/claude/tasks?capabilities=%ZZ".into(), None, 400),
+        (
+            "GET",
+            "/api/claude/tasks?capabilities=%ZZ".into(),
+            None,
+            400,
+        ),
         ("GET", "/api/tasks/nope/tail".into(), None, 404),
         ("GET", "/api/events?since=abc".into(), None, 400),
         ("GET", "/api/ws".into(), None, 400),
@@ -348,7 +619,7 @@ fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
         ("POST", "/api/handoffs/handoff_x/accept".into(), None, 403),
     ];
     for (m, path, body, want) in cases {
-        let auth = format!("Bearer {}", me.unwrap());
+        let auth = format!("Bearer {mine}");
         let b = body.map(|b| b.to_string());
         let a = call(m, &s.url(&path), &[("Authorization", &auth)], b.as_deref());
         assert_eq!(a.status, want, "{m} {path}: {}", a.text);

@@ -33,7 +33,11 @@ impl Drop for Driver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_driver() -> Driver {
@@ -59,7 +63,10 @@ fn browser_missing() -> bool {
     }
     let required = std::env::var("BORG_REQUIRE_BROWSER").is_ok_and(|v| v == "1")
         || std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(!required, "{CHROMIUM} or {DRIVER} is missing: apt-get install -y chromium chromium-driver");
+    assert!(
+        !required,
+        "{CHROMIUM} or {DRIVER} is missing: apt-get install -y chromium chromium-driver"
+    );
     eprintln!("\n*** SKIPPED: the browser test needs {CHROMIUM} and {DRIVER} (apt-get install -y chromium chromium-driver) ***\n");
     true
 }
@@ -68,7 +75,14 @@ fn browser_missing() -> bool {
 fn shots() -> PathBuf {
     let d = std::env::var_os("BORG_SCREENSHOT_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| common::borg_bin().parent().unwrap().parent().unwrap().join("screenshots"));
+        .unwrap_or_else(|| {
+            common::borg_bin()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("screenshots")
+        });
     std::fs::create_dir_all(&d).unwrap();
     d
 }
@@ -87,7 +101,10 @@ async fn the_dashboard_in_a_real_browser() {
     }
     let sb = Sandbox::new();
     let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
-    sb.write("config.toml", &format!("{cfg}\n[handoff]\napproval = \"person\"\n"));
+    sb.write(
+        "config.toml",
+        &format!("{cfg}\n[handoff]\napproval = \"person\"\n"),
+    );
     let u = format!("{}", std::process::id());
     let (long, short) = (format!("long-{u}"), format!("short-{u}"));
     let follow = format!("{short}.tester-1");
@@ -122,12 +139,21 @@ async fn the_dashboard_in_a_real_browser() {
 
     // The running task, and its progress changing (log tail, turns, the time bar).
     let row = format!("tr[data-task=\"{long}\"]");
-    c.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(&row)).await.expect("the running task");
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css(&row))
+        .await
+        .expect("the running task");
     let tail = format!("pre[data-tail=\"{long}\"]");
     let first_tail = wait_for_text(&c, &tail, |t| t.contains("step 1")).await;
     let later = wait_for_text(&c, &tail, |t| t.contains("step 3")).await;
     assert_ne!(first_tail, later, "the tail did not move");
-    assert!(c.find(Locator::Css(&format!("{row} .bar[data-pct]"))).await.is_ok(), "a progress bar");
+    assert!(
+        c.find(Locator::Css(&format!("{row} .bar[data-pct]")))
+            .await
+            .is_ok(),
+        "a progress bar"
+    );
     let live = text_of(&c, "#live").await;
     assert_eq!(live, "live", "the event stream is connected");
 
@@ -141,20 +167,34 @@ async fn the_dashboard_in_a_real_browser() {
     let handoffs = text_of(&c, "#handoffs").await;
     assert!(handoffs.contains(&follow), "{handoffs}");
     assert!(!started(&sb, &follow), "it must wait for the Accept");
-    std::fs::write(shots().join("dashboard-1280x800.png"), c.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        shots().join("dashboard-1280x800.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
     accept.click().await.unwrap();
-    assert!(wait_until(Duration::from_secs(20), || started(&sb, &follow)), "the accepted handoff's task did not run");
-    let done = format!("dd[data-queue=\"done\"]");
+    assert!(
+        wait_until(Duration::from_secs(20), || started(&sb, &follow)),
+        "the accepted handoff's task did not run"
+    );
+    let done = "dd[data-queue=\"done\"]";
     let t0 = Instant::now();
-    while !text_of(&c, &done).await.contains(&follow) {
-        assert!(t0.elapsed() < Duration::from_secs(40), "the dashboard never showed {follow} done");
+    while !text_of(&c, done).await.contains(&follow) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "the dashboard never showed {follow} done"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // A phone's width: nothing wider than the screen.
     c.set_window_size(390, 844).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    std::fs::write(shots().join("dashboard-phone.png"), c.screenshot().await.unwrap()).unwrap();
+    std::fs::write(
+        shots().join("dashboard-phone.png"),
+        c.screenshot().await.unwrap(),
+    )
+    .unwrap();
     let fits = c
         .execute(
             "var w = window.innerWidth, wide = [];
@@ -167,14 +207,25 @@ async fn the_dashboard_in_a_real_browser() {
         )
         .await
         .unwrap();
-    assert_eq!(fits[0], json!(true), "the page overflows a phone's width: {fits}");
+    assert_eq!(
+        fits[0],
+        json!(true),
+        "the page overflows a phone's width: {fits}"
+    );
     c.close().await.unwrap();
     drop(driver);
 
     let mut run = run;
-    let ok = wait_until(Duration::from_secs(60), || run.child.try_wait().ok().flatten().is_some());
+    let ok = wait_until(Duration::from_secs(60), || {
+        run.child.try_wait().ok().flatten().is_some()
+    });
     assert!(ok, "the run did not finish: {}", run.stderr());
-    assert_eq!(run.child.wait().unwrap().code(), Some(0), "{}", run.stderr());
+    assert_eq!(
+        run.child.wait().unwrap().code(),
+        Some(0),
+        "{}",
+        run.stderr()
+    );
 }
 
 /// Waits until the element's text passes `ok`; returns it.
@@ -185,7 +236,10 @@ async fn wait_for_text(c: &fantoccini::Client, css: &str, ok: impl Fn(&str) -> b
         if ok(&t) {
             return t;
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "{css} never matched; last text: {t:?}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "{css} never matched; last text: {t:?}"
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }

@@ -15,13 +15,23 @@ use std::io::BufRead;
 use std::time::Duration;
 
 fn uniq() -> String {
-    format!("{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+    format!(
+        "{}-{}",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    )
 }
 
 #[test]
 fn an_outside_agent_and_a_borg_run_share_one_store() {
     let sb = Sandbox::new();
-    roles(&sb, &[("developer", "capabilities = [\"coding\"]"), ("outside", "capabilities = [\"ide\"]\nexternal = true")]);
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("outside", "capabilities = [\"ide\"]\nexternal = true"),
+        ],
+    );
     let u = uniq();
     let list = format!(
         r##"
@@ -45,36 +55,85 @@ depends_on = ["ext-{u}"]
 prompt = "#fake text after ext"
 "##
     );
-    let (mine, ext, plain) = (format!("mine-{u}"), format!("ext-{u}"), format!("plain-{u}"));
+    let (mine, ext, plain) = (
+        format!("mine-{u}"),
+        format!("ext-{u}"),
+        format!("plain-{u}"),
+    );
     seed(&sb, &list);
     let s = Server::start(&sb, &[]);
     let token = register(&s, "claude-code", &["coding", "ide"]);
     // Claimed over HTTP before borg runs the list.
-    let c = post(&s.url(&format!("/api/claude/tasks/{mine}/claim")), Some(&token), &json!({}));
+    let c = post(
+        &s.url(&format!("/api/claude/tasks/{mine}/claim")),
+        Some(&token),
+        &json!({}),
+    );
     assert_eq!(c.data()["claimedBy"], "claude-code");
     let mut run = sb.spawn_run(&list, &["--json"]);
     // borg runs what it may, and not the external task nor the agent's.
-    assert!(wait_until(Duration::from_secs(20), || started(&sb, &plain)), "borg never started {plain}");
+    assert!(
+        wait_until(Duration::from_secs(20), || started(&sb, &plain)),
+        "borg never started {plain}"
+    );
     let status = sb.json(&["status", "--json"]);
-    assert_eq!(status["queue"]["outside"], json!([ext.clone()]), "{status:#}");
-    assert!(status["queue"]["running"].as_array().unwrap().contains(&json!(mine.clone())));
+    assert_eq!(
+        status["queue"]["outside"],
+        json!([ext.clone()]),
+        "{status:#}"
+    );
+    assert!(status["queue"]["running"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(mine.clone())));
     let text = String::from_utf8(sb.succeed(&["status"]).stdout).unwrap();
     assert!(text.contains("waiting for an outside agent"), "{text}");
     // The reverse: a task a borg child holds is not the agent's to take.
-    let taken = post(&s.url(&format!("/api/claude/tasks/{plain}/claim")), Some(&token), &json!({}));
+    let taken = post(
+        &s.url(&format!("/api/claude/tasks/{plain}/claim")),
+        Some(&token),
+        &json!({}),
+    );
     let e = taken.error(409, "TASK_ALREADY_CLAIMED");
-    assert!(e["details"]["claimedBy"].as_str().unwrap().starts_with("borg-"), "{e}");
+    assert!(
+        e["details"]["claimedBy"]
+            .as_str()
+            .unwrap()
+            .starts_with("borg-"),
+        "{e}"
+    );
     // The agent works on its task and completes it; borg runs its dependent.
-    let p = post(&s.url(&format!("/api/claude/tasks/{mine}/progress")), Some(&token), &json!({"percentComplete": 60, "currentStep": "halfway"}));
+    let p = post(
+        &s.url(&format!("/api/claude/tasks/{mine}/progress")),
+        Some(&token),
+        &json!({"percentComplete": 60, "currentStep": "halfway"}),
+    );
     p.data();
-    let done = post(&s.url(&format!("/api/claude/tasks/{mine}/complete")), Some(&token), &json!({"success": true, "output": "did it by hand", "filesModified": ["src/a.rs"]}));
+    let done = post(
+        &s.url(&format!("/api/claude/tasks/{mine}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "did it by hand", "filesModified": ["src/a.rs"]}),
+    );
     done.data();
-    assert!(wait_until(Duration::from_secs(20), || started(&sb, &format!("after-mine-{u}"))));
+    assert!(wait_until(Duration::from_secs(20), || started(
+        &sb,
+        &format!("after-mine-{u}")
+    )));
     // The external task: listed for the agent, claimed, completed; its dependent runs.
     let listed = get(&s.url("/api/claude/tasks?capabilities=ide"), Some(&token));
     assert_eq!(listed.data()[0]["id"], ext);
-    post(&s.url(&format!("/api/claude/tasks/{ext}/claim")), Some(&token), &json!({})).data();
-    post(&s.url(&format!("/api/claude/tasks/{ext}/complete")), Some(&token), &json!({"success": true, "output": "reviewed"})).data();
+    post(
+        &s.url(&format!("/api/claude/tasks/{ext}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    post(
+        &s.url(&format!("/api/claude/tasks/{ext}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "reviewed"}),
+    )
+    .data();
     let out = wait_exit(&mut run, 60);
     assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
     let report = common::json_of(&out);
@@ -83,10 +142,20 @@ prompt = "#fake text after ext"
         assert_eq!(t["attempts"], 1, "{t:#}");
     }
     assert!(!started(&sb, &mine), "borg started a task an agent held");
-    assert!(!started(&sb, &ext), "borg started a task of an external role");
-    for id in [&plain, &format!("after-mine-{u}"), &format!("after-ext-{u}")] {
+    assert!(
+        !started(&sb, &ext),
+        "borg started a task of an external role"
+    );
+    for id in [
+        &plain,
+        &format!("after-mine-{u}"),
+        &format!("after-ext-{u}"),
+    ] {
         assert!(started(&sb, id), "{id}");
-        assert!(!sb.state().join(id).join("argv.2.json").exists(), "{id} ran twice");
+        assert!(
+            !sb.state().join(id).join("argv.2.json").exists(),
+            "{id} ran twice"
+        );
     }
     let store = open(&sb);
     for id in [&mine, &ext] {
@@ -95,16 +164,24 @@ prompt = "#fake text after ext"
         assert_eq!(a[0].owner, "agent:claude-code");
     }
     // The dependent saw the agent's outcome in its prompt.
-    assert!(sb.prompt(&format!("after-mine-{u}"), 1).contains("did it by hand"));
+    assert!(sb
+        .prompt(&format!("after-mine-{u}"), 1)
+        .contains("did it by hand"));
 }
 
 /// Waits for a child with a time limit; kills it (our own pid) on overrun.
 fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::Output {
-    let ok = wait_until(Duration::from_secs(secs), || child.try_wait().ok().flatten().is_some());
+    let ok = wait_until(Duration::from_secs(secs), || {
+        child.try_wait().ok().flatten().is_some()
+    });
     if !ok {
         let _ = child.kill();
     }
-    let mut out = std::process::Output { status: child.wait().unwrap(), stdout: vec![], stderr: vec![] };
+    let mut out = std::process::Output {
+        status: child.wait().unwrap(),
+        stdout: vec![],
+        stderr: vec![],
+    };
     use std::io::Read;
     if let Some(mut o) = child.stdout.take() {
         o.read_to_end(&mut out.stdout).unwrap();
@@ -112,13 +189,24 @@ fn wait_exit(child: &mut std::process::Child, secs: u64) -> std::process::Output
     if let Some(mut e) = child.stderr.take() {
         e.read_to_end(&mut out.stderr).unwrap();
     }
-    assert!(ok, "borg did not finish in {secs} s: {}", common::stderr(&out));
+    assert!(
+        ok,
+        "borg did not finish in {secs} s: {}",
+        common::stderr(&out)
+    );
     out
 }
 
 /// Reads SSE events (id, type) until `stop` says enough; returns them.
-fn read_sse(url: &str, last_id: Option<i64>, mut stop: impl FnMut(&[(i64, String)]) -> bool) -> Vec<(i64, String)> {
-    let mut r = ureq::AgentBuilder::new().timeout_read(Duration::from_secs(20)).build().get(url);
+fn read_sse(
+    url: &str,
+    last_id: Option<i64>,
+    mut stop: impl FnMut(&[(i64, String)]) -> bool,
+) -> Vec<(i64, String)> {
+    let mut r = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(20))
+        .build()
+        .get(url);
     if let Some(id) = last_id {
         r = r.set("Last-Event-ID", &id.to_string());
     }
@@ -140,7 +228,11 @@ fn read_sse(url: &str, last_id: Option<i64>, mut stop: impl FnMut(&[(i64, String
             ty = v.trim().to_string();
         } else if let Some(v) = l.strip_prefix("data:") {
             let d: Value = serde_json::from_str(v.trim()).unwrap();
-            assert_eq!(Some(d["id"].as_i64().unwrap()), id, "id line and data agree");
+            assert_eq!(
+                Some(d["id"].as_i64().unwrap()),
+                id,
+                "id line and data agree"
+            );
             assert_eq!(d["type"], ty.as_str());
         } else if l.is_empty() {
             if let Some(i) = id.take() {
@@ -154,7 +246,12 @@ fn read_sse(url: &str, last_id: Option<i64>, mut stop: impl FnMut(&[(i64, String
 /// Makes events: an agent's claims and progress reports.
 fn busy(s: &Server, token: &str, task: &str, n: usize) {
     for i in 0..n {
-        post(&s.url(&format!("/api/claude/tasks/{task}/progress")), Some(token), &json!({"percentComplete": i, "currentStep": format!("step {i}")})).data();
+        post(
+            &s.url(&format!("/api/claude/tasks/{task}/progress")),
+            Some(token),
+            &json!({"percentComplete": i, "currentStep": format!("step {i}")}),
+        )
+        .data();
     }
 }
 
@@ -167,22 +264,49 @@ fn events_reconnect_with_last_event_id_and_since_missing_nothing() {
     let a = Server::start(&sb, &[]);
     let b = Server::start(&sb, &[]);
     let token = register(&a, "agent-a", &["coding"]);
-    post(&a.url(&format!("/api/claude/tasks/e1-{u}/claim")), Some(&token), &json!({})).data();
+    post(
+        &a.url(&format!("/api/claude/tasks/e1-{u}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
     busy(&a, &token, &format!("e1-{u}"), 5);
     let store = open(&sb);
-    let all = |st: &dyn Store| st.events_since(0, 100_000).unwrap().iter().map(|e| e.id).collect::<Vec<_>>();
+    let all = |st: &dyn Store| {
+        st.events_since(0, 100_000)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
 
     // SSE on the other server: the first part, a disconnect, more events, a reconnect.
     let first = read_sse(&b.url("/api/events?since=0"), None, |g| g.len() >= 4);
     let last = first.last().unwrap().0;
     busy(&a, &token, &format!("e1-{u}"), 5);
-    post(&a.url(&format!("/api/claude/tasks/e1-{u}/complete")), Some(&token), &json!({"success": true, "output": "ok"})).data();
+    post(
+        &a.url(&format!("/api/claude/tasks/e1-{u}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "ok"}),
+    )
+    .data();
     let target = store.last_event_id().unwrap();
-    let second = read_sse(&b.url("/api/events"), Some(last), |g| g.last().is_some_and(|e| e.0 >= target));
+    let second = read_sse(&b.url("/api/events"), Some(last), |g| {
+        g.last().is_some_and(|e| e.0 >= target)
+    });
     let ids: Vec<i64> = first.iter().chain(second.iter()).map(|e| e.0).collect();
     assert_eq!(ids, all(&store), "every event once, in order");
-    let types: Vec<&str> = first.iter().chain(second.iter()).map(|e| e.1.as_str()).collect();
-    for t in ["agent-registered", "task-claimed", "progress-update", "task-completed"] {
+    let types: Vec<&str> = first
+        .iter()
+        .chain(second.iter())
+        .map(|e| e.1.as_str())
+        .collect();
+    for t in [
+        "agent-registered",
+        "task-claimed",
+        "progress-update",
+        "task-completed",
+    ] {
         assert!(types.contains(&t), "{t} in {types:?}");
     }
 
@@ -197,10 +321,17 @@ fn events_reconnect_with_last_event_id_and_since_missing_nothing() {
         }
     }
     drop(ws);
-    post(&a.url(&format!("/api/claude/tasks/e2-{u}/claim")), Some(&token), &json!({})).data();
+    post(
+        &a.url(&format!("/api/claude/tasks/e2-{u}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
     busy(&a, &token, &format!("e2-{u}"), 3);
     let target = store.last_event_id().unwrap();
-    let again = a.url(&format!("/api/ws?since={}", seen.last().unwrap())).replacen("http://", "ws://", 1);
+    let again = a
+        .url(&format!("/api/ws?since={}", seen.last().unwrap()))
+        .replacen("http://", "ws://", 1);
     let (mut ws, _) = tungstenite::connect(again).unwrap();
     while seen.last().is_none_or(|l| *l < target) {
         if let tungstenite::Message::Text(t) = ws.read().unwrap() {
@@ -208,7 +339,11 @@ fn events_reconnect_with_last_event_id_and_since_missing_nothing() {
             seen.push(v["id"].as_i64().unwrap());
         }
     }
-    assert_eq!(seen, all(&store), "every event once, in order, over the WebSocket");
+    assert_eq!(
+        seen,
+        all(&store),
+        "every event once, in order, over the WebSocket"
+    );
 }
 
 #[test]
@@ -216,7 +351,10 @@ fn handoffs_wait_for_a_person_under_person_approval() {
     let sb = Sandbox::new();
     sb.config("");
     let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
-    sb.write("config.toml", &format!("{cfg}\n[handoff]\napproval = \"person\"\n"));
+    sb.write(
+        "config.toml",
+        &format!("{cfg}\n[handoff]\napproval = \"person\"\n"),
+    );
     let u = uniq();
     let list = format!(
         "[[task]]\nid = \"src-a-{u}\"\nprompt = \"#fake text a done\"\nhandoff_to = \"tester\"\n\n[[task]]\nid = \"src-b-{u}\"\nprompt = \"#fake text b done\"\nhandoff_to = \"tester\"\n"
@@ -224,23 +362,57 @@ fn handoffs_wait_for_a_person_under_person_approval() {
     let mut run = sb.spawn_run(&list, &["--json"]);
     let store = open(&sb);
     let pending = || {
-        store.handoffs(None).unwrap().into_iter().filter(|h| h.new_task.is_some() && h.state == borg::store::HandoffState::Pending).count()
+        store
+            .handoffs(None)
+            .unwrap()
+            .into_iter()
+            .filter(|h| h.new_task.is_some() && h.state == borg::store::HandoffState::Pending)
+            .count()
     };
-    assert!(wait_until(Duration::from_secs(20), || pending() == 2), "{:?}", store.handoffs(None));
+    assert!(
+        wait_until(Duration::from_secs(20), || pending() == 2),
+        "{:?}",
+        store.handoffs(None)
+    );
     let (ta, tb) = (format!("src-a-{u}.tester-1"), format!("src-b-{u}.tester-1"));
     std::thread::sleep(Duration::from_millis(800));
-    assert!(!started(&sb, &ta) && !started(&sb, &tb), "a handoff ran before a person accepted it");
-    assert!(run.try_wait().unwrap().is_none(), "the run must wait for the person");
+    assert!(
+        !started(&sb, &ta) && !started(&sb, &tb),
+        "a handoff ran before a person accepted it"
+    );
+    assert!(
+        run.try_wait().unwrap().is_none(),
+        "the run must wait for the person"
+    );
     let rows = store.handoffs(None).unwrap();
-    let id_of = |t: &str| rows.iter().find(|h| h.new_task.as_deref() == Some(t)).unwrap().id.to_string();
+    let id_of = |t: &str| {
+        rows.iter()
+            .find(|h| h.new_task.as_deref() == Some(t))
+            .unwrap()
+            .id
+            .to_string()
+    };
     sb.succeed(&["handoff", "accept", &id_of(&ta)]);
     sb.succeed(&["handoff", "reject", &id_of(&tb), "--reason", "not needed"]);
     let out = wait_exit(&mut run, 60);
-    assert_eq!(out.status.code(), Some(1), "a skipped task: {}", common::stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a skipped task: {}",
+        common::stderr(&out)
+    );
     assert!(started(&sb, &ta));
     assert!(!started(&sb, &tb));
     let b = store.task(&tb).unwrap().unwrap();
     assert_eq!(b.status.as_str(), "skipped");
-    let why = store.events_since(0, 100_000).unwrap().into_iter().find(|e| e.kind == "skipped" && e.task.as_deref() == Some(tb.as_str())).unwrap();
-    assert!(why.data["reason"].as_str().unwrap().contains("not needed"), "{why:?}");
+    let why = store
+        .events_since(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "skipped" && e.task.as_deref() == Some(tb.as_str()))
+        .unwrap();
+    assert!(
+        why.data["reason"].as_str().unwrap().contains("not needed"),
+        "{why:?}"
+    );
 }

@@ -37,7 +37,11 @@ pub async fn run(ctx: &Ctx, a: ServeArgs) -> anyhow::Result<i32> {
 }
 
 /// `--listen` and `--token` over the settings.
-fn apply_flags(s: &mut Settings, listen: Option<String>, token: Option<String>) -> anyhow::Result<()> {
+fn apply_flags(
+    s: &mut Settings,
+    listen: Option<String>,
+    token: Option<String>,
+) -> anyhow::Result<()> {
     if let Some(l) = listen.filter(|l| !l.is_empty()) {
         check_listen(&l).map_err(|m| UsageError(format!("--listen {l:?}: {m}")))?;
         s.serve.listen = l;
@@ -86,7 +90,10 @@ pub async fn start(
     roles: &RoleSet,
     store: Arc<dyn Store>,
     listen: &str,
-) -> anyhow::Result<(tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<(
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+)> {
     let mut s = settings.clone();
     apply_flags(&mut s, Some(listen.to_string()), None)?;
     let p = prepare(store, roles.clone(), s).await?;

@@ -96,8 +96,7 @@ impl Auth {
 
     /// Whether `t` is the admin token (constant time).
     pub fn is_admin_token(&self, t: &str) -> bool {
-        self.admin
-            .is_some_and(|a| bool::from(a.ct_eq(&digest(t))))
+        self.admin.is_some_and(|a| bool::from(a.ct_eq(&digest(t))))
     }
 
     /// The CSRF token a page served to this request carries: its session's, or the
@@ -314,10 +313,22 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["127.0.0.1:3456", "localhost:80", "[::1]:3456", "127.3.4.5", "LOCALHOST"] {
+        for h in [
+            "127.0.0.1:3456",
+            "localhost:80",
+            "[::1]:3456",
+            "127.3.4.5",
+            "LOCALHOST",
+        ] {
             assert!(loopback_host(h), "{h}");
         }
-        for h in ["evil.example:3456", "10.0.0.1:3456", "", "[fe80::1]:1", "localhost.evil:1"] {
+        for h in [
+            "evil.example:3456",
+            "10.0.0.1:3456",
+            "",
+            "[fe80::1]:1",
+            "localhost.evil:1",
+        ] {
             assert!(!loopback_host(h), "{h}");
         }
     }
@@ -331,7 +342,10 @@ mod tests {
         let (sid, csrf) = a.login("s3cret").unwrap();
         assert!(a.login("nope").is_none());
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, format!("x=1; {SESSION_COOKIE}={sid}").parse().unwrap());
+        h.insert(
+            header::COOKIE,
+            format!("x=1; {SESSION_COOKIE}={sid}").parse().unwrap(),
+        );
         assert_eq!(a.csrf_for(&h), Some(csrf));
     }
 }

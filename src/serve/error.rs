@@ -93,7 +93,9 @@ impl From<StoreError> for ApiError {
                 format!("{e}; this claim of task {task} is over"),
             )
             .details(json!({ "currentFence": current })),
-            StoreError::NotFound(what) => ApiError::not_found("NOT_FOUND", format!("{what} not found")),
+            StoreError::NotFound(what) => {
+                ApiError::not_found("NOT_FOUND", format!("{what} not found"))
+            }
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "CONFLICT", m.clone()),
             StoreError::Locked { .. } => ApiError::server(e.to_string()),
             _ => ApiError::server(e.to_string()),
@@ -118,6 +120,13 @@ impl IntoResponse for ApiError {
 /// A success: `{"success": true, "data": data}`.
 pub fn ok(data: Value) -> Response {
     Json(json!({ "success": true, "data": data })).into_response()
+}
+
+/// Epoch ms as RFC 3339 UTC (`2025-11-17T10:30:00Z`), the seed's time stamps.
+pub fn iso(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// A handler's result.

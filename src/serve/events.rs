@@ -52,7 +52,11 @@ impl EventHub {
     }
 
     /// Polls the store until `stop`, broadcasting what is new.
-    pub async fn run(self: Arc<Self>, store: Arc<dyn Store>, stop: tokio_util::sync::CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        store: Arc<dyn Store>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -86,7 +90,9 @@ fn start_after(app: &App, headers: &HeaderMap, q: &ApiQuery) -> Result<i64, ApiE
     match given {
         None => Ok(app.hub.latest.load(Ordering::Acquire)),
         Some(s) => s.trim().parse::<i64>().map(|n| n.max(0)).map_err(|_| {
-            ApiError::invalid(format!("since / Last-Event-ID must be an event id (a whole number), not {s:?}"))
+            ApiError::invalid(format!(
+                "since / Last-Event-ID must be an event id (a whole number), not {s:?}"
+            ))
         }),
     }
 }
@@ -128,7 +134,9 @@ impl Follower {
             }
             if self.replay {
                 let after = self.cursor;
-                let page = call(&self.store, move |st| st.events_since(after, PAGE)).await.ok()?;
+                let page = call(&self.store, move |st| st.events_since(after, PAGE))
+                    .await
+                    .ok()?;
                 self.replay = page.len() == PAGE;
                 self.backlog.extend(page.into_iter().map(Arc::new));
                 continue;
@@ -173,7 +181,7 @@ pub fn event_json(e: &EventRow) -> Value {
         "id": e.id,
         "type": event_type(&e.kind),
         "kind": e.kind,
-        "timestamp": super::api::iso(e.at_ms),
+        "timestamp": super::error::iso(e.at_ms),
         "taskId": e.task,
         "fence": e.fence,
         "actor": e.actor,
@@ -230,7 +238,8 @@ pub async fn ws(
 ) -> ApiResult {
     caller.may_read(&app)?;
     let after = start_after(&app, &headers, &q)?;
-    let upgrade = upgrade.map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))?;
+    let upgrade =
+        upgrade.map_err(|e| ApiError::invalid(format!("not a WebSocket upgrade: {e}")))?;
     let follower = Follower::new(&app, after);
     Ok(upgrade.on_upgrade(move |socket| pump(socket, follower)))
 }

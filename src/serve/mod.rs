@@ -76,9 +76,15 @@ pub fn check_address(listen: &str, token: Option<&str>) -> Result<SocketAddr, Se
     use std::net::ToSocketAddrs;
     let addr = listen
         .to_socket_addrs()
-        .map_err(|e| ServeError::Address { addr: listen.into(), message: e.to_string() })?
+        .map_err(|e| ServeError::Address {
+            addr: listen.into(),
+            message: e.to_string(),
+        })?
         .next()
-        .ok_or_else(|| ServeError::Address { addr: listen.into(), message: "no address".into() })?;
+        .ok_or_else(|| ServeError::Address {
+            addr: listen.into(),
+            message: "no address".into(),
+        })?;
     if !addr.ip().is_loopback() && token.is_none_or(|t| t.is_empty()) {
         return Err(ServeError::NeedsToken(listen.into()));
     }
@@ -86,7 +92,12 @@ pub fn check_address(listen: &str, token: Option<&str>) -> Result<SocketAddr, Se
 }
 
 /// The application state for a server on `addr`.
-pub async fn app(store: Arc<dyn Store>, roles: RoleSet, settings: Settings, addr: SocketAddr) -> Arc<App> {
+pub async fn app(
+    store: Arc<dyn Store>,
+    roles: RoleSet,
+    settings: Settings,
+    addr: SocketAddr,
+) -> Arc<App> {
     let latest = call(&store, |st| st.last_event_id()).await.unwrap_or(0);
     Arc::new(App {
         auth: Auth::new(settings.serve.token.as_deref(), addr.ip().is_loopback()),
@@ -108,8 +119,24 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/login", get(login_form).post(login))
-        .route("/assets/style.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], dashboard::CSS) }))
-        .route("/assets/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], dashboard::JS) }))
+        .route(
+            "/assets/style.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    dashboard::CSS,
+                )
+            }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    dashboard::JS,
+                )
+            }),
+        )
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::render))
         .route("/api/events", get(events::sse))
@@ -126,7 +153,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/status", get(fleet::status))
         .route("/api/dashboard/panels", get(fleet::panels))
         .route("/api/tasks/{id}/tail", get(fleet::tail))
-        .route_layer(middleware::from_fn_with_state(app.clone(), ratelimit::limit))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            ratelimit::limit,
+        ))
         .route_layer(middleware::from_fn_with_state(app.clone(), auth::guard))
         .route_layer(middleware::from_fn_with_state(app.clone(), metrics::track))
         .fallback(not_found)
@@ -137,15 +167,26 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("NOT_FOUND", "no such route; see GET /health and the README's \"borg serve\"")
+    ApiError::not_found(
+        "NOT_FOUND",
+        "no such route; see GET /health and the README's \"borg serve\"",
+    )
 }
 
 async fn wrong_method() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "this route does not take that method")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this route does not take that method",
+    )
 }
 
 /// The dashboard, or the login form when a token is needed and not given.
-async fn index(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>, headers: axum::http::HeaderMap) -> Response {
+async fn index(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: axum::http::HeaderMap,
+) -> Response {
     if caller.may_read(&app).is_err() {
         return Redirect::to("/login").into_response();
     }
@@ -154,7 +195,11 @@ async fn index(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>
         Ok((v, agents)) => dashboard::panels(&v, &agents, &app.roles.external()),
         Err(e) => format!("<p class=\"bad\">{}</p>", dashboard::esc(&e.to_string())),
     };
-    ([(header::CACHE_CONTROL, "no-store")], Html(dashboard::page(&panels, &csrf))).into_response()
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(dashboard::page(&panels, &csrf)),
+    )
+        .into_response()
 }
 
 async fn login_form() -> Html<String> {
@@ -168,13 +213,19 @@ struct Login {
 }
 
 /// Opens a dashboard session for the admin token.
-async fn login(State(app): State<Arc<App>>, form: Result<Form<Login>, axum::extract::rejection::FormRejection>) -> Response {
+async fn login(
+    State(app): State<Arc<App>>,
+    form: Result<Form<Login>, axum::extract::rejection::FormRejection>,
+) -> Response {
     let Ok(Form(l)) = form else {
         return (StatusCode::BAD_REQUEST, Html(dashboard::login(true))).into_response();
     };
     match app.auth.login(&l.token) {
         Some((sid, _)) => {
-            let cookie = format!("{}={sid}; HttpOnly; SameSite=Strict; Path=/", auth::SESSION_COOKIE);
+            let cookie = format!(
+                "{}={sid}; HttpOnly; SameSite=Strict; Path=/",
+                auth::SESSION_COOKIE
+            );
             ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
         }
         None => (StatusCode::UNAUTHORIZED, Html(dashboard::login(true))).into_response(),

@@ -108,8 +108,7 @@ pub struct ReadyTask {
 pub trait AgentStore {
     /// Registers an agent (or re-registers it: new token, new capabilities) and its
     /// owner row; appends an `agent-registered` event (without the token hash).
-    fn register_agent(&self, reg: &AgentRegistration, now_ms: i64)
-        -> Result<AgentRow, StoreError>;
+    fn register_agent(&self, reg: &AgentRegistration, now_ms: i64) -> Result<AgentRow, StoreError>;
     /// The agent whose token has this SHA-256, if any.
     fn agent_by_token(&self, token_sha256: &str) -> Result<Option<AgentRow>, StoreError>;
     /// Every registered agent, by id.

@@ -50,10 +50,15 @@ impl Server {
                 l.lock().unwrap().push(line);
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("borg did not say where it listens: {:?}", log.lock().unwrap())
-        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "borg did not say where it listens: {:?}",
+                    log.lock().unwrap()
+                )
+            });
         Server {
             child,
             base: format!("http://{addr}"),
@@ -105,7 +110,11 @@ impl Answer {
 
     /// `data` of a success, asserting it is one.
     pub fn data(&self) -> &Value {
-        assert_eq!(self.status, 200, "not a success: {} {}", self.status, self.text);
+        assert_eq!(
+            self.status, 200,
+            "not a success: {} {}",
+            self.status, self.text
+        );
         assert_eq!(self.body["success"], true, "{}", self.text);
         &self.body["data"]
     }
@@ -116,7 +125,11 @@ impl Answer {
         assert_eq!(self.body["success"], false, "{}", self.text);
         let e = &self.body["error"];
         assert_eq!(e["code"], code, "{}", self.text);
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.text);
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}",
+            self.text
+        );
         assert!(e["retryable"].is_boolean(), "{}", self.text);
         e
     }
@@ -137,7 +150,10 @@ pub fn call(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str
     }
     let res = match body {
         Some(b) => {
-            let r = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            let r = if headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            {
                 r
             } else {
                 r.set("Content-Type", "application/json")

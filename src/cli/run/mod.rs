@@ -77,7 +77,12 @@ async fn serve_beside(
     a: &RunArgs,
     inputs: &Inputs,
     store: &Arc<SqliteStore>,
-) -> anyhow::Result<Option<(tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>)>> {
+) -> anyhow::Result<
+    Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    )>,
+> {
     let Some(listen) = &a.serve else {
         return Ok(None);
     };

@@ -176,7 +176,8 @@ fn apply_env(
     layer.apply_run(&mut s.run)?;
     layer.apply_claude(&mut s.claude)?;
     let get = |n: &str| nonempty(vars, n).map(|v| v.trim().to_string());
-    let bad = |n: &str, key: &str, value: &str, message: &str| layer.invalid(n, key, value, message);
+    let bad =
+        |n: &str, key: &str, value: &str, message: &str| layer.invalid(n, key, value, message);
     super::serve::apply_env(&mut s.serve, &mut s.handoff, &get, &bad)?;
     Ok(store_set)
 }

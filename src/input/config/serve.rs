@@ -79,8 +79,12 @@ pub(super) struct FileHandoff {
 /// The checks of `file.rs`, seen from here.
 pub(super) trait Check {
     /// A non-empty string.
-    fn string(&self, section: &str, key: &str, v: &Spanned<toml::Value>)
-        -> Result<String, ConfigError>;
+    fn string(
+        &self,
+        section: &str,
+        key: &str,
+        v: &Spanned<toml::Value>,
+    ) -> Result<String, ConfigError>;
     /// A whole number >= min.
     fn uint(
         &self,
@@ -181,8 +185,7 @@ pub(super) fn apply_env(
         serve.token = Some(v);
     }
     if let Some(v) = get("BORG_HANDOFF_APPROVAL") {
-        check_approval(&v)
-            .map_err(|m| bad("BORG_HANDOFF_APPROVAL", "handoff.approval", &v, &m))?;
+        check_approval(&v).map_err(|m| bad("BORG_HANDOFF_APPROVAL", "handoff.approval", &v, &m))?;
         handoff.approval = v;
     }
     Ok(())

@@ -37,7 +37,10 @@ pub async fn snapshot(app: &App) -> Result<(StatusView, Vec<AgentRow>), StoreErr
 }
 
 /// `GET /api/status`.
-pub async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult {
+pub async fn status(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
     caller.may_read(&app)?;
     let (v, agents) = snapshot(&app).await?;
     let agents: Vec<_> = agents
@@ -50,7 +53,10 @@ pub async fn status(State(app): State<Arc<App>>, Extension(caller): Extension<Ca
 }
 
 /// `GET /api/dashboard/panels`: the panels' HTML.
-pub async fn panels(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> ApiResult {
+pub async fn panels(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult {
     caller.may_read(&app)?;
     let (v, agents) = snapshot(&app).await?;
     let html = dashboard::panels(&v, &agents, &app.roles.external());
@@ -68,7 +74,10 @@ pub async fn tail(
     let tid = id.clone();
     let attempts = call(&app.store, move |st| st.attempts(&tid)).await?;
     let Some(a) = attempts.last() else {
-        return Err(ApiError::not_found("TASK_NOT_FOUND", format!("no attempt of task {id:?} yet")));
+        return Err(ApiError::not_found(
+            "TASK_NOT_FOUND",
+            format!("no attempt of task {id:?} yet"),
+        ));
     };
     let path = a.start.stdout_log.clone();
     let lines = tokio::task::spawn_blocking(move || render_tail(&path))
@@ -102,7 +111,9 @@ fn render_tail(path: &str) -> Vec<String> {
     }
     // A tail that starts mid-line drops its first, partial line.
     let start = if from > 0 {
-        buf.iter().position(|&b| b == b'\n').map_or(buf.len(), |p| p + 1)
+        buf.iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |p| p + 1)
     } else {
         0
     };

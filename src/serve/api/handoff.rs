@@ -87,7 +87,10 @@ pub async fn request(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "TASK_NOT_CLAIMED",
-            format!("{} holds no claim on task {id}; only the holder of a task hands it off", agent.id),
+            format!(
+                "{} holds no claim on task {id}; only the holder of a task hands it off",
+                agent.id
+            ),
         ));
     }
     let token = ClaimToken {
@@ -102,7 +105,10 @@ pub async fn request(
         next_steps: body.next_steps.into_iter().take(100).collect(),
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let hid = call(&app.store, move |st| st.request_handoff(&token, Some(&me), &req, now)).await?;
+    let hid = call(&app.store, move |st| {
+        st.request_handoff(&token, Some(&me), &req, now)
+    })
+    .await?;
     let row = find(&app, hid).await?;
     Ok(ok(handoff_json(&row)))
 }

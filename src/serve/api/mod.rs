@@ -15,12 +15,7 @@ use crate::store::agents::agent_of_owner;
 use crate::store::TaskRow;
 use serde_json::{json, Value};
 
-/// Epoch ms as RFC 3339 UTC (`2025-11-17T10:30:00Z`).
-pub fn iso(ms: i64) -> String {
-    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use super::error::iso;
 
 /// The capabilities a task needs: those of its role (front matter).
 pub fn required(app: &App, task: &TaskRow) -> Option<Vec<String>> {

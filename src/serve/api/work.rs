@@ -100,19 +100,29 @@ pub async fn progress(
     let agent = caller.agent()?;
     let id = task_id(&id)?;
     if !(0.0..=100.0).contains(&body.percent_complete) {
-        return Err(ApiError::invalid("percentComplete must be a number from 0 to 100"));
+        return Err(ApiError::invalid(
+            "percentComplete must be a number from 0 to 100",
+        ));
     }
     let (token, _) = token_of(&app, agent, &id, body.fence).await?;
     let report = ProgressReport {
         percent: body.percent_complete,
         step: clip(body.current_step),
-        files: body.files_modified.into_iter().take(1000).map(clip).collect(),
+        files: body
+            .files_modified
+            .into_iter()
+            .take(1000)
+            .map(clip)
+            .collect(),
         blockers: body.blockers.into_iter().take(100).map(clip).collect(),
         notes: body.notes.map(clip),
     };
     let now = chrono::Utc::now().timestamp_millis();
     let (lease, r) = (app.settings.serve.lease, report.clone());
-    call(&app.store, move |st| st.record_progress(&token, &r, lease, now)).await?;
+    call(&app.store, move |st| {
+        st.record_progress(&token, &r, lease, now)
+    })
+    .await?;
     Ok(ok(json!({
         "taskId": id,
         "percentComplete": report.percent,
@@ -186,11 +196,9 @@ fn record_of(
 ) -> AttemptRecord {
     let error = match status {
         Status::Succeeded => None,
-        _ => Some(clip(
-            body.error
-                .clone()
-                .unwrap_or_else(|| format!("the agent {} reported failure: {}", agent.id, body.output)),
-        )),
+        _ => Some(clip(body.error.clone().unwrap_or_else(|| {
+            format!("the agent {} reported failure: {}", agent.id, body.output)
+        }))),
     };
     AttemptRecord {
         task: task.id.clone(),

@@ -36,7 +36,10 @@ fn pct_bar(o: &mut String, pct: f64, label: &str) {
 
 fn alerts(o: &mut String, v: &StatusView) {
     if let Some(p) = &v.parked {
-        let until = p.get("until_ms").and_then(|u| u.as_i64()).map(crate::serve::api::iso);
+        let until = p
+            .get("until_ms")
+            .and_then(|u| u.as_i64())
+            .map(crate::serve::error::iso);
         let _ = write!(
             o,
             "<div class=\"alert\" id=\"parked\">Parked on a usage limit until {}</div>",
@@ -45,7 +48,11 @@ fn alerts(o: &mut String, v: &StatusView) {
     }
     if let Some(b) = &v.breaker {
         let m = b.get("message").and_then(|m| m.as_str()).unwrap_or("");
-        let _ = write!(o, "<div class=\"alert bad\" id=\"breaker\">Breaker open: {}</div>", esc(m));
+        let _ = write!(
+            o,
+            "<div class=\"alert bad\" id=\"breaker\">Breaker open: {}</div>",
+            esc(m)
+        );
     }
     let t = &v.totals;
     let _ = write!(
@@ -74,7 +81,11 @@ fn instances(o: &mut String, list: &[InstanceView]) {
         );
         if let (Some(e), Some(t)) = (i.elapsed_ms, i.timeout_ms.or(Some(30 * 60_000))) {
             let secs = e.max(0) / 1000;
-            pct_bar(o, e as f64 * 100.0 / t.max(1) as f64, &format!("{secs}s of {}s", t / 1000));
+            pct_bar(
+                o,
+                e as f64 * 100.0 / t.max(1) as f64,
+                &format!("{secs}s of {}s", t / 1000),
+            );
         }
         let _ = write!(
             o,
@@ -94,7 +105,9 @@ fn outside(o: &mut String, list: &[OutsideView], external: &[String]) {
         esc(&if external.is_empty() { "none".to_string() } else { external.join(", ") })
     );
     if list.is_empty() {
-        o.push_str("<tr><td colspan=\"6\" class=\"dim\">no task held by an outside agent</td></tr>");
+        o.push_str(
+            "<tr><td colspan=\"6\" class=\"dim\">no task held by an outside agent</td></tr>",
+        );
     }
     for w in list {
         let _ = write!(
@@ -108,10 +121,21 @@ fn outside(o: &mut String, list: &[OutsideView], external: &[String]) {
         let (pct, step, files) = w
             .progress
             .as_ref()
-            .map(|p| (p.report.percent, p.report.step.clone(), p.report.files.join(", ")))
+            .map(|p| {
+                (
+                    p.report.percent,
+                    p.report.step.clone(),
+                    p.report.files.join(", "),
+                )
+            })
             .unwrap_or((0.0, String::new(), String::new()));
         pct_bar(o, pct, &format!("{pct:.0}%"));
-        let _ = write!(o, "</td><td>{}</td><td>{}</td></tr>", esc(&step), esc(&files));
+        let _ = write!(
+            o,
+            "</td><td>{}</td><td>{}</td></tr>",
+            esc(&step),
+            esc(&files)
+        );
     }
     o.push_str("</tbody></table></div></section>");
 }
@@ -138,7 +162,11 @@ fn tails(o: &mut String, v: &StatusView) {
 
 fn handoffs(o: &mut String, v: &StatusView) {
     o.push_str("<section class=\"panel\" id=\"handoffs\"><h2>Handoffs waiting for a person</h2>");
-    let pending: Vec<_> = v.handoffs.iter().filter(|h| h.state == HandoffState::Pending).collect();
+    let pending: Vec<_> = v
+        .handoffs
+        .iter()
+        .filter(|h| h.state == HandoffState::Pending)
+        .collect();
     if pending.is_empty() {
         o.push_str("<p class=\"dim\">none</p>");
     }
@@ -164,8 +192,17 @@ fn queue(o: &mut String, v: &StatusView) {
     o.push_str("<section class=\"panel\" id=\"queue\"><h2>Queue</h2><dl>");
     for k in QUEUE_STATES {
         let ids = v.queue.get(k).map(Vec::as_slice).unwrap_or(&[]);
-        let label = if k == "outside" { "outside (waiting for an outside agent)" } else { k };
-        let _ = write!(o, "<dt class=\"q-{k}\">{} <b>{}</b></dt><dd data-queue=\"{k}\">", esc(label), ids.len());
+        let label = if k == "outside" {
+            "outside (waiting for an outside agent)"
+        } else {
+            k
+        };
+        let _ = write!(
+            o,
+            "<dt class=\"q-{k}\">{} <b>{}</b></dt><dd data-queue=\"{k}\">",
+            esc(label),
+            ids.len()
+        );
         for id in ids.iter().take(40) {
             let _ = write!(o, "<span class=\"chip\">{}</span>", esc(id));
         }
@@ -189,7 +226,10 @@ fn leases(o: &mut String, v: &StatusView) {
             esc(&l.task),
             esc(&l.owner),
             l.fence,
-            esc(&l.expires_ms.map(crate::serve::api::iso).unwrap_or_default())
+            esc(&l
+                .expires_ms
+                .map(crate::serve::error::iso)
+                .unwrap_or_default())
         );
     }
     o.push_str("</tbody></table></div></section>");

@@ -11,11 +11,7 @@ use serde_json::json;
 use std::time::Duration;
 
 impl AgentStore for SqliteStore {
-    fn register_agent(
-        &self,
-        reg: &AgentRegistration,
-        now_ms: i64,
-    ) -> Result<AgentRow, StoreError> {
+    fn register_agent(&self, reg: &AgentRegistration, now_ms: i64) -> Result<AgentRow, StoreError> {
         let reg = reg.clone();
         self.write(move |tx| register(tx, &reg, now_ms))
     }
