@@ -4,7 +4,7 @@
 #   bench/run.sh                    every bench, full size, median of 5 runs (release build)
 #   bench/run.sh --smoke            tiny sizes, one run, debug build: checks that the harness
 #                                   works (what CI runs; no time is ever asserted)
-#   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop wake)
+#   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop wake serve)
 #   bench/run.sh --runs 3 --json figures.json --dir /var/tmp
 #
 # Needs: cargo, python3 (standard library only), sh, xargs, seq; Linux (/proc).
@@ -15,7 +15,7 @@ want_claims=1
 for a in "$@"; do
     case "$a" in
         --smoke) profile=debug ;;
-        dispatch|scale|parse|memory|plan|stop|wake) want_claims=0 ;;
+        dispatch|scale|parse|memory|plan|stop|wake|serve) want_claims=0 ;;
     esac
 done
 for a in "$@"; do

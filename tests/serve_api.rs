@@ -243,6 +243,30 @@ fn the_seeds_examples_answer_in_its_shapes() {
         "succeeded"
     );
 
+    // The metrics saw it all.
+    let m = get(&s.url("/metrics"), None);
+    assert_eq!(m.status, 200);
+    assert!(m
+        .header("content-type")
+        .unwrap()
+        .contains("openmetrics-text"));
+    for line in [
+        "borg_tasks{status=\"succeeded\",role=\"tsdev\"} 1",
+        "borg_tasks{status=\"succeeded\",role=\"copilot\"} 1",
+        "borg_attempts_total{role=\"tsdev\",status=\"succeeded\"} 1",
+        "borg_attempt_duration_seconds_count{role=\"tsdev\"} 1",
+        "borg_claim_latency_seconds_count 3",
+        "borg_agents_registered 2",
+        "borg_leases_held{holder=\"agent\"} 0",
+        "borg_breaker_open 0",
+        "borg_api_requests_total{route=\"/api/claude/tasks/{id}/claim\",code=\"409\"} 1",
+    ] {
+        assert!(
+            m.text.lines().any(|l| l == line),
+            "no {line} in\n{}",
+            m.text
+        );
+    }
     // A token that was never issued.
     let bad = get(
         &s.url("/api/claude/tasks"),

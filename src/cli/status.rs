@@ -108,10 +108,10 @@ fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
         } else {
             String::new()
         };
-        let note = if k == "outside" && !ids.is_empty() {
-            "  (waiting for an outside agent)"
-        } else {
-            ""
+        let note = match (k, ids.is_empty()) {
+            ("outside", false) => "  (waiting for an outside agent)",
+            ("approval", false) => "  (waiting for a person: borg handoff accept ID)",
+            _ => "",
         };
         let _ = writeln!(
             o,

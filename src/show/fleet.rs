@@ -89,9 +89,10 @@ pub struct StatusView {
 }
 
 /// The queue's states, in the order views list them. `outside`: ready, but of an
-/// external role, so waiting for an outside agent (`borg serve`).
-pub const QUEUE_STATES: [&str; 8] = [
-    "ready", "outside", "running", "waiting", "parked", "done", "failed", "skipped",
+/// external role, so waiting for an outside agent (`borg serve`); `approval`: made from
+/// a handoff that waits for a person to accept it.
+pub const QUEUE_STATES: [&str; 9] = [
+    "ready", "outside", "approval", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
 /// Reads the view. `external` names the roles only outside agents do.
@@ -102,7 +103,13 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
             .and_then(|u| u.as_i64())
             .is_some_and(|u| u > now)
     });
-    let queue = queue(&tasks, external, parked.is_some(), now);
+    let handoffs = store.handoffs(None)?;
+    let awaiting: Vec<&str> = handoffs
+        .iter()
+        .filter(|h| h.state == crate::store::HandoffState::Pending)
+        .filter_map(|h| h.new_task.as_deref())
+        .collect();
+    let queue = queue(&tasks, external, &awaiting, parked.is_some(), now);
     let running = store.running_attempts()?;
     let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
     let mut instances = Vec::new();
@@ -141,7 +148,7 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
             .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
         totals,
         roles,
-        handoffs: store.handoffs(None)?,
+        handoffs,
         leases: tasks
             .iter()
             .filter(|t| t.status == Status::Running)
@@ -161,6 +168,7 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
 fn queue(
     tasks: &[TaskRow],
     external: &[String],
+    awaiting: &[&str],
     parked: bool,
     now: i64,
 ) -> BTreeMap<&'static str, Vec<String>> {
@@ -178,7 +186,9 @@ fn queue(
                         .get(d.as_str())
                         .is_some_and(|p| p.status == Status::Succeeded)
                 });
-                if !deps_done {
+                if awaiting.contains(&t.id.as_str()) {
+                    "approval"
+                } else if !deps_done {
                     "waiting"
                 } else if external.contains(&t.role) {
                     "outside"

@@ -102,7 +102,9 @@ pub trait Store: Send + Sync + AgentStore {
     /// Removes an instance row.
     fn remove_instance(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Fleet-wide key/value state (parked-until, breaker, run totals), JSON values.
+    /// Fleet-wide key/value state (parked-until, breaker, run totals), JSON values. A
+    /// change of `breaker` or `parked` appends a `fleet-breaker` / `fleet-parked` event
+    /// (data: the new value, actor `borg`) in the same transaction.
     fn set_fleet(
         &self,
         key: &str,

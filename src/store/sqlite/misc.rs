@@ -120,10 +120,11 @@ pub(crate) fn set_fleet(
     value: &serde_json::Value,
     now: i64,
 ) -> R<()> {
-    // A change (not a rewrite of the same value) is an event, so that watchers of the
-    // log (borg serve's event stream, other borgs' change feeds) see breaker and
-    // parking changes too.
-    let changed = fleet(tx, key)?.as_ref() != Some(value);
+    // A change of the breaker or of parking (not a rewrite of the same value) is an
+    // event, so that watchers of the log (borg serve's event stream, other borgs'
+    // change feeds) see them; other keys are bookkeeping.
+    let logged = matches!(key, "breaker" | "parked");
+    let changed = logged && fleet(tx, key)?.as_ref() != Some(value);
     exec(
         tx,
         "INSERT INTO fleet (key, value, updated_ms) VALUES (?1, ?2, ?3)
