@@ -766,6 +766,8 @@ def wrk_run(env, url, conns, secs, extra, envvars=None):
     rps, p99 = None, None
     for line in r.stdout.splitlines():
         parts = line.split()
+        if "Non-2xx" in line or "Socket errors" in line:
+            log(f"  wrk: {line.strip()}")
         if line.startswith("Requests/sec:"):
             rps = float(parts[1])
         elif len(parts) == 2 and parts[0] == "99%":

@@ -656,3 +656,26 @@ fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
     assert!(!s.stderr().contains("panicked"), "{}", s.stderr());
     assert_eq!(dump(&store), before, "a refused request changed the store");
 }
+
+#[test]
+fn run_serve_on_a_port_in_use_is_exit_2_before_anything_runs() {
+    let sb = Sandbox::new();
+    let s = Server::start(&sb, &[]);
+    let port = s.base.rsplit(':').next().unwrap().to_string();
+    let file = sb.write(
+        "tasks.toml",
+        "[[task]]\nid = \"never-run\"\nprompt = \"#fake text no\"\n",
+    );
+    let o = sb
+        .run_cmd(&file, &[&format!("--serve=127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("cannot listen on"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!started(&sb, "never-run"));
+    assert!(open(&sb).tasks().unwrap().is_empty(), "nothing was synced");
+}

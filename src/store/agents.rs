@@ -124,7 +124,12 @@ pub trait AgentStore {
     /// The latest progress of every task that is running under the claim that
     /// reported it.
     fn progress(&self) -> Result<Vec<ProgressRow>, StoreError>;
-    /// Up to `limit` tasks a claim could take now, best first (priority desc, list
-    /// order).
-    fn ready_tasks(&self, now_ms: i64, limit: usize) -> Result<Vec<ReadyTask>, StoreError>;
+    /// Up to `limit` tasks of these roles a claim could take now, best first (priority
+    /// desc, list order).
+    fn ready_tasks(
+        &self,
+        roles: &[String],
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ReadyTask>, StoreError>;
 }

@@ -43,23 +43,25 @@ pub async fn list(
             .ok()
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::invalid(format!("limit {l:?}: a whole number 1 to 1000")))?,
-        None => 100,
+        None => 50,
     };
+    // The roles whose every capability the agent (and the query) offers: the store
+    // then reads only tasks the caller may claim, `limit` of them at most.
+    let fits =
+        |caps: &Option<Vec<String>>, req: &[String]| caps.as_ref().is_none_or(|c| can_do(c, req));
+    let roles: Vec<String> = app
+        .roles
+        .roles
+        .iter()
+        .filter(|r| fits(&offered, &r.meta.capabilities) && fits(&asked, &r.meta.capabilities))
+        .map(|r| r.name.clone())
+        .collect();
     let now = chrono::Utc::now().timestamp_millis();
-    let ready = call(&app.store, move |st| st.ready_tasks(now, 1000)).await?;
-    let mut out = Vec::new();
-    for r in ready {
-        let Some(req) = required(&app, &r.task) else {
-            continue;
-        };
-        let fits = |caps: &Option<Vec<String>>| caps.as_ref().is_none_or(|c| can_do(c, &req));
-        if fits(&offered) && fits(&asked) {
-            out.push(task_json(&app, &r.task, Some(r.created_ms)));
-        }
-        if out.len() >= limit {
-            break;
-        }
-    }
+    let ready = call(&app.store, move |st| st.ready_tasks(&roles, now, limit)).await?;
+    let out: Vec<Value> = ready
+        .iter()
+        .map(|r| task_json(&app, &r.task, Some(r.created_ms)))
+        .collect();
     Ok(ok(Value::Array(out)))
 }
 

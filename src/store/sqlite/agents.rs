@@ -62,8 +62,13 @@ impl AgentStore for SqliteStore {
             Ok(out)
         })
     }
-    fn ready_tasks(&self, now_ms: i64, limit: usize) -> Result<Vec<ReadyTask>, StoreError> {
-        self.read(|tx| ready(tx, now_ms, limit))
+    fn ready_tasks(
+        &self,
+        roles: &[String],
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ReadyTask>, StoreError> {
+        self.read(|tx| ready(tx, roles, now_ms, limit))
     }
 }
 
@@ -162,17 +167,19 @@ fn progress(
 
 /// What a claim could take now (see `AgentStore::ready_tasks`), through the same
 /// partial index as the claim.
-fn ready(tx: &Transaction<'_>, now: i64, limit: usize) -> R<Vec<ReadyTask>> {
+fn ready(tx: &Transaction<'_>, roles: &[String], now: i64, limit: usize) -> R<Vec<ReadyTask>> {
     let sql = format!(
         "SELECT {TASK_COLS}, created_ms FROM tasks t INDEXED BY tasks_ready
          WHERE t.status = 'pending' AND t.unmet = 0 AND t.not_before_ms <= ?1
            AND t.counted_attempts < t.max_attempts AND t.instance IS NULL
+           AND t.role IN (SELECT value FROM json_each(?3))
            AND {NOT_AWAITING}
          ORDER BY t.priority DESC, t.ord, t.id LIMIT ?2"
     );
     let mut st = tx.prepare_cached(&sql)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = st.query(params![now, limit])?;
+    let roles = serde_json::to_string(roles)?;
+    let mut rows = st.query(params![now, limit, roles])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let mut task = read::task_row(r)?;
