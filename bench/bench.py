@@ -791,13 +791,23 @@ def proc_rss_cpu(pid):
 def bench_serve(env):
     """`borg run --serve` on a list of an external role's tasks (so they wait for outside
     agents): GET /api/claude/tasks and POST .../progress under 64 connections (wrk),
-    then 500 idle SSE clients: borg's RSS and CPU."""
-    import socket
+    then 500 idle SSE clients: borg's RSS and CPU. Median of the runs."""
     if shutil.which("wrk") is None:
         log("[serve] wrk is missing (apt-get install wrk): skipped")
         return
     n, conns, secs, idle = (64, 8, 1, 20) if env.smoke else (400, 64, 10, 500)
-    d = env.path("serve")
+    log(f"[serve] {n} tasks, {conns} connections, {secs} s per figure (wrk), {env.runs} run(s)")
+    figures = {}
+    for run in range(env.runs):
+        for k, v in serve_once(env, run, n, conns, secs, idle).items():
+            figures.setdefault(k, []).append(v)
+    for (figure, unit), vals in figures.items():
+        env.record("serve", figure, statistics.median(vals), unit)
+
+
+def serve_once(env, run, n, conns, secs, idle):
+    import socket
+    d = env.path(f"serve{run}")
     os.makedirs(os.path.join(d, "roles"))
     with open(os.path.join(d, "roles", "outside.md"), "w") as f:
         f.write('+++\ncapabilities = ["bench"]\nexternal = true\n+++\n# Role: outside\n')
@@ -813,6 +823,7 @@ def bench_serve(env):
     cmd = [env.borg, "--config", config, "--roles", os.path.join(d, "roles"), "--workspaces", os.path.join(d, "ws"),
            "run", tasks, "--claude", env.fake, "--progress", "none", f"--serve=127.0.0.1:{port}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {}
     try:
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -825,26 +836,26 @@ def bench_serve(env):
         held = [f"t{i}" for i in range(conns)]
         for t in held:
             http_json("POST", f"{base}/api/claude/tasks/{t}/claim", token)
-        log(f"[serve] {n} tasks, {conns} connections, {secs} s per figure (wrk)")
         got = wrk_run(env, base + "/api/claude/tasks", conns, secs, ["-H", f"Authorization: Bearer {token}"])
         if got:
-            env.record("serve", f"GET /api/claude/tasks, {conns} conns: throughput", got[0], "req/s")
-            env.record("serve", f"GET /api/claude/tasks, {conns} conns: p99", got[1], "ms")
+            out[(f"GET /api/claude/tasks, {conns} conns: throughput", "req/s")] = got[0]
+            out[(f"GET /api/claude/tasks, {conns} conns: p99", "ms")] = got[1]
         script = os.path.join(d, "progress.lua")
         with open(script, "w") as f:
             f.write(WRK_PROGRESS)
         got = wrk_run(env, base, conns, secs, ["-s", script],
                       {"BORG_BENCH_TOKEN": token, "BORG_BENCH_TASKS": ",".join(held)})
         if got:
-            env.record("serve", f"POST .../progress (durable), {conns} conns: throughput", got[0], "req/s")
-            env.record("serve", f"POST .../progress (durable), {conns} conns: p99", got[1], "ms")
-        serve_idle_clients(env, proc.pid, port, idle)
+            out[(f"POST .../progress (durable), {conns} conns: throughput", "req/s")] = got[0]
+            out[(f"POST .../progress (durable), {conns} conns: p99", "ms")] = got[1]
+        out.update(serve_idle_clients(env, proc.pid, port, idle))
     finally:
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    return out
 
 
 def serve_idle_clients(env, pid, port, count):
@@ -862,8 +873,11 @@ def serve_idle_clients(env, pid, port, count):
     rss2, cpu2 = proc_rss_cpu(pid)
     for s in socks:
         s.close()
-    env.record("serve", f"{count} idle SSE clients: borg RSS (before {rss0:.1f} MiB)", rss2, "MiB")
-    env.record("serve", f"{count} idle SSE clients: borg CPU over {idle} s", 100.0 * (cpu2 - cpu1) / idle, "%")
+    return {
+        ("borg RSS before the idle SSE clients", "MiB"): rss0,
+        (f"{count} idle SSE clients: borg RSS", "MiB"): rss2,
+        (f"{count} idle SSE clients: borg CPU over {idle} s", "%"): 100.0 * (cpu2 - cpu1) / idle,
+    }
 
 # ---------------------------------------------------------------------------
 
