@@ -5,8 +5,9 @@
 //! handoff's task run. It saves screenshots (1280×800 and a phone width) and checks
 //! the page does not overflow a phone's width.
 //!
-//! Needs `chromium` and `chromium-driver` (.ci/run installs them). Without them the
-//! test says so loudly and passes; with `BORG_REQUIRE_BROWSER=1` or `CI=true` it fails.
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them with
+//! `scripts/install-test-tools.sh`). Without them the test says so loudly and passes;
+//! with `BORG_REQUIRE_BROWSER=1` or `CI=true` it fails.
 
 mod common;
 mod serve_util;
