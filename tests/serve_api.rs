@@ -388,6 +388,14 @@ fn cross_site_requests_and_foreign_hosts_are_refused() {
         Some(&body),
     );
     evil.error(403, "CSRF_REJECTED");
+    let ws = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Origin", "http://evil.example"),
+    ];
+    call("GET", &s.url("/api/ws"), &ws, None).error(403, "CSRF_REJECTED");
     let rebound = call("GET", &s.url("/"), &[("Host", "evil.example:3456")], None);
     rebound.error(403, "HOST_NOT_ALLOWED");
     // A form post (not JSON) cannot register either.

@@ -10,9 +10,10 @@
 //!   that its buttons send back in `X-Borg-Csrf`; a request carrying it acts for the
 //!   person at the machine. The Host header must then name the loopback (a DNS
 //!   rebinding page cannot read the token).
-//! - Every state-changing request that a browser marks cross-site (`Sec-Fetch-Site`,
-//!   or an `Origin` that is not this server) is refused, and cookie sessions need the
-//!   CSRF header too: a page elsewhere cannot act through a person's browser.
+//! - Every state-changing request, and every WebSocket upgrade, that a browser marks
+//!   cross-site (`Sec-Fetch-Site`, or an `Origin` that is not this server) is refused,
+//!   and cookie sessions need the CSRF header too: a page elsewhere cannot act through
+//!   a person's browser, nor read the event stream through it.
 
 use super::error::ApiError;
 use super::App;
@@ -166,7 +167,13 @@ async fn check(app: &Arc<App>, h: &HeaderMap, method: &Method) -> Result<Caller,
         )).code("HOST_NOT_ALLOWED"));
     }
     let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if unsafe_method {
+    // A WebSocket has no same-origin protection of its own: any page may open one to
+    // the loopback and read what comes back, so its upgrade is checked like a write.
+    let upgrade = h
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if unsafe_method || upgrade {
         cross_site(h, host)?;
     }
     caller(app, h, unsafe_method).await

@@ -192,7 +192,12 @@ async fn index(
     }
     let csrf = app.auth.csrf_for(&headers).unwrap_or_default();
     let panels = match api::fleet::snapshot(&app).await {
-        Ok((v, agents)) => dashboard::panels(&v, &agents, &app.roles.external()),
+        Ok((v, agents)) => dashboard::panels(
+            &v,
+            &agents,
+            &app.roles.external(),
+            app.settings.run.timeout.as_millis() as i64,
+        ),
         Err(e) => format!("<p class=\"bad\">{}</p>", dashboard::esc(&e.to_string())),
     };
     (

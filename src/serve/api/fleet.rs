@@ -59,7 +59,12 @@ pub async fn panels(
 ) -> ApiResult {
     caller.may_read(&app)?;
     let (v, agents) = snapshot(&app).await?;
-    let html = dashboard::panels(&v, &agents, &app.roles.external());
+    let html = dashboard::panels(
+        &v,
+        &agents,
+        &app.roles.external(),
+        app.settings.run.timeout.as_millis() as i64,
+    );
     Ok(([(header::CACHE_CONTROL, "no-store")], Html(html)).into_response())
 }
 

@@ -9,11 +9,11 @@ use crate::store::agents::AgentRow;
 use crate::store::HandoffState;
 use std::fmt::Write;
 
-/// Every panel.
-pub fn panels(v: &StatusView, agents: &[AgentRow], external: &[String]) -> String {
+/// Every panel. `timeout_ms` is the run's attempt timeout, for tasks without their own.
+pub fn panels(v: &StatusView, agents: &[AgentRow], external: &[String], timeout_ms: i64) -> String {
     let mut o = String::with_capacity(8192);
     alerts(&mut o, v);
-    instances(&mut o, &v.instances);
+    instances(&mut o, &v.instances, timeout_ms);
     outside(&mut o, &v.outside, external);
     tails(&mut o, v);
     handoffs(&mut o, v);
@@ -62,7 +62,7 @@ fn alerts(o: &mut String, v: &StatusView) {
     );
 }
 
-fn instances(o: &mut String, list: &[InstanceView]) {
+fn instances(o: &mut String, list: &[InstanceView], timeout_ms: i64) {
     o.push_str("<section class=\"panel\" id=\"instances\"><h2>Instances</h2><div class=\"scroll\"><table><thead><tr><th>instance</th><th>role</th><th>state</th><th>task</th><th>progress</th><th>current</th><th>turns</th><th>cost</th></tr></thead><tbody>");
     if list.is_empty() {
         o.push_str("<tr><td colspan=\"8\" class=\"dim\">no instance yet</td></tr>");
@@ -79,7 +79,7 @@ fn instances(o: &mut String, list: &[InstanceView]) {
             esc(&i.state),
             esc(i.task.as_deref().unwrap_or("–"))
         );
-        if let (Some(e), Some(t)) = (i.elapsed_ms, i.timeout_ms.or(Some(30 * 60_000))) {
+        if let (Some(e), t) = (i.elapsed_ms, i.timeout_ms.unwrap_or(timeout_ms)) {
             let secs = e.max(0) / 1000;
             pct_bar(
                 o,
