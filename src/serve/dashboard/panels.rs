@@ -1,6 +1,6 @@
 //! The dashboard's panels as HTML: alerts, instances (with a bar of the time used),
-//! the tasks outside agents hold (with their reported progress), live log tails of
-//! running attempts, handoffs waiting for a person (Accept / Reject), the queue by
+//! handoffs waiting for a person (Accept / Reject), the tasks outside agents hold
+//! (with their reported progress), live log tails of running attempts, the queue by
 //! state, leases, cost and tokens per role, and the registered agents.
 
 use super::esc;
@@ -14,9 +14,9 @@ pub fn panels(v: &StatusView, agents: &[AgentRow], external: &[String], timeout_
     let mut o = String::with_capacity(8192);
     alerts(&mut o, v);
     instances(&mut o, &v.instances, timeout_ms);
+    handoffs(&mut o, v);
     outside(&mut o, &v.outside, external);
     tails(&mut o, v);
-    handoffs(&mut o, v);
     queue(&mut o, v);
     leases(&mut o, v);
     roles(&mut o, v);
