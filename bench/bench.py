@@ -879,11 +879,191 @@ def serve_idle_clients(env, pid, port, count):
         (f"{count} idle SSE clients: borg CPU over {idle} s", "%"): 100.0 * (cpu2 - cpu1) / idle,
     }
 
+
+# ---------------------------------------------------------------------------
+# 9. Many hosts on PostgreSQL (issue 17)
+# ---------------------------------------------------------------------------
+
+class PgServer:
+    """A throwaway PostgreSQL through scripts/with-postgres.sh, alive until close()."""
+
+    def __init__(self):
+        script = os.path.join(ROOT, "scripts", "with-postgres.sh")
+        self.proc = subprocess.Popen(
+            [script, "sh", "-c", 'echo "$BORG_TEST_PG_URL"; echo "$BORG_TEST_PG_BIN"; read _'],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = self.proc.stdout.readline().strip()
+        self.bin = self.proc.stdout.readline().strip()
+        if not self.url:
+            raise SystemExit("bench: scripts/with-postgres.sh did not start a server")
+        self.n = 0
+
+    def fresh(self):
+        """The URL of a new empty database on the server."""
+        from urllib.parse import urlsplit, urlunsplit
+        self.n += 1
+        name = f"bench_{os.getpid()}_{self.n}"
+        u = urlsplit(self.url)
+        env = dict(os.environ, PGPASSWORD=u.password or "")
+        # createdb sits beside the real initdb (PATH may hold only links to some binaries)
+        createdb = os.path.join(os.path.dirname(os.path.realpath(os.path.join(self.bin, "initdb"))), "createdb")
+        subprocess.run([createdb, "-h", u.hostname, "-p", str(u.port),
+                        "-U", u.username, name], env=env, check=True)
+        return urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except Exception:
+            self.proc.kill()
+
+
+def start_worker(env, d, store, host, config, conc, roles=None):
+    ws = os.path.join(d, f"ws-{host}")
+    cmd = [env.borg, "--config", config, "--workspaces", ws, "--store", store]
+    if roles:
+        cmd += ["--roles", roles]
+    cmd += ["worker", "--host-id", host, "--concurrency", str(conc), "--claude", env.fake,
+            "--progress", "none"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_workers(procs):
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def pg_claims(env, srv):
+    n = 200 if env.smoke else 4000
+    log(f"[pg] {n} claim+complete cycles, 8 workers: SQLite vs PostgreSQL, side by side")
+    exe = find_claims_bench()
+    figs = {}
+    for r in range(env.runs):
+        d = env.path(f"pgclaims{r}")
+        os.makedirs(d)
+        e = dict(os.environ, BORG_BENCH_CLAIMS=str(n), BORG_BENCH_DIR=d, BORG_TEST_PG_URL=srv.url)
+        out = subprocess.run([exe, "--exact", "pg_claims_latency", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH pg " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the pg claims bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH pg ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+        shutil.rmtree(d, ignore_errors=True)
+    for mode, what in (("sqlite-8-handles", "SQLite, 8 workers with a handle each"),
+                       ("postgres-8-handles", "PostgreSQL, 8 workers with a handle each"),
+                       ("postgres-one-handle", "PostgreSQL, 8 workers on one handle")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("pg", f"{what}: p50", med("p50_ms"), "ms")
+        env.record("pg", f"{what}: p99", med("p99_ms"), "ms", "<= 5")
+        env.record("pg", f"{what}: throughput", med("per_s"), "cycles/s")
+
+
+def pg_wake(env, srv):
+    """A dependency finishing on host A, its dependent starting on host B: the time
+    from the dependency's finish (its attempt's finished_ms) to the dependent's child
+    start (fake-claude's argv record). PostgreSQL (NOTIFY) vs SQLite (polling)."""
+    k = 2 if env.smoke else 8
+    log(f"[pg] wake-up across hosts, {k} dependency pairs per run: NOTIFY vs polling")
+    for kind in ("postgres", "sqlite"):
+        samples = []
+        for run in range(env.runs):
+            d = env.path(f"pgwake-{kind}{run}")
+            os.makedirs(d)
+            state = os.path.join(d, "state")
+            config = os.path.join(d, "config.toml")
+            write_config(config, {"retries": 0}, {"FAKE_CLAUDE_STATE_DIR": state})
+            store = srv.fresh() if kind == "postgres" else os.path.join(d, "shared.db")
+            tasks = []
+            for i in range(k):
+                tasks.append({"id": f"dep{i}", "role": "developer", "prompt": f"#fake sleep {300 + 150 * i}\n#fake text done\n"})
+                tasks.append({"id": f"next{i}", "role": "tester", "depends_on": [f"dep{i}"], "prompt": "#fake text next\n"})
+            lst = os.path.join(d, "wake.toml")
+            write_tasks(lst, tasks)
+            a = start_worker(env, d, store, "host-a", config, k, "developer")
+            b = start_worker(env, d, store, "host-b", config, 2, "tester")
+            time.sleep(1.0)  # both idle, waiting
+            subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"), "--store", store,
+                            "run", lst, "--no-work", "--progress", "none", "--json"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+            for i in range(k):
+                out = subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"),
+                                      "--store", store, "task", "show", f"dep{i}", "--json"],
+                                     capture_output=True, text=True)
+                try:
+                    fin = json.loads(out.stdout)["attempts"][-1]["finished_ms"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    continue
+                started = argv_time_ms(state, f"next{i}", 1)
+                if fin and started is not None:
+                    samples.append(max(0.0, started - fin))
+            stop_workers([a, b])
+        if samples:
+            samples.sort()
+            how = "NOTIFY" if kind == "postgres" else "polling (50 ms)"
+            env.record("pg", f"dependency done on A -> dependent starts on B, {how}, median",
+                       statistics.median(samples), "ms")
+            env.record("pg", f"dependency done on A -> dependent starts on B, {how}, max", samples[-1], "ms")
+
+
+def pg_scale(env, srv):
+    """300 instant tasks through 1 worker and through 3 (concurrency 4 each), the list
+    enqueued by `borg run --no-work`: wall time from the enqueue to the end of the list,
+    and the throughput ratio."""
+    n = 30 if env.smoke else 300
+    log(f"[pg] {n} instant tasks: 3 workers vs 1 (concurrency 4 each)")
+    walls = {1: [], 3: []}
+    for run in range(env.runs):
+        for hosts in (1, 3):
+            d = env.path(f"pgscale{run}-{hosts}")
+            os.makedirs(d)
+            config = os.path.join(d, "config.toml")
+            write_config(config, {"retries": 0}, {"FAKE_CLAUDE_STATE_DIR": os.path.join(d, "state")})
+            store = srv.fresh()
+            lst = os.path.join(d, "scale.toml")
+            write_tasks(lst, [{"id": f"t{i}", "prompt": "#fake text ok\n"} for i in range(n)])
+            # The workers start first and wait idle; the clock runs from the enqueue
+            # (`borg run --no-work`) to the end of the list.
+            ws = [start_worker(env, d, store, f"h{h}", config, 4) for h in range(hosts)]
+            time.sleep(1.5)
+            t = time.perf_counter()
+            rc = subprocess.run([env.borg, "--config", config, "--workspaces", os.path.join(d, "ws-c"), "--store", store,
+                                 "run", lst, "--no-work", "--progress", "none", "--json"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900).returncode
+            walls[hosts].append(time.perf_counter() - t)
+            stop_workers(ws)
+            if rc != 0:
+                log(f"  (run with {hosts} worker(s) exited {rc})")
+    one, three = statistics.median(walls[1]), statistics.median(walls[3])
+    env.record("pg", f"{n} instant tasks, 1 worker", one, "s")
+    env.record("pg", f"{n} instant tasks, 3 workers", three, "s")
+    env.record("pg", "throughput, 3 workers / 1", one / three if three else 0.0, "x")
+
+
+def bench_pg(env):
+    srv = PgServer()
+    try:
+        pg_claims(env, srv)
+        pg_wake(env, srv)
+        pg_scale(env, srv)
+    finally:
+        srv.close()
+
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
-           "serve": bench_serve}
+           "pg": bench_pg, "serve": bench_serve}
 
 
 def machine():

@@ -4,7 +4,9 @@
 #   bench/run.sh                    every bench, full size, median of 5 runs (release build)
 #   bench/run.sh --smoke            tiny sizes, one run, debug build: checks that the harness
 #                                   works (what CI runs; no time is ever asserted)
-#   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop wake serve)
+#   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop wake pg serve)
+#   bench/run.sh pg                 many hosts: PostgreSQL vs SQLite claims, wake-up across hosts, 3 workers vs 1
+#                                   (starts its own throwaway PostgreSQL through scripts/with-postgres.sh)
 #   bench/run.sh --runs 3 --json figures.json --dir /var/tmp
 #
 # Needs: cargo, python3 (standard library only), sh, xargs, seq; Linux (/proc).
@@ -21,7 +23,7 @@ done
 for a in "$@"; do
     case "$a" in
         --release) profile=release ;;
-        claims) want_claims=1 ;;
+        claims|pg) want_claims=1 ;;
     esac
 done
 args=()

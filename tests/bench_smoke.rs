@@ -7,6 +7,7 @@
 //! `bench/run.sh claims` runs it in release mode with `BORG_BENCH_CLAIMS=4000` and
 //! `BORG_BENCH_DIR` set, and reads the `BENCH claims {json}` line it prints.
 
+#[macro_use]
 mod store_util;
 
 use borg::outcome::Status;
@@ -113,6 +114,82 @@ fn run(label: &str, shared: bool, work: Duration) {
             "workers": WORKERS,
             "p50_ms": pct(&v, 0.5),
             "p90_ms": pct(&v, 0.9),
+            "p99_ms": pct(&v, 0.99),
+            "max_ms": pct(&v, 1.0),
+            "per_s": n as f64 / wall.as_secs_f64(),
+        })
+    );
+}
+
+/// The `pg` bench of `bench/run.sh` (issue 17): claim + complete with 8 workers, each
+/// with its own store handle (as 8 hosts would have), PostgreSQL and SQLite side by
+/// side in one run; and PostgreSQL with one shared handle (one host, 8 attempts). The
+/// PostgreSQL half needs `BORG_TEST_PG_URL` (a fresh database is made for each mode).
+/// Prints `BENCH pg {json}` lines; asserts only that every task finished once.
+#[test]
+fn pg_claims_latency() {
+    let sqlite = Backend::Sqlite.db();
+    run_on("sqlite-8-handles", &sqlite, false);
+    if pg::admin_url().is_none() {
+        return;
+    }
+    let one = Backend::Postgres.db();
+    run_on("postgres-8-handles", &one, false);
+    let two = Backend::Postgres.db();
+    run_on("postgres-one-handle", &two, true);
+}
+
+/// One mode of `pg_claims_latency` on `db`.
+fn run_on(label: &str, db: &TestDb, shared: bool) {
+    let n: usize = std::env::var("BORG_BENCH_CLAIMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let list: Vec<NewTask> = (0..n)
+        .map(|i| nt(&format!("t{i:06}"), "dev", (i % 3) as i64, i as i64, &[]))
+        .collect();
+    db.open().sync_tasks(&list, 0).unwrap();
+    let one = Arc::new(db.open());
+    let lat = Mutex::new(Vec::<Duration>::with_capacity(n));
+    let t0 = Instant::now();
+    std::thread::scope(|scope| {
+        for w in 0..WORKERS {
+            let (one, lat) = (one.clone(), &lat);
+            scope.spawn(move || {
+                let s = if shared { one } else { Arc::new(db.open()) };
+                let owner = format!("worker-{w}");
+                let mut mine = Vec::new();
+                loop {
+                    let t = Instant::now();
+                    let Some(c) = s.claim_next(&req(&owner, &["dev"], 1_000)).unwrap() else {
+                        break;
+                    };
+                    s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
+                        .unwrap();
+                    s.finish_attempt(&c.token, &ok(1_000)).unwrap();
+                    mine.push(t.elapsed());
+                }
+                lat.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let wall = t0.elapsed();
+    let mut v = lat.into_inner().unwrap();
+    v.sort();
+    assert_eq!(v.len(), n, "every task claimed once");
+    assert!(db
+        .open()
+        .statuses()
+        .unwrap()
+        .iter()
+        .all(|(_, st)| *st == Status::Succeeded));
+    println!(
+        "BENCH pg {}",
+        serde_json::json!({
+            "mode": label,
+            "n": n,
+            "workers": WORKERS,
+            "p50_ms": pct(&v, 0.5),
             "p99_ms": pct(&v, 0.99),
             "max_ms": pct(&v, 1.0),
             "per_s": n as f64 / wall.as_secs_f64(),

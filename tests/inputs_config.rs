@@ -447,3 +447,37 @@ fn env_example_lists_every_known_variable() {
     std::fs::copy(repo_file(".env.example"), dir.path().join(".env")).unwrap();
     load_env(&[], dir.path()).unwrap();
 }
+
+/// A PostgreSQL URL is kept as written from every layer (never taken as a path relative
+/// to the folder), `[store] url` beats `[paths] store`, and the password is never in
+/// the settings as shown.
+#[test]
+fn store_urls_from_flag_env_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let url = "postgres://borg:s3cret@db.example:5432/borg";
+    let s = load_env(&[("BORG_STORE", url)], d).unwrap();
+    assert_eq!(s.paths.store, PathBuf::from(url));
+    assert!(!json(&s).to_string().contains("s3cret"), "{}", json(&s));
+    assert!(json(&s)
+        .to_string()
+        .contains("postgres://borg:***@db.example:5432/borg"));
+    let over = Overrides {
+        store: Some(PathBuf::from("postgresql://h/other")),
+        ..Default::default()
+    };
+    let s = load_flags(&over, d).unwrap();
+    assert_eq!(s.paths.store, PathBuf::from("postgresql://h/other"));
+    std::fs::write(
+        d.join("config.toml"),
+        "[paths]\nstore = \"local.db\"\n[store]\nurl = \"postgres://borg@db/borg\"\n",
+    )
+    .unwrap();
+    let s = load_env(&[], d).unwrap();
+    assert_eq!(s.paths.store, PathBuf::from("postgres://borg@db/borg"));
+    std::fs::write(d.join("config.toml"), "[store]\nurl = \"state/b.db\"\n").unwrap();
+    let s = load_env(&[], d).unwrap();
+    assert_eq!(s.paths.store, d.join("state/b.db"));
+    std::fs::write(d.join("config.toml"), "[store]\nuri = \"x\"\n").unwrap();
+    assert!(load_env(&[], d).is_err(), "a misspelt key is refused");
+}

@@ -6,6 +6,8 @@
 
 mod common;
 mod serve_util;
+#[macro_use]
+mod store_util;
 
 use borg::store::Store;
 use common::{wait_until, Sandbox};
@@ -415,4 +417,64 @@ fn handoffs_wait_for_a_person_under_person_approval() {
         why.data["reason"].as_str().unwrap().contains("not needed"),
         "{why:?}"
     );
+}
+
+#[test]
+fn the_api_and_the_event_stream_work_on_a_postgresql_store() {
+    if store_util::pg::admin_url().is_none() {
+        assert!(!store_util::pg::required(), "BORG_TEST_PG_URL is required");
+        eprintln!("*** SKIPPED: no PostgreSQL (scripts/with-postgres.sh cargo test) ***");
+        return;
+    }
+    let sb = Sandbox::new();
+    roles(&sb, &[("developer", "capabilities = [\"coding\"]")]);
+    let db = store_util::Backend::Postgres.db();
+    let store = db.open();
+    let u = uniq();
+    let (a, b) = (format!("pg-a-{u}"), format!("pg-b-{u}"));
+    let mut second = store_util::nt(&b, "developer", 0, 1, &[&a]);
+    second.spec = json!({"prompt": "after a"});
+    let mut first = store_util::nt(&a, "developer", 0, 0, &[]);
+    first.spec = json!({"prompt": "do a"});
+    store.sync_tasks(&[first, second], now()).unwrap();
+    let s = Server::start(&sb, &["--store", &db.url]);
+    let token = register(&s, "pg-agent", &["coding"]);
+    let listed = get(&s.url("/api/claude/tasks"), Some(&token));
+    assert_eq!(
+        listed.data().as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.text
+    );
+    post(
+        &s.url(&format!("/api/claude/tasks/{a}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    busy(&s, &token, &a, 2);
+    post(
+        &s.url(&format!("/api/claude/tasks/{a}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "done"}),
+    )
+    .data();
+    assert_eq!(
+        store.task(&a).unwrap().unwrap().status.as_str(),
+        "succeeded"
+    );
+    let ready = get(&s.url("/api/claude/tasks"), Some(&token));
+    assert_eq!(ready.data()[0]["id"], b, "the dependent became ready");
+    let target = store.last_event_id().unwrap();
+    let got = read_sse(&s.url("/api/events?since=0"), None, |g| {
+        g.last().is_some_and(|e| e.0 >= target)
+    });
+    let want: Vec<i64> = store
+        .events_since(0, 10_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), want);
+    assert!(got.iter().any(|e| e.1 == "task-completed"));
 }

@@ -25,7 +25,8 @@ pub struct GlobalArgs {
     /// Config file [env: BORG_CONFIG] [default: ./config.toml if present]
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]
+    /// Roles folder [env: BORG_ROLES] [default: ./roles, else the built-in roles]; after
+    /// `worker`, a value that is not a folder is the roles to claim: a,b
     #[arg(long, global = true, value_name = "DIR")]
     pub roles: Option<PathBuf>,
     /// Store database [env: BORG_STORE] [default: <workspaces>/borg.db]
@@ -63,6 +64,8 @@ pub enum ProgressMode {
 pub enum Command {
     /// Run a task list to the end; run it again to resume.
     Run(RunArgs),
+    /// Join the fleet on this host: run ready tasks from the store until stopped.
+    Worker(WorkerArgs),
     /// Create, list, show or remove instances.
     #[command(subcommand)]
     Instance(InstanceCmd),
@@ -135,6 +138,39 @@ pub struct RunArgs {
     /// the address; default [serve] listen)
     #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub serve: Option<String>,
+    /// Only enqueue the list and wait while other hosts (`borg worker`) run it,
+    /// printing progress and the final report
+    #[arg(long)]
+    pub no_work: bool,
+    /// The list's name in the store, for `borg worker --list` [default: the file's stem]
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+}
+
+/// `borg worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// This host's name in the fleet, shown by `borg status` [default: the host name]
+    #[arg(long, value_name = "NAME")]
+    pub host_id: Option<String>,
+    /// At most N children at once on this host [env: BORG_CONCURRENCY] [default: 4]
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Only the tasks of this list (as `borg run` registered it) [default: every task]
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    /// Wall-clock limit per attempt, e.g. 30m [env: BORG_TIMEOUT, TASK_TIMEOUT (ms)] [default: 30m]
+    #[arg(long, value_name = "DUR", value_parser = crate::input::config::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// The claude binary [env: CLAUDE_CODE_PATH] [default: claude on PATH]
+    #[arg(long, value_name = "PATH")]
+    pub claude: Option<PathBuf>,
+    /// Template copied into new instances' project-files/
+    #[arg(long, value_name = "DIR")]
+    pub template: Option<PathBuf>,
+    /// Progress display
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
 }
 
 /// `borg instance ...`.

@@ -6,7 +6,8 @@ use crate::cli::HandoffCmd;
 use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::run::attempt::now_ms;
-use crate::store::{sqlite::SqliteStore, ClaimToken, HandoffRequest, Store};
+use crate::store::location::StoreLocation;
+use crate::store::{ClaimToken, HandoffRequest, Store};
 use std::sync::Arc;
 
 /// Runs `borg handoff ...`.
@@ -47,7 +48,7 @@ pub fn run(ctx: &Ctx, cmd: HandoffCmd) -> anyhow::Result<i32> {
 
 /// The store of the settings: list, accept and reject work on it; `request` instead
 /// finds its store through the task's environment.
-fn configured_store(ctx: &Ctx) -> anyhow::Result<Arc<SqliteStore>> {
+fn configured_store(ctx: &Ctx) -> anyhow::Result<Arc<dyn Store>> {
     ctx.store(&ctx.settings(Overrides::default())?)
 }
 
@@ -74,7 +75,7 @@ fn request(ctx: &Ctx, req: HandoffRequest) -> anyhow::Result<()> {
     let s = ctx.settings(Overrides::default())?;
     let roles = ctx.roles(&s)?;
     roles.get(&req.to_role)?;
-    let store = SqliteStore::open(&store_path)?;
+    let store = StoreLocation::of(&store_path).open()?;
     let owner = store.task(&task)?.and_then(|t| t.owner).unwrap_or_default();
     let token = ClaimToken {
         task: task.clone(),

@@ -9,7 +9,8 @@ use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::outcome::lines::{Line, LineSplitter};
 use crate::show::render::Renderer;
-use crate::store::{sqlite::SqliteStore, Store};
+use crate::store::location::StoreLocation;
+use crate::store::Store;
 use crate::workspace::instance::Workspaces;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -29,7 +30,8 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let ws = Workspaces::new(&s.paths.workspaces);
     // The store may not exist yet when following a run that has not started.
-    let mut store = if s.paths.store.exists() {
+    let at = StoreLocation::of(&s.paths.store);
+    let mut store = if at.exists() {
         Some(ctx.store(&s)?)
     } else {
         None
@@ -39,7 +41,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
     let mut shown: Vec<(String, u32)> = Vec::new();
     let mut waited = false;
     loop {
-        if store.is_none() && s.paths.store.exists() {
+        if store.is_none() && at.exists() {
             store = ctx.store(&s).ok();
         }
         let logs = find_logs(store.as_deref(), &ws, &a.id, a.attempt)?;
@@ -47,7 +49,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
             return Err(UsageError(format!(
                 "no task or instance {:?} with logs (store {}, workspaces {})",
                 a.id,
-                s.paths.store.display(),
+                at.shown(),
                 ws.root.display()
             ))
             .into());
@@ -80,7 +82,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
 }
 
 /// True when the task is in a terminal state (nothing more will be written).
-fn finished(store: Option<&SqliteStore>, id: &str) -> bool {
+fn finished(store: Option<&dyn Store>, id: &str) -> bool {
     store
         .and_then(|s| s.task(id).ok().flatten())
         .is_some_and(|t| t.status.is_terminal())
@@ -88,7 +90,7 @@ fn finished(store: Option<&SqliteStore>, id: &str) -> bool {
 
 /// The attempts' logs of a task, or of every task an instance ran.
 fn find_logs(
-    store: Option<&SqliteStore>,
+    store: Option<&dyn Store>,
     ws: &Workspaces,
     id: &str,
     only: Option<u32>,
@@ -147,7 +149,7 @@ async fn show(
     l: &LogRef,
     a: &LogsArgs,
     color: bool,
-    store: Option<&SqliteStore>,
+    store: Option<&dyn Store>,
 ) -> anyhow::Result<()> {
     let mut renderer = Renderer::new(color);
     let mut splitter = LineSplitter::new(8 * 1024 * 1024);

@@ -13,10 +13,12 @@ pub mod serve;
 pub mod status;
 pub mod task;
 pub mod transcript;
+pub mod worker;
 
 use crate::input::config::{Overrides, Settings};
 use crate::input::roles::RoleSet;
-use crate::store::sqlite::SqliteStore;
+use crate::store::location::StoreLocation;
+use crate::store::Store;
 use anyhow::Context;
 pub use args::*;
 use std::collections::BTreeMap;
@@ -45,11 +47,12 @@ impl Ctx {
         Ok(RoleSet::load(&s.paths.roles_dir)?)
     }
 
-    /// Opens the store.
-    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
-        let st = SqliteStore::open(&s.paths.store)
-            .with_context(|| format!("opening the store {}", s.paths.store.display()))?;
-        Ok(Arc::new(st))
+    /// Opens the store the settings name: an SQLite file, or a PostgreSQL database
+    /// for a `postgres://` URL.
+    pub fn store(&self, s: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+        let at = StoreLocation::of(&s.paths.store);
+        at.open()
+            .with_context(|| format!("opening the store {}", at.shown()))
     }
 }
 
@@ -63,6 +66,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     };
     match cli.command {
         Command::Run(a) => run::run(&ctx, a).await,
+        Command::Worker(a) => worker::run(&ctx, a).await,
         Command::Instance(c) => instance::run(&ctx, c),
         Command::Task(c) => task::run(&ctx, c),
         Command::Logs(a) => logs::run(&ctx, a).await,

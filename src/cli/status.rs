@@ -1,7 +1,9 @@
 //! `borg status`: the fleet at a glance (`show::fleet`), as text or JSON, once or
-//! every second: instances and what they run, outside agents' work, the queue by
-//! state (tasks of external roles wait for an outside agent), parking and breaker,
-//! run totals and per-role metrics.
+//! every second: the hosts of the fleet (`hosts`), instances and what they run,
+//! outside agents' work, the queue by state (tasks of external roles wait for an
+//! outside agent), parking and breaker, run totals and per-role metrics.
+
+mod hosts;
 
 use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
@@ -10,9 +12,30 @@ use crate::input::config::Overrides;
 use crate::run::attempt::now_ms;
 use crate::show::fleet::{view, InstanceView, OutsideView, StatusView, QUEUE_STATES};
 use crate::show::report;
+use crate::store::agents::AGENT_HOST;
+use crate::store::{OwnerInfo, Store};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
+
+/// What `borg status` shows: the hosts, then the fleet view (flattened in the JSON).
+#[derive(Debug, Serialize)]
+struct Shown {
+    hosts: Vec<hosts::HostView>,
+    #[serde(flatten)]
+    fleet: StatusView,
+}
+
+/// The owners that are borg processes: outside agents (`borg serve`) have a section
+/// of their own and no heartbeat to judge.
+fn borg_owners(store: &dyn Store) -> anyhow::Result<Vec<OwnerInfo>> {
+    Ok(store
+        .owners()?
+        .into_iter()
+        .filter(|o| o.host != AGENT_HOST)
+        .collect())
+}
 
 /// Runs `borg status`.
 pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
@@ -20,7 +43,13 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let store = ctx.store(&s)?;
     let external = ctx.roles(&s).map(|r| r.external()).unwrap_or_default();
     loop {
-        let v = view(store.as_ref(), &external, now_ms())?;
+        let now = now_ms();
+        let fleet = view(store.as_ref(), &external, now)?;
+        let tasks = store.tasks()?;
+        let v = Shown {
+            hosts: hosts::hosts(&borg_owners(store.as_ref())?, &tasks, s.run.lease, now),
+            fleet,
+        };
         if a.json {
             print_json(&v)?;
         } else {
@@ -39,8 +68,10 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
 /// hence the ignored `fmt::Result`s.
-fn text(v: &StatusView) -> String {
+fn text(shown: &Shown) -> String {
     let mut o = String::new();
+    let v = &shown.fleet;
+    hosts::write_hosts(&mut o, &shown.hosts);
     write_instances(&mut o, &v.instances);
     write_outside(&mut o, &v.outside);
     write_queue(&mut o, &v.queue);

@@ -6,7 +6,6 @@ use crate::error::{UsageError, EXIT_OK};
 use crate::input::config::Overrides;
 use crate::outcome::AttemptRecord;
 use crate::run::attempt::now_ms;
-use crate::store::Store;
 
 /// Runs `borg task ...`.
 pub fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<i32> {
@@ -39,7 +38,7 @@ pub fn run(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<i32> {
             let Some(t) = store.task(&id)? else {
                 return Err(UsageError(format!(
                     "no task {id:?} in the store {}",
-                    s.paths.store.display()
+                    crate::store::location::StoreLocation::of(&s.paths.store).shown()
                 ))
                 .into());
             };

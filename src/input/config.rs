@@ -139,7 +139,10 @@ pub struct PathsSettings {
     pub workspaces: PathBuf,
     /// The roles folder.
     pub roles_dir: PathBuf,
-    /// The store file; default `<workspaces>/borg.db`.
+    /// The store: an SQLite file (default `<workspaces>/borg.db`) or a `postgres://`
+    /// URL, kept as given (`crate::store::location::StoreLocation::of` tells them
+    /// apart); serialised without a URL's password.
+    #[serde(serialize_with = "shown_store")]
     pub store: PathBuf,
     /// Template copied into a new instance's `project-files/`.
     pub template: Option<PathBuf>,
@@ -304,6 +307,16 @@ impl Settings {
             "BORG_SERVE_TOKEN",
             "BORG_HANDOFF_APPROVAL",
         ]
+    }
+}
+
+/// A store setting as it may be shown: a URL's password is never printed.
+fn shown_store<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    let text = p.to_string_lossy();
+    if crate::store::location::is_url(&text) {
+        s.serialize_str(&crate::store::location::redact(&text))
+    } else {
+        p.serialize(s)
     }
 }
 

@@ -1,10 +1,11 @@
 //! Deciding what runs: the scheduler (the run loop, a state machine driven by
 //! events), one attempt as a sequence of named stages, the policy applied after each
 //! attempt (retries, breaker, parking), handoffs becoming tasks, the prompt, the
-//! recovery from dead borgs, and the plan of a dry run.
+//! recovery from dead borgs, named lists in a shared store, and the plan of a dry run.
 
 pub mod attempt;
 pub mod handoff;
+pub mod lists;
 pub mod plan;
 pub mod policy;
 pub mod prompt;

@@ -4,16 +4,51 @@
 //! hitting a process whose pid was reused.
 
 use crate::run::attempt::now_ms;
-use crate::store::{call as db, AttemptRow, OwnerInfo, Store};
+use crate::store::{call as db, AttemptRow, OwnerInfo, Store, StoreError};
 use std::sync::Arc;
 
-/// Owner heartbeat; claims of dead owners back at once; expired leases back.
-pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {
+/// Records this borg process in the store; `host_id` names the host in the fleet (the
+/// host name when None).
+pub fn register(store: &dyn Store, host_id: Option<&str>) -> Result<OwnerInfo, StoreError> {
+    let pid = std::process::id() as i64;
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let host_id = host_id.unwrap_or(&host).to_string();
+    let now = now_ms();
+    let owner = OwnerInfo {
+        id: format!(
+            "borg-{host_id}-{pid}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ),
+        host,
+        host_id,
+        pid,
+        start_time: crate::supervise::procs::stat(pid as i32)
+            .map(|s| s.start_time)
+            .unwrap_or(0),
+        boot_id: crate::supervise::procs::boot_id(),
+        started_at_ms: now,
+        heartbeat_ms: now,
+    };
+    store.register_owner(&owner)?;
+    Ok(owner)
+}
+
+/// Owner heartbeat; claims of dead owners back at once; expired leases back. Returns
+/// the heartbeat's error when the store could not be reached (nothing else was done).
+pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) -> Result<(), StoreError> {
     let id = me.id.clone();
-    let _ = db(store, move |st| st.heartbeat_owner(&id, now_ms())).await;
+    if let Err(e @ StoreError::Unreachable { .. }) =
+        db(store, move |st| st.heartbeat_owner(&id, now_ms())).await
+    {
+        return Err(e);
+    }
     let owners = db(store, |st| st.owners()).await.unwrap_or_default();
+    let shared = store.shared_by_hosts();
     for o in owners {
-        if o.id == me.id || o.host != me.host {
+        if o.id == me.id || o.host != me.host || (shared && o.boot_id != me.boot_id) {
             continue;
         }
         if !crate::supervise::procs::same_process(o.pid, o.start_time, &o.boot_id) {
@@ -31,6 +66,7 @@ pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) {
     if let Ok(expired) = db(store, |st| st.release_expired(now_ms())).await {
         sweep(&expired);
     }
+    Ok(())
 }
 
 /// Kills what is left of attempts whose borg is gone: the recorded process group (if

@@ -47,13 +47,21 @@ pub struct RunSummary {
 }
 
 /// Knobs of one run.
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Task ids in scope; empty = every task of the store.
     pub scope: Vec<String>,
-    /// At most this many children at once.
+    /// At most this many children at once (0: start none, only wait for other hosts:
+    /// `borg run --no-work`).
     pub concurrency: usize,
     /// Stop starting tasks once this much is spent.
     pub budget_usd: Option<f64>,
+    /// A worker (`borg worker`): never ends on its own; only a signal stops it.
+    pub forever: bool,
+    /// Claim only tasks of these roles (None: every role).
+    pub roles: Option<Vec<String>>,
+    /// Work on this named list only (`borg worker --list`), followed as it grows.
+    pub list: Option<String>,
 }
 
 /// Epoch ms as local HH:MM.

@@ -1,5 +1,6 @@
 //! The store's errors: what can go wrong with the claim table, in words a user can
-//! act on. Locked, corrupt, newer-schema and network-fs are user-facing (exit 2).
+//! act on. Locked, corrupt, newer-schema, network-fs, unreachable and refused are
+//! user-facing (exit 2).
 
 /// Errors of the store. Locked/corrupt/newer-schema/network-fs are user-facing (exit 2).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,6 +50,24 @@ pub enum StoreError {
         path: String,
         /// Filesystem kind.
         fs: String,
+    },
+    /// A database server that cannot be reached now (down, restarting, a wrong host or
+    /// port). At start it is a mistake to fix (exit 2); during a run, a pause.
+    #[error("cannot reach the store {store}: {message}")]
+    Unreachable {
+        /// The store's URL, without its password.
+        store: String,
+        /// What the connection attempt said.
+        message: String,
+    },
+    /// The server answered but refused us: a wrong password or user, a database that
+    /// does not exist, a malformed URL.
+    #[error("the store {store} refused the connection: {message}")]
+    Refused {
+        /// The store's URL, without its password.
+        store: String,
+        /// What to fix.
+        message: String,
     },
     /// No such task / handoff / attempt.
     #[error("{0} not found")]

@@ -1,6 +1,7 @@
 //! The durable claim and handoff table. Every state change of a task goes through a
 //! `Store`, whose methods speak borg's language (claim_next, heartbeat, finish, handoff),
-//! so the scheduler never sees SQL and a PostgreSQL backend can follow.
+//! so the scheduler never sees SQL. Two backends: SQLite (`sqlite`, embedded, the
+//! default) and PostgreSQL (`postgres`, shared by hosts); `location` picks one.
 //!
 //! Semantics (see ../shared/docs/state.md):
 //! - a task is claimable when it is `pending`, its `not_before` has passed, all its
@@ -14,6 +15,8 @@
 pub mod agents;
 mod error;
 pub mod feed;
+pub mod location;
+pub mod postgres;
 mod rows;
 pub mod sqlite;
 
@@ -113,6 +116,21 @@ pub trait Store: Send + Sync + AgentStore {
     ) -> Result<(), StoreError>;
     /// Reads a fleet-wide value.
     fn fleet(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Change notes pushed by the backend, when it can push (PostgreSQL's
+    /// LISTEN/NOTIFY): each note is the actor of a change that committed, or `""` when
+    /// changes may have been missed (a reconnection). `None` (the default): the change
+    /// feed polls `last_event_id` instead.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+
+    /// Whether borgs on other machines may use this store (a database server). Then an
+    /// owner is judged by its pid only when it also ran on this very boot of this
+    /// machine (a host name alone may repeat across machines); else by its lease.
+    fn shared_by_hosts(&self) -> bool {
+        false
+    }
 }
 
 /// Runs a store call on tokio's blocking pool, so a commit waiting for the disk never

@@ -11,8 +11,11 @@ use std::time::Duration;
 pub struct OwnerInfo {
     /// Unique owner id for this process (e.g. `borg-<host>-<pid>-<hex>`).
     pub id: String,
-    /// Host name.
+    /// Host name (of the machine: owners on the same host can check each other's pid).
     pub host: String,
+    /// The host's name in the fleet (`borg worker --host-id`; the host name by default).
+    #[serde(default)]
+    pub host_id: String,
     /// Process id.
     pub pid: i64,
     /// Process start time (field 22 of /proc/PID/stat, clock ticks since boot).

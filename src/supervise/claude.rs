@@ -166,7 +166,7 @@ pub struct ChildIdentity<'a> {
     pub workspace: &'a Path,
     /// Claim fencing token.
     pub claim_token: i64,
-    /// The store path.
+    /// The store: its path, or its URL.
     pub store: &'a Path,
 }
 
@@ -225,7 +225,11 @@ pub fn environment(
     env.into_iter().collect()
 }
 
+/// `p` made absolute; a store URL (`postgres://...`) is not a path and stays as is.
 fn absolute(p: &Path) -> PathBuf {
+    if p.to_string_lossy().contains("://") {
+        return p.to_path_buf();
+    }
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 

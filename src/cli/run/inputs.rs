@@ -12,7 +12,7 @@ use crate::supervise::claude;
 use std::path::PathBuf;
 
 /// What `borg run` works from.
-pub(super) struct Inputs {
+pub(crate) struct Inputs {
     /// Resolved settings, paths absolute.
     pub settings: Settings,
     /// Roles.
@@ -24,7 +24,7 @@ pub(super) struct Inputs {
 }
 
 /// Loads and checks every input; bad input is exit 2 before anything starts.
-pub(super) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
+pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
     let over = Overrides {
         claude: a.claude.clone(),
         concurrency: a.concurrency,
@@ -35,9 +35,13 @@ pub(super) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
     };
     let mut settings = ctx.settings(over)?;
     // Paths recorded in the store must not depend on the cwd of this run.
-    for p in [&mut settings.paths.workspaces, &mut settings.paths.store] {
-        if let Ok(abs) = std::path::absolute(&*p) {
-            *p = abs;
+    let url = crate::store::location::StoreLocation::of(&settings.paths.store).is_shared();
+    if let Ok(abs) = std::path::absolute(&settings.paths.workspaces) {
+        settings.paths.workspaces = abs;
+    }
+    if !url {
+        if let Ok(abs) = std::path::absolute(&settings.paths.store) {
+            settings.paths.store = abs;
         }
     }
     let roles = ctx.roles(&settings)?;
@@ -52,10 +56,15 @@ pub(super) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         );
         return Err(UsageError(msg).into());
     }
-    let claude = claude::resolve(
+    let found = claude::resolve(
         settings.claude.path.as_deref(),
         ctx.env.get("PATH").map(String::as_str),
-    )?;
+    );
+    // --no-work starts no child: a host that only enqueues needs no claude.
+    let claude = match found {
+        Err(_) if a.no_work => PathBuf::from("claude"),
+        r => r?,
+    };
     let inputs = Inputs {
         settings,
         roles,
@@ -86,7 +95,7 @@ fn check_root_bypass(ctx: &Ctx, i: &Inputs) -> anyhow::Result<()> {
 }
 
 /// The CLI's version, recorded in the report; a very old CLI gets a warning.
-pub(super) async fn preflight(ctx: &Ctx, claude: &std::path::Path) -> Option<String> {
+pub(crate) async fn preflight(ctx: &Ctx, claude: &std::path::Path) -> Option<String> {
     let env: Vec<(String, String)> = ctx
         .env
         .iter()

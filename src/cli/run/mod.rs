@@ -2,7 +2,7 @@
 //! `--dry-run`), open the store and take back what dead borgs held, sync the list
 //! into it, run the scheduler until the list is done, then report.
 
-mod inputs;
+pub(crate) mod inputs;
 mod report;
 
 use super::Ctx;
@@ -11,10 +11,9 @@ use crate::error::{UsageError, EXIT_OK};
 use crate::input::tasklist::TaskList;
 use crate::run::attempt::{now_ms, Shared};
 use crate::run::scheduler;
-use crate::run::spec::{new_task, source_of, StoredSpec};
+use crate::run::spec::{new_task, StoredSpec};
 use crate::run::summary::{RunOptions, RunSummary};
 use crate::show::progress::{Plain, Progress, Silent, Tty};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{OwnerInfo, Store};
 use crate::supervise::signals::Shutdown;
 use anyhow::Context;
@@ -31,9 +30,13 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         };
         return dry_run(list, &inputs.claude, a.json);
     }
-    let version = inputs::preflight(ctx, &inputs.claude).await;
-    tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %inputs.settings.paths.store.display(), "preflight done");
-    let (store, owner) = open_store(ctx, &inputs).await?;
+    let version = if a.no_work {
+        None
+    } else {
+        inputs::preflight(ctx, &inputs.claude).await
+    };
+    tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown(), "preflight done");
+    let (store, owner) = open_store(ctx, &inputs, None).await?;
     let server = match serve_beside(&a, &inputs, &store).await {
         Ok(s) => s,
         Err(e) => {
@@ -41,9 +44,20 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let synced = sync_list(&store, &inputs)?;
+    let synced = sync_list(store.as_ref(), &inputs, a.list.as_deref())?;
     let started_at = chrono::Utc::now();
-    let summary = execute(ctx, &a, inputs, &store, &owner, synced.scope.clone()).await?;
+    let opts = RunOptions {
+        scope: synced.scope.clone(),
+        // --no-work: start nothing, wait for the other hosts
+        concurrency: if a.no_work {
+            0
+        } else {
+            inputs.settings.run.concurrency.max(1)
+        },
+        budget_usd: inputs.settings.run.budget_usd,
+        ..RunOptions::default()
+    };
+    let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await?;
     let _ = store.release_owner(&owner.id, now_ms());
     if let Some((stop, handle)) = server {
         stop.cancel();
@@ -61,13 +75,16 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     report::deliver(&rep, &a, &summary)
 }
 
-/// Opens the store, registers this borg in it and, before anything else, takes back
-/// what dead borgs held and kills their leftovers.
-async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<SqliteStore>, OwnerInfo)> {
+/// Opens the store, registers this borg in it (as host `host_id`) and, before anything
+/// else, takes back what dead borgs held and kills their leftovers.
+pub(crate) async fn open_store(
+    ctx: &Ctx,
+    inputs: &Inputs,
+    host_id: Option<&str>,
+) -> anyhow::Result<(Arc<dyn Store>, OwnerInfo)> {
     let store = ctx.store(&inputs.settings)?;
-    let store_dyn: Arc<dyn Store> = store.clone();
-    let owner = register_owner(&store_dyn)?;
-    crate::run::recovery::maintenance(&store_dyn, &owner).await;
+    let owner = crate::run::recovery::register(store.as_ref(), host_id)?;
+    crate::run::recovery::maintenance(&store, &owner).await?;
     Ok((store, owner))
 }
 
@@ -76,7 +93,7 @@ async fn open_store(ctx: &Ctx, inputs: &Inputs) -> anyhow::Result<(Arc<SqliteSto
 async fn serve_beside(
     a: &RunArgs,
     inputs: &Inputs,
-    store: &Arc<SqliteStore>,
+    store: &Arc<dyn Store>,
 ) -> anyhow::Result<
     Option<(
         tokio_util::sync::CancellationToken,
@@ -86,8 +103,7 @@ async fn serve_beside(
     let Some(listen) = &a.serve else {
         return Ok(None);
     };
-    let st: Arc<dyn Store> = store.clone();
-    let s = super::serve::start(&inputs.settings, &inputs.roles, st, listen).await?;
+    let s = super::serve::start(&inputs.settings, &inputs.roles, store.clone(), listen).await?;
     Ok(Some(s))
 }
 
@@ -99,15 +115,16 @@ struct Synced {
     changed_after_success: Vec<String>,
 }
 
-/// Inserts new tasks and updates changed pending ones; without a list, the store's
-/// unfinished tasks are the run (and with none, say so rather than print an empty
-/// report).
-fn sync_list(store: &SqliteStore, inputs: &Inputs) -> anyhow::Result<Synced> {
+/// Inserts new tasks and updates changed pending ones, and registers them under the
+/// list's name (`name`, else the file's stem) for `borg worker --list`; without a
+/// list, the store's unfinished tasks are the run (and with none, say so rather than
+/// print an empty report).
+fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::Result<Synced> {
     let Some(list) = &inputs.list else {
         if store.statuses()?.iter().all(|(_, st)| st.is_terminal()) {
             return Err(UsageError(format!(
                 "no task list given and the store {} has no unfinished task; run `borg run TASKS.toml`",
-                inputs.settings.paths.store.display()
+                crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown()
             ))
             .into());
         }
@@ -132,28 +149,25 @@ fn sync_list(store: &SqliteStore, inputs: &Inputs) -> anyhow::Result<Synced> {
     for id in &rep.changed_after_success {
         eprintln!("borg: task {id} changed since it succeeded; not re-running it (use `borg task retry {id}` to run it again)");
     }
-    let ids = list.tasks.iter().map(|t| t.id.clone()).collect();
+    let ids: Vec<String> = list.tasks.iter().map(|t| t.id.clone()).collect();
+    let name = name.map_or_else(|| crate::run::lists::default_name(&list.path), String::from);
+    crate::run::lists::register(store, &name, &ids)?;
     Ok(Synced {
         scope: with_handoffs(store, ids)?,
         changed_after_success: rep.changed_after_success,
     })
 }
 
-/// Runs the scheduler over the scope, with signal handling and progress display.
-async fn execute(
+/// Runs the scheduler with `opts`, with signal handling and progress display.
+pub(crate) async fn execute(
     ctx: &Ctx,
-    a: &RunArgs,
+    progress: ProgressMode,
     inputs: Inputs,
-    store: &Arc<SqliteStore>,
+    store: &Arc<dyn Store>,
     owner: &OwnerInfo,
-    scope: Vec<String>,
+    opts: RunOptions,
 ) -> anyhow::Result<RunSummary> {
     let settings = inputs.settings;
-    let opts = RunOptions {
-        scope,
-        concurrency: settings.run.concurrency.max(1),
-        budget_usd: settings.run.budget_usd,
-    };
     let shared = Arc::new(Shared {
         workspaces: crate::workspace::instance::Workspaces::new(&settings.paths.workspaces),
         store_path: settings.paths.store.clone(),
@@ -164,7 +178,7 @@ async fn execute(
         store: store.clone(),
     });
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    let mut progress = progress_display(ctx, a.progress);
+    let mut progress = progress_display(ctx, progress);
     let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await;
     progress.finish();
     Ok(summary?)
@@ -182,46 +196,8 @@ fn progress_display(ctx: &Ctx, mode: ProgressMode) -> Box<dyn Progress> {
 }
 
 /// Adds to `ids` the tasks created by handoffs from them, transitively.
-fn with_handoffs(store: &dyn Store, mut ids: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let rows = store.tasks()?;
-    loop {
-        let before = ids.len();
-        for t in &rows {
-            if source_of(t).is_some_and(|src| ids.iter().any(|i| i == src)) && !ids.contains(&t.id)
-            {
-                ids.push(t.id.clone());
-            }
-        }
-        if ids.len() == before {
-            return Ok(ids);
-        }
-    }
-}
-
-/// Records this borg process in the store.
-fn register_owner(store: &Arc<dyn Store>) -> anyhow::Result<OwnerInfo> {
-    let pid = std::process::id() as i64;
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    let now = now_ms();
-    let owner = OwnerInfo {
-        id: format!(
-            "borg-{host}-{pid}-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..6]
-        ),
-        host,
-        pid,
-        start_time: crate::supervise::procs::stat(pid as i32)
-            .map(|s| s.start_time)
-            .unwrap_or(0),
-        boot_id: crate::supervise::procs::boot_id(),
-        started_at_ms: now,
-        heartbeat_ms: now,
-    };
-    store.register_owner(&owner)?;
-    Ok(owner)
+fn with_handoffs(store: &dyn Store, ids: Vec<String>) -> anyhow::Result<Vec<String>> {
+    Ok(crate::run::lists::with_handoffs(&store.tasks()?, ids))
 }
 
 /// Prints the plan: waves of tasks that can run together.

@@ -22,6 +22,8 @@ struct FileConfig {
     #[serde(default)]
     workspace: FileWorkspace,
     #[serde(default)]
+    store: FileStore,
+    #[serde(default)]
     claude: FileClaude,
     #[serde(default)]
     run: FileRun,
@@ -39,6 +41,14 @@ struct FilePaths {
     workspaces: Option<PathBuf>,
     roles: Option<PathBuf>,
     store: Option<PathBuf>,
+}
+
+/// `[store] url`: where the store is (a path, or a `postgres://` URL shared by hosts);
+/// the same setting as `[paths] store`, which it overrides.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    url: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,7 +201,8 @@ impl super::serve::Check for FileCx<'_> {
     }
 }
 
-/// Applies one config file's text to `s`. Returns whether it set `[paths] store`.
+/// Applies one config file's text to `s`. Returns whether it set the store
+/// (`[paths] store` or `[store] url`).
 pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bool, ConfigError> {
     let cx = FileCx {
         path,
@@ -200,12 +211,15 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     };
     let file = cx.parse()?;
     cx.apply_paths(&mut s.paths, &file.paths, &file.workspace);
+    if let Some(u) = &file.store.url {
+        s.paths.store = crate::store::location::setting(cx.base, u);
+    }
     cx.apply_claude(&mut s.claude, &file.claude)?;
     cx.apply_run(&mut s.run, &file.run)?;
     cx.apply_roles(&mut s.roles, &file.roles)?;
     super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
     super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
-    Ok(file.paths.store.is_some())
+    Ok(file.paths.store.is_some() || file.store.url.is_some())
 }
 
 /// The `[run]` durations: key, whether 0 is allowed, and the setting it fills.
@@ -243,7 +257,7 @@ impl FileCx<'_> {
             s.roles_dir = self.rel(p);
         }
         if let Some(p) = store {
-            s.store = self.rel(p);
+            s.store = crate::store::location::setting(self.base, p);
         }
         if let Some(p) = &workspace.template {
             s.template = Some(self.rel(p));

@@ -222,7 +222,7 @@ impl<'a> EnvLayer<'a> {
         }
         let store = self.first(&["BORG_STORE"]);
         if let Some((_, v)) = store {
-            p.store = self.path(v);
+            p.store = crate::store::location::setting(self.cwd, Path::new(v));
         }
         if let Some((_, v)) = self.first(&["BORG_TEMPLATE"]) {
             p.template = Some(self.path(v));
@@ -359,7 +359,7 @@ fn apply_flags(s: &mut Settings, over: &Overrides, cwd: &Path) -> Result<bool, C
     }
     match &over.store {
         Some(p) => {
-            s.paths.store = relative_to(cwd, p);
+            s.paths.store = crate::store::location::setting(cwd, p);
             Ok(true)
         }
         None => Ok(false),

@@ -152,7 +152,10 @@ fn start_record(
     }
 }
 
-/// Renews the claim's lease while the child runs; a lost claim stops the child.
+/// Renews the claim's lease while the child runs; a lost claim stops the child. So
+/// does a store that could not be reached for a whole lease (measured on this host's
+/// monotonic clock from the last renewal that worked): by then another host may have
+/// taken the task over, and this attempt's work would be discarded anyway.
 struct Heartbeat {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Option<String>>,
@@ -165,18 +168,34 @@ impl Heartbeat {
             (store.clone(), token.clone(), stop.clone(), ctl.kill.clone());
         let task = tokio::spawn(async move {
             let every = (lease / 3).max(Duration::from_millis(200));
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     _ = done.cancelled() => return None,
                     _ = tokio::time::sleep(every) => {}
                 }
                 let tk = token.clone();
+                let sent = tokio::time::Instant::now();
                 let r = call(&store, move |st| st.heartbeat(&tk, lease, now_ms())).await;
-                if let Err(e @ StoreError::StaleClaim { .. }) = r {
-                    tracing::warn!("{e}; stopping the attempt");
-                    kill.cancel();
-                    return Some(e.to_string());
-                }
+                let why = match r {
+                    Ok(()) => {
+                        renewed = sent;
+                        continue;
+                    }
+                    Err(e @ StoreError::StaleClaim { .. }) => e.to_string(),
+                    Err(e) if renewed.elapsed() >= lease => format!(
+                        "the lease of task {} could not be renewed for {} s ({e}); another host may own it now",
+                        token.task,
+                        lease.as_secs()
+                    ),
+                    Err(e) => {
+                        tracing::warn!("heartbeat of task {}: {e}", token.task);
+                        continue;
+                    }
+                };
+                tracing::warn!("{why}; stopping the attempt");
+                kill.cancel();
+                return Some(why);
             }
         });
         Heartbeat { stop, task }

@@ -8,7 +8,7 @@ use crate::outcome::fault::Classified;
 use crate::outcome::Status;
 use crate::run::handoff::{follow_ups, Approval, FollowUps, Source};
 use crate::run::spec::StoredSpec;
-use crate::store::{call, AttemptFinish, Disposition, TaskRow};
+use crate::store::{call, AttemptFinish, Disposition, StoreError, TaskRow};
 use crate::workspace::instance::SessionEntry;
 
 /// Records the attempt and moves the task on.
@@ -53,11 +53,7 @@ pub(crate) async fn commit(
         cost_usd: att.record.cost_usd,
         now_ms: now_ms(),
     };
-    let token = att.claim.token.clone();
-    let lost = call(&att.shared.store, move |st| st.finish_attempt(&token, &fin))
-        .await
-        .err()
-        .map(|e| e.to_string());
+    let lost = finish(&att, fin).await;
     AttemptDone {
         task: att.claim.task.id.clone(),
         role: att.claim.task.role.clone(),
@@ -69,6 +65,30 @@ pub(crate) async fn commit(
         lost_claim: lost,
     }
 }
+
+/// Commits the finish; while the store cannot be reached, tries again (the fence
+/// decides when it is back: the claim is still ours, or another host took the task
+/// over and this result is refused). Gives up after `FINISH_PATIENCE` leases.
+async fn finish(att: &Attempt, fin: AttemptFinish) -> Option<String> {
+    let lease = att.shared.settings.run.lease;
+    let began = std::time::Instant::now();
+    loop {
+        let (token, f) = (att.claim.token.clone(), fin.clone());
+        match call(&att.shared.store, move |st| st.finish_attempt(&token, &f)).await {
+            Ok(()) => return None,
+            Err(e @ StoreError::Unreachable { .. })
+                if began.elapsed() < lease * FINISH_PATIENCE =>
+            {
+                tracing::warn!("recording {}: {e}; trying again", att.claim.task.id);
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(e) => return Some(e.to_string()),
+        }
+    }
+}
+
+/// How many leases a finish keeps trying to reach the store.
+const FINISH_PATIENCE: u32 = 10;
 
 /// Appends the attempt to the instance's session.md (its memory of earlier tasks).
 fn append_session(att: &Attempt, classified: &Classified, spec: Option<&StoredSpec>) {

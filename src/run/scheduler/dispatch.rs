@@ -28,7 +28,10 @@ impl Scheduler<'_> {
         }
         let taken = self.taken_by_others().await;
         while self.running.len() < self.opts.concurrency {
-            let roles = self.fleet.roles_with_room(&self.shared);
+            let mut roles = self.fleet.roles_with_room(&self.shared);
+            if let Some(only) = &self.opts.roles {
+                roles.retain(|r| only.contains(r));
+            }
             if roles.is_empty() {
                 break;
             }
@@ -43,7 +46,16 @@ impl Scheduler<'_> {
                 lease: self.shared.settings.run.lease,
                 now_ms: now_ms(),
             };
-            let Some(claim) = db(&self.store, move |st| st.claim_next(&req)).await? else {
+            let claim = match db(&self.store, move |st| st.claim_next(&req)).await {
+                Ok(c) => c,
+                Err(e) if super::others::is_outage(&e) => {
+                    self.store_away(&e);
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            self.store_back();
+            let Some(claim) = claim else {
                 break;
             };
             tracing::debug!(task = %claim.task.id, fence = claim.token.fence, attempt = claim.attempt, "claimed");

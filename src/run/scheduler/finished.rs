@@ -93,7 +93,7 @@ impl Scheduler<'_> {
 }
 
 /// (tasks in scope, terminal ones).
-async fn count_done(
+pub(super) async fn count_done(
     store: &std::sync::Arc<dyn crate::store::Store>,
     scope: &[String],
 ) -> (usize, usize) {

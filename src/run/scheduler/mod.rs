@@ -11,6 +11,11 @@
 //!   or of a retry's backoff, the redraw of live progress;
 //! - a signal arrived ([`Scheduler::on_stop`]): stop dispatching.
 //!
+//! On a store shared with other hosts (`others`): an unreachable store pauses
+//! dispatching until it is back, tasks other hosts finish show in the progress, and a
+//! worker on a named list follows the list as it grows. A worker (`forever`) never
+//! ends on its own.
+//!
 //! After each event it starts what can start (`dispatch`: the best ready task
 //! whenever a slot is free, within the global concurrency, per-role `max_instances`
 //! and pins) and ends when nothing is left to run or wait for. It never polls the
@@ -19,6 +24,7 @@
 mod dispatch;
 mod finished;
 mod fleet;
+mod others;
 
 use crate::run::attempt::{now_ms, AttemptDone, Shared};
 use crate::run::policy::Breaker;
@@ -82,6 +88,10 @@ pub(crate) struct Scheduler<'p> {
     retry_at: Vec<i64>,
     /// (tasks in scope, terminal ones), and when that was counted.
     counts: ((usize, usize), Instant),
+    /// The store has been unreachable since then.
+    store_down: Option<Instant>,
+    /// Statuses at the last look (to tell what other hosts finished since).
+    seen: HashMap<String, crate::outcome::Status>,
 }
 
 /// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
@@ -93,6 +103,7 @@ pub async fn run(
     progress: &mut dyn Progress,
 ) -> Result<RunSummary, StoreError> {
     let mut s = Scheduler::start(shared, owner, opts, shutdown, progress).await?;
+    s.remember_statuses().await;
     loop {
         s.maintain_if_due().await;
         s.check_limits().await;
@@ -103,7 +114,7 @@ pub async fn run(
         s.draw_live();
         match s.next_wake().await {
             Wake::Finished(joined) => s.on_finished(*joined).await,
-            Wake::StoreChanged => s.on_store_changed(),
+            Wake::StoreChanged => s.on_store_changed().await,
             Wake::Timer => s.on_timer(),
             Wake::Stop => s.on_stop(),
         }
@@ -128,7 +139,7 @@ impl<'p> Scheduler<'p> {
             .into_iter()
             .filter_map(|t| t.instance)
             .collect();
-        let scope = register_scope(&store, &owner, &opts.scope).await?;
+        let scope = register_scope(&store, &owner, &opts.scope, opts.list.is_some()).await?;
         let fleet = Fleet::new(shared.workspaces.list().unwrap_or_default(), pins);
         let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
         note_outside(&store, &shared, &scope, progress).await;
@@ -151,6 +162,8 @@ impl<'p> Scheduler<'p> {
             next_maintenance: 0,
             retry_at: Vec::new(),
             counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
+            store_down: None,
+            seen: HashMap::new(),
         })
     }
 
@@ -163,7 +176,10 @@ impl<'p> Scheduler<'p> {
     async fn maintain_if_due(&mut self) {
         let now = now_ms();
         if now >= self.next_maintenance {
-            crate::run::recovery::maintenance(&self.store, &self.owner).await;
+            match crate::run::recovery::maintenance(&self.store, &self.owner).await {
+                Ok(()) => self.store_back(),
+                Err(e) => self.store_away(&e),
+            }
             let lease = self.shared.settings.run.lease.as_millis() as i64;
             self.next_maintenance = now + (lease / 3).clamp(500, 5000);
         }
@@ -225,7 +241,17 @@ impl<'p> Scheduler<'p> {
         if !self.dispatching() {
             return Ok(true);
         }
-        let rows = db(&self.store, |st| st.statuses()).await?;
+        if self.opts.forever {
+            return Ok(false);
+        }
+        let rows = match db(&self.store, |st| st.statuses()).await {
+            Ok(rows) => rows,
+            Err(e) if others::is_outage(&e) => {
+                self.store_away(&e);
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
         let all = self.opts.scope.is_empty();
         let open = rows
             .iter()
@@ -267,6 +293,9 @@ impl<'p> Scheduler<'p> {
         if let Some(r) = self.retry_at.iter().min() {
             at = at.min(*r);
         }
+        if let Some(o) = self.outage_deadline() {
+            at = at.min(o);
+        }
         let mut deadline = Instant::now() + Duration::from_millis((at - now).max(0) as u64);
         if !self.running.is_empty() {
             deadline = deadline.min(Instant::now() + REDRAW);
@@ -274,9 +303,12 @@ impl<'p> Scheduler<'p> {
         deadline
     }
 
-    /// Another process changed the store: the next dispatch looks again.
-    fn on_store_changed(&mut self) {
+    /// Another process changed the store: the next dispatch looks again; tasks other
+    /// hosts finished are shown, a named list's new tasks taken in.
+    async fn on_store_changed(&mut self) {
         tracing::trace!("the store changed");
+        self.refresh_list().await;
+        self.follow_others().await;
     }
 
     /// A deadline passed: forget the backoffs that ended (maintenance and parking are
@@ -343,8 +375,18 @@ async fn register_scope(
     store: &Arc<dyn Store>,
     owner: &OwnerInfo,
     ids: &[String],
+    named_list: bool,
 ) -> Result<Scope, StoreError> {
     let set: HashSet<String> = ids.iter().cloned().collect();
+    if named_list {
+        // A named list grows while the worker runs: always claim through its scope.
+        let (me, list) = (owner.id.clone(), ids.to_vec());
+        db(store, move |st| st.add_scope(&me, &list)).await?;
+        return Ok(Scope {
+            ids: set,
+            scoped: true,
+        });
+    }
     if ids.is_empty() {
         return Ok(Scope {
             ids: set,

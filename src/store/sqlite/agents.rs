@@ -104,6 +104,7 @@ fn register(tx: &Transaction<'_>, reg: &AgentRegistration, now: i64) -> R<AgentR
     let owner = OwnerInfo {
         id: agent_owner(&reg.id),
         host: AGENT_HOST.into(),
+        host_id: AGENT_HOST.into(),
         pid: 0,
         start_time: 0,
         boot_id: String::new(),

@@ -12,12 +12,13 @@ use serde_json::json;
 /// Registers or refreshes an owner.
 pub(crate) fn register_owner(tx: &Transaction<'_>, o: &OwnerInfo) -> R<()> {
     exec(tx,
-        "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO owners (id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms, host_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, start_time = excluded.start_time,
-             boot_id = excluded.boot_id, started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms",
+             boot_id = excluded.boot_id, started_at_ms = excluded.started_at_ms, heartbeat_ms = excluded.heartbeat_ms,
+             host_id = excluded.host_id",
         // start_time is in clock ticks since boot: far below 2^63
-        params![o.id, o.host, o.pid, o.start_time as i64, o.boot_id, o.started_at_ms, o.heartbeat_ms],
+        params![o.id, o.host, o.pid, o.start_time as i64, o.boot_id, o.started_at_ms, o.heartbeat_ms, o.host_id],
     )?;
     event(
         tx,
@@ -48,7 +49,7 @@ pub(crate) fn heartbeat_owner(tx: &Transaction<'_>, owner: &str, now: i64) -> R<
 /// Every owner, oldest registration first.
 pub(crate) fn owners(tx: &Transaction<'_>) -> R<Vec<OwnerInfo>> {
     let mut st = tx.prepare_cached(
-        "SELECT id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms FROM owners ORDER BY started_at_ms, id",
+        "SELECT id, host, pid, start_time, boot_id, started_at_ms, heartbeat_ms, host_id FROM owners ORDER BY started_at_ms, id",
     )?;
     let rows = st.query_map([], |r| {
         Ok(OwnerInfo {
@@ -59,6 +60,7 @@ pub(crate) fn owners(tx: &Transaction<'_>) -> R<Vec<OwnerInfo>> {
             boot_id: r.get(4)?,
             started_at_ms: r.get(5)?,
             heartbeat_ms: r.get(6)?,
+            host_id: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

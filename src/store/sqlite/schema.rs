@@ -12,8 +12,9 @@
 //!   (`attempts.resume_session`), fleet-wide values (`fleet`), an index for the lease
 //!   sweep, and the trigger-kept count of unmet dependencies (`tasks.unmet`) that makes
 //!   the claim fast on big lists.
-//! - v3: the tasks a run may claim (`run_scope`).
-//! - v4: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//! - v3: the claim scope of a run (`run_scope`).
+//! - v4: the host id of an owner (`owners.host_id`).
+//! - v5: outside agents of `borg serve` (`agents`, token hashes only) and the latest
 //!   progress each task reported (`task_progress`).
 
 use super::R;
@@ -21,7 +22,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -189,8 +190,14 @@ CREATE TABLE run_scope (
 ) STRICT, WITHOUT ROWID;
 "#;
 
-/// v3 → v4: outside agents (`borg serve`) and task progress reports.
+/// v3 → v4: a host's name in the fleet (`borg worker --host-id`), shown by `borg
+/// status`; empty for owners registered before.
 pub(crate) const V4: &str = r#"
+ALTER TABLE owners ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
+"#;
+
+/// v4 → v5: outside agents (`borg serve`) and task progress reports.
+pub(crate) const V5: &str = r#"
 CREATE TABLE agents (
     id            TEXT PRIMARY KEY NOT NULL,
     capabilities  TEXT NOT NULL CHECK (json_valid(capabilities)),
@@ -208,7 +215,7 @@ CREATE TABLE task_progress (
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {

@@ -1,0 +1,284 @@
+//! Task definitions and their state outside a claim, on PostgreSQL: sync with the task
+//! list, skip and retry (the SQLite store's `tasks`, the same rules and events).
+
+use super::engine::Tx;
+use super::errors::R;
+use super::read::{self, event, exec, row, rows};
+use crate::store::*;
+use serde_json::json;
+
+/// Terminal statuses other than `succeeded`: a dependency in one of them will never be
+/// satisfied without a retry.
+const BLOCKING: &str = "('failed','timed_out','skipped','interrupted','spawn_failed','killed')";
+
+async fn write_deps(tx: &Tx<'_>, id: &str, deps: &[String]) -> R<()> {
+    exec(tx, "DELETE FROM task_deps WHERE task = $1", &[&id]).await?;
+    for (i, d) in deps.iter().enumerate() {
+        let pos = i as i64;
+        exec(
+            tx,
+            "INSERT INTO task_deps (task, dep, pos) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&id, d, &pos],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Inserts a task unless its id exists; returns whether it was inserted.
+pub(crate) async fn insert_new(
+    tx: &Tx<'_>,
+    t: &NewTask,
+    now: i64,
+    from_handoff: Option<i64>,
+    actor: &str,
+    parent: Option<&str>,
+) -> R<bool> {
+    let n = exec(
+        tx,
+        "INSERT INTO tasks (id, role, priority, ord, instance, status, max_attempts, not_before_ms, spec, hash,
+                            from_handoff, created_ms, updated_ms)
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, 0, $7, $8, $9, $10, $10)
+         ON CONFLICT (id) DO NOTHING",
+        &[
+            &t.id,
+            &t.role,
+            &t.priority,
+            &t.order,
+            &t.instance,
+            &t.max_attempts,
+            &t.spec.to_string(),
+            &t.hash,
+            &from_handoff,
+            &now,
+        ],
+    )
+    .await?;
+    if n == 0 {
+        let data = json!({ "reason": "id exists", "parent": parent });
+        event(tx, now, Some(&t.id), None, actor, "create-skipped", &data).await?;
+        return Ok(false);
+    }
+    write_deps(tx, &t.id, &t.depends_on).await?;
+    let data =
+        json!({ "role": t.role, "hash": t.hash, "from_handoff": from_handoff, "parent": parent });
+    event(tx, now, Some(&t.id), None, actor, "created", &data).await?;
+    Ok(true)
+}
+
+/// Brings the store in line with a task list (see `Store::sync_tasks`).
+pub(crate) async fn sync_tasks(tx: &Tx<'_>, list: &[NewTask], now: i64) -> R<SyncReport> {
+    let mut rep = SyncReport::default();
+    for t in list {
+        let known = row(
+            tx,
+            "SELECT hash, status FROM tasks WHERE id = $1 FOR UPDATE",
+            &[&t.id],
+        )
+        .await?;
+        let known: Option<(String, String)> = match known {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        };
+        let changed = |old: String| json!({ "old_hash": old, "new_hash": t.hash });
+        match known {
+            None => {
+                insert_new(tx, t, now, None, "sync", None).await?;
+                rep.added.push(t.id.clone());
+            }
+            Some((hash, _)) if hash == t.hash => rep.unchanged.push(t.id.clone()),
+            Some((_, status)) if status == "succeeded" => {
+                rep.changed_after_success.push(t.id.clone())
+            }
+            Some((old, status)) if status == "running" => {
+                let data = changed(old);
+                event(tx, now, Some(&t.id), None, "sync", "update-deferred", &data).await?;
+            }
+            Some((old, _)) => {
+                exec(tx,
+                    "UPDATE tasks SET role = $1, priority = $2, ord = $3, instance = $4, max_attempts = $5, spec = $6,
+                            hash = $7, updated_ms = $8
+                     WHERE id = $9 AND status NOT IN ('running', 'succeeded')",
+                    &[&t.role, &t.priority, &t.order, &t.instance, &t.max_attempts, &t.spec.to_string(), &t.hash, &now, &t.id],
+                ).await?;
+                write_deps(tx, &t.id, &t.depends_on).await?;
+                let data = changed(old);
+                event(tx, now, Some(&t.id), None, "sync", "updated", &data).await?;
+                rep.updated.push(t.id.clone());
+            }
+        }
+    }
+    Ok(rep)
+}
+
+/// Skips every pending task that depends, directly or through tasks that did not
+/// succeed, on `root`; records `root` as the cause so a retry of it can un-skip them.
+pub(crate) async fn skip_dependents(
+    tx: &Tx<'_>,
+    root: &str,
+    reason: &str,
+    now: i64,
+    actor: &str,
+) -> R<Vec<String>> {
+    let found = rows(
+        tx,
+        "WITH RECURSIVE down(id) AS (
+             SELECT d.task FROM task_deps d WHERE d.dep = $1
+             UNION
+             SELECT d.task FROM down JOIN tasks x ON x.id = down.id AND x.status <> 'succeeded'
+                                      JOIN task_deps d ON d.dep = down.id
+         )
+         SELECT t.id, t.fence FROM tasks t JOIN down ON down.id = t.id
+         WHERE t.status = 'pending' AND t.id <> $1 ORDER BY t.ord, t.id",
+        &[&root],
+    )
+    .await?;
+    let mut out = Vec::new();
+    for r in found {
+        let (id, fence): (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+        let n = exec(tx,
+            "UPDATE tasks SET status = 'skipped', skipped_by = $1, updated_ms = $2 WHERE id = $3 AND status = 'pending'",
+            &[&root, &now, &id],
+        ).await?;
+        if n == 0 {
+            // Claimed by another worker since the scan: it runs, it is not skipped.
+            continue;
+        }
+        let data = json!({ "reason": reason, "because": root });
+        event(tx, now, Some(&id), Some(fence), actor, "skipped", &data).await?;
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Marks pending tasks skipped, and their pending dependents with them.
+pub(crate) async fn skip_tasks(tx: &Tx<'_>, ids: &[String], reason: &str, now: i64) -> R<()> {
+    for id in ids {
+        let data = json!({ "reason": reason });
+        skip_pending(tx, id, reason, &data, now, "borg").await?;
+    }
+    Ok(())
+}
+
+/// Skips a task that is still pending, logs it with `data` and skips its pending
+/// dependents with it; a task no longer pending is left alone.
+pub(crate) async fn skip_pending(
+    tx: &Tx<'_>,
+    id: &str,
+    reason: &str,
+    data: &serde_json::Value,
+    now: i64,
+    actor: &str,
+) -> R<()> {
+    let n = exec(
+        tx,
+        "UPDATE tasks SET status = 'skipped', updated_ms = $1 WHERE id = $2 AND status = 'pending'",
+        &[&now, &id],
+    )
+    .await?;
+    if n > 0 {
+        event(tx, now, Some(id), None, actor, "skipped", data).await?;
+        skip_dependents(tx, id, reason, now, actor).await?;
+    }
+    Ok(())
+}
+
+/// Re-queues a finished task, and un-skips what was skipped because of it.
+pub(crate) async fn retry_task(tx: &Tx<'_>, id: &str, now: i64) -> R<()> {
+    requeue(tx, id, now).await?;
+    let unskipped = unskip_skipped_by(tx, id, now).await?;
+    while reskip_blocked(tx, &unskipped, now).await? {}
+    Ok(())
+}
+
+/// Puts a task that is not running back to pending with its retries restored.
+async fn requeue(tx: &Tx<'_>, id: &str, now: i64) -> R<()> {
+    let status = match row(
+        tx,
+        "SELECT status FROM tasks WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?
+    {
+        Some(r) => r.try_get::<_, String>(0)?,
+        None => return Err(StoreError::NotFound(format!("task {id}")).into()),
+    };
+    if status == "running" {
+        return Err(StoreError::Conflict(format!(
+            "task {id} is running; stop it before retrying it"
+        ))
+        .into());
+    }
+    exec(tx,
+        "UPDATE tasks SET status = 'pending', counted_attempts = 0, not_before_ms = $1, skipped_by = NULL, updated_ms = $1
+         WHERE id = $2",
+        &[&now, &id],
+    ).await?;
+    let data = json!({ "from": status });
+    event(tx, now, Some(id), None, "user", "retry-requested", &data).await
+}
+
+/// Un-skips the tasks skipped because of `id`; returns them.
+async fn unskip_skipped_by(tx: &Tx<'_>, id: &str, now: i64) -> R<Vec<String>> {
+    let unskipped: Vec<String> = read::column(
+        tx,
+        "SELECT id FROM tasks WHERE skipped_by = $1 AND status = 'skipped' ORDER BY ord, id",
+        id,
+    )
+    .await?;
+    for t in &unskipped {
+        exec(
+            tx,
+            "UPDATE tasks SET status = 'pending', skipped_by = NULL, updated_ms = $1 WHERE id = $2",
+            &[&now, t],
+        )
+        .await?;
+        let data = json!({ "because": id });
+        event(tx, now, Some(t), None, "user", "unskipped", &data).await?;
+    }
+    Ok(unskipped)
+}
+
+/// One pass over the un-skipped tasks: each still pending with a blocking dependency
+/// is skipped again, blaming the task that started the chain. Returns whether any was.
+async fn reskip_blocked(tx: &Tx<'_>, unskipped: &[String], now: i64) -> R<bool> {
+    let blocker_sql = format!(
+        "SELECT p.id, p.status, p.skipped_by FROM task_deps d JOIN tasks p ON p.id = d.dep
+         WHERE d.task = $1 AND p.status IN {BLOCKING} ORDER BY d.dep LIMIT 1"
+    );
+    let mut changed = false;
+    for t in unskipped {
+        let pending = row(
+            tx,
+            "SELECT status = 'pending' FROM tasks WHERE id = $1",
+            &[t],
+        )
+        .await?
+        .map(|r| r.try_get::<_, bool>(0))
+        .transpose()?
+        .unwrap_or(false);
+        if !pending {
+            continue;
+        }
+        let Some(b) = row(tx, &blocker_sql, &[t]).await? else {
+            continue;
+        };
+        let (dep, dep_status, dep_by): (String, String, Option<String>) =
+            (b.try_get(0)?, b.try_get(1)?, b.try_get(2)?);
+        let cause = if dep_status == "skipped" {
+            dep_by.unwrap_or(dep.clone())
+        } else {
+            dep.clone()
+        };
+        exec(
+            tx,
+            "UPDATE tasks SET status = 'skipped', skipped_by = $1, updated_ms = $2 WHERE id = $3",
+            &[&cause, &now, t],
+        )
+        .await?;
+        let data = json!({ "reason": format!("dependency {dep} {dep_status}"), "because": cause });
+        event(tx, now, Some(t), None, "user", "skipped", &data).await?;
+        changed = true;
+    }
+    Ok(changed)
+}
