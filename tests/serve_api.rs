@@ -687,3 +687,49 @@ fn run_serve_on_a_port_in_use_is_exit_2_before_anything_runs() {
     assert!(!started(&sb, "never-run"));
     assert!(open(&sb).tasks().unwrap().is_empty(), "nothing was synced");
 }
+
+#[test]
+fn an_agent_that_goes_silent_gives_its_task_back_when_its_lease_runs_out() {
+    let sb = Sandbox::new();
+    world(&sb);
+    seed(&sb, SEED_TASK);
+    sb.write("config.toml", "[serve]\nlease = \"1s\"\n");
+    let s = Server::start(&sb, &["--roles", "roles"]);
+    let token = register(
+        &s,
+        "claude-code",
+        &["typescript-development", "contract-definition"],
+    );
+    let c = post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(c.data()["fence"], 1);
+    assert_eq!(
+        get(&s.url("/api/claude/tasks"), Some(&token)).data(),
+        &json!([])
+    );
+    let store = open(&sb);
+    let back = common::wait_until(std::time::Duration::from_secs(15), || {
+        store.task("task_001").unwrap().unwrap().status.as_str() == "pending"
+    });
+    assert!(back, "the server never gave the expired claim back");
+    assert_eq!(
+        get(&s.url("/api/claude/tasks"), Some(&token)).data()[0]["id"],
+        "task_001"
+    );
+    // The old claim is fenced off; claiming again gives a new fence.
+    let late = post(
+        &s.url("/api/claude/tasks/task_001/progress"),
+        Some(&token),
+        &json!({"percentComplete": 10, "fence": 1}),
+    );
+    late.error(409, "STALE_CLAIM");
+    let again = post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    );
+    assert_eq!(again.data()["fence"], 3);
+}

@@ -242,6 +242,7 @@ async fn login(
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let stop = app.stop.clone();
     let poller = tokio::spawn(app.hub.clone().run(app.store.clone(), stop.clone()));
+    let expiry = tokio::spawn(release_expired(app.store.clone(), stop.clone()));
     let router = router(app);
     let s = stop.clone();
     axum::serve(listener, router)
@@ -249,5 +250,26 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::
         .await?;
     stop.cancel();
     let _ = poller.await;
+    let _ = expiry.await;
     Ok(())
+}
+
+/// How often a server gives back claims whose lease ran out.
+const EXPIRY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Gives back claims whose lease ran out (an agent that went away), as every borg run
+/// does, so that the listing and the dashboard do not show them running when no run
+/// is there to do it; leftovers of an expired attempt on this machine are swept as a
+/// run would.
+async fn release_expired(store: Arc<dyn Store>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EXPIRY) => {}
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        if let Ok(expired) = call(&store, move |st| st.release_expired(now)).await {
+            crate::run::recovery::sweep(&expired);
+        }
+    }
 }
