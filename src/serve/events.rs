@@ -154,7 +154,7 @@ impl Follower {
     }
 }
 
-/// The seed's event type of a store event kind.
+/// The seed's event type of a store event kind (other kinds keep their name).
 pub fn event_type(kind: &str) -> String {
     match kind {
         "claimed" => "task-claimed",
@@ -170,6 +170,13 @@ pub fn event_type(kind: &str) -> String {
         "handoff-awaiting" => "handoff-awaiting-approval",
         "fleet-breaker" => "breaker-changed",
         "fleet-parked" => "park-changed",
+        // The coordination store's kinds (file leases, decisions, messages, context).
+        "lease-granted" => "lock-acquired",
+        "lease-released" | "lease-force-released" => "lock-released",
+        "lease-deadlock" => "lock-deadlock",
+        "lease-violation" => "lock-violation",
+        "decision" => "decision-logged",
+        "context-saved" => "context-updated",
         other => other,
     }
     .to_string()

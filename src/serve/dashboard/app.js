@@ -37,8 +37,9 @@
   var types = ["task-claimed", "task-started", "task-completed", "task-failed", "task-skipped",
     "task-retry", "task-created", "progress-update", "handoff-requested", "handoff-accepted",
     "handoff-rejected", "handoff-dropped", "handoff-awaiting-approval", "breaker-changed",
-    "park-changed", "lease-expired", "lock-acquired", "lock-released", "decision-logged",
-    "message", "agent-registered", "interrupted", "heartbeat-lost"];
+    "park-changed", "lease-expired", "lock-acquired", "lock-released", "lock-deadlock",
+    "lock-violation", "decision-logged", "message", "context-updated", "agent-registered",
+    "interrupted", "heartbeat-lost"];
   function connect() {
     var es = new EventSource("/api/events");
     es.onopen = function () { live.textContent = "live"; live.className = "live on"; };
