@@ -138,6 +138,12 @@ def bench_dispatch(env):
     os.makedirs(d)
     config = os.path.join(d, "config.toml")
     write_config(config, {"concurrency": conc})
+    # The same run without coordination (no `borg mcp` per child, no hooks): what the
+    # MCP server and hooks every child gets cost at dispatch.
+    no_coord = os.path.join(d, "config-no-coord.toml")
+    write_config(no_coord, {"concurrency": conc})
+    with open(no_coord, "a") as f:
+        f.write("[coord]\nenabled = false\n")
     tasks = os.path.join(d, "tasks.toml")
     write_tasks(tasks, [{"id": f"t{i:04d}", "prompt": "#fake instant\n"} for i in range(n)])
 
@@ -183,9 +189,9 @@ def bench_dispatch(env):
     # the harness's own cleanup to borg.
     spent = []
 
-    def borg_once(where):
+    def borg_once(where, cfg=config):
         ws = os.path.join(where, f"ws-{random.getrandbits(32):08x}")
-        dt, rc = timed(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake,
+        dt, rc = timed(borg_cmd(env, ws, cfg, "run", tasks, "--claude", env.fake,
                                 "--progress", "none"))
         if rc != 0:
             raise SystemExit(f"bench: borg run failed (exit {rc}) in {ws}")
@@ -209,12 +215,13 @@ def bench_dispatch(env):
             "folder are dominated by the filesystem (choose another with --dir)")
 
     shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-    t_borg, t_xargs, t_shim, t_shm = [], [], [], []
+    t_borg, t_xargs, t_shim, t_shm, t_off = [], [], [], [], []
     borg_once(d)  # warm-up: page cache, binary
     for _ in range(env.runs):
         t_xargs.append(timed(xargs)[0])
         t_borg.append(borg_once(d))
         t_shim.append(timed(shim)[0])
+        t_off.append(borg_once(d, no_coord))
         if shm:
             where = tempfile.mkdtemp(prefix="borg-bench-", dir=shm)
             t_shm.append(borg_once(where))
@@ -230,6 +237,10 @@ def bench_dispatch(env):
                "xargs running each child under `borg __shim`")
     env.record("dispatch", "borg / (xargs with shim)", mb / ms, "x")
     env.record("dispatch", "per-task overhead (borg - xargs) / tasks", (mb - mx) / n * 1000, "ms")
+    mo = statistics.median(t_off)
+    env.record("dispatch", "comparison: [coord] enabled = false, borg / xargs", mo / mx, "x", "",
+               "no borg mcp and no hooks per child")
+    env.record("dispatch", "coordination's share per task (on - off) / tasks", (mb - mo) / n * 1000, "ms")
     if t_shm:
         m = statistics.median(t_shm)
         env.record("dispatch", "comparison: store on tmpfs (/dev/shm), borg / xargs", m / mx, "x", "",
@@ -881,6 +892,64 @@ def serve_idle_clients(env, pid, port, count):
 
 
 # ---------------------------------------------------------------------------
+# 8. Coordination (issue 15)
+# ---------------------------------------------------------------------------
+
+def bench_coord(env):
+    """Coordination: `borg hook pre-tool-use` wall time per call (process start, store
+    open, the lease check and, with auto-lock, the lease's durable commit) with 64
+    leases held by another attempt and 8 concurrent callers; and the `lock_files` +
+    `unlock_files` round trip through a running `borg mcp`."""
+    n = 16 if env.smoke else 250
+    log(f"[coord] borg hook: {n} calls x 8 callers, 64 leases held; borg mcp: {4 * n} lock+unlock round trips")
+    exe = find_test_bench("bench_coord", "BORG_BENCH_COORD_EXE")
+    figs = {}
+    for r in range(env.runs):
+        d = env.path(f"coord{r}")
+        os.makedirs(d)
+        e = dict(os.environ, BORG_BENCH_COORD=str(n), BORG_BENCH_DIR=d)
+        out = subprocess.run([exe, "--exact", "coord_latency", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH coord " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the coord bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH coord ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+        shutil.rmtree(d, ignore_errors=True)
+    for mode, what, target in (
+            ("hook-auto-lock-1-caller", "borg hook pre-tool-use, auto-lock, 1 caller alone", ""),
+            ("hook-auto-lock", "borg hook pre-tool-use, auto-lock (check + lease commit)", "< 10"),
+            ("hook-check-only", "borg hook pre-tool-use, check only (auto_lock = false)", "< 10"),
+            ("check-in-process", "the lease check alone (one indexed query), in-process", "< 10"),
+            ("mcp-lock-unlock", "lock_files + unlock_files through borg mcp", "")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("coord", f"{what}: p50", med("p50_ms"), "ms", target, "the seed's < 10 ms lock check")
+        env.record("coord", f"{what}: p99", med("p99_ms"), "ms", target)
+
+
+def find_test_bench(name, var):
+    """A test binary of tests/NAME.rs (built by run.sh; else built here in release)."""
+    exe = os.environ.get(var)
+    if exe:
+        return exe
+    out = subprocess.run(["cargo", "test", "--release", "--test", name, "--no-run",
+                          "--message-format", "json"], cwd=ROOT, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        try:
+            m = json.loads(line)
+        except ValueError:
+            continue
+        if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == name \
+                and m.get("executable"):
+            return m["executable"]
+    raise SystemExit(f"bench: cannot build tests/{name}.rs:\n" + out.stderr[-2000:])
+
+
+# ---------------------------------------------------------------------------
 # 9. Many hosts on PostgreSQL (issue 17)
 # ---------------------------------------------------------------------------
 
@@ -1063,7 +1132,7 @@ def bench_pg(env):
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
-           "pg": bench_pg, "serve": bench_serve}
+           "pg": bench_pg, "coord": bench_coord, "serve": bench_serve}
 
 
 def machine():

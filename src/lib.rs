@@ -5,10 +5,13 @@
 //! table) → `run` (the scheduler and an attempt's stages) → `workspace` (where a
 //! task runs) → `supervise` (the child process) → `outcome` (what the child did) →
 //! `show` (what people see). `cli` turns the command line into calls of those.
+//! `coord` is the coordination of running agents (leases, decisions, messages, the
+//! MCP server and hooks), between the store and the attempt.
 //! A type two rooms share lives in the lower one; no room imports a higher one in a
 //! circle.
 
 pub mod cli;
+pub mod coord;
 pub mod error;
 pub mod input;
 pub mod outcome;

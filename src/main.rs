@@ -1,6 +1,7 @@
 //! The `borg` binary: parses the command line, sets up diagnostics, calls the
 //! library and maps the outcome to an exit code (0 ok, 1 failed, 2 bad input,
-//! 130 interrupted). The hidden `__shim` mode runs before anything else.
+//! 130 interrupted). The hidden `__shim` mode runs before anything else, then the
+//! helpers' credential scrub (and the hook's fast path).
 
 use clap::Parser;
 
@@ -8,6 +9,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some(borg::supervise::shim::SUBCOMMAND) {
         borg::supervise::shim::main(&args[2..]);
+    }
+    // The helpers claude starts inherit its whole environment, credentials included:
+    // drop them before any thread exists. The hook answers without the async runtime.
+    match args.get(1).map(String::as_str) {
+        Some("hook") => {
+            borg::coord::env::scrub_credentials();
+            std::process::exit(borg::cli::helpers::hook_main(&args[2..]));
+        }
+        Some("mcp") => borg::coord::env::scrub_credentials(),
+        _ => {}
     }
     let cli = borg::cli::Cli::parse();
     init_logging(cli.global.log_format);

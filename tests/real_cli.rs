@@ -791,6 +791,14 @@ fn per_task_limits_model_and_permission_mode_reach_the_real_cli() {
     let Some(rig) = Rig::new(scripts) else {
         return;
     };
+    // The four run at once and two of them edit calc.py: with coordination's auto-lock
+    // the first to write would hold it and the other's Edit would be refused (as it
+    // should be for agents sharing a repository). This test is about the flags, so each
+    // agent keeps its own copy to itself.
+    rig.sb.write(
+        "config.toml",
+        "[run]\ninterrupt_grace = \"2s\"\nterm_grace = \"1s\"\nleak_timeout = \"500ms\"\nresult_grace = \"10s\"\n\n[coord]\nauto_lock = false\n",
+    );
     let tasks = [
         one("turns", "CASE-turns: fix add().", "max_turns = 1"),
         one(

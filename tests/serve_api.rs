@@ -496,6 +496,8 @@ fn dump(store: &dyn Store) -> Value {
         "handoffs": serde_json::to_value(store.handoffs(None).unwrap()).unwrap(),
         "agents": serde_json::to_value(store.agents().unwrap()).unwrap(),
         "progress": serde_json::to_value(store.progress().unwrap()).unwrap(),
+        "leases": store.leases(0).unwrap().iter().map(|l| (l.id, l.path.clone())).collect::<Vec<_>>(),
+        "context": serde_json::to_value(store.context("ctx_001").unwrap()).unwrap(),
         "last_event": store.last_event_id().unwrap(),
     })
 }
@@ -543,6 +545,9 @@ fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
         ("POST", "/api/claude/handoff"),
         ("POST", "/api/handoffs/1/accept"),
         ("POST", "/api/handoffs/1/reject"),
+        ("POST", "/api/claude/locks"),
+        ("DELETE", "/api/claude/locks/lock_1"),
+        ("PUT", "/api/claude/context/ctx_001"),
     ];
     let bodies: [&str; 9] = [
         "{bad json",
@@ -649,6 +654,38 @@ fn a_corpus_of_bad_input_gets_4xx_in_the_error_shape_and_changes_nothing() {
         ("DELETE", "/api/claude/tasks".into(), None, 405),
         ("GET", "/api/nothing/here".into(), None, 404),
         ("POST", "/api/handoffs/handoff_x/accept".into(), None, 403),
+        (
+            "POST",
+            "/api/claude/locks".into(),
+            Some(json!({"path": "../x"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/claude/locks".into(),
+            Some(json!({"path": "a", "operation": "erase"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/claude/locks".into(),
+            Some(json!({"path": "a"})),
+            409,
+        ),
+        ("DELETE", "/api/claude/locks/nonsense".into(), None, 404),
+        (
+            "PUT",
+            "/api/claude/context/ctx_001".into(),
+            Some(json!([1])),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/claude/context/bad%20key".into(),
+            Some(json!({})),
+            400,
+        ),
+        ("GET", "/api/claude/context/none".into(), None, 404),
     ];
     for (m, path, body, want) in cases {
         let auth = format!("Bearer {mine}");
@@ -732,4 +769,90 @@ fn an_agent_that_goes_silent_gives_its_task_back_when_its_lease_runs_out() {
         &json!({}),
     );
     assert_eq!(again.data()["fence"], 3);
+}
+
+#[test]
+fn file_locks_and_context_go_through_the_coordination_store() {
+    let sb = Sandbox::new();
+    world(&sb);
+    seed(
+        &sb,
+        &format!("{SEED_TASK}\n[[task]]\nid = \"task_002\"\nrole = \"tsdev\"\nprompt = \"x\"\n"),
+    );
+    let s = Server::start(&sb, &["--roles", "roles"]);
+    let caps = ["typescript-development", "contract-definition"];
+    let a = register(&s, "claude-code", &caps);
+    let b = register(&s, "github-copilot", &caps);
+    // Without a claim there is nothing to lease for.
+    let lock = |t: &str, path: &str| {
+        post(
+            &s.url("/api/claude/locks"),
+            Some(t),
+            &json!({"path": path, "operation": "write"}),
+        )
+    };
+    lock(&a, "src/auth.ts").error(409, "TASK_NOT_CLAIMED");
+    post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&a),
+        &json!({}),
+    )
+    .data();
+    post(
+        &s.url("/api/claude/tasks/task_002/claim"),
+        Some(&b),
+        &json!({}),
+    )
+    .data();
+    let mine = lock(&a, "./src/auth.ts");
+    let d = mine.data();
+    let token = d["lockToken"].as_str().unwrap().to_string();
+    assert!(token.starts_with("lock_"));
+    assert_eq!(d["path"], "src/auth.ts");
+    let refused = lock(&b, "src/auth.ts");
+    let e = refused.error(409, "FILE_LOCKED");
+    assert_eq!(e["details"]["lockedBy"], "claude-code");
+    assert_eq!(e["retryable"], true);
+    lock(&b, "/etc/passwd").error(400, "INVALID_REQUEST");
+    // The same leases `borg locks` (and the MCP tools) see.
+    let locks = sb.json(&["locks", "--json"]);
+    assert!(locks.to_string().contains("src/auth.ts"), "{locks}");
+    let del = |t: &str, tok: &str| {
+        call(
+            "DELETE",
+            &s.url(&format!("/api/claude/locks/{tok}")),
+            &[("Authorization", &format!("Bearer {t}"))],
+            None,
+        )
+    };
+    del(&b, &token).error(403, "FORBIDDEN");
+    del(&a, "lock_999999").error(404, "LOCK_NOT_FOUND");
+    assert_eq!(del(&a, &token).data()["released"], true);
+    lock(&b, "src/auth.ts").data();
+    // Shared context (seed 000's shape), saved for a claim and read by anyone.
+    let ctx = json!({"messages": [{"timestamp": "2025-11-17T10:30:00Z", "agent": "claude-code", "content": "Starting task execution"}],
+                     "metadata": {"phase": "implementation", "progress": 50}});
+    let put = call(
+        "PUT",
+        &s.url("/api/claude/context/ctx_001"),
+        &[("Authorization", &format!("Bearer {a}"))],
+        Some(&ctx.to_string()),
+    );
+    assert_eq!(put.data()["id"], "ctx_001");
+    let got = get(&s.url("/api/claude/context/ctx_001"), Some(&b));
+    let g = got.data();
+    assert_eq!(g["id"], "ctx_001");
+    assert_eq!(g["taskId"], "task_001");
+    assert_eq!(g["agent"], "claude-code");
+    assert_eq!(g["messages"][0]["content"], "Starting task execution");
+    assert_eq!(g["metadata"]["phase"], "implementation");
+    get(&s.url("/api/claude/context/nothing-here"), Some(&b)).error(404, "CONTEXT_NOT_FOUND");
+    let c = register(&s, "idle-agent", &caps);
+    call(
+        "PUT",
+        &s.url("/api/claude/context/ctx_001"),
+        &[("Authorization", &format!("Bearer {c}"))],
+        Some("{}"),
+    )
+    .error(409, "TASK_NOT_CLAIMED");
 }

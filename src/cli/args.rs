@@ -84,6 +84,22 @@ pub enum Command {
     /// List the roles.
     #[command(subcommand)]
     Roles(RolesCmd),
+    /// File leases of running agents: list them, or release one whose holder is gone.
+    Locks(LocksArgs),
+    /// The decision log: list it, or add a decision as a person.
+    #[command(subcommand)]
+    Decisions(DecisionsCmd),
+    /// Messages between agents (and people): list them, or send one.
+    #[command(subcommand)]
+    Messages(MessagesCmd),
+    /// The MCP server borg gives every claude child (stdio; started by claude).
+    Mcp,
+    /// A hook claude runs around tool calls (reads its payload on stdin).
+    Hook {
+        /// pre-tool-use or post-tool-use.
+        #[arg(value_enum)]
+        event: HookEvent,
+    },
     /// Serve the coordination API, the event stream, metrics and the dashboard.
     Serve(ServeArgs),
 }
@@ -97,6 +113,96 @@ pub struct ServeArgs {
     /// Admin token; required to listen off loopback [env: BORG_SERVE_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+/// The hook events borg answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookEvent {
+    /// Before a tool runs: the lease and scope check (may deny).
+    PreToolUse,
+    /// After a tool ran: activity, and lease violations after Bash.
+    PostToolUse,
+}
+
+/// `borg locks`.
+#[derive(Debug, Clone, Args)]
+pub struct LocksArgs {
+    /// As JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub cmd: Option<LocksCmd>,
+}
+
+/// `borg locks release`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LocksCmd {
+    /// Remove the lease on PATH when its holder is gone (refused while it runs).
+    Release {
+        /// The leased path or glob, as `borg locks` shows it.
+        path: String,
+        /// Required: says you know the holder is gone.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `borg decisions ...`.
+#[derive(Debug, Subcommand)]
+pub enum DecisionsCmd {
+    /// The decisions, newest first.
+    List {
+        /// Only this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log a decision (as a person); prints its id.
+    Add {
+        /// Category, e.g. api-design.
+        #[arg(long)]
+        category: String,
+        /// One line: what was decided.
+        #[arg(long)]
+        title: String,
+        /// The decision and why.
+        #[arg(long)]
+        description: String,
+        /// What it applies to.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+/// `borg messages ...`.
+#[derive(Debug, Subcommand)]
+pub enum MessagesCmd {
+    /// The messages, newest first.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a message (as a person) to an instance, a role, a task or all.
+    Send {
+        /// Recipient: an instance id, a role, a task id, or all (or instance:X, role:X, task:X).
+        #[arg(long)]
+        to: String,
+        /// Subject line.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The message.
+        body: String,
+    },
 }
 
 /// `borg run`.

@@ -4,9 +4,13 @@
 //! exit code.
 
 pub mod args;
+pub mod decisions;
 pub mod handoff;
+pub mod helpers;
 pub mod instance;
+pub mod locks;
 pub mod logs;
+pub mod messages;
 pub mod roles;
 pub mod run;
 pub mod serve;
@@ -74,6 +78,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Handoff(c) => handoff::run(&ctx, c),
         Command::Transcript(a) => transcript::run(&ctx, a),
         Command::Roles(c) => roles::run(&ctx, c),
+        Command::Locks(a) => locks::run(&ctx, a),
+        Command::Decisions(c) => decisions::run(&ctx, c),
+        Command::Messages(c) => messages::run(&ctx, c),
+        Command::Mcp => helpers::mcp(&ctx).await,
+        Command::Hook { event } => Ok(helpers::hook(event)),
         Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }

@@ -1,7 +1,8 @@
 //! `borg status`: the fleet at a glance (`show::fleet`), as text or JSON, once or
 //! every second: the hosts of the fleet (`hosts`), instances and what they run,
 //! outside agents' work, the queue by state (tasks of external roles wait for an
-//! outside agent), parking and breaker, run totals and per-role metrics.
+//! outside agent), parking and breaker, file leases, the newest decisions and
+//! messages, run totals and per-role metrics.
 
 mod hosts;
 
@@ -44,7 +45,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let external = ctx.roles(&s).map(|r| r.external()).unwrap_or_default();
     loop {
         let now = now_ms();
-        let fleet = view(store.as_ref(), &external, now)?;
+        let fleet = view(store.as_ref(), &external, 5, now)?;
         let tasks = store.tasks()?;
         let v = Shown {
             hosts: hosts::hosts(&borg_owners(store.as_ref())?, &tasks, s.run.lease, now),
@@ -76,8 +77,54 @@ fn text(shown: &Shown) -> String {
     write_outside(&mut o, &v.outside);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
+    write_coordination(&mut o, v);
     write_totals(&mut o, &v.totals, &v.roles);
     o
+}
+
+/// Leases, the newest decisions and messages (each section only when not empty).
+fn write_coordination(o: &mut String, v: &StatusView) {
+    use crate::coord::{leases::clock, notes::one_line};
+    if !v.leases.is_empty() {
+        let _ = writeln!(o, "LEASES   {} held", v.leases.len());
+        for l in &v.leases {
+            let _ = writeln!(
+                o,
+                "  {:<36} {:<28} {:<24} since {}  {}",
+                l.path,
+                l.instance,
+                l.task,
+                clock(l.since_ms),
+                one_line(&l.reason, 50)
+            );
+        }
+    }
+    if !v.decisions.is_empty() {
+        let _ = writeln!(o, "DECISIONS (newest)");
+        for d in &v.decisions {
+            let _ = writeln!(
+                o,
+                "  [{}] {} ({})",
+                d.id,
+                one_line(&d.title, 80),
+                d.category
+            );
+        }
+    }
+    if !v.messages.is_empty() {
+        let _ = writeln!(o, "MESSAGES (newest)");
+        for m in &v.messages {
+            let from = m.from_instance.clone().unwrap_or_else(|| m.author.clone());
+            let _ = writeln!(
+                o,
+                "  #{} {} → {}: {}",
+                m.id,
+                from,
+                m.to.label(),
+                one_line(&m.body, 80)
+            );
+        }
+    }
 }
 
 fn write_instances(o: &mut String, instances: &[InstanceView]) {

@@ -157,6 +157,26 @@ pub struct RoleLimits {
     pub max_instances: Option<usize>,
 }
 
+/// Coordination of running agents (`[coord]`): the borg MCP server and the hooks
+/// given to every child.
+#[derive(Debug, Clone, Serialize)]
+pub struct CoordSettings {
+    /// Give children the borg MCP server and the lease hooks at all.
+    pub enabled: bool,
+    /// Pass `--strict-mcp-config`: the child gets borg's MCP server and no other.
+    pub strict_mcp: bool,
+    /// Lease every file an agent writes through Write/Edit (seed 002).
+    pub auto_lock: bool,
+    /// A change through the shell to a file another attempt holds: "warn" tells the
+    /// agent and records it; "fail" also ends the attempt `out_of_scope`.
+    pub on_violation: String,
+    /// Most tasks the agents of one run may create (`create_task`).
+    pub max_agent_tasks: u32,
+    /// Default length of a file lease (renewed by every write).
+    #[serde(with = "humantime_serde_compat")]
+    pub lease_ttl: Duration,
+}
+
 /// Every setting, resolved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -168,6 +188,8 @@ pub struct Settings {
     pub run: RunSettings,
     /// Per-role limits.
     pub roles: BTreeMap<String, RoleLimits>,
+    /// Coordination of running agents.
+    pub coord: CoordSettings,
     /// `borg serve`.
     pub serve: ServeSettings,
     /// Handoffs.
@@ -240,6 +262,14 @@ impl Default for Settings {
                 max_line_bytes: 8 * 1024 * 1024,
             },
             roles: BTreeMap::new(),
+            coord: CoordSettings {
+                enabled: true,
+                strict_mcp: false,
+                auto_lock: true,
+                on_violation: "warn".into(),
+                max_agent_tasks: 20,
+                lease_ttl: Duration::from_secs(15 * 60),
+            },
             serve: ServeSettings::default(),
             handoff: HandoffSettings::default(),
         }

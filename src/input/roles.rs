@@ -1,6 +1,6 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, external, approval). The five shipped roles are also built
+//! permission_mode, allowed_tools, max_turns, writable, external, approval). The five shipped roles are also built
 //! into the binary, so borg works from any directory.
 
 use crate::input::values::{valid_id, PERMISSION_MODES};
@@ -23,6 +23,11 @@ pub struct RoleMeta {
     pub allowed_tools: Vec<String>,
     /// `--max-turns` for tasks of this role.
     pub max_turns: Option<u32>,
+    /// Where tasks of this role may write: globs relative to the repository root
+    /// (`["tests/**", "*.md"]`); empty = anywhere. Enforced before each write by the
+    /// coordination hook.
+    #[serde(default)]
+    pub writable: Vec<String>,
     /// Done only by outside agents over `borg serve`: borg never starts a child for a
     /// task of this role (seed 000 hands such work to other tools).
     #[serde(default)]
@@ -260,6 +265,17 @@ pub fn parse_role_text(path: &Path, text: &str) -> Result<(RoleMeta, String), Ro
                 "permission_mode = {mode:?}: use one of {}",
                 PERMISSION_MODES.join(", ")
             )));
+        }
+    }
+    for w in &meta.writable {
+        let bad = w.trim().is_empty() || w.starts_with('/') || w.split('/').any(|c| c == "..");
+        if bad || globset::Glob::new(w).is_err() {
+            return Err(RoleError::FrontMatter {
+                path: path.to_path_buf(),
+                message: format!(
+                    "writable = {w:?}: use globs relative to the repository root, such as \"tests/**\" or \"*.md\""
+                ),
+            });
         }
     }
     if meta.max_turns == Some(0) {

@@ -60,6 +60,23 @@ pub struct TaskSpec {
     pub order: usize,
 }
 
+impl TaskSpec {
+    /// A stable hash of the definition (its list position excluded, so inserting a
+    /// task elsewhere in the list does not make the others look changed).
+    pub fn definition_hash(&self) -> String {
+        let mut t = self.clone();
+        t.order = 0;
+        let text = serde_json::to_string(&t).unwrap_or_default();
+        // FNV-1a: stable across builds, unlike std's hasher.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in text.bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+}
+
 /// A parsed, validated task list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskList {

@@ -35,6 +35,9 @@ pub enum Status {
     Killed,
     /// Stopped by a usage limit; the fleet parks and the task resumes later.
     RateLimited,
+    /// The agent changed files it was not allowed to (another attempt's lease, with
+    /// `[coord] on_violation = "fail"`).
+    OutOfScope,
 }
 
 impl Status {
@@ -51,6 +54,7 @@ impl Status {
             Status::SpawnFailed => "spawn_failed",
             Status::Killed => "killed",
             Status::RateLimited => "rate_limited",
+            Status::OutOfScope => "out_of_scope",
         }
     }
 
@@ -67,6 +71,7 @@ impl Status {
             "spawn_failed" => Status::SpawnFailed,
             "killed" => Status::Killed,
             "rate_limited" => Status::RateLimited,
+            "out_of_scope" => Status::OutOfScope,
             _ => return None,
         })
     }
@@ -157,6 +162,11 @@ pub enum FaultClass {
     UsageLimit,
     /// borg itself stopped the attempt (Ctrl-C, shutdown); not the child's fault.
     Interrupted,
+    /// borg's coordination server (`borg mcp`) was not connected when the child
+    /// started, so its leases and messages could not work: the attempt is failed.
+    CoordinationUnavailable,
+    /// The agent broke the rules of the fleet (changed a file another attempt held).
+    OutOfScope,
 }
 
 impl FaultClass {
@@ -168,6 +178,8 @@ impl FaultClass {
             FaultClass::FleetWide => "fleet_wide",
             FaultClass::UsageLimit => "usage_limit",
             FaultClass::Interrupted => "interrupted",
+            FaultClass::CoordinationUnavailable => "coordination_unavailable",
+            FaultClass::OutOfScope => "out_of_scope",
         }
     }
 }
@@ -268,6 +280,34 @@ pub struct AttemptRecord {
     pub stop_latency_ms: Option<u64>,
     /// Session resumed by this attempt.
     pub resumed_session: Option<String>,
+    /// Status of borg's MCP server in the child's init line (`connected`, `failed`,
+    /// `pending`), when coordination was on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<String>,
+    /// Files this attempt changed while another attempt held them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lease_violations: Vec<LeaseViolation>,
+    /// Decisions this attempt's agent logged (ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<String>,
+    /// Tasks this attempt's agent created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_tasks: Vec<String>,
+}
+
+/// A change to a file another attempt held a lease on (found after a shell command).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseViolation {
+    /// The file, relative to the repository root.
+    pub path: String,
+    /// The holder's instance.
+    pub holder_instance: String,
+    /// The holder's task.
+    pub holder_task: String,
+    /// The lease's pattern.
+    pub lease: String,
+    /// The tool that made the change.
+    pub tool: String,
 }
 
 impl AttemptRecord {

@@ -109,6 +109,19 @@ pub struct TranscriptSummary {
     pub bad_lines: u64,
     /// Lines longer than the cap (logged, not parsed).
     pub oversized_lines: u64,
+    /// The MCP servers of the `system/init` line and their status (`connected`,
+    /// `pending`, `failed`), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mcp_servers: Vec<McpServerStatus>,
+}
+
+/// One MCP server of the init line.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpServerStatus {
+    /// The server's name (`borg` for borg's own).
+    pub name: String,
+    /// `connected`, `pending` or `failed`.
+    pub status: String,
 }
 
 /// Tool calls whose result has not arrived yet; beyond this many the oldest is
@@ -212,6 +225,17 @@ impl TranscriptParser {
         if let Some(cwd) = ev.cwd.get() {
             self.cwd.clear();
             self.cwd.push_str(cwd);
+        }
+        if !ev.mcp_servers.0.is_empty() {
+            self.summary.mcp_servers = ev
+                .mcp_servers
+                .0
+                .iter()
+                .map(|(name, status)| McpServerStatus {
+                    name: name.clone(),
+                    status: status.clone(),
+                })
+                .collect();
         }
     }
 

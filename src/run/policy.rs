@@ -45,7 +45,9 @@ pub fn disposition(
                 counts: false,
             }
         }
-        (_, Some(FaultClass::Transient)) if t.counted_attempts + 1 < t.max_attempts => {
+        (_, Some(FaultClass::Transient | FaultClass::CoordinationUnavailable))
+            if t.counted_attempts + 1 < t.max_attempts =>
+        {
             let exp = base.as_millis() as f64 * 2f64.powi(t.counted_attempts.clamp(0, 30) as i32);
             let d = exp.min(cap.as_millis() as f64);
             let jitter = rand::thread_rng().gen_range(0.75..1.25);
@@ -70,7 +72,9 @@ pub async fn react(
     let c = &done.classified;
     match c.fault {
         None => *breaker = Breaker::default(),
-        Some(FaultClass::Transient | FaultClass::FleetWide) => {
+        Some(
+            FaultClass::Transient | FaultClass::FleetWide | FaultClass::CoordinationUnavailable,
+        ) => {
             let cause = c.cause.clone().unwrap_or_else(|| "unknown".into());
             if breaker.cause.as_deref() == Some(&cause) {
                 breaker.count += 1;
@@ -109,7 +113,7 @@ pub async fn react(
             let v = serde_json::json!({"until_ms": until, "kind": kind, "task": done.task});
             let _ = db(store, move |st| st.set_fleet("parked", &v, now_ms())).await;
         }
-        Some(FaultClass::Permanent | FaultClass::Interrupted) => {}
+        Some(FaultClass::Permanent | FaultClass::Interrupted | FaultClass::OutOfScope) => {}
     }
     if matches!(c.fault, Some(FaultClass::Transient)) {
         if let Ok(Some(t)) = db(store, {
@@ -139,6 +143,7 @@ pub fn breaker_message(cause: &str, n: u32, error: &str) -> String {
         "claude_missing" => format!("the claude binary could not be started on {n} attempts in a row ({first}); check --claude / CLAUDE_CODE_PATH"),
         "network" => format!("the API could not be reached on {n} attempts in a row ({first}); check ANTHROPIC_BASE_URL, proxies and the network"),
         c if c.starts_with("api_5") || c == "api_529" => format!("the API failed ({c}) on {n} attempts in a row ({first}); the service may be down, run again later"),
+        "coordination_unavailable" => format!("borg's coordination server (`borg mcp`) did not connect on {n} attempts in a row ({first}); check that the borg binary runs and the store is reachable, or see the attempt's stderr log"),
         "idle" => format!("{n} attempts in a row went silent past idle_timeout; the API may be stalled, run again later"),
         c => format!("the same failure ({c}) on {n} attempts in a row: {first}"),
     }

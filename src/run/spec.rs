@@ -38,16 +38,7 @@ pub fn new_task(spec: &StoredSpec, default_retries: u32) -> NewTask {
 /// A stable hash of a task's definition (its list position excluded, so inserting a
 /// task elsewhere in the list does not make the others look changed).
 pub fn definition_hash(t: &TaskSpec) -> String {
-    let mut t = t.clone();
-    t.order = 0;
-    let text = serde_json::to_string(&t).unwrap_or_default();
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    format!("{h:016x}")
+    t.definition_hash()
 }
 
 /// The task a handoff-created task came from, if it was created by a handoff.

@@ -24,7 +24,7 @@ use auth::{Auth, Caller};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{middleware, Extension, Form, Router};
 use error::ApiError;
 use events::EventHub;
@@ -114,7 +114,7 @@ pub async fn app(
 /// Every route, behind the guard (Host, cross-site, caller), the rate limit and the
 /// request counter.
 pub fn router(app: Arc<App>) -> Router {
-    use api::{agents, fleet, handoff, health, tasks, work};
+    use api::{agents, coord, fleet, handoff, health, tasks, work};
     let body = app.settings.serve.body_limit;
     Router::new()
         .route("/", get(index))
@@ -147,6 +147,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/claude/tasks/{id}/progress", post(work::progress))
         .route("/api/claude/tasks/{id}/complete", post(work::complete))
         .route("/api/claude/handoff", post(handoff::request))
+        .route("/api/claude/locks", post(coord::lock))
+        .route("/api/claude/locks/{token}", delete(coord::unlock))
+        .route(
+            "/api/claude/context/{id}",
+            get(coord::get_context).put(coord::put_context),
+        )
         .route("/api/handoffs", get(handoff::list))
         .route("/api/handoffs/{id}/accept", post(handoff::accept))
         .route("/api/handoffs/{id}/reject", post(handoff::reject))

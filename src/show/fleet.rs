@@ -1,12 +1,14 @@
 //! The fleet at a glance, read from the store (so it works from another process while
-//! `borg run` writes): instances and what they run, the work outside agents hold and
-//! their progress, the queue by state, parking and breaker, handoffs, totals and
-//! per-role metrics. `borg status` prints it; `borg serve`'s dashboard renders it.
+//! `borg run` writes): instances and what they run (with their agents' reported
+//! progress and current file), the work outside agents hold and their progress, the
+//! queue by state, parking and breaker, handoffs, task claims, file leases, the newest
+//! decisions and messages, totals and per-role metrics. `borg status` prints it; `borg serve`'s dashboard renders it.
 
 use crate::outcome::transcript::summarize_file;
 use crate::outcome::Status;
 use crate::show::report;
 use crate::store::agents::{agent_of_owner, ProgressRow};
+use crate::store::coord::{DecisionRow, LeaseRow, MessageRow};
 use crate::store::{HandoffRow, Store, StoreError, TaskRow};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -35,6 +37,12 @@ pub struct InstanceView {
     pub cost_usd: f64,
     /// The attempt's timeout, when known (for a progress bar of time used).
     pub timeout_ms: Option<i64>,
+    /// What its agent reported (`report_progress`) and the file it works on.
+    pub progress: Option<u8>,
+    /// The step its agent reported.
+    pub step: Option<String>,
+    /// The file it works on (the coordination hook's record).
+    pub current_file: Option<String>,
 }
 
 /// A task an outside agent holds.
@@ -54,7 +62,7 @@ pub struct OutsideView {
 
 /// A claim held now: the task's lease.
 #[derive(Debug, Clone, Serialize)]
-pub struct LeaseView {
+pub struct ClaimView {
     /// Task id.
     pub task: String,
     /// Holder (a borg owner id, or `agent:<id>`).
@@ -85,7 +93,13 @@ pub struct StatusView {
     /// Every handoff.
     pub handoffs: Vec<HandoffRow>,
     /// Task claims held now.
-    pub leases: Vec<LeaseView>,
+    pub claims: Vec<ClaimView>,
+    /// Live file leases.
+    pub leases: Vec<LeaseRow>,
+    /// The newest decisions.
+    pub decisions: Vec<DecisionRow>,
+    /// The newest messages.
+    pub messages: Vec<MessageRow>,
 }
 
 /// The queue's states, in the order views list them. `outside`: ready, but of an
@@ -95,8 +109,14 @@ pub const QUEUE_STATES: [&str; 9] = [
     "ready", "outside", "approval", "running", "waiting", "parked", "done", "failed", "skipped",
 ];
 
-/// Reads the view. `external` names the roles only outside agents do.
-pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusView, StoreError> {
+/// Reads the view. `external` names the roles only outside agents do; `recent` is how
+/// many of the newest decisions and messages to show.
+pub fn view(
+    store: &dyn Store,
+    external: &[String],
+    recent: usize,
+    now: i64,
+) -> Result<StatusView, StoreError> {
     let tasks = store.tasks()?;
     let parked = store.fleet("parked")?.filter(|v| {
         v.get("until_ms")
@@ -110,28 +130,7 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
         .filter_map(|h| h.new_task.as_deref())
         .collect();
     let queue = queue(&tasks, external, &awaiting, parked.is_some(), now);
-    let running = store.running_attempts()?;
-    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let mut instances = Vec::new();
-    for i in store.instances()? {
-        let att = running.iter().find(|a| a.start.instance == i.id);
-        let live = att.and_then(|a| summarize_file(Path::new(&a.start.stdout_log)).ok());
-        let timeout_ms = att
-            .and_then(|a| by_id.get(a.task.as_str()))
-            .and_then(|t| t.spec.get("timeout").and_then(|d| d.as_i64()));
-        instances.push(InstanceView {
-            id: i.id.clone(),
-            role: i.role.clone(),
-            state: if att.is_some() { "busy" } else { "idle" }.into(),
-            task: att.map(|a| a.task.clone()),
-            attempt: att.map(|a| a.attempt),
-            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
-            elapsed_ms: att.map(|a| now - a.started_ms),
-            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
-            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
-            timeout_ms,
-        });
-    }
+    let instances = instance_views(store, &tasks, now)?;
     let outside = outside(&tasks, store.progress()?, now);
     let mut reports = Vec::new();
     for t in &tasks {
@@ -149,11 +148,14 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
         totals,
         roles,
         handoffs,
-        leases: tasks
+        leases: store.leases(now)?.into_iter().filter(|l| l.live).collect(),
+        decisions: store.decisions(None, recent)?,
+        messages: store.messages(recent)?,
+        claims: tasks
             .iter()
             .filter(|t| t.status == Status::Running)
             .filter_map(|t| {
-                Some(LeaseView {
+                Some(ClaimView {
                     task: t.id.clone(),
                     owner: t.owner.clone()?,
                     fence: t.fence,
@@ -162,6 +164,43 @@ pub fn view(store: &dyn Store, external: &[String], now: i64) -> Result<StatusVi
             })
             .collect(),
     })
+}
+
+/// Each instance with what it runs now: from its live transcript, and from the
+/// activity its agent reported (progress, step, current file).
+fn instance_views(
+    store: &dyn Store,
+    tasks: &[TaskRow],
+    now: i64,
+) -> Result<Vec<InstanceView>, StoreError> {
+    let running = store.running_attempts()?;
+    let acts = store.activities()?;
+    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+    let mut instances = Vec::new();
+    for i in store.instances()? {
+        let att = running.iter().find(|a| a.start.instance == i.id);
+        let act = att.and_then(|a| acts.iter().find(|x| x.task == a.task && x.fence == a.fence));
+        let live = att.and_then(|a| summarize_file(Path::new(&a.start.stdout_log)).ok());
+        let timeout_ms = att
+            .and_then(|a| by_id.get(a.task.as_str()))
+            .and_then(|t| t.spec.get("timeout").and_then(|d| d.as_i64()));
+        instances.push(InstanceView {
+            id: i.id.clone(),
+            role: i.role.clone(),
+            state: if att.is_some() { "busy" } else { "idle" }.into(),
+            task: att.map(|a| a.task.clone()),
+            attempt: att.map(|a| a.attempt),
+            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
+            elapsed_ms: att.map(|a| now - a.started_ms),
+            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
+            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
+            timeout_ms,
+            progress: act.and_then(|a| a.activity.percent),
+            step: act.and_then(|a| a.activity.step.clone()),
+            current_file: act.and_then(|a| a.activity.current_file.clone()),
+        });
+    }
+    Ok(instances)
 }
 
 /// Every task in its queue state.

@@ -2,7 +2,7 @@
 //! for machines (`--json`, `--report FILE`), JUnit XML for CI systems (`--junit`),
 //! and per-role metrics (tasks, success rate, mean and p95 duration, cost, tokens).
 
-use crate::outcome::{AttemptRecord, FileChange, Status, TestCounts, Tokens};
+use crate::outcome::{AttemptRecord, FileChange, LeaseViolation, Status, TestCounts, Tokens};
 use crate::store::{AttemptRow, TaskRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -54,6 +54,27 @@ pub struct TaskReport {
     /// The definition changed after it succeeded (not re-run).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub changed_after_success: bool,
+    /// Decisions its agents logged (ids, oldest first).
+    #[serde(default)]
+    pub decisions: Vec<String>,
+    /// Messages its agents sent and received.
+    #[serde(default)]
+    pub messages: MessageCounts,
+    /// Changes its agents made to files other agents held (every attempt).
+    #[serde(default)]
+    pub lease_violations: Vec<LeaseViolation>,
+    /// Tasks its agents created (`create_task`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub created_tasks: Vec<String>,
+}
+
+/// Messages of a task's agents.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// Sent by its agents.
+    pub sent: u64,
+    /// Addressed to the task, or read by its instance while running it.
+    pub received: u64,
 }
 
 /// Totals of a run.
@@ -184,6 +205,13 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
         leaked: last.is_some_and(|r| r.leaked),
         result: last.and_then(|r| r.result_text.clone()),
         changed_after_success: false,
+        decisions: last.map(|r| r.decisions.clone()).unwrap_or_default(),
+        messages: MessageCounts::default(),
+        lease_violations: recs
+            .iter()
+            .flat_map(|r| r.lease_violations.clone())
+            .collect(),
+        created_tasks: last.map(|r| r.created_tasks.clone()).unwrap_or_default(),
     }
 }
 

@@ -64,6 +64,16 @@ impl StoreLocation {
         })
     }
 
+    /// Opens an existing store for the helpers claude runs per tool call (`borg hook`,
+    /// `borg mcp`): an SQLite file without its integrity check or migrations (see
+    /// `SqliteStore::open_light`), a PostgreSQL store as usual.
+    pub fn open_light(&self) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreLocation::Sqlite(p) => Arc::new(SqliteStore::open_light(p)?),
+            StoreLocation::Postgres(u) => Arc::new(PgStore::open(u)?),
+        })
+    }
+
     /// The location handed to a child in `BORG_STORE` (the full URL: the child's
     /// `borg handoff request` must reach the same store).
     pub fn for_child(&self) -> String {

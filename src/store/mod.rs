@@ -13,6 +13,7 @@
 //! - each state change appends to the event log in the same transaction.
 
 pub mod agents;
+pub mod coord;
 mod error;
 pub mod feed;
 pub mod location;
@@ -22,13 +23,14 @@ pub mod sqlite;
 
 use crate::outcome::Status;
 pub use agents::AgentStore;
+pub use coord::CoordStore;
 pub use error::StoreError;
 pub use rows::*;
 use std::time::Duration;
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code.
-pub trait Store: Send + Sync + AgentStore {
+pub trait Store: Send + Sync + AgentStore + coord::CoordStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

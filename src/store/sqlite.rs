@@ -7,6 +7,7 @@
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
 //! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
+//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`).
 //! `agents` is the outside agents of `borg serve` (`AgentStore`).
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
@@ -18,6 +19,9 @@
 mod agents;
 mod batch;
 mod claims;
+mod coord;
+mod coord_impl;
+mod coord_log;
 mod handoffs;
 mod misc;
 mod netfs;

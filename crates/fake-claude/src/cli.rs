@@ -48,6 +48,14 @@ pub struct Args {
     pub replay_user_messages: bool,
     /// The positional prompt, if any.
     pub prompt: Option<String>,
+    /// `--mcp-config` values (files or JSON), in order.
+    pub mcp_config: Vec<String>,
+    /// `--strict-mcp-config`.
+    pub strict_mcp: bool,
+    /// `--settings` (a file or JSON).
+    pub settings: Option<String>,
+    /// `--setting-sources`.
+    pub setting_sources: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -312,6 +320,10 @@ impl Args {
             "--fork-session" => self.fork_session = true,
             "--append-system-prompt" => self.append_system_prompt = Some(first),
             "--replay-user-messages" => self.replay_user_messages = true,
+            "--mcp-config" => self.mcp_config.extend(values.iter().cloned()),
+            "--strict-mcp-config" => self.strict_mcp = true,
+            "--settings" => self.settings = Some(first),
+            "--setting-sources" => self.setting_sources = Some(first),
             _ => {} // accepted and ignored: it changes nothing a scenario can show
         }
     }

@@ -36,6 +36,9 @@ pub enum Tool {
     Bash(String, String),
     /// Bash with `run_in_background: true` (command, description).
     BashBg(String, String),
+    /// An MCP tool of an `--mcp-config` server: (full name `mcp__server__tool`,
+    /// arguments as a JSON object text).
+    Mcp(String, String),
 }
 
 /// One scenario step.

@@ -89,6 +89,7 @@
 //! | `edit PATH "OLD" "NEW" [all]` | Edit tool: really replaces OLD (once, or every match with `all`). Needs a prior `read`. Errors as the CLI: `String to replace not found in file.`, `Found N matches…` |
 //! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged; a `cd` carries over to later `bash` steps (the CLI's `eval '…' && pwd -P >| file` trick). Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
 //! | `bash-bg "COMMAND" ["DESCRIPTION"]` | Bash with `run_in_background:true`: starts the command in its own session (output to `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/<id>.output`), prints `system/task_started`, and at once the tool result `Command running in background with ID: <id>. …` (`tool_use_result.backgroundTaskId`). At exit, after the result, running tasks get `FAKE_CLAUDE_AFTER_RESULT_MS` (5000) to finish, then their session is SIGKILLed and `system/task_updated` (`killed`) + `system/task_notification` (`stopped`) follow the result, as observed; a task that finished by then gets one `task_notification` `completed` (not observed). Without a result (SIGINT, `no-result` …) they are killed silently; SIGTERM leaves them running |
+//! | `mcp TOOL ['{JSON}']` | a call of an MCP tool of a `--mcp-config` server: `TOOL` is `mcp__server__tool`, or a bare tool name of the `borg` server (`mcp lock_files '{"paths":["a.rs"],"reason":"r"}'`); the arguments default to `{}`. The `tool_use` line carries `tool_use_meta` (display names), the call is a real `tools/call` with `_meta` naming the tool_use id, and the result line has the CLI's shape: structured content as its JSON text (`tool_use_result` `{content, structuredContent}`), plain content blocks as they are, an error as its text with `is_error` (`tool_use_result` `Error: …`). A tool no connected server offers: `<tool_use_error>Error: No such tool available: …</tool_use_error>` |
 //! | `+ TOOLSTEP` | the tool step in the same message as the previous tool |
 //! | `turn` | end the current model message |
 //!
@@ -175,6 +176,37 @@
 //! * `ignore-signals` turns both off.
 //! * A closed stdout (EPIPE) ends the run quietly with exit 1.
 //!
+//! ## MCP servers and hooks (claude-cli-mcp-hooks.md)
+//!
+//! * `--mcp-config=FILE|JSON` (repeatable): every stdio server of `mcpServers` is
+//!   started before the init line, in our process group, cwd the project, with our
+//!   environment, its `env` and `CLAUDECODE`, `CLAUDE_CODE_ENTRYPOINT`,
+//!   `CLAUDE_CODE_SESSION_ID`, `CLAUDE_PROJECT_DIR`; handshake `initialize` (protocol
+//!   `2025-11-25`, client `claude-code`), `notifications/initialized`, `tools/list`. A
+//!   server with `"alwaysLoad": true` is waited for up to `MCP_TIMEOUT` ms (30000),
+//!   others 2 s (then `pending`); a server that exits or answers an unknown protocol
+//!   version is `failed`. Init lists `mcp_servers` (`connected`, `pending`, `failed`; in
+//!   name order)
+//!   and the connected servers' tools as `mcp__server__tool`. A server that dies during
+//!   a call: `MCP error -32000: Connection closed`, and it is started again on the
+//!   next call. At exit connected servers get SIGINT, then SIGTERM and SIGKILL;
+//!   pending and failed ones are left running, as the CLI leaks them.
+//! * `--settings=FILE|JSON` hooks, `PreToolUse` and `PostToolUse` (`command` hooks):
+//!   run as `/bin/sh -c` in their own session with the JSON payload on stdin
+//!   (`session_id`, `transcript_path`, `cwd`, `prompt_id`, `permission_mode`, `effort`,
+//!   `hook_event_name`, `tool_name`, `tool_input`, `tool_use_id`, and `tool_response`
+//!   after the tool), cwd the project, the entry's `timeout` (seconds, default 60).
+//!   PreToolUse runs before every tool step whose name its matcher covers (`A|B`,
+//!   `prefix.*`, `*`): exit 2 denies (`PreToolUse:TOOL hook error: [COMMAND]: STDERR`),
+//!   a JSON `permissionDecision: "deny"` denies with its reason; the tool does not run,
+//!   its result is that text with `is_error`, and it is listed in
+//!   `permission_denials`. Anything else lets it through (hooks fail open). PostToolUse
+//!   runs after a tool that succeeded; its JSON `"continue": false` ends the run at once
+//!   with a success result of empty text, `stop_reason` `tool_use`, `terminal_reason`
+//!   `hook_stopped` (as observed); a `"decision": "block"` reason reaches the real
+//!   model but prints no line, so here it changes nothing. `--strict-mcp-config` and
+//!   `--setting-sources` are accepted (no project settings are ever read here).
+//!
 //! ## Environment knobs
 //!
 //! `FAKE_CLAUDE_SCENARIO` (scenario file), `FAKE_CLAUDE_VERSION`, `FAKE_CLAUDE_STATE_DIR`,
@@ -191,13 +223,17 @@
 //!
 //! ## Not modelled
 //!
-//! Sub-agents, MCP, hooks, `--include-partial-messages` events, `--json-schema`
+//! Sub-agents, HTTP/SSE MCP servers, hooks other than PreToolUse/PostToolUse command
+//! hooks, `--include-hook-events` lines, project `.mcp.json` and `.claude/settings.json`,
+//! `--include-partial-messages` events, `--json-schema`
 //! structured output, `--continue` picking the latest session
 //! (it gets a new id), the Bash `timeout` (moving a command to the background), Bash
 //! output truncation, and session transcripts under `~/.claude`.
 
 mod cli;
 mod dsl;
+mod hooks;
+mod mcp;
 mod out;
 mod prompt;
 mod run;
@@ -252,7 +288,11 @@ fn start(argv: &[String]) -> Result<i32, Refusal> {
         max_budget: checked.max_budget,
         state_dir: attempt.state_dir,
         version: startup::short_version(&version),
+        hooks: hooks::load(args.settings.as_deref()).map_err(Refusal::usage)?,
     };
+    let specs = mcp::specs(&args.mcp_config).map_err(Refusal::usage)?;
+    let servers = mcp::Servers::start(specs, &cfg.cwd, &cfg.session_id, &cfg.version);
     let mut engine = run::Engine::new(out::Out::new(checked.format, args.verbose), cfg);
+    engine.attach_mcp(servers);
     Ok(plan.run(&mut engine, attempt.number, args.replay_user_messages))
 }

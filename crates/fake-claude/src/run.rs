@@ -18,6 +18,7 @@ use std::time::Instant;
 mod api_failure;
 mod background;
 mod calls;
+mod coord;
 mod dispatch;
 mod endings;
 mod events;
@@ -44,6 +45,8 @@ pub struct Config {
     pub state_dir: Option<PathBuf>,
     /// `claude_code_version` in init.
     pub version: String,
+    /// Hooks from `--settings`.
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// Claude Code's default tool list (docs §4.1).
@@ -135,6 +138,10 @@ pub struct Engine {
     result_done: bool,
     /// The `allowed` rate_limit_event was printed (or a rejected one).
     rl_sent: bool,
+    /// The MCP servers of `--mcp-config`.
+    mcp: crate::mcp::Servers,
+    /// MCP calls so far (their progress tokens).
+    mcp_calls: u64,
 }
 
 impl Engine {
@@ -160,7 +167,14 @@ impl Engine {
             denials: Vec::new(),
             result_done: false,
             rl_sent: false,
+            mcp: crate::mcp::Servers::default(),
+            mcp_calls: 0,
         }
+    }
+
+    /// Gives the engine its started MCP servers (before `init`).
+    pub fn attach_mcp(&mut self, servers: crate::mcp::Servers) {
+        self.mcp = servers;
     }
 
     /// The model id sent to the API (init's name without `[1m]`).
@@ -402,10 +416,12 @@ impl Engine {
     /// task lines after the result (as the CLI does on a normal exit).
     fn end(&mut self, code: i32) -> i32 {
         let lines = self.result_done && !signals::interrupted();
-        match self.finish_background(lines) {
+        let code = match self.finish_background(lines) {
             Ok(()) => code,
             Err(End(c)) => c,
-        }
+        };
+        self.mcp.stop();
+        code
     }
 }
 

@@ -36,6 +36,14 @@ pub enum Outcome {
     },
     /// SIGINT arrived while the tool ran; its processes are already gone.
     Interrupted,
+    /// An MCP result whose `content` is not a plain string (a list of blocks): the
+    /// block's `content` JSON and the `tool_use_result` JSON, both raw.
+    Raw {
+        /// Raw JSON of the tool_result's `content`.
+        content: String,
+        /// Raw JSON of `tool_use_result`.
+        tur: String,
+    },
 }
 
 /// Shorthand for [`Outcome::Err`].

@@ -1082,3 +1082,119 @@ fn stream_json_input_gives_one_result_per_message() {
         2000
     );
 }
+
+/// A stdio MCP server in bash: `echo` answers with structured content, `fail` with an
+/// error, anything else is ignored.
+const STUB_SERVER: &str = r#"#!/bin/bash
+while IFS= read -r line; do
+  id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+  case "$line" in
+    *'"initialize"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"stub","version":"1"}}}\n' "$id" ;;
+    *'"tools/list"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"fail","inputSchema":{"type":"object"}}]}}\n' "$id" ;;
+    *'"tools/call"'*'"name":"echo"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"echoed"}],"structuredContent":{"ok":true}}}\n' "$id" ;;
+    *'"tools/call"'*'"name":"fail"'*) printf '{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"nope"}],"isError":true}}\n' "$id" ;;
+  esac
+done
+"#;
+
+#[test]
+fn mcp_servers_are_started_listed_and_called_like_the_cli_does() {
+    let env = Env::new();
+    let server = env.path("server.sh");
+    std::fs::write(&server, STUB_SERVER).unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&server)
+        .status()
+        .unwrap();
+    let cfg = serde_json::json!({ "mcpServers": {
+        "stub": { "command": server, "args": [], "alwaysLoad": true },
+        "gone": { "command": "/nonexistent/server", "args": [] } } });
+    let flag = format!("--mcp-config={cfg}");
+    let mut args = STREAM.to_vec();
+    args.push(&flag);
+    let r = env.run(
+        &args,
+        &prompt(&[
+            r#"mcp mcp__stub__echo '{"x":1}'"#,
+            "mcp mcp__stub__fail",
+            "mcp mcp__gone__x",
+        ]),
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let init = &r.of_subtype("init")[0];
+    // In name order (the fake reads the config without keeping its key order).
+    assert_eq!(
+        init["mcp_servers"],
+        serde_json::json!([{"name": "gone", "status": "failed"}, {"name": "stub", "status": "connected"}])
+    );
+    assert!(init["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t == "mcp__stub__echo"));
+    let uses: Vec<&Value> = r
+        .of_type("assistant")
+        .into_iter()
+        .filter(|l| l["message"]["content"][0]["type"] == "tool_use")
+        .collect();
+    assert_eq!(uses[0]["tool_use_meta"][0]["display_name"], "Echo");
+    assert_eq!(uses[0]["tool_use_meta"][0]["server_display_name"], "stub");
+    let users = r.of_type("user");
+    let block = |i: usize| users[i]["message"]["content"][0].clone();
+    assert_eq!(block(0)["content"], "{\"ok\":true}");
+    assert_eq!(
+        users[0]["tool_use_result"]["structuredContent"],
+        serde_json::json!({"ok": true})
+    );
+    assert_eq!(
+        (block(1)["content"].as_str(), block(1)["is_error"].as_bool()),
+        (Some("nope"), Some(true))
+    );
+    assert_eq!(users[1]["tool_use_result"], "Error: nope");
+    assert!(block(2)["content"]
+        .as_str()
+        .unwrap()
+        .contains("No such tool available: mcp__gone__x"));
+}
+
+#[test]
+fn pre_tool_use_hooks_deny_writes_in_both_forms_and_fail_open_otherwise() {
+    let env = Env::new();
+    let json_deny = r#"echo '{"hookSpecificOutput":{"hookEventName":"PreToolUse","permissionDecision":"deny","permissionDecisionReason":"locked by agent-B (hook json)"}}'"#;
+    let settings = serde_json::json!({ "hooks": { "PreToolUse": [
+        { "matcher": "Write", "hooks": [{ "type": "command", "command": format!("case \"$(cat)\" in *json.txt*) {json_deny};; *exit2.txt*) echo 'locked (exit 2)' >&2; exit 2;; *) exit 1;; esac") }] } ] } });
+    let flag = format!("--settings={settings}");
+    let mut args = STREAM.to_vec();
+    args.push(&flag);
+    let r = env.run(
+        &args,
+        &prompt(&["write json.txt x", "write exit2.txt x", "write open.txt x"]),
+        &[],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let users = r.of_type("user");
+    let content = |i: usize| {
+        users[i]["message"]["content"][0]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(content(0), "locked by agent-B (hook json)");
+    assert!(
+        content(1).starts_with("PreToolUse:Write hook error: [")
+            && content(1).ends_with("]: locked (exit 2)\n"),
+        "{}",
+        content(1)
+    );
+    assert!(!env.path("json.txt").exists() && !env.path("exit2.txt").exists());
+    assert!(
+        env.path("open.txt").exists(),
+        "exit 1 lets the write through"
+    );
+    assert_eq!(
+        r.result()["permission_denials"].as_array().unwrap().len(),
+        2
+    );
+}

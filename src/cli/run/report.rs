@@ -46,6 +46,8 @@ pub(super) fn build(store: &dyn Store, f: &RunFacts<'_>) -> anyhow::Result<Repor
         let attempts = store.attempts(&t.id)?;
         let mut r = report::task_report(t, &attempts, not_started.as_deref());
         r.changed_after_success = f.changed_after_success.contains(&t.id);
+        let (sent, received) = store.message_counts(&t.id).unwrap_or_default();
+        r.messages = report::MessageCounts { sent, received };
         tasks.push(r);
     }
     link_handoffs(&mut tasks, &rows);

@@ -3,7 +3,9 @@
 //! errors with the file, line and `[section] key` (`FileCx`).
 
 use super::rules::{dollars, path_or_command, relative_to};
-use super::{ClaudeSettings, ConfigError, PathsSettings, RoleLimits, RunSettings, Settings};
+use super::{
+    ClaudeSettings, ConfigError, CoordSettings, PathsSettings, RoleLimits, RunSettings, Settings,
+};
 use crate::input::values::{permission_mode, toml_duration, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +35,19 @@ struct FileConfig {
     serve: super::serve::FileServe,
     #[serde(default)]
     handoff: super::serve::FileHandoff,
+    #[serde(default)]
+    coord: FileCoord,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileCoord {
+    enabled: Option<bool>,
+    strict_mcp: Option<bool>,
+    auto_lock: Option<bool>,
+    on_violation: Option<Val>,
+    max_agent_tasks: Option<Val>,
+    lease_ttl: Option<Val>,
 }
 
 #[derive(Deserialize, Default)]
@@ -217,6 +232,7 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     cx.apply_claude(&mut s.claude, &file.claude)?;
     cx.apply_run(&mut s.run, &file.run)?;
     cx.apply_roles(&mut s.roles, &file.roles)?;
+    cx.apply_coord(&mut s.coord, &file.coord)?;
     super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
     super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
     Ok(file.paths.store.is_some() || file.store.url.is_some())
@@ -374,6 +390,36 @@ impl FileCx<'_> {
                 None => None,
             };
             s.insert(name.get_ref().clone(), RoleLimits { max_instances });
+        }
+        Ok(())
+    }
+}
+
+impl FileCx<'_> {
+    /// `[coord]`.
+    fn apply_coord(&self, c: &mut CoordSettings, f: &FileCoord) -> Result<(), ConfigError> {
+        let sec = "coord";
+        for (v, slot) in [
+            (f.enabled, &mut c.enabled),
+            (f.strict_mcp, &mut c.strict_mcp),
+            (f.auto_lock, &mut c.auto_lock),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        if let Some(v) = &f.on_violation {
+            let s = self.string(sec, "on_violation", v)?;
+            if !matches!(s.as_str(), "warn" | "fail") {
+                return Err(self.invalid(sec, "on_violation", v, "use \"warn\" or \"fail\""));
+            }
+            c.on_violation = s;
+        }
+        if let Some(v) = &f.max_agent_tasks {
+            c.max_agent_tasks = self.u32(sec, "max_agent_tasks", v, 0)?;
+        }
+        if let Some(v) = &f.lease_ttl {
+            c.lease_ttl = self.duration(sec, "lease_ttl", v, false)?;
         }
         Ok(())
     }

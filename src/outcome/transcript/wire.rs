@@ -53,6 +53,46 @@ pub(crate) struct Event<'a> {
     pub model_usage: ModelUsage,
     #[serde(borrow)]
     pub rate_limit_info: Obj<RateLimitInfo<'a>>,
+    /// On `system/init`: each MCP server's name and status.
+    pub mcp_servers: McpServers,
+}
+
+/// `mcp_servers` of the init line: (name, status) of each server, in order; anything
+/// but a list of objects reads as none.
+#[derive(Debug, Default)]
+pub(crate) struct McpServers(pub Vec<(String, String)>);
+
+/// One entry of `mcp_servers`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct McpServer<'a> {
+    #[serde(borrow)]
+    pub name: Str<'a>,
+    #[serde(borrow)]
+    pub status: Str<'a>,
+}
+
+impl<'de> Deserialize<'de> for McpServers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = McpServers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of MCP servers")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Obj<McpServer<'de>>>()? {
+                    if let (Some(n), Some(st)) = (s.0.name.get(), s.0.status.get()) {
+                        out.push((n.to_owned(), st.to_owned()));
+                    }
+                }
+                Ok(McpServers(out))
+            }
+            absent!(bool, num, unit, str, map);
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `message` of assistant and user lines.

@@ -6,6 +6,7 @@
 use super::admit::Admitted;
 use super::prepare::Prepared;
 use super::{now_ms, Attempt};
+use crate::coord::files::ChildCoord;
 use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
@@ -32,12 +33,16 @@ pub(crate) async fn run(
     a: &Admitted,
     p: &Prepared,
     prompt: String,
+    coord: Option<ChildCoord>,
     ctl: Control,
     live: Arc<Mutex<LiveView>>,
 ) -> Ran {
     att.record.resumed_session.clone_from(&p.resume);
     let uid = uuid::Uuid::new_v4().simple().to_string();
-    let plan = plan(att, a, p, prompt, &uid);
+    let mut plan = plan(att, a, p, prompt, &uid);
+    if let Some(c) = coord {
+        with_coordination(&mut plan, c);
+    }
     att.record.stdout_log = plan.stdout_log.display().to_string();
     att.record.stderr_log = plan.stderr_log.display().to_string();
     let before = snapshot(&plan.cwd).await;
@@ -88,6 +93,34 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         },
         max_line: s.run.max_line_bytes,
     }
+}
+
+/// Adds the child's coordination: borg's MCP server and hooks (their flags go before
+/// the user's `extra_args`, which keep the last word), its variable, and an allow
+/// rule for borg's tools (needed in every permission mode but bypassPermissions).
+fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
+    let rule = format!("mcp__{}", crate::coord::files::SERVER);
+    let mut allowed = false;
+    for a in plan.args.iter_mut() {
+        if let Some(list) = a.strip_prefix("--allowedTools=") {
+            if !list.split(',').any(|t| t == rule) {
+                *a = format!("{a},{rule}");
+            }
+            allowed = true;
+        }
+    }
+    let mut extra = c.args;
+    if !allowed {
+        extra.push(format!("--allowedTools={rule}"));
+    }
+    // Right after the fixed flags (`-p ... --permission-mode=`), before the user's.
+    let at = plan
+        .args
+        .iter()
+        .position(|a| a.starts_with("--permission-mode="))
+        .map_or(plan.args.len(), |i| i + 1);
+    plan.args.splice(at..at, extra);
+    plan.env.extend(c.env);
 }
 
 /// A snapshot of the project, taken on the blocking pool: it walks and stats the whole

@@ -2,7 +2,8 @@
 //! with a typed input and output, in a file named for it:
 //!
 //! 1. [`admit`]: the stored definition and its role, or a permanent failure;
-//! 2. [`prepare`]: the workspace (dependencies' work carried over) and the prompt;
+//! 2. [`prepare`]: the workspace (dependencies' work carried over) and the prompt,
+//!    then [`coordinate`]: the child's MCP server and hooks (`coord`);
 //! 3. [`child`]: the claude child under supervision, with its heartbeat;
 //! 4. [`observe`]: what the child did (transcript + workspace diff), classified;
 //! 5. [`record`]: session.md, then what the task does next (done, retry, park,
@@ -12,6 +13,7 @@
 
 mod admit;
 mod child;
+mod coordinate;
 mod observe;
 mod prepare;
 mod record;
@@ -66,6 +68,8 @@ pub struct AttemptDone {
     pub lost_claim: Option<String>,
     /// The task waits for a retry until then, epoch ms (its backoff).
     pub retry_at: Option<i64>,
+    /// Tasks the attempt's agent created (`create_task`), already in the store.
+    pub agent_tasks: Vec<String>,
 }
 
 /// The attempt every stage works on: what was claimed, where it runs, and the record
@@ -95,7 +99,11 @@ pub async fn run(
     };
     let prepared = prepare::workspace(&att, &admitted).await;
     let prompt = prepare::prompt(&att, &admitted, &prepared);
-    let ran = child::run(&mut att, &admitted, &prepared, prompt, ctl, live).await;
+    let coord = match coordinate::prepare(&att, &admitted) {
+        Ok(c) => c,
+        Err(refused) => return record::commit(att, refused, Some(&admitted.spec), decide).await,
+    };
+    let ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     let observed = observe::outcome(&mut att, ran).await;
     let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {

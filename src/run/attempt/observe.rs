@@ -1,10 +1,17 @@
 //! Stage 4, observe: what the child did, from its transcript and the workspace diff,
 //! written into the attempt's record, and the outcome classified (status, fault
-//! class, cause).
+//! class, cause), including what coordination says of it: borg's MCP server not
+//! connected at the start fails it `coordination_unavailable`; lease violations are
+//! recorded, and with `on_violation = "fail"` end it `out_of_scope`.
 
 use super::child::{snapshot, Ran};
+use super::coordinate::unavailable;
 use super::Attempt;
+use crate::coord::files::SERVER;
 use crate::outcome::fault::{self, Classified, EndFacts};
+use crate::outcome::transcript::TranscriptSummary;
+use crate::outcome::{FaultClass, LeaseViolation, Status};
+use crate::store::call;
 use crate::workspace::snapshot::merge_tool_files;
 
 /// The classified outcome of the child.
@@ -30,6 +37,7 @@ pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
         spawn_error: out.spawn_error.as_deref(),
     };
     let classified = fault::classify(&out.summary, &facts);
+    let classified = coordination(att, &out.summary, classified).await;
     let (r, sm) = (&mut att.record, &out.summary);
     r.exit_code = out.exit.and_then(|e| e.code);
     r.signal = out.exit.and_then(|e| e.signal);
@@ -49,4 +57,69 @@ pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
         classified,
         lost_claim: ran.lost,
     }
+}
+
+/// The coordination facts of the attempt: the borg server's status in the init line,
+/// the decisions, created tasks and lease violations of its agent; and what they make
+/// of the outcome (only a finished run is reclassified, not a stopped one).
+async fn coordination(att: &mut Attempt, sm: &TranscriptSummary, c: Classified) -> Classified {
+    let s = &att.shared.settings.coord;
+    if !s.enabled {
+        return c;
+    }
+    let (task, fence) = (att.claim.task.id.clone(), att.claim.token.fence);
+    let (violations, decisions, created) = call(&att.shared.store, move |st| {
+        (
+            st.violations(&task, Some(fence)).unwrap_or_default(),
+            st.decisions_of(&task).unwrap_or_default(),
+            st.agent_tasks(&task).unwrap_or_default(),
+        )
+    })
+    .await;
+    let r = &mut att.record;
+    r.decisions = decisions.into_iter().map(|d| d.id).collect();
+    r.created_tasks = created;
+    r.lease_violations = violations
+        .iter()
+        .map(|v| LeaseViolation {
+            path: v.path.clone(),
+            holder_instance: v.holder_instance.clone(),
+            holder_task: v.holder_task.clone(),
+            lease: v.lease_path.clone(),
+            tool: v.tool.clone(),
+        })
+        .collect();
+    let finished = matches!(c.status, Status::Succeeded | Status::Failed);
+    // An init line was seen (it names the CLI's version): its server list is the truth.
+    if sm.claude_version.is_some() {
+        let status = sm
+            .mcp_servers
+            .iter()
+            .find(|m| m.name == SERVER)
+            .map_or("missing", |m| m.status.as_str());
+        r.coordination = Some(status.to_string());
+        if status != "connected" && finished {
+            return unavailable(format!(
+                "borg's coordination server (`borg mcp`) was {status} when claude started (init line), so the agent could not take leases or message the fleet; run `borg mcp` by hand in the instance's project-files to see why"
+            ));
+        }
+    }
+    if !violations.is_empty() && s.on_violation == "fail" && finished {
+        let paths: Vec<String> = violations
+            .iter()
+            .map(|v| format!("{} (held by {})", v.path, v.holder_instance))
+            .collect();
+        return Classified {
+            status: Status::OutOfScope,
+            fault: Some(FaultClass::OutOfScope),
+            error: Some(format!(
+                "changed files other agents held: {}",
+                paths.join(", ")
+            )),
+            cause: Some("lease_violation".into()),
+            resets_at: None,
+            limit_kind: None,
+        };
+    }
+    c
 }

@@ -15,6 +15,8 @@ pub(crate) struct Prepared {
     pub deps: Vec<DepOutcome>,
     /// The session to resume, when the last attempt hit a usage limit.
     pub resume: Option<String>,
+    /// The prompt's coordination section (decisions, messages, others' leases).
+    pub brief: String,
 }
 
 /// Carries the dependencies' (and the handoff source's) changed files into this
@@ -56,7 +58,25 @@ pub(crate) async fn workspace(att: &Attempt, a: &Admitted) -> Prepared {
     Prepared {
         deps,
         resume: resumed_session(att),
+        brief: brief(att, a).await,
     }
+}
+
+/// The coordination section of the prompt; the messages in it are delivered (read).
+async fn brief(att: &Attempt, a: &Admitted) -> String {
+    if !att.shared.settings.coord.enabled {
+        return String::new();
+    }
+    let reader = crate::store::coord::Reader {
+        instance: att.instance.id.clone(),
+        role: a.spec.task.role.clone(),
+        task: Some(a.spec.task.id.clone()),
+    };
+    let b = call(&att.shared.store, move |st| {
+        crate::coord::brief::gather(st, &reader, super::now_ms())
+    })
+    .await;
+    crate::coord::brief::render(&b)
 }
 
 /// The tasks whose work this one builds on: its dependencies, and the source of the
@@ -89,11 +109,16 @@ pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
         .instance
         .recent_history(prompt::HISTORY)
         .unwrap_or_default();
-    prompt::build(
+    let mut text = prompt::build(
         &a.role,
         &history,
         &a.spec.task.prompt,
         &p.deps,
         a.spec.handoff.as_ref(),
-    )
+    );
+    if !p.brief.is_empty() {
+        text.push('\n');
+        text.push_str(&p.brief);
+    }
+    text
 }

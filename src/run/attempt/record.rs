@@ -54,6 +54,7 @@ pub(crate) async fn commit(
         now_ms: now_ms(),
     };
     let lost = finish(&att, fin).await;
+    let agent_tasks = att.record.created_tasks.clone();
     AttemptDone {
         task: att.claim.task.id.clone(),
         role: att.claim.task.role.clone(),
@@ -62,6 +63,7 @@ pub(crate) async fn commit(
         classified,
         new_tasks: if lost.is_none() { created } else { Vec::new() },
         retry_at: retry_at.filter(|_| lost.is_none()),
+        agent_tasks,
         lost_claim: lost,
     }
 }

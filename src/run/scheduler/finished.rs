@@ -50,8 +50,18 @@ impl Scheduler<'_> {
         self.count(&done).await;
     }
 
-    /// The handoff tasks an attempt created belong to this run.
+    /// The handoff tasks an attempt created belong to this run, and so do the tasks its
+    /// agent created (the store put those in this run's scope already).
     async fn adopt(&mut self, done: &AttemptDone) {
+        for t in &done.agent_tasks {
+            if self.scope.ids.insert(t.clone()) {
+                if !self.opts.scope.is_empty() {
+                    self.opts.scope.push(t.clone());
+                }
+                let note = format!("task {} created by the agent of {}", t, done.task);
+                self.progress.event(&Event::Note(note));
+            }
+        }
         if self.scope.scoped && !done.new_tasks.is_empty() {
             let (me, ids) = (self.owner.id.clone(), done.new_tasks.clone());
             if let Err(e) = db(&self.store, move |st| st.add_scope(&me, &ids)).await {

@@ -25,12 +25,14 @@ use std::sync::Arc;
 const TAIL_BYTES: u64 = 256 * 1024;
 /// Rendered lines sent.
 const TAIL_LINES: usize = 60;
+/// The newest decisions and messages shown.
+const RECENT: usize = 20;
 
 /// The fleet view and the agents, read in one go on the blocking pool.
 pub async fn snapshot(app: &App) -> Result<(StatusView, Vec<AgentRow>), StoreError> {
     let external = app.roles.external();
     call(&app.store, move |st: &dyn Store| {
-        let v = view(st, &external, chrono::Utc::now().timestamp_millis())?;
+        let v = view(st, &external, RECENT, chrono::Utc::now().timestamp_millis())?;
         Ok((v, st.agents()?))
     })
     .await

@@ -1,9 +1,11 @@
 //! The routes, one file per group: `health`, `agents` (registration), `tasks`
 //! (listing and claiming), `work` (progress and completion), `handoff` (requests, and a
-//! person's accept / reject), `fleet` (what the dashboard reads). Shared here: the
+//! person's accept / reject), `coord` (file locks and shared context over the
+//! coordination store), `fleet` (what the dashboard reads). Shared here: the
 //! shapes of a task for agents, the capability rule, time stamps.
 
 pub mod agents;
+pub mod coord;
 pub mod fleet;
 pub mod handoff;
 pub mod health;

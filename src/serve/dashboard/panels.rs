@@ -1,9 +1,11 @@
 //! The dashboard's panels as HTML: alerts, instances (with a bar of the time used),
 //! handoffs waiting for a person (Accept / Reject), the tasks outside agents hold
 //! (with their reported progress), live log tails of running attempts, the queue by
-//! state, leases, cost and tokens per role, and the registered agents.
+//! state, file leases, decisions, messages, task claims, cost and tokens per role, and
+//! the registered agents.
 
 use super::esc;
+use crate::serve::error::iso;
 use crate::show::fleet::{InstanceView, OutsideView, StatusView, QUEUE_STATES};
 use crate::store::agents::AgentRow;
 use crate::store::HandoffState;
@@ -19,6 +21,9 @@ pub fn panels(v: &StatusView, agents: &[AgentRow], external: &[String], timeout_
     tails(&mut o, v);
     queue(&mut o, v);
     leases(&mut o, v);
+    decisions(&mut o, v);
+    messages(&mut o, v);
+    claims(&mut o, v);
     roles(&mut o, v);
     agents_panel(&mut o, agents);
     o
@@ -79,18 +84,28 @@ fn instances(o: &mut String, list: &[InstanceView], timeout_ms: i64) {
             esc(&i.state),
             esc(i.task.as_deref().unwrap_or("–"))
         );
-        if let (Some(e), t) = (i.elapsed_ms, i.timeout_ms.unwrap_or(timeout_ms)) {
-            let secs = e.max(0) / 1000;
-            pct_bar(
-                o,
-                e as f64 * 100.0 / t.max(1) as f64,
-                &format!("{secs}s of {}s", t / 1000),
-            );
+        match (i.progress, i.elapsed_ms) {
+            // What the agent reported (report_progress), else the time used.
+            (Some(p), _) => {
+                let step = i.step.as_deref().unwrap_or("");
+                pct_bar(o, f64::from(p), &format!("{p}% {step}"));
+            }
+            (None, Some(e)) => {
+                let t = i.timeout_ms.unwrap_or(timeout_ms);
+                let label = format!("{}s of {}s", e.max(0) / 1000, t / 1000);
+                pct_bar(o, e as f64 * 100.0 / t.max(1) as f64, &label);
+            }
+            (None, None) => {}
         }
+        let current = i
+            .current_file
+            .as_deref()
+            .or(i.tool.as_deref())
+            .unwrap_or("");
         let _ = write!(
             o,
             "</td><td class=\"tool\">{}</td><td class=\"turns\">{}</td><td>${:.4}</td></tr>",
-            esc(i.tool.as_deref().unwrap_or("")),
+            esc(current),
             i.turns,
             i.cost_usd
         );
@@ -214,25 +229,83 @@ fn queue(o: &mut String, v: &StatusView) {
     o.push_str("</dl></section>");
 }
 
-fn leases(o: &mut String, v: &StatusView) {
-    o.push_str("<section class=\"panel\" id=\"leases\"><h2>Leases</h2><div class=\"scroll\"><table><thead><tr><th>task</th><th>holder</th><th>fence</th><th>expires</th></tr></thead><tbody>");
-    if v.leases.is_empty() {
+fn claims(o: &mut String, v: &StatusView) {
+    o.push_str("<section class=\"panel\" id=\"claims\"><h2>Task claims</h2><div class=\"scroll\"><table><thead><tr><th>task</th><th>holder</th><th>fence</th><th>lease expires</th></tr></thead><tbody>");
+    if v.claims.is_empty() {
         o.push_str("<tr><td colspan=\"4\" class=\"dim\">no claim held</td></tr>");
     }
-    for l in &v.leases {
+    for l in &v.claims {
         let _ = write!(
             o,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&l.task),
             esc(&l.owner),
             l.fence,
-            esc(&l
-                .expires_ms
-                .map(crate::serve::error::iso)
-                .unwrap_or_default())
+            esc(&l.expires_ms.map(iso).unwrap_or_default())
         );
     }
     o.push_str("</tbody></table></div></section>");
+}
+
+fn leases(o: &mut String, v: &StatusView) {
+    o.push_str("<section class=\"panel\" id=\"leases\"><h2>File leases</h2><div class=\"scroll\"><table><thead><tr><th>path</th><th>holder</th><th>task</th><th>since</th><th>reason</th></tr></thead><tbody>");
+    if v.leases.is_empty() {
+        o.push_str("<tr><td colspan=\"5\" class=\"dim\">no file leased</td></tr>");
+    }
+    for l in &v.leases {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"tool\">{}</td></tr>",
+            esc(&l.path),
+            esc(&l.instance),
+            esc(&l.task),
+            esc(&iso(l.since_ms)),
+            esc(&l.reason)
+        );
+    }
+    o.push_str("</tbody></table></div></section>");
+}
+
+fn decisions(o: &mut String, v: &StatusView) {
+    o.push_str("<section class=\"panel\" id=\"decisions\"><h2>Decisions</h2>");
+    if v.decisions.is_empty() {
+        o.push_str("<p class=\"dim\">none logged</p>");
+    }
+    for d in &v.decisions {
+        let _ = write!(
+            o,
+            "<div class=\"note\"><b>{}</b> <span class=\"chip\">{}</span> {}<div class=\"dim\">{} · {}</div></div>",
+            esc(&d.id),
+            esc(&d.category),
+            esc(&d.title),
+            esc(d.instance.as_deref().unwrap_or(&d.author)),
+            esc(&iso(d.created_ms))
+        );
+    }
+    o.push_str("</section>");
+}
+
+fn messages(o: &mut String, v: &StatusView) {
+    o.push_str("<section class=\"panel\" id=\"messages\"><h2>Messages</h2>");
+    if v.messages.is_empty() {
+        o.push_str("<p class=\"dim\">none sent</p>");
+    }
+    for m in &v.messages {
+        let from = m.from_instance.clone().unwrap_or_else(|| m.author.clone());
+        let _ = write!(
+            o,
+            "<div class=\"note\"><b>{}</b> → <b>{}</b>{}: {}<div class=\"dim\">{}</div></div>",
+            esc(&from),
+            esc(&m.to.label()),
+            m.subject
+                .as_deref()
+                .map(|s| format!(" <i>{}</i>", esc(s)))
+                .unwrap_or_default(),
+            esc(&m.body),
+            esc(&iso(m.created_ms))
+        );
+    }
+    o.push_str("</section>");
 }
 
 fn roles(o: &mut String, v: &StatusView) {

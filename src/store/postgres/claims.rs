@@ -101,6 +101,7 @@ async fn take_over(tx: &Tx<'_>, id: &str, req: &ClaimRequest) -> R<()> {
         .ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
     let (old_fence, old_owner): (i64, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
     interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner).await?;
+    super::coord::end_claim_leases(tx, id, old_fence).await?;
     event(
         tx,
         req.now_ms,
@@ -254,6 +255,7 @@ pub(crate) async fn finish_attempt(tx: &Tx<'_>, token: &ClaimToken, f: &AttemptF
     let next = NextState::of(token, &f.disposition)?;
     let record = f.record.to_string();
     let attempt = end_claim(tx, token, f, &next, &record).await?;
+    super::coord::end_claim_leases(tx, &token.task, token.fence).await?;
     write_attempt_row(tx, token, f, attempt, &record).await?;
     exec(
         tx,

@@ -20,6 +20,10 @@
 mod agents;
 mod api;
 mod claims;
+mod coord;
+mod coord_api;
+mod coord_log;
+mod coord_work;
 mod engine;
 mod errors;
 mod handoffs;

@@ -88,6 +88,7 @@ async fn release_tasks(
         )
         .await?;
         out.extend(interrupt_attempts_of(tx, id, now, why.reason, why.actor).await?);
+        super::coord::end_claim_leases(tx, id, *fence).await?;
         drop_handoffs(tx, id, now, why.actor).await?;
     }
     Ok(out)

@@ -15,14 +15,18 @@
 //!
 //! - v1: tasks, task_deps, attempts, owners, instances, handoffs, events, fleet,
 //!   run_scope, the NOTIFY trigger.
-//! - v2: outside agents of `borg serve` (`agents`, token hashes only) and the latest
-//!   progress each task reported (`task_progress`): SQLite's v5.
+//! - v2: coordination (the SQLite store's v5): file leases and their wait queue,
+//!   decisions, messages and read receipts, the shared context, attempt activity,
+//!   lease violations, agent-created tasks; `tasks.status` allows the statuses of
+//!   checked work (`verify_failed`, `out_of_scope`, `integration_failed`).
+//! - v3: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`): SQLite's v6.
 
 use super::errors::{E, R};
 use crate::store::StoreError;
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The channel every state change is announced on.
 pub const CHANNEL: &str = "borg_events";
@@ -166,8 +170,61 @@ END $$;
 CREATE TRIGGER events_notify AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION borg_notify_event();
 "#;
 
-/// v1 → v2: outside agents and task progress (SQLite's v5).
+/// v1 → v2: coordination, in the shape of the SQLite store's v5.
 const V2: &str = r#"
+ALTER TABLE tasks DROP CONSTRAINT IF EXISTS tasks_status_check;
+ALTER TABLE tasks ADD CONSTRAINT tasks_status_check CHECK (status IN
+    ('pending','running','succeeded','failed','timed_out','skipped','interrupted','spawn_failed',
+     'killed','rate_limited','verify_failed','out_of_scope','integration_failed'));
+CREATE TABLE file_leases (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, path TEXT COLLATE "C" NOT NULL,
+    prefix TEXT COLLATE "C" NOT NULL, task TEXT COLLATE "C" NOT NULL, fence BIGINT NOT NULL,
+    instance TEXT NOT NULL, role TEXT NOT NULL, uid TEXT NOT NULL DEFAULT '', reason TEXT NOT NULL DEFAULT '',
+    since_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL, auto BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (task, fence, path));
+CREATE INDEX file_leases_prefix ON file_leases (prefix);
+CREATE TABLE lease_waits (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, path TEXT COLLATE "C" NOT NULL,
+    prefix TEXT COLLATE "C" NOT NULL, task TEXT COLLATE "C" NOT NULL, fence BIGINT NOT NULL,
+    instance TEXT NOT NULL, role TEXT NOT NULL, since_ms BIGINT NOT NULL, expires_ms BIGINT NOT NULL,
+    UNIQUE (task, fence, path));
+CREATE INDEX lease_waits_prefix ON lease_waits (prefix);
+CREATE TABLE decisions (
+    id TEXT COLLATE "C" PRIMARY KEY, day TEXT NOT NULL, num BIGINT NOT NULL, category TEXT NOT NULL,
+    title TEXT NOT NULL, description TEXT NOT NULL, scope TEXT, task TEXT COLLATE "C", fence BIGINT,
+    instance TEXT, role TEXT, author TEXT NOT NULL, created_ms BIGINT NOT NULL, UNIQUE (day, num));
+CREATE INDEX decisions_recent ON decisions (created_ms);
+CREATE INDEX decisions_task ON decisions (task);
+CREATE TABLE messages (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    to_kind TEXT NOT NULL CHECK (to_kind IN ('all','instance','role','task')), to_name TEXT NOT NULL DEFAULT '',
+    subject TEXT, body TEXT NOT NULL, from_instance TEXT, from_task TEXT COLLATE "C", from_role TEXT,
+    author TEXT NOT NULL, created_ms BIGINT NOT NULL);
+CREATE INDEX messages_to ON messages (to_kind, to_name, id);
+CREATE INDEX messages_from ON messages (from_task);
+CREATE TABLE message_reads (
+    message BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE, reader TEXT NOT NULL,
+    task TEXT COLLATE "C", read_ms BIGINT NOT NULL, PRIMARY KEY (message, reader));
+CREATE INDEX message_reads_task ON message_reads (task);
+CREATE TABLE coord_context (
+    key TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL, task TEXT, instance TEXT, updated_ms BIGINT NOT NULL);
+CREATE TABLE attempt_activity (
+    task TEXT COLLATE "C" NOT NULL, fence BIGINT NOT NULL, instance TEXT NOT NULL,
+    activity TEXT NOT NULL DEFAULT '{}', updated_ms BIGINT NOT NULL, PRIMARY KEY (task, fence));
+CREATE TABLE lease_violations (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, task TEXT COLLATE "C" NOT NULL, fence BIGINT NOT NULL,
+    instance TEXT NOT NULL, path TEXT NOT NULL, lease_path TEXT NOT NULL, holder_instance TEXT NOT NULL,
+    holder_task TEXT NOT NULL, holder_role TEXT NOT NULL, tool TEXT NOT NULL, at_ms BIGINT NOT NULL,
+    UNIQUE (task, fence, path));
+CREATE TABLE agent_tasks (
+    id TEXT COLLATE "C" PRIMARY KEY, parent TEXT COLLATE "C" NOT NULL, fence BIGINT NOT NULL,
+    owner TEXT COLLATE "C" NOT NULL, instance TEXT NOT NULL, created_ms BIGINT NOT NULL);
+CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
+CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
+"#;
+
+/// v2 → v3: outside agents and task progress (SQLite's v6).
+const V3: &str = r#"
 CREATE TABLE agents (
     id            TEXT COLLATE "C" PRIMARY KEY,
     capabilities  TEXT NOT NULL,
@@ -185,7 +242,7 @@ CREATE TABLE task_progress (
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; refuses a newer
 /// schema and a database that holds another program's tables.

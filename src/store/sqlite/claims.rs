@@ -111,6 +111,7 @@ fn take_over(tx: &Transaction<'_>, id: &str, req: &ClaimRequest) -> R<()> {
         .prepare_cached("SELECT fence, owner FROM tasks WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner)?;
+    super::coord::end_claim_leases(tx, id, old_fence)?;
     event(
         tx,
         req.now_ms,
@@ -268,6 +269,7 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
     let next = NextState::of(token, &f.disposition)?;
     let record = f.record.to_string();
     let attempt = end_claim(tx, token, f, &next, &record)?;
+    super::coord::end_claim_leases(tx, &token.task, token.fence)?;
     write_attempt_row(tx, token, f, attempt, &record)?;
     free_instance(tx, token, f.now_ms)?;
     let kind = match &f.disposition {

@@ -75,6 +75,7 @@ fn release_tasks(
             &json!({ "reason": reason, "previous_owner": previous_owner }),
         )?;
         out.extend(interrupt_attempts_of(tx, id, now, reason, actor)?);
+        super::coord::end_claim_leases(tx, id, *fence)?;
         drop_handoffs(tx, id, now, actor)?;
     }
     Ok(out)

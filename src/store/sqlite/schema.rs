@@ -14,7 +14,12 @@
 //!   the claim fast on big lists.
 //! - v3: the claim scope of a run (`run_scope`).
 //! - v4: the host id of an owner (`owners.host_id`).
-//! - v5: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//! - v5: coordination (`coord`): file leases and their wait queue, decisions, messages
+//!   and read receipts, the shared context, attempt activity, lease violations and
+//!   tasks created by agents; and the statuses of checked work (`verify_failed`,
+//!   `out_of_scope`, `integration_failed`) allowed in `tasks.status` (the CHECK is
+//!   widened in place, see [`widen_statuses`]).
+//! - v6: outside agents of `borg serve` (`agents`, token hashes only) and the latest
 //!   progress each task reported (`task_progress`).
 
 use super::R;
@@ -22,7 +27,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -196,8 +201,121 @@ pub(crate) const V4: &str = r#"
 ALTER TABLE owners ADD COLUMN host_id TEXT NOT NULL DEFAULT '';
 "#;
 
-/// v4 → v5: outside agents (`borg serve`) and task progress reports.
+/// v4 → v5: coordination. Leases and waits carry the claim (task, fence) they belong
+/// to and the prefix the write hook looks them up by (see `store::coord::leasing`).
 pub(crate) const V5: &str = r#"
+CREATE TABLE file_leases (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    path       TEXT NOT NULL,
+    prefix     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    fence      INTEGER NOT NULL,
+    instance   TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    uid        TEXT NOT NULL DEFAULT '',
+    reason     TEXT NOT NULL DEFAULT '',
+    since_ms   INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    auto       INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (task, fence, path)
+) STRICT;
+CREATE INDEX file_leases_prefix ON file_leases (prefix);
+CREATE TABLE lease_waits (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    path       TEXT NOT NULL,
+    prefix     TEXT NOT NULL,
+    task       TEXT NOT NULL,
+    fence      INTEGER NOT NULL,
+    instance   TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    since_ms   INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    UNIQUE (task, fence, path)
+) STRICT;
+CREATE INDEX lease_waits_prefix ON lease_waits (prefix);
+CREATE TABLE decisions (
+    id          TEXT PRIMARY KEY NOT NULL,
+    day         TEXT NOT NULL,
+    num         INTEGER NOT NULL,
+    category    TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    description TEXT NOT NULL,
+    scope       TEXT,
+    task        TEXT,
+    fence       INTEGER,
+    instance    TEXT,
+    role        TEXT,
+    author      TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    UNIQUE (day, num)
+) STRICT;
+CREATE INDEX decisions_recent ON decisions (created_ms);
+CREATE INDEX decisions_task ON decisions (task);
+CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    to_kind       TEXT NOT NULL CHECK (to_kind IN ('all','instance','role','task')),
+    to_name       TEXT NOT NULL DEFAULT '',
+    subject       TEXT,
+    body          TEXT NOT NULL,
+    from_instance TEXT,
+    from_task     TEXT,
+    from_role     TEXT,
+    author        TEXT NOT NULL,
+    created_ms    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX messages_to ON messages (to_kind, to_name, id);
+CREATE INDEX messages_from ON messages (from_task);
+CREATE TABLE message_reads (
+    message INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+    reader  TEXT NOT NULL,
+    task    TEXT,
+    read_ms INTEGER NOT NULL,
+    PRIMARY KEY (message, reader)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX message_reads_task ON message_reads (task);
+CREATE TABLE coord_context (
+    key        TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL,
+    task       TEXT,
+    instance   TEXT,
+    updated_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE attempt_activity (
+    task       TEXT NOT NULL,
+    fence      INTEGER NOT NULL,
+    instance   TEXT NOT NULL,
+    activity   TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(activity)),
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (task, fence)
+) STRICT;
+CREATE TABLE lease_violations (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    task            TEXT NOT NULL,
+    fence           INTEGER NOT NULL,
+    instance        TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    lease_path      TEXT NOT NULL,
+    holder_instance TEXT NOT NULL,
+    holder_task     TEXT NOT NULL,
+    holder_role     TEXT NOT NULL,
+    tool            TEXT NOT NULL,
+    at_ms           INTEGER NOT NULL,
+    UNIQUE (task, fence, path)
+) STRICT;
+CREATE TABLE agent_tasks (
+    id         TEXT PRIMARY KEY NOT NULL,
+    parent     TEXT NOT NULL,
+    fence      INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    instance   TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
+CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
+"#;
+
+/// v5 → v6: outside agents (`borg serve`) and task progress reports.
+pub(crate) const V6: &str = r#"
 CREATE TABLE agents (
     id            TEXT PRIMARY KEY NOT NULL,
     capabilities  TEXT NOT NULL CHECK (json_valid(capabilities)),
@@ -215,7 +333,45 @@ CREATE TABLE task_progress (
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
+
+/// The statuses `tasks.status` accepts from v5 on: v1's, plus those of checked work.
+const OLD_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited')";
+const NEW_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited',\n                        'verify_failed','out_of_scope','integration_failed')";
+
+/// Widens the CHECK of `tasks.status` in place (part of step v5). SQLite cannot alter a
+/// CHECK; rebuilding `tasks` would need foreign keys off, which cannot change inside
+/// the migration's transaction, and would cascade into `task_deps`. Allowing more
+/// values changes nothing stored, so SQLite's documented in-place edit applies: rewrite
+/// the table's SQL in `sqlite_schema` and bump `schema_version` so every connection
+/// reloads it.
+fn widen_statuses(tx: &rusqlite::Transaction<'_>) -> R<()> {
+    let version: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    tx.execute_batch("PRAGMA writable_schema = ON")?;
+    let changed = tx.execute(
+        "UPDATE sqlite_schema SET sql = replace(sql, ?1, ?2) WHERE type = 'table' AND name = 'tasks'",
+        [OLD_STATUSES, NEW_STATUSES],
+    );
+    // Always switch it off again, even when the update failed.
+    tx.execute_batch(&format!(
+        "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF",
+        version + 1
+    ))?;
+    changed?;
+    let widened: bool = tx.query_row(
+        "SELECT sql LIKE '%out_of_scope%' FROM sqlite_schema WHERE type = 'table' AND name = 'tasks'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !widened {
+        return Err(StoreError::Corrupt {
+            path: String::new(),
+            message: "the tasks table does not have the shape borg made (its status check)".into(),
+        }
+        .into());
+    }
+    Ok(())
+}
 
 /// Brings the database to [`SCHEMA_VERSION`]; refuses a newer one.
 pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
@@ -255,6 +411,9 @@ pub(crate) fn migrate(conn: &mut Connection, path: &str) -> R<()> {
     }
     for (i, step) in STEPS.iter().enumerate().skip(found as usize) {
         tx.execute_batch(step)?;
+        if i + 1 == 5 {
+            widen_statuses(&tx)?;
+        }
         // PRAGMA takes no bound parameters; the value is our own integer.
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
     }

@@ -63,7 +63,7 @@ const FAMILIES: &[Family] = &[
 ];
 
 /// The names of the tool steps, the only ones a `+` may precede.
-const TOOL_STEPS: &[&str] = &["write", "read", "edit", "bash", "bash-bg"];
+const TOOL_STEPS: &[&str] = &["write", "read", "edit", "bash", "bash-bg", "mcp"];
 
 /// Parses one step from its words (non-empty). `demo` expands into several steps.
 pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
@@ -82,7 +82,9 @@ pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
         }]);
     }
     if join {
-        return Err("'+' only goes before a tool step (write, read, edit, bash, bash-bg)".into());
+        return Err(
+            "'+' only goes before a tool step (write, read, edit, bash, bash-bg, mcp)".into(),
+        );
     }
     if name == "demo" {
         want(args, 0, 0, "demo")?;
@@ -139,6 +141,21 @@ fn tool_step(name: &str, args: &[String]) -> Result<Tool, String> {
         "bash" => {
             want(args, 1, 2, "bash \"COMMAND\" [\"DESCRIPTION\"]")?;
             Ok(Tool::Bash(args[0].clone(), desc("Run shell command")))
+        }
+        "mcp" => {
+            want(args, 1, 2, "mcp TOOL ['{\"json\": \"arguments\"}']")?;
+            let name = if args[0].starts_with("mcp__") {
+                args[0].clone()
+            } else {
+                format!("mcp__borg__{}", args[0])
+            };
+            let json = args.get(1).cloned().unwrap_or_else(|| "{}".into());
+            match serde_json::from_str::<serde_json::Value>(&json) {
+                Ok(v) if v.is_object() => Ok(Tool::Mcp(name, v.to_string())),
+                _ => Err(format!(
+                    "mcp: the arguments must be a JSON object, got {json}"
+                )),
+            }
         }
         _ => {
             want(args, 1, 2, "bash-bg \"COMMAND\" [\"DESCRIPTION\"]")?;

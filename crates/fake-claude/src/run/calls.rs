@@ -34,7 +34,16 @@ fn glob(pat: &str, s: &str) -> bool {
 
 impl Engine {
     /// (tool name, `input` JSON) for a tool call, in the CLI's key order.
-    fn tool_input(&self, tool: &Tool) -> (&'static str, String) {
+    pub(super) fn tool_input(&self, tool: &Tool) -> (String, String) {
+        let (name, input) = self.builtin_input(tool);
+        match tool {
+            Tool::Mcp(full, args) => (full.clone(), args.clone()),
+            _ => (name.to_string(), input),
+        }
+    }
+
+    /// (tool name, `input` JSON) of a built-in tool.
+    fn builtin_input(&self, tool: &Tool) -> (&'static str, String) {
         let p = |s: &str| tools::abs(&self.cfg.cwd, s).display().to_string();
         match tool {
             Tool::Write(f, c) => (
@@ -60,6 +69,7 @@ impl Engine {
                     .v("run_in_background", &true)
                     .end(),
             ),
+            Tool::Mcp(_, args) => ("", args.clone()),
         }
     }
 
@@ -77,10 +87,13 @@ impl Engine {
         let block = Obj::new()
             .s("type", "tool_use")
             .s("id", &id)
-            .s("name", name)
+            .s("name", &name)
             .raw("input", &input)
             .end();
-        let line = self.assistant_line(&m.id, &m.request_id, block);
+        let mut line = self.assistant_line(&m.id, &m.request_id, block);
+        if let Tool::Mcp(full, _) = tool {
+            line = with_tool_use_meta(line, &id, full);
+        }
         self.emit(line)?;
         if let Some(m) = self.msg.as_mut() {
             m.has_tools = true;
@@ -89,11 +102,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether an `--allowedTools` rule allows this call.
+    /// Whether an `--allowedTools` rule allows this call (an MCP tool: its own name,
+    /// its server's `mcp__server`, or a `*` pattern).
     fn allowed_by_rule(&self, name: &str, tool: &Tool) -> bool {
         let arg = match tool {
             Tool::Bash(c, _) | Tool::BashBg(c, _) => c.clone(),
             Tool::Write(f, _) | Tool::Edit(f, _, _, _) | Tool::Read(f) => f.clone(),
+            Tool::Mcp(..) => {
+                return self
+                    .cfg
+                    .allowed
+                    .iter()
+                    .any(|r| r == name || name.starts_with(&format!("{r}__")) || glob(r, name))
+            }
         };
         self.cfg.allowed.iter().any(|r| {
             if r == name {
@@ -134,15 +155,23 @@ impl Engine {
                 "Claude requested permissions to write to {}, but you haven't granted it yet.",
                 tools::abs(&self.cfg.cwd, f).display()
             )),
+            (_, Tool::Mcp(..)) => Some(format!(
+                "Claude requested permissions to use {name}, but you haven't granted it yet."
+            )),
             _ => None,
         }
     }
 
-    /// Runs one tool call (permissions first) and prints its `user` line.
+    /// Runs one tool call (its PreToolUse hooks and permissions first), prints its
+    /// `user` line, then runs its PostToolUse hooks.
     pub(super) fn run_tool(&mut self, id: &str, tool: &Tool) -> R {
         self.tool_ran = true;
         let (name, input) = self.tool_input(tool);
-        if !self.cfg.tools.iter().any(|t| t == name) {
+        let known = match tool {
+            Tool::Mcp(full, _) => self.mcp.tool_names().contains(full),
+            _ => self.cfg.tools.contains(&name),
+        };
+        if !known {
             let m = format!("No such tool available: {name}");
             return self.user_err(
                 id,
@@ -150,18 +179,40 @@ impl Engine {
                 &format!("Error: {m}"),
             );
         }
-        if let Some(m) = self.denial(name, tool) {
+        let denied = self
+            .pre_hooks(&name, &input, id)
+            .or_else(|| self.denial(&name, tool));
+        if let Some(m) = denied {
             self.denials.push(
                 Obj::new()
-                    .s("tool_name", name)
+                    .s("tool_name", &name)
                     .s("tool_use_id", id)
                     .raw("tool_input", &input)
                     .end(),
             );
             return self.user_err(id, &m, &format!("Error: {m}"));
         }
+        let outcome = self.execute(id, tool)?;
+        let response = match &outcome {
+            Outcome::Ok { tur, .. } | Outcome::Raw { tur, .. } => {
+                serde_json::from_str(tur).unwrap_or(serde_json::Value::Null)
+            }
+            Outcome::Err { .. } | Outcome::Interrupted => serde_json::Value::Null,
+        };
+        // PostToolUse runs after a tool that succeeded (a failed one has its own event).
+        match outcome {
+            Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur)?,
+            Outcome::Raw { content, tur } => self.user_raw(id, &content, &tur)?,
+            Outcome::Err { content, tur } => return self.user_err(id, &content, &tur),
+            Outcome::Interrupted => return self.abort_tool(id),
+        }
+        self.post_hooks(&name, &input, id, &response)
+    }
+
+    /// Executes the tool itself.
+    fn execute(&mut self, id: &str, tool: &Tool) -> Result<Outcome, crate::out::End> {
         let cwd = self.cfg.cwd.clone();
-        let outcome = match tool {
+        Ok(match tool {
             Tool::Write(f, c) => {
                 let p = tools::abs(&cwd, f);
                 let o = tools::write(&p, c, self.read.contains(&p));
@@ -184,11 +235,22 @@ impl Engine {
             }
             Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
             Tool::BashBg(c, d) => self.start_background(id, c, d)?,
-        };
-        match outcome {
-            Outcome::Ok { content, bash, tur } => self.user_ok(id, &content, bash, &tur),
-            Outcome::Err { content, tur } => self.user_err(id, &content, &tur),
-            Outcome::Interrupted => self.abort_tool(id),
-        }
+            Tool::Mcp(full, args) => self.call_mcp(id, full, args),
+        })
     }
+}
+
+/// The assistant line of an MCP call carries `tool_use_meta` (display names).
+fn with_tool_use_meta(mut line: String, id: &str, full: &str) -> String {
+    let mut parts = full.trim_start_matches("mcp__").splitn(2, "__");
+    let server = parts.next().unwrap_or("");
+    let tool = parts.next().unwrap_or("");
+    let meta = Obj::new()
+        .s("id", id)
+        .s("display_name", &crate::mcp::display_name(tool))
+        .s("server_display_name", server)
+        .end();
+    line.pop();
+    line.push_str(&format!(",\"tool_use_meta\":[{meta}]}}"));
+    line
 }

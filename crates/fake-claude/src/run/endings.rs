@@ -69,6 +69,12 @@ impl Engine {
 
     /// The normal `success` result (exit 0 at the end of the run).
     pub(super) fn success_result(&mut self, text: &str) -> R {
+        self.success_result_as(text, "end_turn", "completed")
+    }
+
+    /// A success result with these `stop_reason` and `terminal_reason` (a hook's
+    /// `continue: false` ends the run `tool_use` / `hook_stopped`, as observed).
+    pub(super) fn success_result_as(&mut self, text: &str, stop: &str, terminal: &str) -> R {
         let (dur, api) = self.durations();
         // Time to first token of the first call: a slice of the API time.
         let ttft = api / u64::from(self.msg_turns().max(1));
@@ -84,13 +90,13 @@ impl Engine {
             .v("time_to_request_ms", &(ttft * 85 / 100))
             .v("num_turns", &self.num_turns())
             .s("result", text)
-            .s("stop_reason", "end_turn")
+            .s("stop_reason", stop)
             .s("session_id", &self.sid())
             .f("total_cost_usd", self.cost)
             .o("usage", self.usage(false))
             .raw("modelUsage", &self.model_usage())
             .raw("permission_denials", &arr(self.denials.clone()))
-            .s("terminal_reason", "completed")
+            .s("terminal_reason", terminal)
             .s("fast_mode_state", "off")
             .s("uuid", &uuid())
             .end();

@@ -61,8 +61,8 @@ impl Engine {
             .s("subtype", "init")
             .s("cwd", &self.cfg.cwd.display().to_string())
             .s("session_id", &self.sid())
-            .v("tools", &self.cfg.tools)
-            .raw("mcp_servers", "[]")
+            .v("tools", &self.init_tools())
+            .raw("mcp_servers", &self.mcp_statuses())
             .s("model", &self.cfg.model)
             .s("permissionMode", &self.cfg.perm_mode)
             .v("slash_commands", &cmds)
@@ -159,6 +159,17 @@ impl Engine {
         if bash {
             b = b.v("is_error", &false);
         }
+        let line = self.user_line(b.end(), Some(tur));
+        self.emit(line)
+    }
+
+    /// A successful tool result whose `content` and `tool_use_result` are raw JSON (an
+    /// MCP result of content blocks).
+    pub(super) fn user_raw(&mut self, id: &str, content: &str, tur: &str) -> R {
+        let b = Obj::new()
+            .s("tool_use_id", id)
+            .s("type", "tool_result")
+            .raw("content", content);
         let line = self.user_line(b.end(), Some(tur));
         self.emit(line)
     }
