@@ -109,9 +109,14 @@ async fn the_dashboard_in_a_real_browser() {
     let u = format!("{}", std::process::id());
     let (long, short) = (format!("long-{u}"), format!("short-{u}"));
     let follow = format!("{short}.tester-1");
+    // The agent uses borg's MCP tools too: a lease, a decision, a message, progress.
+    let coord = "#fake mcp lock_files '{\"paths\":[\"notes/\"],\"reason\":\"writing the notes\"}'\n\
+                 #fake mcp log_decision '{\"category\":\"docs\",\"title\":\"Notes in markdown\",\"description\":\"one file per step\"}'\n\
+                 #fake mcp send_message '{\"to\":\"all\",\"body\":\"hello fleet\"}'\n";
     let steps = (1..=8)
-        .map(|i| format!("#fake text step {i} of 8\n#fake write notes/{i}.md \"note {i}\"\n#fake sleep 900\n"))
+        .map(|i| format!("#fake text step {i} of 8\n#fake mcp report_progress '{{\"percent\":{},\"step\":\"note {i}\"}}'\n#fake write notes/{i}.md \"note {i}\"\n#fake sleep 900\n", i * 12))
         .collect::<String>();
+    let steps = format!("{coord}{steps}");
     let list = format!(
         "[[task]]\nid = \"{long}\"\nprompt = '''\n{steps}'''\n\n[[task]]\nid = \"{short}\"\nprompt = \"#fake text short done\"\nhandoff_to = \"tester\"\n"
     );
@@ -160,10 +165,16 @@ async fn the_dashboard_in_a_real_browser() {
     );
     let live = text_of(&c, "#live").await;
     assert_eq!(live, "live", "the event stream is connected");
+    // Its agent's reported progress, and the coordination panels.
+    let bar = format!("{row} .bar");
+    let first_bar = wait_for_text(&c, &bar, |t| t.contains("% note")).await;
+    wait_for_text(&c, &bar, |t| t.contains('%') && t != first_bar).await;
+    wait_for_text(&c, "#leases", |t| t.contains("notes/")).await;
+    wait_for_text(&c, "#decisions", |t| t.contains("Notes in markdown")).await;
+    wait_for_text(&c, "#messages", |t| t.contains("hello fleet")).await;
 
     // The handoff waits for a person: Accept it in the page.
-    let accept = c
-        .wait()
+    c.wait()
         .at_most(Duration::from_secs(30))
         .for_element(Locator::Css("#handoffs button[data-accept]"))
         .await
@@ -176,7 +187,7 @@ async fn the_dashboard_in_a_real_browser() {
         c.screenshot().await.unwrap(),
     )
     .unwrap();
-    accept.click().await.unwrap();
+    click_fresh(&c, "#handoffs button[data-accept]").await;
     assert!(
         wait_until(Duration::from_secs(20), || started(&sb, &follow)),
         "the accepted handoff's task did not run"
@@ -230,6 +241,25 @@ async fn the_dashboard_in_a_real_browser() {
         "{}",
         run.stderr()
     );
+}
+
+/// Clicks the element `css` finds now: the panels are rendered again on every event,
+/// so an element found a moment ago may be gone (stale); find it again then.
+async fn click_fresh(c: &fantoccini::Client, css: &str) {
+    let t0 = Instant::now();
+    loop {
+        match c.find(Locator::Css(css)).await {
+            Ok(e) => match e.click().await {
+                Ok(_) => return,
+                Err(err) => assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "cannot click {css}: {err}"
+                ),
+            },
+            Err(err) => assert!(t0.elapsed() < Duration::from_secs(10), "no {css}: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits until the element's text passes `ok`; returns it.
