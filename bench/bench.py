@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""borg's bench harness: the six figures of the Performance section.
+"""borg's bench harness: the figures of the Performance section.
 
 Run it through bench/run.sh (which builds the release binaries first):
 
@@ -1128,11 +1128,172 @@ def bench_pg(env):
     finally:
         srv.close()
 
+
+# ---------------------------------------------------------------------------
+# 10. Git mode on a large repository (issue 13)
+# ---------------------------------------------------------------------------
+
+def git(*args, cwd=None, check=True):
+    """Runs git with a fixed identity and no user configuration; returns stdout."""
+    e = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null",
+             GIT_AUTHOR_NAME="Bench", GIT_AUTHOR_EMAIL="bench@example.com",
+             GIT_COMMITTER_NAME="Bench", GIT_COMMITTER_EMAIL="bench@example.com")
+    r = subprocess.run(["git", *args], cwd=cwd, env=e, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise SystemExit(f"bench: git {' '.join(args)} failed: {r.stderr}")
+    return r.stdout
+
+
+def gen_repo(path, files, folders):
+    """A repository of `files` small text files spread over `folders` folders."""
+    os.makedirs(path)
+    git("init", "-q", "-b", "main", cwd=path)
+    per = files // folders
+    for d in range(folders):
+        dd = os.path.join(path, f"pkg{d:04d}")
+        os.makedirs(dd)
+        for i in range(per):
+            with open(os.path.join(dd, f"mod{i:02d}.py"), "w") as f:
+                f.write("".join(f"def f{d}_{i}_{k}(x):\n    return x + {k}\n\n" for k in range(4)))
+    with open(os.path.join(path, ".gitignore"), "w") as f:
+        f.write("__pycache__/\n")
+    git("add", "-A", cwd=path)
+    git("commit", "-q", "-m", "generated", cwd=path)
+
+
+MODS_SH = r"""#!/bin/sh
+# The same edits in any worktree of the generated repository: $1 makes them differ per run.
+r=$1
+for i in $(seq 0 19); do echo "# run $r edit $i" >> pkg$(printf %04d $((i * 37 % FOLDERS)))/mod00.py; done
+for i in $(seq 0 9); do mkdir -p new$r && echo "new $i" > new$r/file$i.py; done
+for i in $(seq 0 4); do rm -f pkg$(printf %04d $((i * 53 % FOLDERS + 1)))/mod0$((r % 5)).py; done
+"""
+
+
+def bench_git(env):
+    """Git mode on a generated repository: (1) instance creation against `git worktree
+    add`; (2) an attempt's files-changed step (`seal_ms`: add, commit, diff) against
+    `git status --porcelain` + `git diff --name-status` after the same edits; (3) the
+    start of a task with 3 dependencies (`start_ms`: merges + checkout) against the
+    same merges run by a shell script in a worktree."""
+    files, folders = (2_000, 200) if env.smoke else (20_000, 2_000)
+    log(f"[git] a repository of {files} files in {folders} folders")
+    d = env.path("git")
+    repo = os.path.join(d, "repo")
+    gen_repo(repo, files, folders)
+    base = git("rev-parse", "HEAD", cwd=repo).strip()
+    mods = os.path.join(d, "mods.sh")
+    with open(mods, "w") as f:
+        f.write(MODS_SH.replace("FOLDERS", str(folders - 2)))
+    config = os.path.join(d, "config.toml")
+    write_config(config, {"concurrency": 1})
+    git_instances(env, d, repo, config)
+    git_attempts(env, d, repo, base, mods, config)
+
+
+def timed_cpu(cmd, **kw):
+    """(wall time, CPU time of the process and its children, exit code) of one command."""
+    import resource
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dt, rc = timed(cmd, **kw)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return dt, cpu, rc
+
+
+def git_instances(env, d, repo, config):
+    """(1) `borg instance create` in git mode vs `git worktree add`, alternating. The
+    CPU time is reported too: on a busy machine the wall time of writing 20 000 files
+    varies several-fold from one run to the next."""
+    ws = os.path.join(d, "ws-create")
+    e = dict(os.environ, BORG_REPO=repo)
+    t_borg, t_git, c_borg, c_git = [], [], [], []
+    for r in range(env.runs + 1):
+        borg = lambda: timed_cpu(borg_cmd(env, ws, config, "instance", "create", "--role", "developer",
+                                          "--name", f"inst{r}"), env=e)
+        plain = lambda: timed_cpu(["git", "-C", repo, "worktree", "add", "-q", "--detach",
+                                   os.path.join(d, f"plain{r}"), "HEAD"])
+        # Alternate who goes first: the second one pays for the first one's writeback.
+        if r % 2:
+            (dt2, cpu2, rc2), (dt, cpu, rc) = plain(), borg()
+        else:
+            (dt, cpu, rc), (dt2, cpu2, rc2) = borg(), plain()
+        if rc != 0 or rc2 != 0:
+            raise SystemExit("bench: borg instance create or git worktree add failed")
+        subprocess.run(["sync"])
+        if r:  # the first pair warms the page cache
+            t_borg.append(dt)
+            t_git.append(dt2)
+            c_borg.append(cpu)
+            c_git.append(cpu2)
+    b, g = statistics.median(t_borg), statistics.median(t_git)
+    env.record("git", "instance creation: borg instance create (git mode)", b, "s")
+    env.record("git", "instance creation: git worktree add", g, "s")
+    env.record("git", "instance creation: borg / git worktree add", pair_ratio(t_borg, t_git), "x", "<= 1.3",
+               "median of the ratios of pairs run back to back")
+    env.record("git", "instance creation, CPU time: borg / git worktree add", pair_ratio(c_borg, c_git), "x", "",
+               f"{statistics.median(c_borg):.3f} s / {statistics.median(c_git):.3f} s")
+
+
+def git_attempts(env, d, repo, base, mods, config):
+    """(2) and (3), from the attempt records of runs on one store."""
+    ws = os.path.join(d, "ws-run")
+    plain = os.path.join(d, "baseline")
+    git("worktree", "add", "-q", "--detach", plain, base, cwd=repo)
+    seal, status, start, merge = [], [], [], []
+    for r in range(env.runs + 1):
+        tasks = os.path.join(d, f"tasks{r}.toml")
+        deps = [{"id": f"r{r}-d{k}", "prompt": f"#fake bash \"echo dep {k} > dep{r}_{k}.py\"\n"} for k in range(3)]
+        write_tasks(tasks, [{"id": f"r{r}-edit", "prompt": f"#fake bash \"sh {mods} {r}\"\n"}] + deps +
+                    [{"id": f"r{r}-join", "depends_on": [t["id"] for t in deps], "prompt": "#fake text joined\n"}])
+        subprocess.run(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake, "--repo", repo,
+                                "--progress", "none"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rec = lambda t, k: find_key(json.loads(subprocess.run(
+            borg_cmd(env, ws, config, "task", "show", t, "--json"), capture_output=True, text=True).stdout), k)
+        s_ms, j_ms = rec(f"r{r}-edit", "seal_ms"), rec(f"r{r}-join", "start_ms")
+        if s_ms is None or j_ms is None:
+            raise SystemExit(f"bench: run {r} recorded no seal_ms/start_ms")
+        # The baseline: the same edits in a worktree at the base, then git reads them.
+        git("checkout", "-q", "--detach", "-f", base, cwd=plain)
+        git("clean", "-q", "-fd", cwd=plain)
+        subprocess.run(["sh", mods, str(r)], cwd=plain, check=True)
+        t0 = time.perf_counter()
+        git("status", "--porcelain", cwd=plain)
+        git("diff", "--name-status", "HEAD", cwd=plain)
+        st = time.perf_counter() - t0
+        heads = [git("rev-parse", f"borg/r{r}-d{k}", cwd=repo).strip() for k in range(3)]
+        script = f"git checkout -q --detach -f {base} && " + " && ".join(
+            f"git -c user.name=b -c user.email=b@b merge -q --no-edit {h}" for h in heads)
+        git("checkout", "-q", "--detach", "-f", base, cwd=plain)
+        git("clean", "-q", "-fd", cwd=plain)
+        dt, rc = timed(["sh", "-c", script], cwd=plain)
+        if rc != 0:
+            raise SystemExit("bench: the merge script failed")
+        if r:
+            seal.append(s_ms / 1000)
+            status.append(st)
+            start.append(j_ms / 1000)
+            merge.append(dt)
+    env.record("git", "files changed: borg (add, commit, diff --raw --numstat)", statistics.median(seal), "s")
+    env.record("git", "files changed: git status --porcelain + git diff --name-status", statistics.median(status), "s")
+    env.record("git", "files changed: borg / git status + diff", pair_ratio(seal, status), "x", "<= 1.5",
+               "median of the ratios of each run's pair")
+    env.record("git", "start with 3 dependencies: borg (merge-tree x3, checkout)", statistics.median(start), "s")
+    env.record("git", "start with 3 dependencies: shell script (checkout, git merge x3)", statistics.median(merge), "s")
+    env.record("git", "start with 3 dependencies: borg / shell script", pair_ratio(start, merge), "x", "<= 1.5",
+               "median of the ratios of each run's pair")
+
+
+def pair_ratio(a, b):
+    """The median of a[i] / b[i]: each pair ran close together, so a busy machine's
+    slow spells hit both sides of a pair rather than one side's median."""
+    return statistics.median(x / y for x, y in zip(a, b) if y > 0)
+
 # ---------------------------------------------------------------------------
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
-           "pg": bench_pg, "coord": bench_coord, "serve": bench_serve}
+           "pg": bench_pg, "coord": bench_coord, "git": bench_git, "serve": bench_serve}
 
 
 def machine():

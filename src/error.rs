@@ -30,6 +30,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             || cause.is::<RoleError>()
             || cause.is::<InstanceError>()
             || cause.is::<crate::supervise::claude::ClaudeError>()
+            || cause.is::<crate::git::RepoError>()
         {
             return EXIT_USAGE;
         }

@@ -7,12 +7,15 @@
 //! `show` (what people see). `cli` turns the command line into calls of those.
 //! `coord` is the coordination of running agents (leases, decisions, messages, the
 //! MCP server and hooks), between the store and the attempt.
+//! `git` (git mode: worktrees, branches, merges, commits) sits beside `workspace`,
+//! below `run`.
 //! A type two rooms share lives in the lower one; no room imports a higher one in a
 //! circle.
 
 pub mod cli;
 pub mod coord;
 pub mod error;
+pub mod git;
 pub mod input;
 pub mod outcome;
 pub mod run;

@@ -187,15 +187,23 @@ fn three_workers_run_200_tasks_exactly_once_through_a_sigkill() {
     let run = enqueue(&sb, &db.url, &chains(200, 150, sfx));
     let s = PgStore::open(&db.url).unwrap();
     wait_store(&s, Duration::from_secs(120), |r| succeeded(r) >= 50);
-    // h2 dies mid-run; its tasks must be taken over, and it comes back.
+    // h2 dies mid-run, while it holds a running attempt; its tasks must be taken
+    // over, and it comes back.
     let old_pid = w2.child.id();
+    let mine = format!("borg-h2-{old_pid}-");
+    let holds = wait_until(Duration::from_secs(60), || {
+        s.running_attempts()
+            .map(|a| a.iter().any(|a| a.owner.starts_with(&mine)))
+            .unwrap_or(false)
+    });
+    assert!(holds, "worker h2 never ran an attempt");
     w2.child.kill().unwrap();
     w2.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let w2b = Worker::start(&sb, &db.url, "h2", 3);
     let rep = finished_report(run, 200);
     let interrupted = exactly_once(&s, 200);
-    let old_owner = format!("borg-h2-{old_pid}-");
+    let old_owner = mine;
     let taken_over: Vec<&String> = interrupted
         .iter()
         .filter(|(_, o)| o.starts_with(&old_owner))

@@ -915,3 +915,73 @@ fn a_timed_out_task_says_it_timed_out() {
         "{err}\n{ctx}"
     );
 }
+
+/// Git mode with the real CLI: its Write, Edit and Bash tools work in an instance's
+/// worktree, borg commits what it left on the task's branch (the repository's
+/// .gitignore keeps the test run's caches out), and the user's repository is untouched.
+#[test]
+fn in_git_mode_the_real_clis_work_is_committed_on_the_task_branch() {
+    let Some(rig) = Rig::new(vec![Script::new(developer_turns())]) else {
+        return;
+    };
+    let mut files: Vec<(String, String)> = std::fs::read_dir(TEMPLATE)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read_to_string(e.path()).unwrap())
+        })
+        .collect();
+    files.push((".gitignore".into(), "__pycache__/\n".into()));
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let repo = common::git::busy_user_repo(&rig.sb.path().join("calc"), &refs);
+    let before = repo.user_state();
+    let file = rig.sb.write(
+        "tasks.toml",
+        &one(
+            "fix-add-git",
+            "Fix add() in calc.py and note it in NOTES.md.",
+            "",
+        ),
+    );
+    let repo_dir = repo.dir.to_str().unwrap().to_string();
+    let args = [
+        "--json",
+        "--progress",
+        "plain",
+        "--timeout",
+        "90s",
+        "--repo",
+        &repo_dir,
+    ];
+    let mut cmd = rig.borg(&[], &[]);
+    cmd.args(run_args(&file, &rig.claude, &args));
+    let out = cmd.output().expect("run borg");
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let r = task(&rep, "fix-add-git");
+    assert_eq!(r["branch"], "borg/fix-add-git", "{ctx}");
+    assert_eq!(
+        r["files_changed"],
+        json!([
+            {"path": "NOTES.md", "change": "created", "insertions": 3, "deletions": 0},
+            {"path": "calc.py", "change": "modified", "insertions": 1, "deletions": 1}
+        ]),
+        "{ctx}"
+    );
+    assert_eq!(r["tests"]["passed"], 3, "{ctx}");
+    assert!(repo
+        .show("borg/fix-add-git", "calc.py")
+        .contains("return a + b"));
+    let tree = repo.git(&["ls-tree", "-r", "--name-only", "borg/fix-add-git"]);
+    assert!(!tree.contains("__pycache__"), "{tree}");
+    let msg = repo.git(&["log", "-1", "--format=%B", "borg/fix-add-git"]);
+    let session = r["session_id"].as_str().unwrap();
+    assert!(msg.contains(&format!("Borg-Session: {session}")), "{msg}");
+    assert_eq!(repo.user_state(), before, "the user's repository changed");
+    repo.assert_fsck_clean();
+}

@@ -100,6 +100,8 @@ pub enum Command {
         #[arg(value_enum)]
         event: HookEvent,
     },
+    /// Git mode: a task's diff against its start commit.
+    Diff(DiffArgs),
     /// Serve the coordination API, the event stream, metrics and the dashboard.
     Serve(ServeArgs),
 }
@@ -113,6 +115,19 @@ pub struct ServeArgs {
     /// Admin token; required to listen off loopback [env: BORG_SERVE_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+/// `borg diff`.
+#[derive(Debug, Clone, Args)]
+pub struct DiffArgs {
+    /// Task id.
+    pub task: String,
+    /// Only the summary of changed files and lines (`git diff --stat`).
+    #[arg(long)]
+    pub stat: bool,
+    /// That attempt (1-based) instead of the last one.
+    #[arg(long, value_name = "N")]
+    pub attempt: Option<u32>,
 }
 
 /// The hook events borg answers.
@@ -220,8 +235,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub claude: Option<PathBuf>,
     /// Template copied into new instances' project-files/
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "repo")]
     pub template: Option<PathBuf>,
+    /// Git mode: work on this repository, every task a branch in a worktree of it
+    /// [env: BORG_REPO] [default: the repository the task list is in, unless a template is given]
+    #[arg(long, value_name = "DIR")]
+    pub repo: Option<PathBuf>,
+    /// Template mode even when the task list lives in a git work tree
+    #[arg(long, conflicts_with_all = ["repo", "base"])]
+    pub no_repo: bool,
+    /// Git mode: the commit tasks start from [default: HEAD when the run first starts;
+    /// a resumed run keeps its base]
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
     /// Print the final report as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -311,10 +337,13 @@ pub enum InstanceCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an instance and its files.
+    /// Remove an instance and its files (a worktree with `git worktree remove`).
     Rm {
         /// Instance id.
         id: String,
+        /// Remove a worktree even when it has uncommitted changes.
+        #[arg(long)]
+        force: bool,
     },
 }
 

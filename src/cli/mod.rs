@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod decisions;
+pub mod diff;
 pub mod handoff;
 pub mod helpers;
 pub mod instance;
@@ -83,6 +84,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Messages(c) => messages::run(&ctx, c),
         Command::Mcp => helpers::mcp(&ctx).await,
         Command::Hook { event } => Ok(helpers::hook(event)),
+        Command::Diff(a) => diff::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }

@@ -19,23 +19,8 @@ use crate::store::location::StoreLocation;
 pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
     let (ctx, roles) = split_roles(ctx);
     let (ctx, a) = (&ctx, Claims { roles, ..a.into() });
-    let as_run = RunArgs {
-        tasks: None,
-        concurrency: a.concurrency,
-        timeout: a.timeout,
-        claude: a.claude.clone(),
-        template: a.template.clone(),
-        json: false,
-        report: None,
-        junit: None,
-        dry_run: false,
-        budget_usd: None,
-        progress: a.progress,
-        no_work: false,
-        list: None,
-        serve: None,
-    };
-    let inputs = inputs::load(ctx, &as_run)?;
+    let as_run = as_run(&a);
+    let mut inputs = inputs::load(ctx, &as_run)?;
     check_roles(&a.roles, &inputs.roles.names())?;
     if let Some(id) = a.host_id.as_deref().filter(|id| !valid_host_id(id)) {
         return Err(UsageError(format!(
@@ -46,6 +31,9 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
     let version = inputs::preflight(ctx, &inputs.claude).await;
     let at = StoreLocation::of(&inputs.settings.paths.store);
     let (store, owner) = open_store(ctx, &inputs, a.host_id.as_deref()).await?;
+    // Git mode when the store's runs worked on a repository (it must be on this host).
+    let git = (&mut inputs.git, None, &inputs.settings);
+    super::run::repo::prepare(ctx, &as_run, git, store.as_ref())?;
     let scope = match &a.list {
         Some(name) => crate::run::lists::members(store.as_ref(), name)?,
         None => Vec::new(),
@@ -93,6 +81,30 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
             eprintln!("borg: error: {e:#}");
             Ok(EXIT_FAILED)
         }
+    }
+}
+
+/// The worker's arguments as `borg run`'s: no list, no report; a repository only as the
+/// store recorded it.
+fn as_run(a: &Claims) -> RunArgs {
+    RunArgs {
+        tasks: None,
+        concurrency: a.concurrency,
+        timeout: a.timeout,
+        claude: a.claude.clone(),
+        template: a.template.clone(),
+        json: false,
+        report: None,
+        junit: None,
+        dry_run: false,
+        budget_usd: None,
+        progress: a.progress,
+        no_work: false,
+        list: None,
+        repo: None,
+        no_repo: false,
+        base: None,
+        serve: None,
     }
 }
 

@@ -146,8 +146,19 @@ pub struct PathsSettings {
     pub store: PathBuf,
     /// Template copied into a new instance's `project-files/`.
     pub template: Option<PathBuf>,
+    /// A git repository to work on (git mode): `[workspace] repo`, `BORG_REPO`, `--repo`.
+    pub repo: Option<PathBuf>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// Git mode (`[git]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GitSettings {
+    /// Task branches are `<branch_prefix><task-id>`.
+    pub branch_prefix: String,
+    /// The role of the resolve tasks borg creates for merge conflicts.
+    pub resolver_role: String,
 }
 
 /// Per-role limits (`[roles.NAME]`).
@@ -190,6 +201,8 @@ pub struct Settings {
     pub roles: BTreeMap<String, RoleLimits>,
     /// Coordination of running agents.
     pub coord: CoordSettings,
+    /// Git mode.
+    pub git: GitSettings,
     /// `borg serve`.
     pub serve: ServeSettings,
     /// Handoffs.
@@ -215,6 +228,8 @@ pub struct Overrides {
     pub timeout: Option<Duration>,
     /// `--template DIR`.
     pub template: Option<PathBuf>,
+    /// `--repo DIR`.
+    pub repo: Option<PathBuf>,
     /// `--budget-usd X`.
     pub budget_usd: Option<f64>,
 }
@@ -228,6 +243,7 @@ impl Default for Settings {
                 workspaces,
                 roles_dir: PathBuf::from("roles"),
                 template: None,
+                repo: None,
                 config_file: None,
             },
             claude: ClaudeSettings {
@@ -262,6 +278,10 @@ impl Default for Settings {
                 max_line_bytes: 8 * 1024 * 1024,
             },
             roles: BTreeMap::new(),
+            git: GitSettings {
+                branch_prefix: "borg/".into(),
+                resolver_role: "developer".into(),
+            },
             coord: CoordSettings {
                 enabled: true,
                 strict_mcp: false,
@@ -324,6 +344,7 @@ impl Settings {
             "BORG_IDLE_TIMEOUT",
             "BORG_RETRIES",
             "BORG_TEMPLATE",
+            "BORG_REPO",
             "BORG_BUDGET_USD",
             "BORG_PERMISSION_MODE",
             "BORG_MODEL",

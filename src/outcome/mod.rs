@@ -101,6 +101,8 @@ pub enum ChangeKind {
     Modified,
     /// The file existed before and is gone.
     Deleted,
+    /// The file moved (git mode: `git diff -M`; the old path is in `from`).
+    Renamed,
 }
 
 /// One changed file, relative to the instance's `project-files/`.
@@ -110,6 +112,47 @@ pub struct FileChange {
     pub path: String,
     /// What happened to it.
     pub change: ChangeKind,
+}
+
+/// One changed file with what git knows of it (git mode): where a renamed file came
+/// from and how many lines were inserted and deleted. In template mode only the path
+/// and the change are known, and the JSON is the same as a [`FileChange`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileDiff {
+    /// Path and change.
+    #[serde(flatten)]
+    pub file: FileChange,
+    /// The old path of a renamed file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Lines inserted (git mode; binary files count 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insertions: Option<u64>,
+    /// Lines deleted (git mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletions: Option<u64>,
+}
+
+impl From<FileChange> for FileDiff {
+    fn from(file: FileChange) -> FileDiff {
+        FileDiff {
+            file,
+            from: None,
+            insertions: None,
+            deletions: None,
+        }
+    }
+}
+
+/// The totals of a diff: files, lines inserted, lines deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diffstat {
+    /// Files changed.
+    pub files: u64,
+    /// Lines inserted.
+    pub insertions: u64,
+    /// Lines deleted.
+    pub deletions: u64,
 }
 
 /// Test counts recognised in the Bash tool results of a transcript.
@@ -259,7 +302,7 @@ pub struct AttemptRecord {
     /// Turns.
     pub num_turns: u64,
     /// Files changed.
-    pub files_changed: Vec<FileChange>,
+    pub files_changed: Vec<FileDiff>,
     /// Tests recognised.
     pub tests: Option<TestCounts>,
     /// The result text.
@@ -293,6 +336,36 @@ pub struct AttemptRecord {
     /// Tasks this attempt's agent created.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_tasks: Vec<String>,
+    /// Git mode: what the attempt did in the repository.
+    #[serde(flatten)]
+    pub git: GitFacts,
+}
+
+/// What an attempt did in the repository (git mode); every field absent in template
+/// mode, so template-mode records and reports are as they were.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitFacts {
+    /// The task's branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The start commit (the base with the dependencies merged in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// The attempt's final commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Where the final commit is kept: `refs/borg/attempts/<task>/<n>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt_ref: Option<String>,
+    /// Totals of the diff from `base` to `commit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diffstat: Option<Diffstat>,
+    /// Milliseconds spent making the start commit and putting the worktree on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ms: Option<u64>,
+    /// Milliseconds spent committing the attempt's work and reading its diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_ms: Option<u64>,
 }
 
 /// A change to a file another attempt held a lease on (found after a shell command).
@@ -317,5 +390,10 @@ impl AttemptRecord {
     /// Deserializes from the borrowed JSON so callers need not clone the stored value.
     pub fn from_stored(v: Option<&serde_json::Value>) -> Option<Self> {
         v.and_then(|v| Self::deserialize(v).ok())
+    }
+
+    /// The files changed, path and change only (what prompts and session.md show).
+    pub fn changes(&self) -> Vec<FileChange> {
+        self.files_changed.iter().map(|f| f.file.clone()).collect()
     }
 }

@@ -178,18 +178,19 @@ pub fn handoff_task(
         reason: req.reason.clone(),
         state: req.state.clone(),
         next_steps: req.next_steps.clone(),
-        files_changed: src.record.files_changed.clone(),
+        files_changed: src.record.changes(),
         result_text: src.record.result_text.clone(),
     };
     let stored = StoredSpec {
         task: spec,
         handoff: Some(ctx),
+        resolve: None,
     };
     Some(new_task(&stored, 1))
 }
 
 /// The definition of a follow-up task for `role`, depending on its source.
-fn follow_up_spec(task: &TaskRow, id: &str, role: &str) -> TaskSpec {
+pub fn follow_up_spec(task: &TaskRow, id: &str, role: &str) -> TaskSpec {
     TaskSpec {
         id: id.to_string(),
         prompt: format!(

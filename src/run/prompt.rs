@@ -123,6 +123,21 @@ pub fn build(
     p
 }
 
+/// Git mode: where the work happens and what becomes of it.
+pub fn git_note(branch: &str, has_deps: bool) -> String {
+    let deps = if has_deps {
+        " It already holds the work of the tasks above, merged."
+    } else {
+        ""
+    };
+    format!(
+        "\n## Where you work\n\nYour working directory is a git worktree on branch `{branch}`.{deps} \
+         When you are done, borg commits whatever you leave there (files your .gitignore ignores \
+         aside); you may commit yourself too. Do not switch branches, rebase or reset: stay on \
+         `{branch}`.\n"
+    )
+}
+
 fn write_files(p: &mut String, files: &[FileChange]) {
     if files.is_empty() {
         p.push_str("Files changed: none\n");

@@ -1,10 +1,16 @@
 //! Recovery from dead borgs: owner heartbeats, taking back at once the claims of a borg
-//! that is provably gone (pid + start time + boot id), taking back expired leases, and
-//! the restart sweep that kills what is left of a dead borg's attempts without ever
-//! hitting a process whose pid was reused.
+//! that is provably gone (pid + start time + boot id), taking back expired leases, the
+//! restart sweep that kills what is left of a dead borg's attempts without ever
+//! hitting a process whose pid was reused, and (git mode) the worktrees a dead borg
+//! left in the middle of an attempt: their work saved under the attempt's ref, the
+//! worktree reset, a stale `index.lock` removed.
 
+use crate::git::recover::InFlight;
+use crate::git::worktree::Worktree;
+use crate::git::Repo;
 use crate::run::attempt::now_ms;
 use crate::store::{call as db, AttemptRow, OwnerInfo, Store, StoreError};
+use crate::workspace::instance::Workspaces;
 use std::sync::Arc;
 
 /// Records this borg process in the store; `host_id` names the host in the fleet (the
@@ -90,4 +96,46 @@ pub fn sweep(attempts: &[AttemptRow]) {
             }
         }
     }
+}
+
+/// Git mode: saves the work of attempts a dead borg left in its worktrees (those
+/// with a marker, not in use by a live borg). Returns one line per worktree saved.
+pub fn worktrees(store: &dyn Store, ws: &Workspaces, repo: &Repo) -> Vec<String> {
+    let busy: Vec<String> = store
+        .instances()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.state == "busy" && i.owner.is_some())
+        .map(|i| i.id)
+        .collect();
+    let mut notes = Vec::new();
+    for inst in ws.list().unwrap_or_default() {
+        let Some(f) = InFlight::read(&inst.path).filter(|_| !busy.contains(&inst.id)) else {
+            continue;
+        };
+        let wt = Worktree::of_instance(&inst.path);
+        let msg = f.message("saved by borg after the run stopped");
+        match wt.save_interrupted(repo, &f, &msg) {
+            Ok(kept) => {
+                InFlight::clear(&inst.path);
+                let what = match kept {
+                    Some(c) => format!(
+                        "its work is saved to {} ({})",
+                        Repo::attempt_ref(&f.task, f.attempt),
+                        crate::git::short(&c)
+                    ),
+                    None => "it had changed nothing".into(),
+                };
+                notes.push(format!(
+                    "{}: attempt {} of {} was interrupted; {what}; the worktree is reset",
+                    inst.id, f.attempt, f.task
+                ));
+            }
+            Err(e) => notes.push(format!(
+                "{}: cannot recover the worktree of attempt {} of {}: {e}",
+                inst.id, f.attempt, f.task
+            )),
+        }
+    }
+    notes
 }

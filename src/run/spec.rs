@@ -1,6 +1,7 @@
 //! The stored form of a task: the definition kept in the store's `spec` column (the
-//! list's definition plus the context of the handoff it came from), the store row
-//! made from it, and the hash that tells a changed definition between runs.
+//! list's definition plus the context of the handoff or the merge conflict it came
+//! from), the store row made from it, and the hash that tells a changed definition
+//! between runs.
 
 use crate::input::tasklist::TaskSpec;
 use crate::run::prompt::HandoffContext;
@@ -17,6 +18,27 @@ pub struct StoredSpec {
     /// Set when a handoff created this task.
     #[serde(default)]
     pub handoff: Option<HandoffContext>,
+    /// Set when borg created this task to resolve a merge conflict (git mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<ResolveContext>,
+}
+
+/// What a resolve task resolves: merging `theirs` into `ours` conflicted while
+/// making the start commit of task `of`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolveContext {
+    /// The task that waits for the resolution.
+    pub of: String,
+    /// The start so far (the base with the dependencies before `theirs_task` merged).
+    pub ours: String,
+    /// The commit of the dependency that conflicts.
+    pub theirs: String,
+    /// The tasks whose work `ours` holds.
+    pub ours_tasks: Vec<String>,
+    /// The dependency that conflicts.
+    pub theirs_task: String,
+    /// The conflicting files.
+    pub files: Vec<String>,
 }
 
 /// The store row of a task definition.
@@ -44,4 +66,9 @@ pub fn definition_hash(t: &TaskSpec) -> String {
 /// The task a handoff-created task came from, if it was created by a handoff.
 pub fn source_of(t: &TaskRow) -> Option<&str> {
     t.spec.get("handoff")?.get("source_task")?.as_str()
+}
+
+/// The task a resolve task resolves the start of, if it is one.
+pub fn resolve_of(t: &TaskRow) -> Option<&str> {
+    t.spec.get("resolve")?.get("of")?.as_str()
 }

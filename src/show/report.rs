@@ -2,11 +2,15 @@
 //! for machines (`--json`, `--report FILE`), JUnit XML for CI systems (`--junit`),
 //! and per-role metrics (tasks, success rate, mean and p95 duration, cost, tokens).
 
-use crate::outcome::{AttemptRecord, FileChange, LeaseViolation, Status, TestCounts, Tokens};
+use crate::outcome::{AttemptRecord, FileDiff, LeaseViolation, Status, TestCounts, Tokens};
 use crate::store::{AttemptRow, TaskRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+
+mod git;
+pub use git::GitReport;
+use git::{git_cells, has_git};
 
 /// One task in the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,7 +38,7 @@ pub struct TaskReport {
     /// Turns of the last attempt.
     pub num_turns: u64,
     /// Files changed by the last attempt.
-    pub files_changed: Vec<FileChange>,
+    pub files_changed: Vec<FileDiff>,
     /// Tests of the last attempt.
     pub tests: TestCounts,
     /// Role the work was handed to, if any.
@@ -66,6 +70,9 @@ pub struct TaskReport {
     /// Tasks its agents created (`create_task`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub created_tasks: Vec<String>,
+    /// Git mode: branch, commits, diffstat, resolve links (absent in template mode).
+    #[serde(flatten)]
+    pub git: GitReport,
 }
 
 /// Messages of a task's agents.
@@ -212,6 +219,7 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
             .flat_map(|r| r.lease_violations.clone())
             .collect(),
         created_tasks: last.map(|r| r.created_tasks.clone()).unwrap_or_default(),
+        git: GitReport::of(t, last),
     }
 }
 
@@ -295,7 +303,7 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// The summary table for a terminal.
 pub fn table(r: &Report) -> String {
     let mut out = String::new();
-    let rows: Vec<[String; 8]> = r
+    let rows: Vec<Vec<String>> = r
         .tasks
         .iter()
         .map(|t| {
@@ -313,12 +321,18 @@ pub fn table(r: &Report) -> String {
                     format!("{}/{}", t.tests.passed, t.tests.passed + t.tests.failed)
                 },
             ]
+            .into_iter()
+            .chain(git_cells(r, t))
+            .collect()
         })
         .collect();
-    let head = [
+    let mut head = vec![
         "TASK", "ROLE", "STATUS", "TRIES", "TIME", "COST", "FILES", "TESTS",
     ];
-    let mut w = head.map(str::len);
+    if has_git(r) {
+        head.push("LINES");
+    }
+    let mut w: Vec<usize> = head.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -331,7 +345,9 @@ pub fn table(r: &Report) -> String {
         }
         l.trim_end().to_string()
     };
-    out.push_str(&line(&head.map(String::from)));
+    out.push_str(&line(
+        &head.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    ));
     out.push('\n');
     for (row, t) in rows.iter().zip(&r.tasks) {
         out.push_str(&line(row));

@@ -16,6 +16,7 @@ pub mod agents;
 pub mod coord;
 mod error;
 pub mod feed;
+mod git;
 pub mod location;
 pub mod postgres;
 mod rows;
@@ -25,12 +26,14 @@ use crate::outcome::Status;
 pub use agents::AgentStore;
 pub use coord::CoordStore;
 pub use error::StoreError;
+pub use git::GitStore;
 pub use rows::*;
 use std::time::Duration;
 
 /// The coordination store. All methods are synchronous and short; call them from
-/// `spawn_blocking` in async code.
-pub trait Store: Send + Sync + AgentStore + coord::CoordStore {
+/// `spawn_blocking` in async code. Capabilities of later features are supertraits
+/// ([`AgentStore`], [`CoordStore`], [`GitStore`]), so every backend implements them.
+pub trait Store: Send + Sync + AgentStore + coord::CoordStore + GitStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

@@ -22,6 +22,7 @@ mod claims;
 mod coord;
 mod coord_impl;
 mod coord_log;
+mod git;
 mod handoffs;
 mod misc;
 mod netfs;

@@ -1,20 +1,27 @@
 //! The instance pool on disk: `workspaces/<id>/` with `session.md` (role context, then
 //! a record of every task the instance ran), `project-files/` (the child's working
-//! directory, seeded from a template) and `logs/` (raw stdout and stderr per attempt).
+//! directory: a copy of a template, or in git mode a `git worktree` of the user's
+//! repository) and `logs/` (raw stdout and stderr per attempt).
 //!
 //! Creation is all-or-nothing: the instance is built in a hidden temporary folder
 //! inside the workspaces folder and renamed into place, so a failed copy never leaves
-//! a half-made instance that `list` would show.
+//! a half-made instance that `list` would show. A worktree cannot be moved by a
+//! rename (git records its path), so it is added once the folder is in place, and
+//! the folder is removed again if git fails.
 
+mod files;
 mod recent;
 mod session;
 
+use crate::git::worktree::Worktree;
+use crate::git::{Git, Repo};
 use crate::input::roles::Role;
 use crate::input::tasklist::valid_id;
 use crate::outcome::{FileChange, Status};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+pub use files::{carry_over, copy_tree};
 pub use session::{format_entry, parse_history};
 
 /// The metadata file in every instance folder.
@@ -41,6 +48,9 @@ pub enum InstanceError {
     /// The template folder contains the workspaces folder, so copying it would never end.
     #[error("template {0} contains the workspaces folder {1}; choose a template outside it")]
     TemplateContainsRoot(PathBuf, PathBuf),
+    /// git could not add or remove the instance's worktree.
+    #[error("{0}")]
+    Worktree(String),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -83,6 +93,24 @@ pub struct SessionEntry {
     pub summary: String,
 }
 
+/// What a new instance's `project-files/` starts as.
+#[derive(Debug, Clone, Copy)]
+pub enum Project<'a> {
+    /// An empty folder.
+    Empty,
+    /// A copy of this folder.
+    Template(&'a Path),
+    /// A worktree of this repository, detached at its base (git mode).
+    Worktree(&'a Repo),
+}
+
+impl<'a> Project<'a> {
+    /// The template, if any, else an empty folder.
+    pub fn template(t: Option<&'a Path>) -> Project<'a> {
+        t.map_or(Project::Empty, Project::Template)
+    }
+}
+
 /// The workspaces folder.
 #[derive(Debug, Clone)]
 pub struct Workspaces {
@@ -104,6 +132,21 @@ impl Workspaces {
         name: Option<&str>,
         template: Option<&Path>,
     ) -> Result<Instance, InstanceError> {
+        self.create_in(role, name, Project::template(template))
+    }
+
+    /// Creates `<root>/<id>/` with `session.md`, `project-files/` as `project` says
+    /// and `logs/`. `name` defaults to `<role>-<8 hex>`.
+    pub fn create_in(
+        &self,
+        role: &Role,
+        name: Option<&str>,
+        project: Project<'_>,
+    ) -> Result<Instance, InstanceError> {
+        let template = match project {
+            Project::Template(t) => Some(t),
+            _ => None,
+        };
         let id = match name {
             Some(n) => n.to_string(),
             None => default_id(&role.name),
@@ -141,7 +184,10 @@ impl Workspaces {
         if result.is_err() {
             let _ = std::fs::remove_dir(&path);
         }
-        result
+        match (result, project) {
+            (Ok(i), Project::Worktree(repo)) => add_worktree(repo, i),
+            (r, _) => r,
+        }
     }
 
     /// Builds the instance in a temporary folder and renames it over the claimed
@@ -168,6 +214,7 @@ impl Workspaces {
         let project = dir.join("project-files");
         match template {
             Some(t) => copy_tree(t, &project)?,
+            // An empty project-files/ is made here; a worktree replaces it later.
             None => std::fs::create_dir(&project).map_err(io(&project))?,
         }
         std::fs::create_dir(dir.join("logs")).map_err(io(&dir.join("logs")))?;
@@ -232,6 +279,24 @@ impl Workspaces {
         std::fs::remove_dir_all(&instance.path).map_err(io(&instance.path))
     }
 
+    /// Removes an instance whose `project-files/` is a worktree: git removes the
+    /// worktree (`git worktree remove`, refusing one with uncommitted changes unless
+    /// `force`) and prunes its records, then the folder goes. Never `rm -rf` alone,
+    /// which would leave the repository believing the worktree still exists.
+    pub fn remove_worktree(&self, id: &str, git: &Git, force: bool) -> Result<(), InstanceError> {
+        let instance = self.get(id)?;
+        let wt = Worktree::of_instance(&instance.path);
+        crate::git::worktree::remove(git, &wt.dir, force).map_err(|e| {
+            let hint = if force {
+                ""
+            } else {
+                " (use --force to remove it with its changes)"
+            };
+            InstanceError::Worktree(format!("cannot remove the worktree of {id}: {e}{hint}"))
+        })?;
+        std::fs::remove_dir_all(&instance.path).map_err(io(&instance.path))
+    }
+
     /// Reads `<root>/<id>`: `instance.toml`, or for a folder made by hand or by the
     /// original Borg Coordinator, the role from `session.md`'s title.
     fn read_instance(&self, id: &str) -> Result<Instance, InstanceError> {
@@ -275,6 +340,26 @@ impl Workspaces {
     }
 }
 
+/// Replaces the empty `project-files/` of a new instance by a worktree of `repo`;
+/// when git fails, the instance is removed again.
+fn add_worktree(repo: &Repo, i: Instance) -> Result<Instance, InstanceError> {
+    let dir = i.project_dir();
+    let added = std::fs::remove_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))
+        .and_then(|()| repo.add_worktree(&dir).map_err(|e| e.to_string()));
+    match added {
+        Ok(()) => Ok(i),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&i.path);
+            Err(InstanceError::Worktree(format!(
+                "cannot add a worktree of {} for instance {}: {e}",
+                repo.dir.display(),
+                i.id
+            )))
+        }
+    }
+}
+
 /// `instance.toml`.
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -315,38 +400,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError + '_ {
 
 fn write(path: &Path, text: &str) -> Result<(), InstanceError> {
     std::fs::write(path, text).map_err(io(path))
-}
-
-/// Copies `from` to the new folder `to`, dotfiles included, keeping file modes and
-/// copying symlinks as symlinks. Walks with an explicit stack so depth is unlimited.
-/// Sockets, FIFOs and devices are skipped: they cannot be meaningfully copied.
-pub fn copy_tree(from: &Path, to: &Path) -> Result<(), InstanceError> {
-    use std::os::unix::fs::PermissionsExt;
-    // Folder permissions are applied last so a read-only folder can still be filled.
-    let mut dir_modes: Vec<(PathBuf, u32)> = Vec::new();
-    let mut stack = vec![(from.to_path_buf(), to.to_path_buf())];
-    while let Some((src, dst)) = stack.pop() {
-        let md = std::fs::symlink_metadata(&src).map_err(io(&src))?;
-        let ft = md.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir(&dst).map_err(io(&dst))?;
-            dir_modes.push((dst.clone(), md.permissions().mode()));
-            for entry in std::fs::read_dir(&src).map_err(io(&src))? {
-                let entry = entry.map_err(io(&src))?;
-                stack.push((entry.path(), dst.join(entry.file_name())));
-            }
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(&src).map_err(io(&src))?;
-            std::os::unix::fs::symlink(&target, &dst).map_err(io(&dst))?;
-        } else if ft.is_file() {
-            // fs::copy also copies the permission bits.
-            std::fs::copy(&src, &dst).map_err(io(&src))?;
-        }
-    }
-    for (dir, mode) in dir_modes.into_iter().rev() {
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).map_err(io(&dir))?;
-    }
-    Ok(())
 }
 
 impl Instance {
@@ -396,30 +449,6 @@ impl Instance {
             Ok(bytes) => Ok(parse_history(&String::from_utf8_lossy(&bytes))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(io(&path)(e)),
-        }
-    }
-}
-
-/// Copies the files a dependency changed from its instance into this one (and
-/// removes the ones it deleted), so work flows along the dependency graph.
-pub fn carry_over(src: &Path, dst: &Path, files: &[FileChange]) {
-    for f in files {
-        if f.path.split('/').any(|c| c == ".." || c.is_empty()) {
-            continue;
-        }
-        let (from, to) = (src.join(&f.path), dst.join(&f.path));
-        match f.change {
-            crate::outcome::ChangeKind::Deleted => {
-                let _ = std::fs::remove_file(&to);
-            }
-            _ => {
-                if let Some(parent) = to.parent() {
-                    let _ = std::fs::create_dir_all(parent);
-                }
-                if let Err(e) = std::fs::copy(&from, &to) {
-                    tracing::debug!("carry over {}: {e}", from.display());
-                }
-            }
         }
     }
 }

@@ -3,6 +3,8 @@
 //! `/proc` checks for processes left behind.
 #![allow(dead_code)]
 
+pub mod git;
+
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -230,6 +230,7 @@ pub fn seed(sb: &Sandbox, toml: &str) {
             let spec = borg::run::spec::StoredSpec {
                 task: t.clone(),
                 handoff: None,
+                resolve: None,
             };
             borg::run::spec::new_task(&spec, 0)
         })

@@ -43,7 +43,9 @@
 //! ## Where the scenario comes from
 //!
 //! 1. the file named by `$FAKE_CLAUDE_SCENARIO` (one step per line; blank lines and `#`
-//!    comments skipped; a leading `#fake ` is allowed), else
+//!    comments skipped; a leading `#fake ` is allowed), else the file
+//!    `$FAKE_CLAUDE_SCENARIO_DIR/<task key>` if it exists (the key as for the state dir
+//!    below; a way to script the tasks borg creates, e.g. resolve tasks), else
 //! 2. every prompt line whose trimmed text starts with `#fake ` (all of them, in order), else
 //! 3. the default: `text "Done."` → a success result `Done.` (nothing written to the cwd).
 //!
@@ -209,7 +211,8 @@
 //!
 //! ## Environment knobs
 //!
-//! `FAKE_CLAUDE_SCENARIO` (scenario file), `FAKE_CLAUDE_VERSION`, `FAKE_CLAUDE_STATE_DIR`,
+//! `FAKE_CLAUDE_SCENARIO` (scenario file), `FAKE_CLAUDE_SCENARIO_DIR` (a scenario file
+//! per task), `FAKE_CLAUDE_VERSION`, `FAKE_CLAUDE_STATE_DIR`,
 //! `FAKE_CLAUDE_RETRY_DELAY_MS` (real sleep between `api_retry` lines, default 10; the
 //! printed `retry_delay_ms` looks real), `FAKE_CLAUDE_TURN_DELAY_MS` (sleep before each
 //! model message, default 0), `FAKE_CLAUDE_AFTER_RESULT_MS` (default 5000),

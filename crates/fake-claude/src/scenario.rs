@@ -1,5 +1,6 @@
-//! Which steps this invocation runs: the `FAKE_CLAUDE_SCENARIO` file, else the prompt's
-//! `#fake` directives, else the default `text "Done."`; one list per user message with
+//! Which steps this invocation runs: the `FAKE_CLAUDE_SCENARIO` file, else the file
+//! named after the task in `FAKE_CLAUDE_SCENARIO_DIR`, else the prompt's `#fake`
+//! directives, else the default `text "Done."`; one list per user message with
 //! `--input-format stream-json`. Strict session checks may replace them with
 //! `no-conversation`, and the claimed attempt number keeps only the steps meant for it.
 
@@ -27,10 +28,24 @@ pub struct Plan {
     conversation: Option<Vec<(String, Vec<Step>)>>,
 }
 
-/// The scenario file's numbered lines, if `FAKE_CLAUDE_SCENARIO` names one.
+/// The scenario file's numbered lines, if `FAKE_CLAUDE_SCENARIO` names one, or if
+/// `FAKE_CLAUDE_SCENARIO_DIR` holds a file named after `$BORG_TASK_ID` (sanitised as
+/// for the state dir): a way to script tasks whose prompt the test does not write,
+/// such as the ones borg creates.
 fn scenario_file() -> Result<Option<Vec<(usize, String)>>, Refusal> {
-    let Some(path) = std::env::var_os("FAKE_CLAUDE_SCENARIO").filter(|v| !v.is_empty()) else {
-        return Ok(None);
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let path = match env("FAKE_CLAUDE_SCENARIO") {
+        Some(p) => PathBuf::from(p),
+        None => match (env("FAKE_CLAUDE_SCENARIO_DIR"), env("BORG_TASK_ID")) {
+            (Some(dir), Some(_)) => {
+                let p = PathBuf::from(dir).join(state::key(""));
+                if !p.is_file() {
+                    return Ok(None);
+                }
+                p
+            }
+            _ => return Ok(None),
+        },
     };
     match std::fs::read_to_string(&path) {
         Ok(t) => Ok(Some(dsl::file_lines(&t))),

@@ -1,7 +1,7 @@
 //! `borg run`, step 1: the inputs, checked before anything starts. Settings (flags
 //! over environment over `.env` over config.toml), roles, the task list, the
-//! workspace template, the claude binary and the root/bypassPermissions rule; and
-//! the `--version` preflight of the CLI.
+//! workspace template or (git mode) the repository, the claude binary and the
+//! root/bypassPermissions rule; and the `--version` preflight of the CLI.
 
 use crate::cli::{Ctx, RunArgs};
 use crate::error::UsageError;
@@ -21,6 +21,8 @@ pub(crate) struct Inputs {
     pub list: Option<TaskList>,
     /// The claude binary.
     pub claude: PathBuf,
+    /// Git mode: the repository.
+    pub git: Option<super::repo::Chosen>,
 }
 
 /// Loads and checks every input; bad input is exit 2 before anything starts.
@@ -30,6 +32,7 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         concurrency: a.concurrency,
         timeout: a.timeout,
         template: a.template.clone(),
+        repo: a.repo.clone(),
         budget_usd: a.budget_usd,
         ..Default::default()
     };
@@ -49,13 +52,21 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         Some(p) => Some(tasklist::parse_file(p, &roles.names())?),
         None => None,
     };
-    if let Some(t) = settings.paths.template.as_ref().filter(|t| !t.is_dir()) {
+    // With --repo a template from the config or the environment is not used.
+    let template_used = a.repo.is_none();
+    if let Some(t) = settings
+        .paths
+        .template
+        .as_ref()
+        .filter(|t| !t.is_dir() && template_used)
+    {
         let msg = format!(
             "workspace template {} does not exist or is not a directory",
             t.display()
         );
         return Err(UsageError(msg).into());
     }
+    let git = super::repo::choose(ctx, a, &settings, &roles, list.as_ref())?;
     let found = claude::resolve(
         settings.claude.path.as_deref(),
         ctx.env.get("PATH").map(String::as_str),
@@ -70,6 +81,7 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         roles,
         list,
         claude,
+        git,
     };
     check_root_bypass(ctx, &inputs)?;
     Ok(inputs)

@@ -3,6 +3,7 @@
 //! into it, run the scheduler until the list is done, then report.
 
 pub(crate) mod inputs;
+pub(crate) mod repo;
 mod report;
 
 use super::Ctx;
@@ -37,6 +38,9 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     };
     tracing::debug!(claude = %inputs.claude.display(), version = ?version, store = %crate::store::location::StoreLocation::of(&inputs.settings.paths.store).shown(), "preflight done");
     let (store, owner) = open_store(ctx, &inputs, None).await?;
+    let mut inputs = inputs;
+    let git = (&mut inputs.git, inputs.list.as_ref(), &inputs.settings);
+    repo::prepare(ctx, &a, git, store.as_ref())?;
     let server = match serve_beside(&a, &inputs, &store).await {
         Ok(s) => s,
         Err(e) => {
@@ -141,6 +145,7 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
             let spec = StoredSpec {
                 task: t.clone(),
                 handoff: None,
+                resolve: None,
             };
             new_task(&spec, retries)
         })
@@ -176,6 +181,7 @@ pub(crate) async fn execute(
         claude: inputs.claude,
         parent_env: ctx.env.clone(),
         store: store.clone(),
+        git: inputs.git.map(|c| Arc::new(c.repo)),
     });
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     let mut progress = progress_display(ctx, progress);

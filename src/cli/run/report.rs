@@ -51,6 +51,7 @@ pub(super) fn build(store: &dyn Store, f: &RunFacts<'_>) -> anyhow::Result<Repor
         tasks.push(r);
     }
     link_handoffs(&mut tasks, &rows);
+    explain_unresolved(&mut tasks);
     let (totals, role_metrics) = report::totals(&tasks);
     let now = chrono::Utc::now();
     Ok(Report {
@@ -81,6 +82,40 @@ fn link_handoffs(tasks: &mut [TaskReport], rows: &[TaskRow]) {
             let r = &mut tasks[i];
             r.handoff_to.get_or_insert_with(|| t.role.clone());
             r.handoff_tasks.push(t.id.clone());
+        }
+    }
+}
+
+/// Git mode: each task lists its resolve tasks; one skipped because its resolve task
+/// did not succeed says so, with the resolve task's error.
+fn explain_unresolved(tasks: &mut [TaskReport]) {
+    let links: Vec<(String, String)> = tasks
+        .iter()
+        .filter_map(|r| Some((r.git.resolve_of.clone()?, r.id.clone())))
+        .collect();
+    for (of, id) in links {
+        if let Some(t) = tasks.iter_mut().find(|t| t.id == of) {
+            t.git.resolve_tasks.push(id);
+        }
+    }
+    let failed: Vec<(String, String, String)> = tasks
+        .iter()
+        .filter(|r| r.status != Status::Succeeded)
+        .filter_map(|r| {
+            let of = r.git.resolve_of.clone()?;
+            let why = r.error.clone().unwrap_or_else(|| r.status.to_string());
+            Some((of, r.id.clone(), why))
+        })
+        .collect();
+    for (of, id, why) in failed {
+        if let Some(t) = tasks
+            .iter_mut()
+            .find(|t| t.id == of && t.status == Status::Skipped)
+        {
+            let first = why.lines().next().unwrap_or("").to_string();
+            t.error = Some(format!(
+                "not run: its resolve task {id} did not succeed: {first}"
+            ));
         }
     }
 }

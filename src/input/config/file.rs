@@ -4,7 +4,8 @@
 
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{
-    ClaudeSettings, ConfigError, CoordSettings, PathsSettings, RoleLimits, RunSettings, Settings,
+    ClaudeSettings, ConfigError, CoordSettings, GitSettings, PathsSettings, RoleLimits,
+    RunSettings, Settings,
 };
 use crate::input::values::{permission_mode, toml_duration, valid_id};
 use serde::Deserialize;
@@ -37,6 +38,15 @@ struct FileConfig {
     handoff: super::serve::FileHandoff,
     #[serde(default)]
     coord: FileCoord,
+    #[serde(default)]
+    git: FileGit,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileGit {
+    branch_prefix: Option<Spanned<String>>,
+    resolver_role: Option<Val>,
 }
 
 #[derive(Deserialize, Default)]
@@ -70,6 +80,7 @@ struct FileStore {
 #[serde(deny_unknown_fields)]
 struct FileWorkspace {
     template: Option<PathBuf>,
+    repo: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -232,6 +243,7 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     cx.apply_claude(&mut s.claude, &file.claude)?;
     cx.apply_run(&mut s.run, &file.run)?;
     cx.apply_roles(&mut s.roles, &file.roles)?;
+    cx.apply_git(&mut s.git, &file.git)?;
     cx.apply_coord(&mut s.coord, &file.coord)?;
     super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
     super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
@@ -277,6 +289,9 @@ impl FileCx<'_> {
         }
         if let Some(p) = &workspace.template {
             s.template = Some(self.rel(p));
+        }
+        if let Some(p) = &workspace.repo {
+            s.repo = Some(self.rel(p));
         }
     }
 
@@ -364,6 +379,27 @@ impl FileCx<'_> {
         }
         if let Some(v) = &r.max_line_bytes {
             s.max_line_bytes = self.usize(rn, "max_line_bytes", v, 1024)?;
+        }
+        Ok(())
+    }
+
+    /// `[git]`: the branch prefix (checked against the repository's git when a run
+    /// starts) and the resolver role (a role name).
+    fn apply_git(&self, s: &mut GitSettings, g: &FileGit) -> Result<(), ConfigError> {
+        if let Some(p) = &g.branch_prefix {
+            s.branch_prefix = p.get_ref().clone();
+        }
+        if let Some(v) = &g.resolver_role {
+            let r = self.string("git", "resolver_role", v)?;
+            if !valid_id(&r) {
+                return Err(self.invalid(
+                    "git",
+                    "resolver_role",
+                    v,
+                    "not a valid role name (1 to 64 of A-Z a-z 0-9 . _ -)",
+                ));
+            }
+            s.resolver_role = r;
         }
         Ok(())
     }

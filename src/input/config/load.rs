@@ -227,6 +227,9 @@ impl<'a> EnvLayer<'a> {
         if let Some((_, v)) = self.first(&["BORG_TEMPLATE"]) {
             p.template = Some(self.path(v));
         }
+        if let Some((_, v)) = self.first(&["BORG_REPO"]) {
+            p.repo = Some(self.path(v));
+        }
         store.is_some()
     }
 
@@ -333,6 +336,9 @@ fn apply_flags(s: &mut Settings, over: &Overrides, cwd: &Path) -> Result<bool, C
     }
     if let Some(p) = &over.template {
         s.paths.template = Some(relative_to(cwd, p));
+    }
+    if let Some(p) = &over.repo {
+        s.paths.repo = Some(relative_to(cwd, p));
     }
     if let Some(p) = &over.claude {
         s.claude.path = Some(path_or_command(cwd, &p.to_string_lossy()));

@@ -1,7 +1,7 @@
 //! Stage 3, child: the claude child under supervision. Builds its command line,
-//! environment and logs, snapshots the workspace before it starts, renews the claim's
-//! lease while it runs (a lost claim kills it), and records its pids durably before
-//! anything else happens.
+//! environment and logs, snapshots the workspace before it starts (template mode; in
+//! git mode git tells what changed), renews the claim's lease while it runs (a lost
+//! claim kills it), and records its pids durably before anything else happens.
 
 use super::admit::Admitted;
 use super::prepare::Prepared;
@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 pub(crate) struct Ran {
     /// The runner's account of the child.
     pub out: AttemptOutput,
-    /// The workspace before the child started.
-    pub before: Snapshot,
+    /// The workspace before the child started (template mode).
+    pub before: Option<Snapshot>,
     /// The heartbeat found the claim lost (taken over): why.
     pub lost: Option<String>,
 }
@@ -45,7 +45,10 @@ pub(crate) async fn run(
     }
     att.record.stdout_log = plan.stdout_log.display().to_string();
     att.record.stderr_log = plan.stderr_log.display().to_string();
-    let before = snapshot(&plan.cwd).await;
+    let before = match att.git {
+        Some(_) => None,
+        None => Some(snapshot(&plan.cwd).await),
+    };
     let store = att.shared.store.clone();
     let beat = Heartbeat::start(
         &store,

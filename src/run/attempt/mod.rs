@@ -2,11 +2,16 @@
 //! with a typed input and output, in a file named for it:
 //!
 //! 1. [`admit`]: the stored definition and its role, or a permanent failure;
-//! 2. [`prepare`]: the workspace (dependencies' work carried over) and the prompt,
+//! 2. [`prepare`]: the workspace and the prompt. In template mode the dependencies'
+//!    changed files are carried over; in git mode ([`start`]) the worktree is put on
+//!    the task's branch at its start commit (the base with the dependencies merged),
+//!    or, when they conflict, the task waits for a resolve task ([`wait`]);
 //!    then [`coordinate`]: the child's MCP server and hooks (`coord`);
 //! 3. [`child`]: the claude child under supervision, with its heartbeat;
-//! 4. [`observe`]: what the child did (transcript + workspace diff), classified;
-//! 5. [`record`]: session.md, then what the task does next (done, retry, park,
+//! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
+//!    the commit of its work and git's diff, [`seal`]), classified;
+//! 5. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
+//!    worktree), session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
 //!
 //! A later stage (verification gates) slots in between observe and record.
@@ -17,7 +22,11 @@ mod coordinate;
 mod observe;
 mod prepare;
 mod record;
+mod seal;
+mod start;
+mod wait;
 
+use crate::git::Repo;
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
 use crate::outcome::fault::Classified;
@@ -47,6 +56,8 @@ pub struct Shared {
     pub store_path: PathBuf,
     /// The workspaces folder.
     pub workspaces: Workspaces,
+    /// Git mode: the repository every instance is a worktree of.
+    pub git: Option<Arc<Repo>>,
 }
 
 /// The end of an attempt, as the run loop needs it.
@@ -68,6 +79,9 @@ pub struct AttemptDone {
     pub lost_claim: Option<String>,
     /// The task waits for a retry until then, epoch ms (its backoff).
     pub retry_at: Option<i64>,
+    /// Git mode: the attempt never ran, the task waits for this new resolve task
+    /// (why, in one line).
+    pub waits_for: Option<(String, String)>,
     /// Tasks the attempt's agent created (`create_task`), already in the store.
     pub agent_tasks: Vec<String>,
 }
@@ -79,6 +93,8 @@ pub(crate) struct Attempt {
     claim: Claim,
     instance: Instance,
     record: AttemptRecord,
+    /// Git mode: the worktree, branch and start commit, once prepared.
+    git: Option<start::GitAttempt>,
 }
 
 /// Runs one claimed task on `instance`, stage after stage.
@@ -97,7 +113,15 @@ pub async fn run(
             return record::commit(att, refused.classified, refused.spec.as_deref(), decide).await
         }
     };
-    let prepared = prepare::workspace(&att, &admitted).await;
+    let prepared = match prepare::workspace(&mut att, &admitted).await {
+        Ok(p) => p,
+        Err(prepare::Unready::Waits { task, why }) => {
+            return wait::for_new_task(att, task, why).await
+        }
+        Err(prepare::Unready::Failed(c)) => {
+            return record::commit(att, c, Some(&admitted.spec), decide).await
+        }
+    };
     let prompt = prepare::prompt(&att, &admitted, &prepared);
     let coord = match coordinate::prepare(&att, &admitted) {
         Ok(c) => c,
@@ -127,6 +151,7 @@ impl Attempt {
             claim,
             instance,
             record,
+            git: None,
         }
     }
 }

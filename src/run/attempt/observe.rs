@@ -1,8 +1,10 @@
-//! Stage 4, observe: what the child did, from its transcript and the workspace diff,
-//! written into the attempt's record, and the outcome classified (status, fault
-//! class, cause), including what coordination says of it: borg's MCP server not
-//! connected at the start fails it `coordination_unavailable`; lease violations are
-//! recorded, and with `on_violation = "fail"` end it `out_of_scope`.
+//! Stage 4, observe: what the child did, from its transcript and the workspace diff
+//! (template mode: snapshots and tool events; git mode: the commit of its work and
+//! git's diff, see [`super::seal`]), written into the attempt's record, and the
+//! outcome classified (status, fault class, cause), including what coordination says
+//! of it: borg's MCP server not connected at the start fails it
+//! `coordination_unavailable`; lease violations are recorded, and with
+//! `on_violation = "fail"` end it `out_of_scope`.
 
 use super::child::{snapshot, Ran};
 use super::coordinate::unavailable;
@@ -10,7 +12,7 @@ use super::Attempt;
 use crate::coord::files::SERVER;
 use crate::outcome::fault::{self, Classified, EndFacts};
 use crate::outcome::transcript::TranscriptSummary;
-use crate::outcome::{FaultClass, LeaseViolation, Status};
+use crate::outcome::{FaultClass, FileDiff, LeaseViolation, Status};
 use crate::store::call;
 use crate::workspace::snapshot::merge_tool_files;
 
@@ -24,11 +26,14 @@ pub(crate) struct Observed {
 
 /// Fills the record from the child's account and the workspace diff; classifies.
 pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
-    let project = att.instance.project_dir();
-    let after = snapshot(&project).await;
-    let mut files = ran.before.diff(&after);
     let out = &ran.out;
-    merge_tool_files(&mut files, &out.summary.tool_files, &project);
+    if let Some(before) = &ran.before {
+        let project = att.instance.project_dir();
+        let after = snapshot(&project).await;
+        let mut files = before.diff(&after);
+        merge_tool_files(&mut files, &out.summary.tool_files, &project);
+        att.record.files_changed = files.into_iter().map(FileDiff::from).collect();
+    }
     let facts = EndFacts {
         exit: out.exit,
         stderr_tail: &out.stderr_tail,
@@ -37,7 +42,7 @@ pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
         spawn_error: out.spawn_error.as_deref(),
     };
     let classified = fault::classify(&out.summary, &facts);
-    let classified = coordination(att, &out.summary, classified).await;
+    let mut classified = coordination(att, &out.summary, classified).await;
     let (r, sm) = (&mut att.record, &out.summary);
     r.exit_code = out.exit.and_then(|e| e.code);
     r.signal = out.exit.and_then(|e| e.signal);
@@ -47,12 +52,12 @@ pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
     r.cost_usd = sm.cost_usd;
     r.tokens = sm.tokens;
     r.num_turns = sm.num_turns;
-    r.files_changed = files;
     r.tests = sm.tests;
     r.result_text = sm.result.as_ref().and_then(|x| x.result.clone());
     r.duration_ms = out.duration.as_millis() as u64;
     r.oversized_lines = sm.oversized_lines;
     r.stop_latency_ms = out.stop_latency.map(|d| d.as_millis() as u64);
+    super::seal::seal(att, &mut classified).await;
     Observed {
         classified,
         lost_claim: ran.lost,

@@ -1,13 +1,17 @@
 //! Stage 2, prepare: the workspace and the prompt. Dependencies' outcomes go into the
-//! prompt and their changed files into this instance (instances are isolated; a
-//! tester must see what the developer wrote); a task parked on a usage limit resumes
-//! its session so its work is kept.
+//! prompt. Their work reaches this instance (instances are isolated; a tester must
+//! see what the developer wrote): in template mode their changed files are copied
+//! in; in git mode the worktree is put on the task's branch at the base with their
+//! results merged ([`super::start`]), or the task waits for a resolve task when they
+//! conflict. A task parked on a usage limit resumes its session so its work is kept.
 
 use super::admit::Admitted;
+use super::start::{self, Begun};
 use super::Attempt;
-use crate::outcome::{AttemptRecord, FileChange, Status};
+use crate::outcome::fault::Classified;
+use crate::outcome::{AttemptRecord, FaultClass, FileChange, Status};
 use crate::run::prompt::{self, DepOutcome};
-use crate::store::call;
+use crate::store::{call, NewTask, TaskRow};
 
 /// The workspace made ready for the child.
 pub(crate) struct Prepared {
@@ -19,47 +23,41 @@ pub(crate) struct Prepared {
     pub brief: String,
 }
 
-/// Carries the dependencies' (and the handoff source's) changed files into this
-/// instance and collects their outcomes.
-pub(crate) async fn workspace(att: &Attempt, a: &Admitted) -> Prepared {
-    let mut deps = Vec::new();
-    let mut sources: Vec<(String, Vec<FileChange>)> = Vec::new();
-    for d in &sources_of(a) {
-        let id = d.clone();
-        let row = call(&att.shared.store, move |st| st.task(&id))
-            .await
-            .ok()
-            .flatten();
-        let Some(row) = row else { continue };
-        let rec = AttemptRecord::from_stored(row.last_record.as_ref());
-        if let Some(rec) = rec.as_ref().filter(|r| is_other_instance(r, att)) {
-            sources.push((rec.instance.clone(), rec.files_changed.clone()));
+/// Why the child cannot start.
+pub(crate) enum Unready {
+    /// Git mode: the dependencies conflict; the task waits for this resolve task.
+    Waits {
+        /// The resolve task.
+        task: NewTask,
+        /// Why, in one line.
+        why: String,
+    },
+    /// The workspace could not be made ready (a git failure).
+    Failed(Classified),
+}
+
+/// Readies the workspace and collects the dependencies' outcomes.
+pub(crate) async fn workspace(att: &mut Attempt, a: &Admitted) -> Result<Prepared, Unready> {
+    let rows = source_rows(att, a).await;
+    let deps = rows
+        .iter()
+        .filter(|r| a.spec.task.depends_on.contains(&r.id))
+        .map(outcome_of)
+        .collect();
+    if att.shared.git.is_some() {
+        match start::begin(att, a, rows).await {
+            Begun::Ready(g) => att.git = Some(g),
+            Begun::Waits { task, why } => return Err(Unready::Waits { task, why }),
+            Begun::Failed(e) => return Err(Unready::Failed(git_failure(e))),
         }
-        if a.spec.task.depends_on.contains(d) {
-            deps.push(DepOutcome {
-                id: row.id.clone(),
-                role: row.role.clone(),
-                status: row.status,
-                files_changed: rec
-                    .as_ref()
-                    .map(|r| r.files_changed.clone())
-                    .unwrap_or_default(),
-                result_text: rec
-                    .as_ref()
-                    .and_then(|r| r.result_text.clone().or_else(|| r.error.clone())),
-            });
-        }
+    } else {
+        carry_over(att, &rows);
     }
-    let project = att.instance.project_dir();
-    for (src, files) in &sources {
-        let from = att.shared.workspaces.root.join(src).join("project-files");
-        crate::workspace::instance::carry_over(&from, &project, files);
-    }
-    Prepared {
+    Ok(Prepared {
         deps,
         resume: resumed_session(att),
         brief: brief(att, a).await,
-    }
+    })
 }
 
 /// The coordination section of the prompt; the messages in it are delivered (read).
@@ -79,20 +77,77 @@ async fn brief(att: &Attempt, a: &Admitted) -> String {
     crate::coord::brief::render(&b)
 }
 
-/// The tasks whose work this one builds on: its dependencies, and the source of the
-/// handoff that created it.
-fn sources_of(a: &Admitted) -> Vec<String> {
-    let mut ids = a.spec.task.depends_on.clone();
+/// The rows of the tasks whose work this one builds on: its dependencies as stored
+/// (in git mode that includes resolve tasks), those of its definition, and the
+/// source of the handoff that created it.
+async fn source_rows(att: &Attempt, a: &Admitted) -> Vec<TaskRow> {
+    let mut ids = att.claim.task.depends_on.clone();
+    for d in &a.spec.task.depends_on {
+        if !ids.contains(d) {
+            ids.push(d.clone());
+        }
+    }
     if let Some(h) = &a.spec.handoff {
         if !ids.contains(&h.source_task) {
             ids.push(h.source_task.clone());
         }
     }
-    ids
+    let mut rows = Vec::new();
+    for id in ids {
+        let row = call(&att.shared.store, move |st| st.task(&id)).await;
+        rows.extend(row.ok().flatten());
+    }
+    rows
+}
+
+/// A dependency's outcome, for the prompt.
+fn outcome_of(row: &TaskRow) -> DepOutcome {
+    let rec = AttemptRecord::from_stored(row.last_record.as_ref());
+    DepOutcome {
+        id: row.id.clone(),
+        role: row.role.clone(),
+        status: row.status,
+        files_changed: rec.as_ref().map(|r| r.changes()).unwrap_or_default(),
+        result_text: rec
+            .as_ref()
+            .and_then(|r| r.result_text.clone().or_else(|| r.error.clone())),
+    }
+}
+
+/// Template mode: copies the files each source changed in its own instance into
+/// this one.
+fn carry_over(att: &Attempt, rows: &[TaskRow]) {
+    let project = att.instance.project_dir();
+    for row in rows {
+        let rec = AttemptRecord::from_stored(row.last_record.as_ref());
+        let Some(rec) = rec.filter(|r| is_other_instance(r, att)) else {
+            continue;
+        };
+        let files: Vec<FileChange> = rec.changes();
+        let from = att
+            .shared
+            .workspaces
+            .root
+            .join(&rec.instance)
+            .join("project-files");
+        crate::workspace::instance::carry_over(&from, &project, &files);
+    }
 }
 
 fn is_other_instance(rec: &AttemptRecord, att: &Attempt) -> bool {
     rec.instance != att.instance.id && !rec.instance.is_empty()
+}
+
+/// A workspace that git could not make ready: the child never starts.
+fn git_failure(error: String) -> Classified {
+    Classified {
+        status: Status::SpawnFailed,
+        fault: Some(FaultClass::Permanent),
+        error: Some(error),
+        cause: Some("git".into()),
+        resets_at: None,
+        limit_kind: None,
+    }
 }
 
 /// A task parked on a usage limit resumes its session so its work is kept.
@@ -103,7 +158,7 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 }
 
 /// The prompt: role context, the instance's recent history, the task, its
-/// dependencies and handoff context.
+/// dependencies and handoff context; in git mode, where the work happens.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
     let history = att
         .instance
@@ -116,6 +171,9 @@ pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
         &p.deps,
         a.spec.handoff.as_ref(),
     );
+    if let Some(g) = &att.git {
+        text.push_str(&prompt::git_note(&g.branch, !p.deps.is_empty()));
+    }
     if !p.brief.is_empty() {
         text.push('\n');
         text.push_str(&p.brief);

@@ -1,7 +1,9 @@
-//! Stage 5, record: the attempt's entry in session.md, then what the task does next
-//! (the run's policy: done, retry, park; and the follow-up tasks of its handoffs),
-//! committed to the store in the same transaction as the attempt's record, fenced by
-//! the claim. A refused commit (the claim was lost) records nothing.
+//! Stage 5, record: in git mode the attempt's commit kept under its ref and the
+//! worktree readied for the next task (see [`super::seal::settle`]); the attempt's
+//! entry in session.md, then what the task does next (the run's policy: done, retry,
+//! park; and the follow-up tasks of its handoffs), committed to the store in the same
+//! transaction as the attempt's record, fenced by the claim. A refused commit (the
+//! claim was lost) records nothing.
 
 use super::{now_ms, Attempt, AttemptDone};
 use crate::outcome::fault::Classified;
@@ -24,6 +26,7 @@ pub(crate) async fn commit(
     r.cause.clone_from(&classified.cause);
     r.error.clone_from(&classified.error);
     r.resets_at = classified.resets_at;
+    super::seal::settle(&mut att, classified.status).await;
     append_session(&att, &classified, spec);
     let disposition = decide(&classified, &att.claim.task);
     let next = if classified.status == Status::Succeeded {
@@ -63,6 +66,7 @@ pub(crate) async fn commit(
         classified,
         new_tasks: if lost.is_none() { created } else { Vec::new() },
         retry_at: retry_at.filter(|_| lost.is_none()),
+        waits_for: None,
         agent_tasks,
         lost_claim: lost,
     }
@@ -106,7 +110,7 @@ fn append_session(att: &Attempt, classified: &Classified, spec: Option<&StoredSp
         attempt: r.attempt,
         prompt: spec.map(|s| s.task.prompt.clone()).unwrap_or_default(),
         status: classified.status,
-        files_changed: r.files_changed.clone(),
+        files_changed: r.changes(),
         summary: summary.chars().take(2000).collect(),
     };
     if let Err(e) = att.instance.append_session(&entry) {

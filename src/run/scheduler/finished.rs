@@ -1,6 +1,8 @@
 //! The end of an attempt, as the run loop sees it: its slot is free again, the run's
-//! scope grows by the handoff tasks it created, the policy reacts (breaker, parking,
-//! retry notes), and the progress display counts it.
+//! scope grows by the handoff (or resolve) tasks it created, the policy reacts
+//! (breaker, parking, retry notes), and the progress display counts it. An attempt
+//! that never ran because its task now waits for a resolve task only frees its slot
+//! and adds the resolve task.
 
 use super::Scheduler;
 use crate::outcome::Status;
@@ -25,6 +27,15 @@ impl Scheduler<'_> {
         tracing::info!(task = %done.task, status = %done.classified.status, cause = ?done.classified.cause, "attempt finished");
         self.fleet.release(&done.instance, &done.role);
         self.lives.remove(&done.task);
+        if let Some((resolve, why)) = &done.waits_for {
+            let note = format!(
+                "{}: {why}; it waits for the resolve task {resolve}",
+                done.task
+            );
+            self.progress.event(&Event::Note(note));
+            self.adopt(&done, "resolve").await;
+            return;
+        }
         self.summary.cost_usd += done.record.cost_usd;
         if let Some(at) = done.retry_at {
             self.retry_at.push(at);
@@ -33,7 +44,7 @@ impl Scheduler<'_> {
             let note = format!("{}: result discarded: {e}", done.task);
             self.progress.event(&Event::Note(note));
         }
-        self.adopt(&done).await;
+        self.adopt(&done, "handoff").await;
         if done.classified.status == Status::Interrupted {
             self.summary.stopped_tasks.push(done.task.clone());
         }
@@ -50,9 +61,10 @@ impl Scheduler<'_> {
         self.count(&done).await;
     }
 
-    /// The handoff tasks an attempt created belong to this run, and so do the tasks its
-    /// agent created (the store put those in this run's scope already).
-    async fn adopt(&mut self, done: &AttemptDone) {
+    /// The tasks an attempt created (handoff or resolve tasks) belong to this run, and
+    /// so do the tasks its agent created (the store put those in this run's scope
+    /// already).
+    async fn adopt(&mut self, done: &AttemptDone, kind: &str) {
         for t in &done.agent_tasks {
             if self.scope.ids.insert(t.clone()) {
                 if !self.opts.scope.is_empty() {
@@ -73,7 +85,7 @@ impl Scheduler<'_> {
             if !self.opts.scope.is_empty() {
                 self.opts.scope.push(t.clone());
             }
-            let note = format!("handoff: {} created from {}", t, done.task);
+            let note = format!("{kind}: {} created from {}", t, done.task);
             self.progress.event(&Event::Note(note));
         }
     }

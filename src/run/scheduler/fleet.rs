@@ -5,7 +5,7 @@
 use crate::input::roles::Role;
 use crate::run::attempt::{now_ms, Shared};
 use crate::store::{call as db, InstanceRow, OwnerInfo, Store, TaskRow};
-use crate::workspace::instance::{Instance, InstanceError};
+use crate::workspace::instance::{Instance, InstanceError, Project};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -97,13 +97,13 @@ impl Fleet {
     /// a new one.
     pub async fn pick(
         &mut self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         owner: &OwnerInfo,
         task: &TaskRow,
     ) -> Result<Option<Instance>, InstanceError> {
         let store = &shared.store;
         if let Some(pin) = &task.instance {
-            let inst = self.pinned(shared, pin, task)?;
+            let inst = self.pinned(shared, pin, task).await?;
             return Ok(acquire(store, owner, &inst, task).await.then_some(inst));
         }
         let candidates: Vec<Instance> = self
@@ -117,19 +117,16 @@ impl Fleet {
                 return Ok(Some(c));
             }
         }
-        let template = shared.settings.paths.template.as_deref();
-        let i = shared
-            .workspaces
-            .create(role_of(shared, task)?, None, template)?;
+        let i = create(shared, task, None).await?;
         self.instances.push(i.clone());
         acquire(store, owner, &i, task).await;
         Ok(Some(i))
     }
 
     /// The pinned instance, created when it does not exist yet.
-    fn pinned(
+    async fn pinned(
         &mut self,
-        shared: &Shared,
+        shared: &Arc<Shared>,
         pin: &str,
         task: &TaskRow,
     ) -> Result<Instance, InstanceError> {
@@ -137,16 +134,43 @@ impl Fleet {
             return Ok(i);
         }
         let ws = &shared.workspaces;
-        let template = shared.settings.paths.template.as_deref();
         let i = match ws.get(pin) {
             Ok(i) => i,
             // Another borg may have created it a moment ago.
-            Err(_) => ws
-                .create(role_of(shared, task)?, Some(pin), template)
-                .or_else(|_| ws.get(pin))?,
+            Err(_) => match create(shared, task, Some(pin)).await {
+                Ok(i) => i,
+                Err(_) => ws.get(pin)?,
+            },
         };
         self.instances.push(i.clone());
         Ok(i)
+    }
+}
+
+/// Creates an instance for `task`'s role on the blocking pool: copying a template or
+/// checking out a worktree of a large repository takes seconds, which must not hold
+/// up the async workers draining running children's pipes.
+async fn create(
+    shared: &Arc<Shared>,
+    task: &TaskRow,
+    name: Option<&str>,
+) -> Result<Instance, InstanceError> {
+    let role = role_of(shared, task)?.clone();
+    let (sh, name) = (shared.clone(), name.map(String::from));
+    tokio::task::spawn_blocking(move || {
+        sh.workspaces
+            .create_in(&role, name.as_deref(), project_of(&sh))
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// What a new instance's `project-files/` is: a worktree in git mode, else the
+/// template (or an empty folder).
+fn project_of(shared: &Shared) -> Project<'_> {
+    match &shared.git {
+        Some(repo) => Project::Worktree(repo),
+        None => Project::template(shared.settings.paths.template.as_deref()),
     }
 }
 

@@ -140,7 +140,12 @@ impl<'p> Scheduler<'p> {
             .filter_map(|t| t.instance)
             .collect();
         let scope = register_scope(&store, &owner, &opts.scope, opts.list.is_some()).await?;
-        let fleet = Fleet::new(shared.workspaces.list().unwrap_or_default(), pins);
+        let mut instances = shared.workspaces.list().unwrap_or_default();
+        if shared.git.is_some() {
+            // Git mode runs tasks only in worktrees; template copies are left alone.
+            instances.retain(|i| crate::git::worktree::Worktree::of_instance(&i.path).exists());
+        }
+        let fleet = Fleet::new(instances, pins);
         let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
         note_outside(&store, &shared, &scope, progress).await;
         Ok(Scheduler {

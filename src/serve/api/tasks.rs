@@ -226,10 +226,7 @@ async fn context(app: &App, task: &TaskRow) -> String {
             id: row.id.clone(),
             role: row.role.clone(),
             status: row.status,
-            files_changed: rec
-                .as_ref()
-                .map(|r| r.files_changed.clone())
-                .unwrap_or_default(),
+            files_changed: rec.as_ref().map(|r| r.changes()).unwrap_or_default(),
             result_text: rec.and_then(|r| r.result_text.or(r.error)),
         });
     }

@@ -5,7 +5,7 @@
 //! stale claim changes nothing.
 
 use super::{holder, iso};
-use crate::outcome::{AttemptRecord, ChangeKind, FileChange, Status};
+use crate::outcome::{AttemptRecord, ChangeKind, FileChange, FileDiff, Status};
 use crate::run::handoff::{follow_ups, Approval, Source};
 use crate::run::spec::StoredSpec;
 use crate::serve::auth::Caller;
@@ -211,9 +211,11 @@ fn record_of(
             .files_modified
             .iter()
             .take(1000)
-            .map(|p| FileChange {
-                path: clip(p.clone()),
-                change: ChangeKind::Modified,
+            .map(|p| {
+                FileDiff::from(FileChange {
+                    path: clip(p.clone()),
+                    change: ChangeKind::Modified,
+                })
             })
             .collect(),
         result_text: Some(clip(body.output.clone())),

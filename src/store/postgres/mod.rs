@@ -5,7 +5,8 @@
 //! Layout: this file opens the store (URL, migration, first connection) and holds the
 //! `PgStore`; `engine` is the client's own thread and runtime, the pool, and the
 //! retry of calls that lost their connection; `errors` classifies failures and words
-//! them; `schema` is the versioned migrations; `read` turns rows into the store's
+//! them; `git` is the git-mode capability (`GitStore`); `schema` is the versioned
+//! migrations; `read` turns rows into the store's
 //! types; `claims`, `release`, `tasks`, `handoffs` and `misc` are the SQLite store's
 //! files of the same names, in PostgreSQL; `listen` turns NOTIFY into change notes;
 //! `api` is the `Store` impl; `agents` the `AgentStore` impl (outside agents of
@@ -26,6 +27,7 @@ mod coord_log;
 mod coord_work;
 mod engine;
 mod errors;
+mod git;
 mod handoffs;
 mod listen;
 mod misc;

@@ -153,6 +153,7 @@ fn parse_change(line: &str) -> Option<FileChange> {
         "created" => ChangeKind::Created,
         "modified" => ChangeKind::Modified,
         "deleted" => ChangeKind::Deleted,
+        "renamed" => ChangeKind::Renamed,
         _ => return None,
     };
     let path = path.trim();
@@ -172,6 +173,7 @@ fn kind_name(k: ChangeKind) -> &'static str {
         ChangeKind::Created => "created",
         ChangeKind::Modified => "modified",
         ChangeKind::Deleted => "deleted",
+        ChangeKind::Renamed => "renamed",
     }
 }
 
