@@ -9,8 +9,10 @@
 mod file;
 mod load;
 mod rules;
+mod serve;
 
 pub use super::values::{parse_duration, PERMISSION_MODES};
+pub use serve::{check_listen, HandoffSettings, ServeSettings, DEFAULT_LISTEN};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -244,6 +246,10 @@ pub struct Settings {
     pub coord: CoordSettings,
     /// Git mode.
     pub git: GitSettings,
+    /// `borg serve`.
+    pub serve: ServeSettings,
+    /// Handoffs.
+    pub handoff: HandoffSettings,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -330,6 +336,8 @@ impl Default for Settings {
                 max_agent_tasks: 20,
                 lease_ttl: Duration::from_secs(15 * 60),
             },
+            serve: ServeSettings::default(),
+            handoff: HandoffSettings::default(),
         }
     }
 }
@@ -400,6 +408,9 @@ impl Settings {
             "CLAUDE_CODE_MAX_RETRIES",
             "API_TIMEOUT_MS",
             "BORG_LOG",
+            "BORG_SERVE_LISTEN",
+            "BORG_SERVE_TOKEN",
+            "BORG_HANDOFF_APPROVAL",
         ]
     }
 }

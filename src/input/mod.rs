@@ -6,7 +6,7 @@
 pub mod config;
 pub mod roles;
 pub mod tasklist;
-mod values;
+pub mod values;
 
 /// Byte offset -> 1-based (line, column) in `text`, the column counting characters.
 ///

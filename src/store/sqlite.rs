@@ -8,14 +8,14 @@
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
 //! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
 //! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`); `view` the
-//! whole-fleet view.
+//! whole-fleet view. `agents` is the outside agents of `borg serve` (`AgentStore`).
 //!
-//! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
-//! transaction (so a read-then-write never needs a lock upgrade that could fail with
-//! SQLITE_BUSY despite the timeout), grouped with the writes queued meanwhile into one
-//! commit (`batch`). Errors are converted at the boundary, where the database path is
-//! known, so every error message names the file.
+//! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (a
+//! read-then-write never needs a lock upgrade that could fail with SQLITE_BUSY despite the
+//! timeout), grouped with the writes queued meanwhile into one commit (`batch`). Errors
+//! are converted where the database path is known, so every message names the file.
 
+mod agents;
 mod batch;
 mod claims;
 mod coord;

@@ -2,6 +2,7 @@
 //! store per frame (one snapshot, consistent across tables) instead of one query per
 //! task, so that refreshing the screen costs the same whatever the list's length.
 
+use super::agents::ProgressRow;
 use super::coord::{ActivityRow, DecisionRow, LeaseRow, MessageRow};
 use super::{AttemptRow, HandoffRow, InstanceRow, OwnerInfo, StoreError, TaskRow};
 use std::collections::BTreeMap;
@@ -29,13 +30,27 @@ pub struct FleetView {
     pub messages: Vec<MessageRow>,
     /// What each running agent reported it is doing.
     pub activities: Vec<ActivityRow>,
+    /// The latest progress report of each claim an outside agent (`borg serve`) holds
+    /// now (reports of claims that ended or changed hands are left out).
+    pub progress: Vec<ProgressRow>,
 }
 
-/// How many of the newest decisions and messages a view holds.
+/// How many of the newest decisions and messages a view holds by default.
 pub const RECENT: usize = 5;
+
+/// The fleet-wide key under which the scheduler records its memory wait
+/// (`{"waiting": bool, "available_bytes", "min_available_bytes", ...}`), so that
+/// `borg status` and the dashboard can say why no child starts.
+pub const MEMORY_KEY: &str = "memory";
 
 /// The store's whole-view capability.
 pub trait ViewStore {
-    /// Reads the whole fleet in one transaction (one snapshot); leases live at `now_ms`.
-    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError>;
+    /// Reads the whole fleet in one transaction (one snapshot); leases live at `now_ms`;
+    /// the `recent` newest decisions and messages.
+    fn fleet_view_of(&self, now_ms: i64, recent: usize) -> Result<FleetView, StoreError>;
+
+    /// [`ViewStore::fleet_view_of`] with the [`RECENT`] newest decisions and messages.
+    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError> {
+        self.fleet_view_of(now_ms, RECENT)
+    }
 }

@@ -13,7 +13,7 @@ use crate::store::call as db;
 pub(super) const RECHECK_MS: i64 = 1000;
 
 /// The store's fleet-state key of the memory wait.
-pub const FLEET_KEY: &str = "memory";
+pub const FLEET_KEY: &str = crate::store::view::MEMORY_KEY;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -4,16 +4,16 @@
 use super::engine::Tx;
 use super::errors::R;
 use super::read::{self, ATTEMPT_COLS};
-use super::{coord, coord_log, coord_work, misc, PgStore};
+use super::{agents, coord, coord_log, coord_work, misc, PgStore};
 use crate::store::sessions::SessionStore;
-use crate::store::view::{FleetView, ViewStore, RECENT};
+use crate::store::view::{FleetView, ViewStore};
 use crate::store::{AttemptRow, StoreError};
 use std::collections::BTreeMap;
 
 impl ViewStore for PgStore {
-    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError> {
+    fn fleet_view_of(&self, now_ms: i64, recent: usize) -> Result<FleetView, StoreError> {
         self.engine
-            .read(move |tx| Box::pin(async move { fleet_view(tx, now_ms).await }))
+            .read(move |tx| Box::pin(async move { fleet_view(tx, now_ms, recent).await }))
     }
 }
 
@@ -42,12 +42,12 @@ impl SessionStore for PgStore {
     }
 }
 
-async fn fleet_view(tx: &Tx<'_>, now_ms: i64) -> R<FleetView> {
+async fn fleet_view(tx: &Tx<'_>, now_ms: i64, recent: usize) -> R<FleetView> {
     let leases = coord::all_leases(tx, now_ms).await?;
     Ok(FleetView {
         leases: leases.into_iter().filter(|l| l.live).collect(),
-        decisions: coord_log::decisions(tx, None, None, RECENT).await?,
-        messages: coord_log::messages(tx, RECENT).await?,
+        decisions: coord_log::decisions(tx, None, None, recent).await?,
+        messages: coord_log::messages(tx, recent).await?,
         activities: coord_work::activities(tx).await?,
         tasks: read::tasks(tx).await?,
         attempts: all_attempts(tx).await?,
@@ -55,6 +55,7 @@ async fn fleet_view(tx: &Tx<'_>, now_ms: i64) -> R<FleetView> {
         handoffs: read::handoffs(tx, None).await?,
         owners: misc::owners(tx).await?,
         fleet: fleet_values(tx).await?,
+        progress: agents::progress_rows(tx).await?,
     })
 }
 

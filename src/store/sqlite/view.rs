@@ -2,8 +2,8 @@
 //! one deferred transaction.
 
 use super::read::{self, ATTEMPT_COLS};
-use super::{coord, coord_log, misc, SqliteStore, R};
-use crate::store::view::{FleetView, ViewStore, RECENT};
+use super::{agents, coord, coord_log, misc, SqliteStore, R};
+use crate::store::view::{FleetView, ViewStore};
 use crate::store::StoreError;
 use rusqlite::Transaction;
 use std::collections::BTreeMap;
@@ -16,13 +16,13 @@ impl SqliteStore {
 }
 
 impl ViewStore for SqliteStore {
-    fn fleet_view(&self, now_ms: i64) -> Result<FleetView, StoreError> {
+    fn fleet_view_of(&self, now_ms: i64, recent: usize) -> Result<FleetView, StoreError> {
         self.read(|tx| {
             let leases = coord::all_leases(tx, now_ms)?;
             Ok(FleetView {
                 leases: leases.into_iter().filter(|l| l.live).collect(),
-                decisions: coord_log::decisions(tx, None, None, RECENT)?,
-                messages: coord_log::messages(tx, RECENT)?,
+                decisions: coord_log::decisions(tx, None, None, recent)?,
+                messages: coord_log::messages(tx, recent)?,
                 activities: coord_log::activities(tx)?,
                 tasks: read::tasks(tx)?,
                 attempts: all_attempts(tx)?,
@@ -30,6 +30,7 @@ impl ViewStore for SqliteStore {
                 handoffs: read::handoffs(tx, None)?,
                 owners: misc::owners(tx)?,
                 fleet: fleet_values(tx)?,
+                progress: agents::progress_rows(tx)?,
             })
         })
     }
