@@ -59,6 +59,7 @@ fn actors_of(store: &dyn Store) -> Vec<Actor> {
             max_attempts: 1,
             spec: json!({}),
             hash: "h".into(),
+            awaits_person: false,
         })
         .collect();
     store.sync_tasks(&list, now()).unwrap();

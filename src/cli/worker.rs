@@ -104,6 +104,7 @@ fn as_run(a: &Claims) -> RunArgs {
         no_repo: false,
         repo: a.repo.clone(),
         base: None,
+        serve: None,
     }
 }
 

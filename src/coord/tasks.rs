@@ -78,6 +78,7 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         max_turns: None,
         max_budget_usd: None,
         permission_mode: None,
+        session: None,
         order: parent.order.max(0) as usize,
     };
     Ok(NewTask {
@@ -91,6 +92,7 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         hash: spec.definition_hash(),
         // The stored form is the task list's definition (a handoff-less `StoredSpec`).
         spec: serde_json::to_value(&spec).unwrap_or_default(),
+        awaits_person: false,
     })
 }
 

@@ -8,6 +8,7 @@
 mod fields;
 mod validate;
 
+pub use super::values::SessionMode;
 use fields::{build_task, read_fields, Fields};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -56,6 +57,10 @@ pub struct TaskSpec {
     pub max_budget_usd: Option<f64>,
     /// `--permission-mode` for this task.
     pub permission_mode: Option<String>,
+    /// Fresh session or the instance's previous one resumed (None: the role's choice,
+    /// else fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionMode>,
     /// Position in the file (0-based), the tie-breaker after priority.
     pub order: usize,
 }
@@ -197,6 +202,7 @@ pub const TASK_KEYS: &[&str] = &[
     "max_turns",
     "max_budget_usd",
     "permission_mode",
+    "session",
 ];
 
 /// The role a task gets when neither it nor `[defaults]` names one.

@@ -39,6 +39,8 @@ const ALLOW_EXACT: &[&str] = &[
     "SHELL",
     "API_TIMEOUT_MS",
     "IS_SANDBOX",
+    // The user's own Claude config folder (`[claude] config_dir = "shared"`).
+    "CLAUDE_CONFIG_DIR",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -329,6 +331,7 @@ mod tests {
             max_turns: None,
             max_budget_usd: None,
             permission_mode: None,
+            session: None,
             order: 0,
         };
         let id = ChildIdentity {

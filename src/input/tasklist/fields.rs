@@ -4,7 +4,7 @@
 
 use super::validate::closest;
 use super::{Cx, RawTable, TaskListError, TaskSpec, DEFAULT_ROLE, TASK_KEYS};
-use crate::input::values::{permission_mode, toml_duration, valid_id};
+use crate::input::values::{permission_mode, toml_duration, valid_id, SessionMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ pub(super) struct Fields {
     max_turns: Option<u32>,
     max_budget_usd: Option<f64>,
     permission_mode: Option<String>,
+    session: Option<SessionMode>,
 }
 
 /// Reads and type-checks every key of one table; `who` names it in messages
@@ -79,6 +80,10 @@ impl Fields {
             "permission_mode" => {
                 let s = as_str(v).ok_or("expected a permission mode")?;
                 self.permission_mode = Some(permission_mode(&s)?);
+            }
+            "session" => {
+                let s = as_str(v).ok_or("expected \"fresh\" or \"continue\"")?;
+                self.session = Some(SessionMode::parse(&s)?);
             }
             "priority" => self.priority = Some(v.as_integer().ok_or("expected an integer")?),
             "retries" => self.retries = Some(small_uint(v).ok_or("expected a whole number >= 0")?),
@@ -276,6 +281,7 @@ fn with_defaults(
         permission_mode: own
             .permission_mode
             .or_else(|| defaults.permission_mode.clone()),
+        session: own.session.or(defaults.session),
         order,
     }
 }

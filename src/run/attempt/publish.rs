@@ -387,6 +387,7 @@ mod tests {
             max_attempts: 3,
             spec: serde_json::json!({}),
             hash: "h".into(),
+            awaits_person: false,
         };
         store.sync_tasks(&[t], now_ms() - 60_000).unwrap();
     }

@@ -19,12 +19,14 @@
 //!   decisions, messages and read receipts, the shared context, attempt activity,
 //!   lease violations, agent-created tasks; `tasks.status` allows the statuses of
 //!   checked work (`verify_failed`, `out_of_scope`, `integration_failed`).
+//! - v3: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`): SQLite's v6.
 
 use super::errors::{E, R};
 use crate::store::StoreError;
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The channel every state change is announced on.
 pub const CHANNEL: &str = "borg_events";
@@ -221,8 +223,26 @@ CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
 CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
 "#;
 
+/// v2 → v3: outside agents and task progress (SQLite's v6).
+const V3: &str = r#"
+CREATE TABLE agents (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    capabilities  TEXT NOT NULL,
+    version       TEXT,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    registered_ms BIGINT NOT NULL
+);
+CREATE TABLE task_progress (
+    task       TEXT COLLATE "C" PRIMARY KEY,
+    fence      BIGINT NOT NULL,
+    owner      TEXT COLLATE "C" NOT NULL,
+    report     TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; refuses a newer
 /// schema and a database that holds another program's tables.

@@ -19,13 +19,15 @@
 //!   tasks created by agents; and the statuses of checked work (`verify_failed`,
 //!   `out_of_scope`, `integration_failed`) allowed in `tasks.status` (the CHECK is
 //!   widened in place, see [`widen_statuses`]).
+//! - v6: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`).
 
 use super::R;
 use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -312,8 +314,26 @@ CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
 CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
 "#;
 
+/// v5 → v6: outside agents (`borg serve`) and task progress reports.
+pub(crate) const V6: &str = r#"
+CREATE TABLE agents (
+    id            TEXT PRIMARY KEY NOT NULL,
+    capabilities  TEXT NOT NULL CHECK (json_valid(capabilities)),
+    version       TEXT,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    registered_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE task_progress (
+    task       TEXT PRIMARY KEY NOT NULL,
+    fence      INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    report     TEXT NOT NULL CHECK (json_valid(report)),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
 
 /// The statuses `tasks.status` accepts from v5 on: v1's, plus those of checked work.
 const OLD_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited')";
