@@ -255,6 +255,22 @@ fn three_workers_share_work_through_a_bare_remote_through_a_sigkill() {
         );
     }
     assert_eq!(rep["tasks"].as_array().unwrap().len(), n);
+    // `borg diff` on a host that ran none of it fetches the attempt's commit.
+    let t = id(57, sfx);
+    let o = borg_at(
+        &sb,
+        &sb.path().join("ws-coordinator"),
+        &db.url,
+        &["diff", &t, "--stat"],
+    )
+    .output()
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "borg diff: {}", stderr(&o));
+    assert!(
+        out.contains("out/57.txt") && !out.contains("out/56.txt"),
+        "{out}"
+    );
     for w in [w1, w2b, w3] {
         w.stop();
     }
