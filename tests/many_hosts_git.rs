@@ -284,10 +284,15 @@ fn a_stale_host_back_from_a_pause_lands_nothing() {
     let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let remote = bare_remote(&sb);
     let n = 12;
-    let run = enqueue(&sb, &db.url, &remote, &chains(n, 2000, sfx));
-    let s = PgStore::open(&db.url).unwrap();
-    wait_store(&s, Duration::from_secs(60), |r| !r.is_empty());
+    // p1 starts before any list names the remote: it must not run a git-mode task in
+    // template mode, and starts again in git mode when it sees the record.
     let paused = Worker::start(&sb, &db.url, "p1", 2);
+    let s = PgStore::open(&db.url).unwrap();
+    let up = wait_until(Duration::from_secs(30), || {
+        s.owners().unwrap().iter().any(|o| o.host_id == "p1")
+    });
+    assert!(up, "p1 registered: {}", paused.stderr());
+    let run = enqueue(&sb, &db.url, &remote, &chains(n, 2000, sfx));
     let mine = format!("borg-p1-{}-", paused.child.id());
     let holds = wait_until(Duration::from_secs(60), || {
         s.running_attempts()
@@ -314,6 +319,7 @@ fn a_stale_host_back_from_a_pause_lands_nothing() {
         "p1's claims were taken over: {interrupted:?}"
     );
     assert_eq!(remote_matches_store(&s, &remote, n, sfx), n);
-    paused.stop();
+    let said = paused.stop();
+    assert!(said.contains("starting again in git mode"), "{said}");
     other.stop();
 }

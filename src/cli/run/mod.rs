@@ -172,6 +172,19 @@ pub(crate) async fn execute(
     owner: &OwnerInfo,
     opts: RunOptions,
 ) -> anyhow::Result<RunSummary> {
+    execute_until(ctx, progress, inputs, store, owner, opts, None).await
+}
+
+/// [`execute`], also stopped (as by the first SIGTERM) when `until` is cancelled.
+pub(crate) async fn execute_until(
+    ctx: &Ctx,
+    progress: ProgressMode,
+    inputs: Inputs,
+    store: &Arc<dyn Store>,
+    owner: &OwnerInfo,
+    opts: RunOptions,
+    until: Option<tokio_util::sync::CancellationToken>,
+) -> anyhow::Result<RunSummary> {
     let settings = inputs.settings;
     let shared = Arc::new(Shared {
         workspaces: crate::workspace::instance::Workspaces::new(&settings.paths.workspaces),
@@ -184,6 +197,13 @@ pub(crate) async fn execute(
         git: inputs.git.map(|c| Arc::new(c.repo)),
     });
     let shutdown = Shutdown::install().context("installing signal handlers")?;
+    if let Some(until) = until {
+        let stop = shutdown.stop.clone();
+        tokio::spawn(async move {
+            until.cancelled().await;
+            stop.cancel();
+        });
+    }
     let mut progress = progress_display(ctx, progress);
     let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await;
     progress.finish();
