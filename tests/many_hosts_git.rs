@@ -205,13 +205,20 @@ fn three_workers_share_work_through_a_bare_remote_through_a_sigkill() {
     let sb = Sandbox::new();
     let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let remote = bare_remote(&sb);
-    let main_before = git(&remote, &["rev-parse", "refs/heads/main"]);
+    let base = git(&remote, &["rev-parse", "refs/heads/main"]);
     let n = 200;
     let run = enqueue(&sb, &db.url, &remote, &chains(n, 100, sfx));
     let s = PgStore::open(&db.url).unwrap();
     // One host names the remote; the others take it from the store, where `borg run`
     // recorded it before its tasks.
     wait_store(&s, Duration::from_secs(60), |r| !r.is_empty());
+    // Someone pushes to main after the list was enqueued: the run keeps its base.
+    let src = Repo {
+        dir: sb.path().join("src"),
+    };
+    src.write("late.txt", "pushed after the enqueue\n");
+    let late = src.commit_all("late");
+    src.git(&["push", "-q", remote.to_str().unwrap(), "main"]);
     let w1 = Worker::start_with(&sb, &db.url, "g1", 3, &["--repo", remote.to_str().unwrap()]);
     let mut w2 = Worker::start(&sb, &db.url, "g2", 3);
     let w3 = Worker::start(&sb, &db.url, "g3", 3);
@@ -235,9 +242,21 @@ fn three_workers_share_work_through_a_bare_remote_through_a_sigkill() {
         "the killed worker held tasks that others took over: {interrupted:?}"
     );
     assert_eq!(remote_matches_store(&s, &remote, n, sfx), n);
-    // The user's branch is as it was; every host made its worktrees from a mirror
-    // of its own.
-    assert_eq!(git(&remote, &["rev-parse", "refs/heads/main"]), main_before);
+    // The user's branch is as they left it; every task started from the recorded
+    // base (the worker given --repo too), not from main as it is now.
+    assert_eq!(git(&remote, &["rev-parse", "refs/heads/main"]).trim(), late);
+    for (r, c) in remote_refs(&remote) {
+        if r.starts_with("refs/heads/borg/") {
+            let mut on_base = git_cmd(&remote, &["merge-base", "--is-ancestor", base.trim(), &c]);
+            let mut on_late = git_cmd(&remote, &["merge-base", "--is-ancestor", &late, &c]);
+            assert!(on_base.output().unwrap().status.success(), "{r}");
+            assert!(
+                !on_late.output().unwrap().status.success(),
+                "{r} has main's late commit"
+            );
+        }
+    }
+    // Every host made its worktrees from a mirror of its own.
     for h in ["g1", "g2", "g3"] {
         let mirror = sb.path().join(format!("ws-{h}/.repo"));
         assert_eq!(

@@ -210,18 +210,27 @@ fn settle(
     if !same_repo {
         c.repo.check_no_refs_of(ids.iter().map(String::as_str))?;
     }
+    // A host joining without a list (a worker, whatever URL it reaches the remote by)
+    // takes the recorded base and leaves the record as the run made it.
+    let joins = ids.is_empty()
+        && c.repo.remote.is_some()
+        && recorded
+            .as_ref()
+            .is_some_and(|v| v.get("remote").is_some_and(|r| r.is_string()));
     let kept = recorded
         .as_ref()
-        .filter(|_| same_repo && !c.base_given)
+        .filter(|_| (same_repo || joins) && !c.base_given)
         .and_then(|v| v.get("base")?.as_str().map(String::from));
     keep_base(&mut c.repo, kept)?;
     let repo = &c.repo;
-    if repo.remote.is_some() {
-        repo.publish_base()?;
+    if !joins {
+        if repo.remote.is_some() {
+            repo.publish_base()?;
+        }
+        let v = serde_json::json!({"repo": repo.remote.clone().unwrap_or_else(|| repo.dir.display().to_string()),
+            "remote": repo.remote, "common_dir": repo.common_dir, "base": repo.base});
+        store.set_fleet(BASE_KEY, &v, crate::run::attempt::now_ms())?;
     }
-    let v = serde_json::json!({"repo": repo.remote.clone().unwrap_or_else(|| repo.dir.display().to_string()),
-        "remote": repo.remote, "common_dir": repo.common_dir, "base": repo.base});
-    store.set_fleet(BASE_KEY, &v, crate::run::attempt::now_ms())?;
     let mut line = repo.describe(c.how);
     if repo.base != head && !head.is_empty() && !c.base_given {
         line.push_str(&format!(
