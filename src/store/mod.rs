@@ -17,21 +17,26 @@ mod error;
 pub mod feed;
 mod git;
 pub mod location;
+pub mod merge;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
+mod verify;
 
 use crate::outcome::Status;
 pub use coord::CoordStore;
 pub use error::StoreError;
 pub use git::GitStore;
+pub use merge::MergeStore;
 pub use rows::*;
 use std::time::Duration;
+pub use verify::VerifyStore;
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code. Capabilities of later features are supertraits
-/// ([`CoordStore`], [`GitStore`]), so every backend implements them.
-pub trait Store: Send + Sync + coord::CoordStore + GitStore {
+/// ([`CoordStore`], [`GitStore`], [`VerifyStore`], [`MergeStore`]), so every backend
+/// implements them.
+pub trait Store: Send + Sync + coord::CoordStore + GitStore + VerifyStore + MergeStore {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.

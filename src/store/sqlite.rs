@@ -22,6 +22,7 @@ mod coord_impl;
 mod coord_log;
 mod git;
 mod handoffs;
+mod merge;
 mod misc;
 mod netfs;
 mod read;
