@@ -233,6 +233,14 @@ fn borg_killed_mid_queue_and_run_again_lands_everything_once() {
         }),
         "the queue landed two branches"
     );
+    // Two borgs never advance one target at once: the second is refused.
+    let second = sb.borg(&["merge"]).output().unwrap();
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("the merge target borg/integration/tasks is being advanced by"),
+        "{}",
+        stderr(&second)
+    );
     child.kill().unwrap();
     let _ = child.wait();
     let before = landed(&repo, t);
@@ -315,4 +323,44 @@ fn batch_zero_is_refused_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
     assert!(e.contains("batch") && e.contains("[merge]"), "{e}");
+}
+
+#[test]
+fn a_rejected_task_gets_a_fix_task_whose_work_lands() {
+    let sb = Sandbox::new();
+    config(
+        &sb,
+        "[merge]\nfix = true\nverify = [\"python3 -m unittest\"]\n",
+    );
+    std::fs::write(
+        sb.path().join("scenarios/mq-fx-breaks.fix-1"),
+        "read test_break.py\nwrite test_break.py \"import unittest\\n\\n\\nclass TestBreak(unittest.TestCase):\\n    def test_break(self):\\n        self.assertEqual(2, 2)\\n\"\nresult \"Fixed the test.\"\n",
+    )
+    .unwrap();
+    let repo = project(&sb);
+    let tasks = adds("mq-fx-ok", 5, "ok.py", "OK = 1\\n")
+        + &adds("mq-fx-breaks", 0, "test_break.py", "import unittest\\n\\n\\nclass TestBreak(unittest.TestCase):\\n    def test_break(self):\\n        self.assertEqual(1, 2)\\n");
+    let (out, rep) = sb.run_json(&tasks, &["--repo", repo.dir.to_str().unwrap(), "--merge"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let m = &rep["merge"];
+    assert_eq!(m["rejected"][0]["task"], "mq-fx-breaks", "{m}");
+    assert_eq!(m["rejected"][0]["fix_task"], "mq-fx-breaks.fix-1");
+    let f = task(&rep, "mq-fx-breaks.fix-1");
+    assert_eq!(f["status"], "succeeded", "{f}");
+    assert_eq!(f["role"], "developer");
+    let p = sb.prompt("mq-fx-breaks.fix-1", 1);
+    assert!(
+        p.contains("python3 -m unittest") && p.contains("test_break"),
+        "{p}"
+    );
+    let order: Vec<&str> = m["landed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["mq-fx-ok", "mq-fx-breaks.fix-1"], "{m}");
+    assert!(repo
+        .show("borg/integration/tasks", "test_break.py")
+        .contains("assertEqual(2, 2)"));
 }

@@ -51,7 +51,9 @@ impl Queue<'_> {
 
     /// Merges `items` onto the head, in order.
     pub(super) fn build(&mut self, items: &[Candidate]) -> Result<Chain, MergeError> {
-        let mut cur = self.head.clone();
+        let repo = self.repo;
+        let commits: Vec<&str> = items.iter().map(|c| c.commit.as_str()).collect();
+        let mut m = repo.merger(&self.head, &commits)?;
         let mut out = Vec::new();
         for c in items {
             if self.deferred.contains(&c.task) {
@@ -67,14 +69,13 @@ impl Queue<'_> {
             };
             msg.trailers
                 .push(("Borg-Queue".into(), self.spec.target.clone()));
-            match self.repo.merge_no_ff(&cur, &c.commit, &msg)? {
-                Step::Merged(m) => {
-                    cur = m.clone();
-                    out.push((c.clone(), m));
+            match m.merge(&c.commit, &msg)? {
+                Step::Merged(x) => out.push((c.clone(), x)),
+                Step::Contained | Step::FastForward(_) => {
+                    out.push((c.clone(), m.head().to_string()))
                 }
-                Step::Contained | Step::FastForward(_) => out.push((c.clone(), cur.clone())),
                 Step::Conflict(files) => {
-                    if cur == self.head {
+                    if m.head() == self.head {
                         self.conflict(c, files)?;
                     }
                     self.deferred.insert(c.task.clone());
@@ -82,7 +83,7 @@ impl Queue<'_> {
             }
         }
         Ok(Chain {
-            head: cur,
+            head: m.head().to_string(),
             items: out,
         })
     }
@@ -98,7 +99,8 @@ impl Queue<'_> {
         let wt = Worktree::scratch_at(self.repo, &self.spec.dir, &chain.head)?;
         self.store
             .record_merge(&self.claim, &MergeStep::GateRuns(1), now_ms())?;
-        for (i, cmd) in self.spec.commands.clone().iter().enumerate() {
+        let cmds = self.spec.commands.clone();
+        for (i, cmd) in cmds.iter().enumerate() {
             let name = format!("{}.{n}.{}", self.spec.log_stem(), i + 1);
             let out = self.gates.run(cmd, &self.spec.dir, &name)?;
             let base = if out.exit_code != Some(0) && self.spec.baseline {
@@ -117,7 +119,10 @@ impl Queue<'_> {
                     regressions: j.regressions,
                 }));
             }
-            wt.scrub(self.repo)?;
+            if i + 1 < cmds.len() {
+                // The next gate sees the candidate as it is, not what this one left.
+                wt.scrub(self.repo)?;
+            }
         }
         self.renew()?;
         Ok(None)

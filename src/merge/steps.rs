@@ -15,6 +15,16 @@ use crate::store::merge::{MergeState, MergeStep};
 use crate::store::{NewTask, TaskRow};
 use std::fmt::Write;
 
+/// How a fix task's handoff reason starts.
+const FIX_REASON: &str = "the merge queue's integration gate";
+
+/// Whether `row` is a fix task the queue created.
+fn is_fix(row: &TaskRow) -> bool {
+    row.spec["handoff"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.starts_with(FIX_REASON))
+}
+
 impl Queue<'_> {
     /// `c` conflicts with the target in `files`: its resolve task is created.
     pub(super) fn conflict(&mut self, c: &Candidate, files: Vec<String>) -> Result<(), MergeError> {
@@ -77,7 +87,10 @@ impl Queue<'_> {
     ) -> Result<(), MergeError> {
         let rows = self.store.tasks()?;
         let fix = match rows.iter().find(|r| r.id == task) {
-            Some(row) if fix && self.spec.fix => Some(self.fix_task(row, &rows, gate, tail)),
+            // A fix task that breaks the gates again gets no fix task of its own.
+            Some(row) if fix && self.spec.fix && !is_fix(row) => {
+                Some(self.fix_task(row, &rows, gate, tail))
+            }
             _ => None,
         };
         eprintln!("borg: merge: {task} rejected: {error}");
@@ -116,7 +129,7 @@ impl Queue<'_> {
             source_task: row.id.clone(),
             source_role: row.role.clone(),
             source_instance: rec.as_ref().map(|r| r.instance.clone()),
-            reason: format!("the integration gate `{gate}` failed with its work merged"),
+            reason: format!("{FIX_REASON} `{gate}` failed with its work merged"),
             state: None,
             next_steps: vec![format!("make `{gate}` pass")],
             files_changed: rec.as_ref().map(|r| r.changes()).unwrap_or_default(),
