@@ -322,6 +322,37 @@ mod tests {
     }
 
     #[test]
+    fn a_hanging_gate_is_killed_with_its_tree_at_its_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = GateEnv {
+            env: vec![("PATH".into(), std::env::var("PATH").unwrap_or_default())],
+            timeout: Duration::from_millis(300),
+            logs: dir.path().join("logs"),
+        };
+        let began = Instant::now();
+        let out = g
+            .run(
+                "sleep 30 & echo $! > bg.pid; echo started; sleep 30",
+                dir.path(),
+                "hang",
+            )
+            .unwrap();
+        assert!(out.timed_out && out.exit_code.is_none(), "{out:?}");
+        assert!(began.elapsed() < Duration::from_secs(5));
+        assert_eq!(out.output_tail, "started");
+        let pid: i32 = std::fs::read_to_string(dir.path().join("bg.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(10));
+            procs::stat(pid).is_none_or(|s| s.state == 'Z')
+        });
+        assert!(gone, "the gate's background child {pid} was killed too");
+    }
+
+    #[test]
     fn tails_are_bounded() {
         let text: String = (0..500).map(|i| format!("line {i}\n")).collect();
         let t = tail(&text);
