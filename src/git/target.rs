@@ -29,23 +29,31 @@ pub struct Landed {
     pub commit: String,
 }
 
+/// A commit's tree and commit time (epoch seconds).
+pub type Facts = (String, i64);
+
 /// Branches merged one after the other onto a commit, each with a merge commit of
-/// its own. The trees and commit times of every commit involved are read with one git
-/// up front, so each merge is one `merge-tree` and one `commit-tree`.
+/// its own. The trees and commit times of the commits involved are read with one git
+/// up front ([`Repo::facts`]), so each merge is one `merge-tree` and one `commit-tree`.
 pub struct Merger<'r> {
     repo: &'r Repo,
     /// The result so far.
     cur: String,
     cur_tree: String,
     cur_time: i64,
-    /// Tree and commit time of each commit named when it was made.
-    known: HashMap<String, (String, i64)>,
+    /// Tree and commit time of the commits being merged.
+    known: &'r HashMap<String, Facts>,
 }
 
 impl<'r> Merger<'r> {
     /// The result so far.
     pub fn head(&self) -> &str {
         &self.cur
+    }
+
+    /// The result's tree and commit time.
+    pub fn head_facts(&self) -> Facts {
+        (self.cur_tree.clone(), self.cur_time)
     }
 
     /// Merges `theirs` onto the result with a merge commit even when a fast-forward
@@ -88,35 +96,49 @@ impl<'r> Merger<'r> {
 }
 
 impl Repo {
-    /// A [`Merger`] onto `head` of the commits `theirs`.
-    pub fn merger<'r>(&'r self, head: &str, theirs: &[&str]) -> Result<Merger<'r>, GitError> {
-        let mut args = vec!["show", "-s", "--format=%H %T %ct", head];
-        args.extend_from_slice(theirs);
-        let out = self.git.at(&self.dir).args(&args).ok()?.text();
+    /// The tree and commit time of each of `commits`, with one git.
+    pub fn facts(&self, commits: &[&str]) -> Result<HashMap<String, Facts>, GitError> {
         let mut known = HashMap::new();
+        if commits.is_empty() {
+            return Ok(known);
+        }
+        let mut args = vec!["show", "-s", "--format=%H %T %ct"];
+        args.extend_from_slice(commits);
+        let out = self.git.at(&self.dir).args(&args).ok()?.text();
         for l in out.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if let [c, t, when] = f[..] {
+            if let [c, t, when] = l.split_whitespace().collect::<Vec<_>>()[..] {
                 known.insert(c.to_string(), (t.to_string(), when.parse().unwrap_or(0)));
             }
         }
-        let (cur_tree, cur_time) = known.get(head).cloned().ok_or_else(|| GitError::Output {
-            args: args.join(" "),
-            what: format!("no line for {head}"),
-        })?;
-        Ok(Merger {
+        Ok(known)
+    }
+
+    /// A [`Merger`] onto `head` (whose facts are `at`), `known` holding the facts of
+    /// the commits it will merge.
+    pub fn merger<'r>(
+        &'r self,
+        head: &str,
+        at: Facts,
+        known: &'r HashMap<String, Facts>,
+    ) -> Merger<'r> {
+        Merger {
             repo: self,
             cur: head.to_string(),
-            cur_tree,
-            cur_time,
+            cur_tree: at.0,
+            cur_time: at.1,
             known,
-        })
+        }
     }
 
     /// Merges `theirs` onto `ours` with a merge commit even when a fast-forward would
     /// do; `Contained` when merging it changes nothing.
     pub fn merge_no_ff(&self, ours: &str, theirs: &str, msg: &Message) -> Result<Step, GitError> {
-        self.merger(ours, &[theirs])?.merge(theirs, msg)
+        let known = self.facts(&[ours, theirs])?;
+        let at = known.get(ours).cloned().ok_or_else(|| GitError::Output {
+            args: format!("show -s {ours}"),
+            what: "no such commit".into(),
+        })?;
+        self.merger(ours, at, &known).merge(theirs, msg)
     }
 
     /// Moves `refname` to `new` if it is at `old` now (`None`: only if it does not

@@ -16,6 +16,7 @@ use super::queue::Queue;
 use super::MergeError;
 use crate::git::commit::Message;
 use crate::git::merge::Step;
+use crate::git::target::Facts;
 use crate::git::worktree::Worktree;
 use crate::run::attempt::now_ms;
 use crate::store::merge::{Landing, MergeStep};
@@ -24,6 +25,8 @@ use crate::store::merge::{Landing, MergeStep};
 pub(super) struct Chain {
     /// The result.
     pub head: String,
+    /// Its tree and commit time.
+    pub facts: Facts,
     /// Each task and its merge commit (or the commit that already contained it).
     pub items: Vec<(Candidate, String)>,
 }
@@ -52,8 +55,17 @@ impl Queue<'_> {
     /// Merges `items` onto the head, in order.
     pub(super) fn build(&mut self, items: &[Candidate]) -> Result<Chain, MergeError> {
         let repo = self.repo;
-        let commits: Vec<&str> = items.iter().map(|c| c.commit.as_str()).collect();
-        let mut m = repo.merger(&self.head, &commits)?;
+        let missing: Vec<&str> = items
+            .iter()
+            .map(|c| c.commit.as_str())
+            .filter(|c| !self.known.contains_key(*c))
+            .collect();
+        if !missing.is_empty() {
+            let more = repo.facts(&missing)?;
+            self.known.extend(more);
+        }
+        let known = std::mem::take(&mut self.known);
+        let mut m = repo.merger(&self.head, self.head_facts.clone(), &known);
         let mut out = Vec::new();
         for c in items {
             if self.deferred.contains(&c.task) {
@@ -69,7 +81,14 @@ impl Queue<'_> {
             };
             msg.trailers
                 .push(("Borg-Queue".into(), self.spec.target.clone()));
-            match m.merge(&c.commit, &msg)? {
+            let step = match m.merge(&c.commit, &msg) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.known = known;
+                    return Err(e.into());
+                }
+            };
+            match step {
                 Step::Merged(x) => out.push((c.clone(), x)),
                 Step::Contained | Step::FastForward(_) => {
                     out.push((c.clone(), m.head().to_string()))
@@ -82,10 +101,13 @@ impl Queue<'_> {
                 }
             }
         }
-        Ok(Chain {
+        let chain = Chain {
             head: m.head().to_string(),
+            facts: m.head_facts(),
             items: out,
-        })
+        };
+        self.known = known;
+        Ok(chain)
     }
 
     /// Runs the gates on the chain's result; None when they pass (or there is
@@ -97,8 +119,8 @@ impl Queue<'_> {
         self.runs += 1;
         let n = self.runs;
         let wt = Worktree::scratch_at(self.repo, &self.spec.dir, &chain.head)?;
-        self.store
-            .record_merge(&self.claim, &MergeStep::GateRuns(1), now_ms())?;
+        // Counted in the store when the queue stops (one transaction fewer per batch).
+        self.unrecorded_runs += 1;
         let cmds = self.spec.commands.clone();
         for (i, cmd) in cmds.iter().enumerate() {
             let name = format!("{}.{n}.{}", self.spec.log_stem(), i + 1);
@@ -172,6 +194,7 @@ impl Queue<'_> {
             })
             .collect();
         self.head = chain.head.clone();
+        self.head_facts = chain.facts.clone();
         self.record(&MergeStep::Landed {
             head: chain.head,
             tasks,

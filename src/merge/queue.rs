@@ -11,7 +11,8 @@ use crate::git::Repo;
 use crate::run::attempt::now_ms;
 use crate::store::merge::{Landing, MergeStep, TargetClaim};
 use crate::store::{Store, TaskRow};
-use std::collections::HashSet;
+use crate::git::target::Facts;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 /// How long a claim on a target lasts without renewal.
@@ -41,6 +42,12 @@ pub(super) struct Queue<'a> {
     pub progress: bool,
     /// Gate runs in this borg (candidates and baselines).
     pub runs: u32,
+    /// Candidate gate runs not counted in the store yet.
+    pub unrecorded_runs: i64,
+    /// The head's tree and commit time.
+    pub head_facts: Facts,
+    /// Trees and commit times of the commits the queue merges.
+    pub known: HashMap<String, Facts>,
     /// When the claim was last renewed.
     renewed: Instant,
 }
@@ -69,6 +76,10 @@ impl<'a> Queue<'a> {
         {
             return Err(MergeError::Moved(spec.target.clone()));
         }
+        let head_facts = repo
+            .facts(&[start.as_str()])?
+            .remove(&start)
+            .ok_or_else(|| MergeError::Moved(spec.target.clone()))?;
         let row = store
             .merge_target(&spec.target)?
             .map(|(r, _)| r)
@@ -85,6 +96,9 @@ impl<'a> Queue<'a> {
             deferred: HashSet::new(),
             progress: false,
             runs: 0,
+            unrecorded_runs: 0,
+            head_facts,
+            known: HashMap::new(),
             renewed: Instant::now(),
         })
     }
@@ -92,6 +106,13 @@ impl<'a> Queue<'a> {
     /// Runs the queue until a pass changes nothing, then gives the claim back.
     pub fn run(mut self) -> Result<Vec<String>, MergeError> {
         let out = self.passes();
+        if self.unrecorded_runs > 0 {
+            let runs = MergeStep::GateRuns(self.unrecorded_runs);
+            let counted = self.store.record_merge(&self.claim, &runs, now_ms());
+            if out.is_ok() {
+                counted?;
+            }
+        }
         let released = self.store.release_target(&self.claim, now_ms());
         out?;
         released?;
