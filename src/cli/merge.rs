@@ -152,8 +152,8 @@ pub(crate) fn queue_spec(
         }
         None => format!("borg/integration/{list}"),
     };
-    check_branch_name(repo, &target)?;
     if into.is_none() {
+        check_branch_name(repo, &target)?;
         check_not_checked_out(repo, &target, &s.paths.workspaces, &target)?;
     }
     let ws =

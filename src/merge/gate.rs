@@ -72,7 +72,13 @@ impl GateEnv {
         let log = self.logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)?;
         let began = Instant::now();
-        let mut child = Command::new("sh")
+        let path = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map_or("/usr/bin:/bin", |(_, v)| v.as_str());
+        let sh = crate::git::which("sh", path).unwrap_or_else(|| PathBuf::from("/bin/sh"));
+        let mut child = Command::new(sh)
             .arg("-c")
             .arg(command)
             .current_dir(dir)

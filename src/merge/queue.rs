@@ -7,11 +7,11 @@
 use super::gate::GateEnv;
 use super::order::{standings, Candidate, Standing};
 use super::{MergeError, QueueSpec};
+use crate::git::target::Facts;
 use crate::git::Repo;
 use crate::run::attempt::now_ms;
 use crate::store::merge::{Landing, MergeStep, TargetClaim};
 use crate::store::{Store, TaskRow};
-use crate::git::target::Facts;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -125,6 +125,7 @@ impl<'a> Queue<'a> {
             self.progress = false;
             self.deferred.clear();
             let ready = self.ready()?;
+            self.learn(&ready)?;
             for batch in ready.chunks(self.spec.batch.max(1)) {
                 self.batch(batch.to_vec())?;
             }
@@ -140,6 +141,10 @@ impl<'a> Queue<'a> {
         let Some((row, entries)) = self.store.merge_target(&self.spec.target)? else {
             return Ok(());
         };
+        if row.head.as_deref().unwrap_or(&row.start) == self.head {
+            // The branch is where the store last recorded it: nothing to learn.
+            return Ok(());
+        }
         let known: HashSet<(&str, &str)> = entries
             .iter()
             .filter_map(|e| Some((e.task.as_str(), e.merged.as_deref()?)))
@@ -188,6 +193,18 @@ impl<'a> Queue<'a> {
             }
         }
         Ok(ready)
+    }
+
+    /// Reads the trees and commit times of the ready commits, with one git.
+    fn learn(&mut self, ready: &[Candidate]) -> Result<(), MergeError> {
+        let missing: Vec<&str> = ready
+            .iter()
+            .map(|c| c.commit.as_str())
+            .filter(|c| !self.known.contains_key(*c))
+            .collect();
+        let more = self.repo.facts(&missing)?;
+        self.known.extend(more);
+        Ok(())
     }
 
     /// Records a step with the claim (fenced), renewing the lease when due.
