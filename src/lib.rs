@@ -21,6 +21,7 @@ pub mod input;
 pub mod merge;
 pub mod outcome;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod store;
 pub mod supervise;

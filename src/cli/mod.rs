@@ -15,6 +15,7 @@ pub mod merge;
 pub mod messages;
 pub mod roles;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod task;
 pub mod transcript;
@@ -86,6 +87,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Hook { event } => Ok(helpers::hook(event)),
         Command::Diff(a) => diff::run(&ctx, a),
         Command::Merge(a) => merge::run(&ctx, a).await,
+        Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }
 

@@ -105,6 +105,7 @@ fn as_run(a: &Claims) -> RunArgs {
         no_repo: false,
         base: None,
         merge: false,
+        serve: None,
     }
 }
 

@@ -6,10 +6,10 @@ mod checks;
 
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{
-    ClaudeSettings, ConfigError, CoordSettings, GitSettings, PathsSettings, RoleLimits,
-    RunSettings, Settings,
+    ClaudeSettings, ConfigDirMode, ConfigError, CoordSettings, GitSettings, PathsSettings,
+    RoleLimits, RunSettings, Settings,
 };
-use crate::input::values::{permission_mode, toml_duration, valid_id};
+use crate::input::values::{permission_mode, toml_duration, toml_size, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +34,10 @@ struct FileConfig {
     run: FileRun,
     #[serde(default)]
     roles: BTreeMap<Spanned<String>, FileRole>,
+    #[serde(default)]
+    serve: super::serve::FileServe,
+    #[serde(default)]
+    handoff: super::serve::FileHandoff,
     #[serde(default)]
     coord: FileCoord,
     #[serde(default)]
@@ -99,6 +103,7 @@ struct FileClaude {
     sandbox: Option<bool>,
     max_retries: Option<Val>,
     api_timeout_ms: Option<Val>,
+    config_dir: Option<Val>,
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -120,6 +125,8 @@ struct FileRun {
     budget_usd: Option<Val>,
     lease: Option<Val>,
     max_line_bytes: Option<Val>,
+    min_available_memory: Option<Val>,
+    max_attempt_memory: Option<Val>,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +203,10 @@ impl FileCx<'_> {
         usize::try_from(n).map_err(|_| self.invalid(section, key, v, "too large"))
     }
 
+    fn size(&self, section: &str, key: &str, v: &Val) -> Result<u64, ConfigError> {
+        toml_size(v.get_ref()).map_err(|m| self.invalid(section, key, v, &m))
+    }
+
     fn dollars(&self, section: &str, key: &str, v: &Val) -> Result<f64, ConfigError> {
         let x = match v.get_ref() {
             toml::Value::Float(x) => Some(*x),
@@ -211,6 +222,21 @@ impl FileCx<'_> {
             .filter(|s| !s.trim().is_empty())
             .map(str::to_string)
             .ok_or_else(|| self.invalid(section, key, v, "expected a non-empty string"))
+    }
+}
+
+impl super::serve::Check for FileCx<'_> {
+    fn string(&self, section: &str, key: &str, v: &Val) -> Result<String, ConfigError> {
+        FileCx::string(self, section, key, v)
+    }
+    fn uint(&self, section: &str, key: &str, v: &Val, min: u64) -> Result<u64, ConfigError> {
+        FileCx::uint(self, section, key, v, min)
+    }
+    fn positive(&self, section: &str, key: &str, v: &Val) -> Result<Duration, ConfigError> {
+        self.duration(section, key, v, false)
+    }
+    fn bad(&self, section: &str, key: &str, v: &Val, m: &str) -> ConfigError {
+        self.invalid(section, key, v, m)
     }
 }
 
@@ -234,6 +260,8 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     cx.apply_coord(&mut s.coord, &file.coord)?;
     cx.apply_verify(&mut s.verify, &file.verify)?;
     cx.apply_merge(&mut s.merge, &file.merge)?;
+    super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
+    super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
     Ok(file.paths.store.is_some() || file.store.url.is_some())
 }
 
@@ -320,6 +348,11 @@ impl FileCx<'_> {
         if let Some(v) = &c.api_timeout_ms {
             s.api_timeout_ms = self.uint(cl, "api_timeout_ms", v, 1)?;
         }
+        if let Some(v) = &c.config_dir {
+            let m = self.string(cl, "config_dir", v)?;
+            s.config_dir =
+                ConfigDirMode::parse(&m).map_err(|e| self.invalid(cl, "config_dir", v, &e))?;
+        }
         if let Some(env) = &c.env {
             s.env
                 .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -366,6 +399,12 @@ impl FileCx<'_> {
         }
         if let Some(v) = &r.max_line_bytes {
             s.max_line_bytes = self.usize(rn, "max_line_bytes", v, 1024)?;
+        }
+        if let Some(v) = &r.min_available_memory {
+            s.min_available_memory = self.size(rn, "min_available_memory", v)?;
+        }
+        if let Some(v) = &r.max_attempt_memory {
+            s.max_attempt_memory = Some(self.size(rn, "max_attempt_memory", v)?).filter(|&n| n > 0);
         }
         Ok(())
     }

@@ -88,7 +88,7 @@ fn nonempty<'a>(vars: &'a BTreeMap<String, String>, name: &str) -> Option<&'a st
 
 /// `.env` as name → (value, line), read without touching the process environment.
 /// A missing file is an empty layer.
-fn read_dotenv(path: &Path) -> Result<BTreeMap<String, (String, usize)>, ConfigError> {
+pub(super) fn read_dotenv(path: &Path) -> Result<BTreeMap<String, (String, usize)>, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -175,6 +175,10 @@ fn apply_env(
     let store_set = layer.apply_paths(&mut s.paths);
     layer.apply_run(&mut s.run)?;
     layer.apply_claude(&mut s.claude)?;
+    let get = |n: &str| nonempty(vars, n).map(|v| v.trim().to_string());
+    let bad =
+        |n: &str, key: &str, value: &str, message: &str| layer.invalid(n, key, value, message);
+    super::serve::apply_env(&mut s.serve, &mut s.handoff, &get, &bad)?;
     Ok(store_set)
 }
 

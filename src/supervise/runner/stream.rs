@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Child;
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,13 +41,14 @@ impl Streams {
     /// watchdog through `activity`) and stderr (logged, its tail kept). Their events go
     /// to `ev`, which is dropped here so that the channel closes with the last job.
     pub(super) fn start(
-        child: &mut Child,
+        stdout: Option<pipe::Receiver>,
+        stderr: Option<pipe::Receiver>,
         plan: &AttemptPlan,
         ev: mpsc::UnboundedSender<Ev>,
         activity: Arc<AtomicU64>,
         live: Option<Arc<Mutex<LiveView>>>,
     ) -> Self {
-        let stdout = child.stdout.take().map(|s| {
+        let stdout = stdout.map(|s| {
             spawn_stream(
                 s,
                 plan.stdout_log.clone(),
@@ -57,7 +58,7 @@ impl Streams {
                 Some((plan.max_line, live)),
             )
         });
-        let stderr = child.stderr.take().map(|s| {
+        let stderr = stderr.map(|s| {
             spawn_stream(
                 s,
                 plan.stderr_log.clone(),
@@ -102,6 +103,9 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     activity: Arc<AtomicU64>,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
 ) -> JoinHandle<StreamResult> {
+    if parse.is_none() {
+        return tokio::spawn(keep_tail(pipe, log, ev, eof));
+    }
     let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let t0 = Instant::now();
     let result_ev = ev.clone();
@@ -124,6 +128,42 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     tokio::task::spawn_blocking(move || consume(rx, log, parse, result_ev))
 }
 
+/// The stderr stream, in the reader task itself: what it does per chunk (append to the
+/// log, keep the tail) is too little to be worth a blocking thread per attempt, and
+/// most children write nothing there.
+async fn keep_tail<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    log: PathBuf,
+    ev: mpsc::UnboundedSender<Ev>,
+    eof: Ev,
+) -> StreamResult {
+    let mut file = LogFile::new(log);
+    let (mut bytes, mut tail) = (0u64, Vec::new());
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                file.write(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL * 2 {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    let _ = ev.send(eof);
+    StreamResult {
+        summary: None,
+        tail,
+        bytes,
+    }
+}
+
 fn consume(
     mut rx: mpsc::Receiver<Vec<u8>>,
     log: PathBuf,
@@ -131,20 +171,7 @@ fn consume(
     ev: mpsc::UnboundedSender<Ev>,
 ) -> StreamResult {
     let mut result_sent = false;
-    let mut file = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(
-                "cannot open log {}: {e}; output is parsed but not kept",
-                log.display()
-            );
-            None
-        }
-    };
+    let mut file = LogFile::new(log);
     let mut bytes = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     let (mut splitter, mut parser, live) = match parse {
@@ -157,12 +184,7 @@ fn consume(
     };
     while let Some(chunk) = rx.blocking_recv() {
         bytes += chunk.len() as u64;
-        if let Some(f) = file.as_mut() {
-            if let Err(e) = f.write_all(&chunk) {
-                tracing::error!("writing log {}: {e}", log.display());
-                file = None;
-            }
-        }
+        file.write(&chunk);
         match (splitter.as_mut(), parser.as_mut()) {
             (Some(sp), Some(p)) => {
                 sp.push(&chunk, |l| feed(p, l));
@@ -200,6 +222,54 @@ fn consume(
         summary,
         tail,
         bytes,
+    }
+}
+
+/// A raw log, opened (created) at the first chunk: a stream that carries nothing
+/// (stderr, most of the time) costs no file. Once a write fails, output is still
+/// parsed but no longer kept.
+struct LogFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    failed: bool,
+}
+
+impl LogFile {
+    fn new(path: PathBuf) -> Self {
+        LogFile {
+            path,
+            file: None,
+            failed: false,
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.file.is_none() {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path);
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot open log {}: {e}; output is parsed but not kept",
+                        self.path.display()
+                    );
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_all(chunk) {
+                tracing::error!("writing log {}: {e}", self.path.display());
+                self.failed = true;
+            }
+        }
     }
 }
 
