@@ -856,3 +856,41 @@ fn file_locks_and_context_go_through_the_coordination_store() {
     )
     .error(409, "TASK_NOT_CLAIMED");
 }
+
+#[test]
+fn tokens_never_reach_the_log_even_at_trace_level() {
+    let sb = Sandbox::new();
+    world(&sb);
+    seed(&sb, SEED_TASK);
+    let admin = "admin-secret-5f1c9e";
+    let mut c = sb.borg(&["serve", "--listen", "127.0.0.1:0", "--roles", "roles"]);
+    c.env("BORG_LOG", "trace").env("BORG_SERVE_TOKEN", admin);
+    let s = Server::spawn(c);
+    let reg = call(
+        "POST",
+        &s.url("/api/claude/register"),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        Some(
+            r#"{"agentId": "claude-code", "capabilities": ["typescript-development", "contract-definition"], "version": "1"}"#,
+        ),
+    );
+    let token = reg.data().as_str().unwrap().to_string();
+    get(&s.url("/api/claude/tasks"), Some(&token)).data();
+    post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    get(
+        &s.url("/api/claude/tasks"),
+        Some("reg_00000000-0000-0000-0000-000000000000"),
+    )
+    .error(401, "INVALID_TOKEN");
+    // Something was logged at trace level, and neither token is in it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = s.stderr();
+    assert!(log.lines().count() > 1, "{log}");
+    assert!(!log.contains(&token), "the agent's token was logged: {log}");
+    assert!(!log.contains(admin), "the admin token was logged: {log}");
+}
