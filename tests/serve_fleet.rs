@@ -3,7 +3,8 @@
 //! started by borg, and the reverse; an agent's completion runs its dependents); the
 //! event stream over SSE and WebSocket survives reconnects with nothing lost or
 //! repeated, from a second server too, and names every kind of change the seed and the
-//! issue list; handoffs that wait for a person; the memory wait on the dashboard.
+//! issue list; handoffs that wait for a person; the memory wait and the tasks of
+//! external roles on the dashboard.
 
 mod common;
 mod serve_util;
@@ -637,4 +638,37 @@ fn the_dashboard_and_the_status_route_say_when_no_child_starts_for_want_of_memor
     );
     let status = get(&s.url("/api/status"), None);
     assert_eq!(status.data()["memory"]["waiting"], true, "{}", status.text);
+}
+
+#[test]
+fn the_dashboard_shows_tasks_of_external_roles_as_waiting_for_an_outside_agent() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("outside", "capabilities = [\"ide\"]\nexternal = true"),
+        ],
+    );
+    let u = uniq();
+    let ext = format!("x-{u}");
+    seed(
+        &sb,
+        &format!("[[task]]\nid = \"{ext}\"\nrole = \"outside\"\nprompt = \"in the IDE\"\n"),
+    );
+    let s = Server::start(&sb, &[]);
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    let html = &panels.text;
+    let at = html
+        .find("data-queue=\"outside\"")
+        .unwrap_or_else(|| panic!("no outside queue in {html}"));
+    let dd = &html[at..at + html[at..].find("</dd>").unwrap()];
+    assert!(dd.contains(&ext), "{dd}");
+    assert!(
+        html.contains("outside (waiting for an outside agent) <b>1</b>"),
+        "{html}"
+    );
+    let ready = html.find("data-queue=\"ready\"").unwrap();
+    let dd = &html[ready..ready + html[ready..].find("</dd>").unwrap()];
+    assert!(!dd.contains(&ext), "an external task shown as ready: {dd}");
 }
