@@ -455,6 +455,13 @@ fn the_api_and_the_event_stream_work_on_a_postgresql_store() {
     )
     .data();
     busy(&s, &token, &a, 2);
+    // The fleet view (status and dashboard), read in one go from PostgreSQL, holds the
+    // agent's claim and its latest progress.
+    let st = get(&s.url("/api/status"), None);
+    let outside = &st.data()["outside"];
+    assert_eq!(outside[0]["task"], a, "{}", st.text);
+    assert_eq!(outside[0]["agent"], "pg-agent", "{}", st.text);
+    assert_eq!(outside[0]["progress"]["task"], a, "{}", st.text);
     post(
         &s.url(&format!("/api/claude/tasks/{a}/complete")),
         Some(&token),
