@@ -3,7 +3,8 @@
 //! started by borg, and the reverse; an agent's completion runs its dependents); the
 //! event stream over SSE and WebSocket survives reconnects with nothing lost or
 //! repeated, from a second server too, and names every kind of change the seed and the
-//! issue list; handoffs that wait for a person; the memory wait and the tasks of
+//! issue list; handoffs that wait for a person (accepted or rejected with the CLI or over
+//! HTTP as the dashboard does); the memory wait and the tasks of
 //! external roles on the dashboard.
 
 mod common;
@@ -678,4 +679,123 @@ fn the_dashboard_shows_tasks_of_external_roles_as_waiting_for_an_outside_agent()
     let ready = html.find("data-queue=\"ready\"").unwrap();
     let dd = &html[ready..ready + html[ready..].find("</dd>").unwrap()];
     assert!(!dd.contains(&ext), "an external task shown as ready: {dd}");
+}
+
+#[test]
+fn a_person_accepts_or_rejects_waiting_handoffs_over_http_as_the_dashboard_does() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("tester", "capabilities = [\"testing\"]"),
+        ],
+    );
+    sb.config("");
+    let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
+    sb.write(
+        "config.toml",
+        &format!("{cfg}\n[handoff]\napproval = \"person\"\n"),
+    );
+    let u = uniq();
+    let (a, b) = (format!("hr-a-{u}"), format!("hr-b-{u}"));
+    seed(
+        &sb,
+        &format!(
+            "[[task]]\nid = \"{a}\"\nprompt = \"x\"\n[[task]]\nid = \"{b}\"\nprompt = \"y\"\n"
+        ),
+    );
+    let s = Server::start(&sb, &[]);
+    let token = register(&s, "agent-h", &["coding", "testing"]);
+    for id in [&a, &b] {
+        post(
+            &s.url(&format!("/api/claude/tasks/{id}/claim")),
+            Some(&token),
+            &json!({}),
+        )
+        .data();
+        post(
+            &s.url("/api/claude/handoff"),
+            Some(&token),
+            &json!({"taskId": id, "fromAgent": "agent-h", "toAgent": "tester",
+                    "reason": "needs tests", "currentState": "written", "nextSteps": ["test"]}),
+        )
+        .data();
+        post(
+            &s.url(&format!("/api/claude/tasks/{id}/complete")),
+            Some(&token),
+            &json!({"success": true, "output": "done"}),
+        )
+        .data();
+    }
+    let store = open(&sb);
+    let waiting = |src: &str| {
+        store
+            .handoffs(Some(src))
+            .unwrap()
+            .into_iter()
+            .find(|h| h.state == borg::store::HandoffState::Pending && h.new_task.is_some())
+            .unwrap_or_else(|| panic!("no waiting handoff of {src}"))
+    };
+    let (ha, hb) = (waiting(&a), waiting(&b));
+    let (ta, tb) = (ha.new_task.clone().unwrap(), hb.new_task.clone().unwrap());
+    // Waiting for a person: not offered to the agent.
+    let offered = get(
+        &s.url("/api/claude/tasks?capabilities=testing"),
+        Some(&token),
+    );
+    assert_eq!(offered.data(), &json!([]), "{}", offered.text);
+    // The dashboard's CSRF token, as its buttons send it.
+    let page = get(&s.url("/"), None);
+    let csrf = page
+        .text
+        .split("name=\"borg-csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let h = [("X-Borg-Csrf", csrf.as_str())];
+    let acc = call(
+        "POST",
+        &s.url(&format!("/api/handoffs/{}/accept", ha.id)),
+        &h,
+        Some("{}"),
+    );
+    assert_eq!(acc.data()["status"], "accepted", "{}", acc.text);
+    let rej = call(
+        "POST",
+        &s.url(&format!("/api/handoffs/{}/reject", hb.id)),
+        &h,
+        Some(r#"{"reason": "not needed now"}"#),
+    );
+    assert_eq!(rej.data()["status"], "rejected", "{}", rej.text);
+    // The accepted one is offered now; the rejected one is skipped with the reason.
+    let offered = get(
+        &s.url("/api/claude/tasks?capabilities=testing"),
+        Some(&token),
+    );
+    let ids: Vec<&str> = offered
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![ta.as_str()], "{}", offered.text);
+    assert_eq!(store.task(&tb).unwrap().unwrap().status.as_str(), "skipped");
+    let why = store
+        .events_since(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "skipped" && e.task.as_deref() == Some(tb.as_str()))
+        .unwrap();
+    assert!(
+        why.data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not needed now"),
+        "{why:?}"
+    );
 }
