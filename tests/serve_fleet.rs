@@ -771,6 +771,30 @@ fn a_person_accepts_or_rejects_waiting_handoffs_over_http_as_the_dashboard_does(
         Some(r#"{"reason": "not needed now"}"#),
     );
     assert_eq!(rej.data()["status"], "rejected", "{}", rej.text);
+    // The list a person reads.
+    let listed = get(&s.url("/api/handoffs"), None);
+    let states: Vec<(String, String)> = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["taskId"].as_str().unwrap_or("").to_string(),
+                h["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(a.clone(), "accepted".into())),
+        "{}",
+        listed.text
+    );
+    assert!(
+        states.contains(&(b.clone(), "rejected".into())),
+        "{}",
+        listed.text
+    );
     // The accepted one is offered now; the rejected one is skipped with the reason.
     let offered = get(
         &s.url("/api/claude/tasks?capabilities=testing"),
