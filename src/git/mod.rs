@@ -351,10 +351,17 @@ impl Cmd<'_> {
 }
 
 /// Another git holds a lock this one needs (`index.lock`, a ref's lock,
-/// `packed-refs.lock`): worth waiting for, never a task failure.
+/// `packed-refs.lock`), or another worktree is being added at this moment (git writes
+/// its admin folder before the `commondir`/`gitdir` files in it, and a checkout that
+/// looks at every worktree for its branch reads them half-made): worth waiting for,
+/// never a task failure.
 fn lock_contention(stderr: &str) -> bool {
-    stderr.contains(".lock")
-        && (stderr.contains("File exists") || stderr.contains("Unable to create"))
+    let lock = stderr.contains(".lock")
+        && (stderr.contains("File exists") || stderr.contains("Unable to create"));
+    let half_made_worktree = stderr.contains("/worktrees/")
+        && stderr.contains("failed to read")
+        && (stderr.contains("commondir") || stderr.contains("gitdir"));
+    lock || half_made_worktree
 }
 
 /// The first 7 characters of an object id, for people.
@@ -385,6 +392,9 @@ mod tests {
     fn lock_contention_is_recognised() {
         assert!(lock_contention("fatal: Unable to create '/r/.git/worktrees/p/index.lock': File exists.\n\nAnother git process seems to be running"));
         assert!(lock_contention("error: cannot lock ref 'refs/heads/borg/a': Unable to create '/r/.git/refs/heads/borg/a.lock': File exists."));
+        assert!(lock_contention(
+            "fatal: failed to read /r/.git/worktrees/project-files5/commondir: Success"
+        ));
         assert!(!lock_contention("fatal: not a git repository"));
         assert!(!lock_contention(
             "error: cannot lock ref 'refs/heads/x': is at 1234 but expected 5678"

@@ -94,11 +94,14 @@ impl Scheduler<'_> {
     /// at most a few times a second.
     async fn count(&mut self, done: &AttemptDone) {
         let ((mut total, mut finished), at) = self.counts;
-        if at.elapsed() >= Duration::from_millis(300) || self.running.is_empty() {
+        // Only a success surely ends its task: any other attempt may be retried, so
+        // the count is read again rather than guessed.
+        let surely_ended = done.classified.status == crate::outcome::Status::Succeeded;
+        if !surely_ended || at.elapsed() >= Duration::from_millis(300) || self.running.is_empty() {
             (total, finished) = count_done(&self.store, &self.opts.scope).await;
             self.counts = ((total, finished), Instant::now());
         } else {
-            finished += 1;
+            finished = (finished + 1).min(total);
             self.counts.0 = (total, finished);
         }
         self.progress.event(&Event::Finished {
