@@ -22,4 +22,5 @@ pub mod run;
 pub mod show;
 pub mod store;
 pub mod supervise;
+pub mod verify;
 pub mod workspace;

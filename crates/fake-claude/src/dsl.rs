@@ -39,6 +39,9 @@ pub enum Tool {
     /// An MCP tool of an `--mcp-config` server: (full name `mcp__server__tool`,
     /// arguments as a JSON object text).
     Mcp(String, String),
+    /// The `StructuredOutput` tool of `--json-schema`: its input, a JSON object text.
+    /// The run ends with it (a `result` whose `structured_output` is that object).
+    Structured(String),
 }
 
 /// One scenario step.

@@ -7,6 +7,8 @@ use super::admit::Admitted;
 use super::prepare::Prepared;
 use super::{now_ms, Attempt};
 use crate::coord::files::ChildCoord;
+use crate::input::config::Settings;
+use crate::input::tasklist::TaskSpec;
 use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
@@ -86,22 +88,28 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         prompt,
         stdout_log,
         stderr_log,
-        watchdogs: Watchdogs {
-            timeout: task.timeout.unwrap_or(s.run.timeout),
-            idle_timeout: task.idle_timeout.unwrap_or(s.run.idle_timeout),
-            result_grace: task.result_grace.unwrap_or(s.run.result_grace),
-            interrupt_grace: s.run.interrupt_grace,
-            term_grace: s.run.term_grace,
-            leak_timeout: s.run.leak_timeout,
-        },
+        watchdogs: watchdogs(s, task),
         max_line: s.run.max_line_bytes,
+        log_cap: None,
+    }
+}
+
+/// A claude child's watchdogs: the task's, else the run's.
+pub(super) fn watchdogs(s: &Settings, task: &TaskSpec) -> Watchdogs {
+    Watchdogs {
+        timeout: task.timeout.unwrap_or(s.run.timeout),
+        idle_timeout: task.idle_timeout.unwrap_or(s.run.idle_timeout),
+        result_grace: task.result_grace.unwrap_or(s.run.result_grace),
+        interrupt_grace: s.run.interrupt_grace,
+        term_grace: s.run.term_grace,
+        leak_timeout: s.run.leak_timeout,
     }
 }
 
 /// Adds the child's coordination: borg's MCP server and hooks (their flags go before
 /// the user's `extra_args`, which keep the last word), its variable, and an allow
 /// rule for borg's tools (needed in every permission mode but bypassPermissions).
-fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
+pub(super) fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
     let rule = format!("mcp__{}", crate::coord::files::SERVER);
     let mut allowed = false;
     for a in plan.args.iter_mut() {
@@ -139,7 +147,7 @@ pub(crate) async fn snapshot(project: &Path) -> Snapshot {
 /// Created concurrently by the two stream consumers, the files contended for the
 /// directory's lock (a dispatch-bound run spent ~4% of its CPU spinning on it); a
 /// `mkdir` of an existing directory takes that lock too, hence the check first.
-fn prepare_logs(dir: &Path, logs: &[&Path]) {
+pub(super) fn prepare_logs(dir: &Path, logs: &[&Path]) {
     if !dir.is_dir() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -153,7 +161,7 @@ fn prepare_logs(dir: &Path, logs: &[&Path]) {
 
 /// The durable record of the child's start, written once its pids are known and
 /// before it is reported running; an error (the claim was lost) kills it at once.
-fn start_record(
+pub(super) fn start_record(
     att: &Attempt,
     plan: &AttemptPlan,
     uid: String,
@@ -192,13 +200,18 @@ fn start_record(
 /// does a store that could not be reached for a whole lease (measured on this host's
 /// monotonic clock from the last renewal that worked): by then another host may have
 /// taken the task over, and this attempt's work would be discarded anyway.
-struct Heartbeat {
+pub(super) struct Heartbeat {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Option<String>>,
 }
 
 impl Heartbeat {
-    fn start(store: &Arc<dyn Store>, token: &ClaimToken, lease: Duration, ctl: &Control) -> Self {
+    pub(super) fn start(
+        store: &Arc<dyn Store>,
+        token: &ClaimToken,
+        lease: Duration,
+        ctl: &Control,
+    ) -> Self {
         let stop = CancellationToken::new();
         let (store, token, done, kill) =
             (store.clone(), token.clone(), stop.clone(), ctl.kill.clone());
@@ -238,7 +251,7 @@ impl Heartbeat {
     }
 
     /// Stops renewing; says why the claim was lost, if it was.
-    async fn stop(self) -> Option<String> {
+    pub(super) async fn stop(self) -> Option<String> {
         self.stop.cancel();
         self.task.await.ok().flatten()
     }

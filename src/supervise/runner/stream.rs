@@ -55,6 +55,7 @@ impl Streams {
                 Ev::StdoutEof,
                 activity,
                 Some((plan.max_line, live)),
+                plan.log_cap,
             )
         });
         let stderr = child.stderr.take().map(|s| {
@@ -65,6 +66,7 @@ impl Streams {
                 Ev::StderrEof,
                 Arc::new(AtomicU64::new(0)),
                 None,
+                plan.log_cap,
             )
         });
         Streams { stdout, stderr }
@@ -101,6 +103,7 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     eof: Ev,
     activity: Arc<AtomicU64>,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
+    cap: Option<u64>,
 ) -> JoinHandle<StreamResult> {
     let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let t0 = Instant::now();
@@ -121,30 +124,71 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
         }
         let _ = ev.send(eof);
     });
-    tokio::task::spawn_blocking(move || consume(rx, log, parse, result_ev))
+    tokio::task::spawn_blocking(move || consume(rx, Log::open(log, cap), parse, result_ev))
+}
+
+/// A log file being appended to, up to its cap.
+struct Log {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    /// Bytes that may still be written (None: no cap).
+    room: Option<u64>,
+}
+
+impl Log {
+    fn open(path: PathBuf, cap: Option<u64>) -> Log {
+        let file = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!(
+                    "cannot open log {}: {e}; output is parsed but not kept",
+                    path.display()
+                );
+                None
+            }
+        };
+        Log {
+            path,
+            file,
+            room: cap,
+        }
+    }
+
+    /// Appends what fits; the first chunk over the cap leaves a note instead.
+    fn write(&mut self, chunk: &[u8]) {
+        let Some(f) = self.file.as_mut() else {
+            return;
+        };
+        let part = match self.room {
+            None => chunk,
+            Some(0) => return,
+            Some(n) => &chunk[..chunk.len().min(n as usize)],
+        };
+        let mut res = f.write_all(part);
+        if let Some(n) = self.room.as_mut() {
+            *n -= part.len() as u64;
+            if *n == 0 {
+                res = res.and_then(|()| f.write_all(b"\n[borg: output capped here]\n"));
+            }
+        }
+        if let Err(e) = res {
+            tracing::error!("writing log {}: {e}", self.path.display());
+            self.file = None;
+        }
+    }
 }
 
 fn consume(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    log: PathBuf,
+    mut log: Log,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
     ev: mpsc::UnboundedSender<Ev>,
 ) -> StreamResult {
     let mut result_sent = false;
-    let mut file = match std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-    {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::error!(
-                "cannot open log {}: {e}; output is parsed but not kept",
-                log.display()
-            );
-            None
-        }
-    };
     let mut bytes = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     let (mut splitter, mut parser, live) = match parse {
@@ -157,12 +201,7 @@ fn consume(
     };
     while let Some(chunk) = rx.blocking_recv() {
         bytes += chunk.len() as u64;
-        if let Some(f) = file.as_mut() {
-            if let Err(e) = f.write_all(&chunk) {
-                tracing::error!("writing log {}: {e}", log.display());
-                file = None;
-            }
-        }
+        log.write(&chunk);
         match (splitter.as_mut(), parser.as_mut()) {
             (Some(sp), Some(p)) => {
                 sp.push(&chunk, |l| feed(p, l));
