@@ -379,9 +379,7 @@ impl TranscriptParser {
             total_cost_usd: cost,
             duration_ms: ev.duration_ms.u64(),
             permission_denials: ev.permission_denials.0,
-            structured_output: ev
-                .structured_output
-                .and_then(|raw| serde_json::from_str(raw.get()).ok()),
+            structured_output: ev.structured_output,
         };
         self.summary.cost_usd = cost;
         self.summary.tokens = if ev.model_usage.models > 0 {

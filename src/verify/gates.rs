@@ -84,10 +84,8 @@ pub fn detect(dir: &Path) -> (Option<String>, String) {
     if has("go.mod") {
         return found("go.mod", "go test ./...");
     }
-    if has("package.json") {
-        if npm_test_script(&dir.join("package.json")) {
-            return found("package.json (scripts.test)", "npm test");
-        }
+    if has("package.json") && npm_test_script(&dir.join("package.json")) {
+        return found("package.json (scripts.test)", "npm test");
     }
     for f in ["pyproject.toml", "pytest.ini", "setup.cfg"] {
         if has(f) {

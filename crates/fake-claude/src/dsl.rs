@@ -23,6 +23,9 @@ pub enum Api {
     NoKey,
 }
 
+/// The tool `--json-schema` adds: the model answers through it.
+pub const STRUCTURED: &str = "StructuredOutput";
+
 /// A model-side tool call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tool {

@@ -211,9 +211,6 @@ pub fn session_id(args: &Args) -> String {
 }
 
 /// The tools offered to the model: `--tools` (or the defaults) less `--disallowedTools`.
-/// The tool `--json-schema` adds: the model answers through it.
-pub const STRUCTURED: &str = "StructuredOutput";
-
 pub fn tools(args: &Args) -> Vec<String> {
     let defaults = || DEFAULT_TOOLS.iter().map(|s| s.to_string()).collect();
     let mut tools: Vec<String> = match &args.tools {
@@ -221,13 +218,13 @@ pub fn tools(args: &Args) -> Vec<String> {
         Some(t) if t.iter().any(|x| x == "default") => defaults(),
         Some(t) => t.clone(),
     };
-    if args.json_schema.is_some() && !tools.iter().any(|t| t == STRUCTURED) {
+    if args.json_schema.is_some() && !tools.iter().any(|t| t == crate::dsl::STRUCTURED) {
         // Where the real CLI lists it (fixture `json-schema`): after Skill.
         let at = tools
             .iter()
             .position(|t| t == "Skill")
             .map_or(tools.len(), |i| i + 1);
-        tools.insert(at, STRUCTURED.into());
+        tools.insert(at, crate::dsl::STRUCTURED.into());
     }
     tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
     tools

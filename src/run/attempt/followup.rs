@@ -11,9 +11,9 @@
 //! A child that does not succeed ends the attempt the way it ended (interrupted,
 //! transient, ...), as the attempt's own child would have.
 
+use super::checking::{scrub, verify_failed, Cx};
 use super::coordinate;
 use super::rounds::{self, FollowUp, FollowedUp};
-use super::verify::{scrub, verify_failed, Cx};
 use super::Attempt;
 use crate::outcome::fault::{self, Classified, EndFacts};
 use crate::outcome::verified::{Comment, FixRound, GateRun};

@@ -13,12 +13,13 @@
 //! 5. [`verify`]: borg's own checks of work said to be done: the role's write
 //!    scope, the verification gates (against a baseline at the start commit), a
 //!    reviewer's verdict, and fix rounds that resume the agent's session with what
-//!    failed ([`followup`], [`rounds`]);
+//!    failed ([`checking`], [`followup`], [`rounds`]);
 //! 6. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
 //!    worktree), session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
 
 mod admit;
+mod checking;
 mod child;
 mod coordinate;
 mod followup;

@@ -17,6 +17,7 @@
 //! reviews are added to the attempt's.
 
 use super::admit::Admitted;
+use super::checking::{interrupted, scrub, verify_failed, Cx, Plan};
 use super::child::Heartbeat;
 use super::followup::{self, Review};
 use super::Attempt;
@@ -27,20 +28,10 @@ use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::{Control, LiveView};
 use crate::verify::baseline::{self, Place};
 use crate::verify::exec::{self, GateJob};
-use crate::verify::gates::{self, Gates};
+use crate::verify::gates;
 use crate::verify::judge::judge;
 use crate::verify::{fix, scope};
 use std::sync::{Arc, Mutex};
-
-/// What the verify stage checks for one task.
-pub(super) struct Plan {
-    /// The gates.
-    pub gates: Gates,
-    /// The fix rounds allowed.
-    pub rounds: u32,
-    /// The reviewing role.
-    pub reviewer: Option<String>,
-}
 
 /// Checks the attempt's work; returns its final classification.
 pub(crate) async fn check(
@@ -93,18 +84,6 @@ pub(crate) async fn check(
         tracing::warn!(task = %task.id, "claim lost while verifying: {why}");
     }
     end
-}
-
-/// The checks' state across rounds.
-pub(super) struct Cx<'a> {
-    pub a: &'a Admitted,
-    pub plan: &'a Plan,
-    pub ctl: Control,
-    pub live: Arc<Mutex<LiveView>>,
-    /// Fix rounds run so far.
-    pub round: u32,
-    /// Reviews run so far.
-    pub reviews: u32,
 }
 
 impl Cx<'_> {
@@ -253,17 +232,6 @@ fn gate_job(att: &Attempt, a: &Admitted, round: u32) -> GateJob {
     }
 }
 
-/// Git mode: the worktree back to the task's commit after gates ran in it.
-pub(super) async fn scrub(att: &Attempt) {
-    let Some(g) = att.git.clone() else {
-        return;
-    };
-    let res = tokio::task::spawn_blocking(move || g.wt.scrub(&g.repo)).await;
-    if let Ok(Err(e)) = res {
-        tracing::warn!(task = %att.record.task, "cannot clean the worktree after its gates: {e}");
-    }
-}
-
 /// The role's `writable` scope against what the task changed.
 fn out_of_scope(att: &mut Attempt, a: &Admitted) -> Option<Classified> {
     let outside = scope::outside(&a.role.meta.writable, &att.record.files_changed);
@@ -301,29 +269,4 @@ fn gate_error(g: &GateRun, rounds: u32) -> String {
         e.push_str(&format!("; regressions: {}", g.regressions.join(", ")));
     }
     e
-}
-
-/// borg was stopped during the checks: the attempt ends interrupted.
-pub(super) fn interrupted(why: &str) -> Classified {
-    Classified {
-        status: Status::Interrupted,
-        fault: Some(FaultClass::Interrupted),
-        error: Some(why.into()),
-        cause: Some("interrupted".into()),
-        resets_at: None,
-        limit_kind: None,
-    }
-}
-
-/// The task ends `verify_failed`: borg's checks still failed when the rounds were
-/// spent.
-pub(super) fn verify_failed(error: String, cause: &str) -> Classified {
-    Classified {
-        status: Status::VerifyFailed,
-        fault: Some(FaultClass::Verification),
-        error: Some(error),
-        cause: Some(cause.into()),
-        resets_at: None,
-        limit_kind: None,
-    }
 }

@@ -70,7 +70,7 @@ impl Engine {
                     .end(),
             ),
             Tool::Mcp(_, args) => ("", args.clone()),
-            Tool::Structured(json) => (crate::startup::STRUCTURED, json.clone()),
+            Tool::Structured(json) => (crate::dsl::STRUCTURED, json.clone()),
         }
     }
 
