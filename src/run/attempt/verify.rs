@@ -60,6 +60,7 @@ pub(crate) async fn check(
     if plan.gates.commands.is_empty() && plan.reviewer.is_none() {
         return c;
     }
+    let began = std::time::Instant::now();
     let store = att.shared.store.clone();
     let beat = Heartbeat::start(
         &store,
@@ -80,6 +81,7 @@ pub(crate) async fn check(
         Err(end) => end,
     };
     att.record.checks.fix_rounds = Some(cx.round);
+    att.record.duration_ms += began.elapsed().as_millis() as u64;
     if let Some(why) = beat.stop().await {
         tracing::warn!(task = %task.id, "claim lost while verifying: {why}");
     }
