@@ -681,6 +681,214 @@ def bench_wake(env):
     samples.sort()
     env.record("wake", "retry in another shell -> task start, median", statistics.median(samples), "ms")
     env.record("wake", "retry in another shell -> task start, max", samples[-1], "ms")
+    bench_wake_accept(env)
+
+
+def bench_wake_accept(env):
+    """Under `[handoff] approval = "person"`, `borg handoff accept ID` in another shell
+    while the run waits: the time from the accept's commit to the handoff task's child
+    starting (the same store change feed as a retry, and what the dashboard's Accept does)."""
+    k = 2 if env.smoke else 5
+    d = env.path("wake-accept")
+    os.makedirs(d)
+    samples = []
+    for run in range(env.runs):
+        ws, state = os.path.join(d, f"ws{run}"), os.path.join(d, f"state{run}")
+        config = os.path.join(d, f"config{run}.toml")
+        write_config(config, {"concurrency": 4, "retries": 0}, {"FAKE_CLAUDE_STATE_DIR": state})
+        with open(config, "a") as f:
+            f.write('[handoff]\napproval = "person"\n')
+        tasks = os.path.join(d, f"tasks{run}.toml")
+        with open(tasks, "w") as f:
+            for i in range(k):
+                f.write(f'[[task]]\nid = "src{i}"\nhandoff_to = "tester"\nprompt = "#fake text done"\n\n')
+        proc = subprocess.Popen(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake, "--progress", "none"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i in range(k):
+            hid = wait_pending_handoff(env, ws, config, f"src{i}.tester-1")
+            if hid is None:
+                continue
+            time.sleep(0.6)  # the loop is idle, waiting for the person
+            subprocess.run(borg_cmd(env, ws, config, "handoff", "accept", str(hid)),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            committed = time.time() * 1000
+            deadline = time.time() + 5
+            while argv_time_ms(state, f"src{i}.tester-1", 1) is None and time.time() < deadline:
+                time.sleep(0.005)
+            started = argv_time_ms(state, f"src{i}.tester-1", 1)
+            if started is not None:
+                samples.append(max(0.0, started - committed))
+        proc.wait(timeout=60)
+    if not samples:
+        log("  (no accepted handoff started)")
+        return
+    samples.sort()
+    env.record("wake", "handoff accept in another shell -> task start, median", statistics.median(samples), "ms")
+    env.record("wake", "handoff accept in another shell -> task start, max", samples[-1], "ms")
+
+
+def wait_pending_handoff(env, ws, config, new_task, secs=20):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        r = subprocess.run(borg_cmd(env, ws, config, "handoff", "list", "--json"), capture_output=True, text=True)
+        try:
+            for h in json.loads(r.stdout or "[]"):
+                if h.get("new_task") == new_task and h.get("state") == "pending":
+                    return h["id"]
+        except ValueError:
+            pass
+        time.sleep(0.05)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# 8. borg serve: API throughput and latency, idle event-stream clients
+# ---------------------------------------------------------------------------
+
+WRK_PROGRESS = r"""
+local ids, token, i = {}, os.getenv("BORG_BENCH_TOKEN"), 0
+for id in string.gmatch(os.getenv("BORG_BENCH_TASKS"), "[^,]+") do ids[#ids + 1] = id end
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer " .. token
+wrk.body = '{"percentComplete": 42, "currentStep": "benchmarking"}'
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/api/claude/tasks/" .. ids[(i % #ids) + 1] .. "/progress")
+end
+"""
+
+
+def http_json(method, url, token=None, body=None):
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def wrk_run(env, url, conns, secs, extra, envvars=None):
+    """Runs wrk; returns (requests/s, p99 ms) or None."""
+    cmd = ["wrk", f"-t{2}", f"-c{conns}", f"-d{secs}s", "--latency", *extra, url]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(envvars or {})})
+    rps, p99 = None, None
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if "Non-2xx" in line or "Socket errors" in line:
+            log(f"  wrk: {line.strip()}")
+        if line.startswith("Requests/sec:"):
+            rps = float(parts[1])
+        elif len(parts) == 2 and parts[0] == "99%":
+            v = parts[1]
+            p99 = float(v[:-2]) if v.endswith("ms") else float(v[:-2]) / 1000 if v.endswith("us") else float(v[:-1]) * 1000
+    if rps is None:
+        log(f"  wrk failed: {r.stdout[-500:]} {r.stderr[-500:]}")
+        return None
+    return rps, p99
+
+
+def proc_rss_cpu(pid):
+    with open(f"/proc/{pid}/status") as f:
+        rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    return rss, ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bench_serve(env):
+    """`borg run --serve` on a list of an external role's tasks (so they wait for outside
+    agents): GET /api/claude/tasks and POST .../progress under 64 connections (wrk),
+    then 500 idle SSE clients: borg's RSS and CPU. Median of the runs."""
+    if shutil.which("wrk") is None:
+        log("[serve] wrk is missing (apt-get install wrk): skipped")
+        return
+    n, conns, secs, idle = (64, 8, 1, 20) if env.smoke else (400, 64, 10, 500)
+    log(f"[serve] {n} tasks, {conns} connections, {secs} s per figure (wrk), {env.runs} run(s)")
+    figures = {}
+    for run in range(env.runs):
+        for k, v in serve_once(env, run, n, conns, secs, idle).items():
+            figures.setdefault(k, []).append(v)
+    for (figure, unit), vals in figures.items():
+        env.record("serve", figure, statistics.median(vals), unit)
+
+
+def serve_once(env, run, n, conns, secs, idle):
+    import socket
+    d = env.path(f"serve{run}")
+    os.makedirs(os.path.join(d, "roles"))
+    with open(os.path.join(d, "roles", "outside.md"), "w") as f:
+        f.write('+++\ncapabilities = ["bench"]\nexternal = true\n+++\n# Role: outside\n')
+    config = os.path.join(d, "config.toml")
+    with open(config, "w") as f:
+        f.write('[serve]\nrate_limit = 0\nlease = "1h"\n')
+    tasks = os.path.join(d, "tasks.toml")
+    write_tasks(tasks, [{"id": f"t{i}", "role": "outside", "prompt": "outside work"} for i in range(n)])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    cmd = [env.borg, "--config", config, "--roles", os.path.join(d, "roles"), "--workspaces", os.path.join(d, "ws"),
+           "run", tasks, "--claude", env.fake, "--progress", "none", f"--serve=127.0.0.1:{port}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = {}
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                http_json("GET", base + "/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        token = http_json("POST", base + "/api/claude/register", body={"agentId": "bench", "capabilities": ["bench"]})["data"]
+        held = [f"t{i}" for i in range(conns)]
+        for t in held:
+            http_json("POST", f"{base}/api/claude/tasks/{t}/claim", token)
+        got = wrk_run(env, base + "/api/claude/tasks", conns, secs, ["-H", f"Authorization: Bearer {token}"])
+        if got:
+            out[(f"GET /api/claude/tasks, {conns} conns: throughput", "req/s")] = got[0]
+            out[(f"GET /api/claude/tasks, {conns} conns: p99", "ms")] = got[1]
+        script = os.path.join(d, "progress.lua")
+        with open(script, "w") as f:
+            f.write(WRK_PROGRESS)
+        got = wrk_run(env, base, conns, secs, ["-s", script],
+                      {"BORG_BENCH_TOKEN": token, "BORG_BENCH_TASKS": ",".join(held)})
+        if got:
+            out[(f"POST .../progress (durable), {conns} conns: throughput", "req/s")] = got[0]
+            out[(f"POST .../progress (durable), {conns} conns: p99", "ms")] = got[1]
+        out.update(serve_idle_clients(env, proc.pid, port, idle))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
+
+
+def serve_idle_clients(env, pid, port, count):
+    import socket
+    rss0, _ = proc_rss_cpu(pid)
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        socks.append(s)
+    time.sleep(1.0)
+    rss1, cpu1 = proc_rss_cpu(pid)
+    idle = 3 if env.smoke else 10
+    time.sleep(idle)
+    rss2, cpu2 = proc_rss_cpu(pid)
+    for s in socks:
+        s.close()
+    return {
+        ("borg RSS before the idle SSE clients", "MiB"): rss0,
+        (f"{count} idle SSE clients: borg RSS", "MiB"): rss2,
+        (f"{count} idle SSE clients: borg CPU over {idle} s", "%"): 100.0 * (cpu2 - cpu1) / idle,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -1085,7 +1293,7 @@ def pair_ratio(a, b):
 
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
-           "pg": bench_pg, "coord": bench_coord, "git": bench_git}
+           "pg": bench_pg, "coord": bench_coord, "git": bench_git, "serve": bench_serve}
 
 
 def machine():

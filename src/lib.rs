@@ -19,6 +19,7 @@ pub mod git;
 pub mod input;
 pub mod outcome;
 pub mod run;
+pub mod serve;
 pub mod show;
 pub mod store;
 pub mod supervise;

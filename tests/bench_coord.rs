@@ -52,6 +52,7 @@ fn world(dir: &std::path::Path) -> (Vec<Actor>, SqliteStore) {
             max_attempts: 1,
             spec: json!({}),
             hash: "h".into(),
+            awaits_person: false,
         })
         .collect();
     store.sync_tasks(&list, now()).unwrap();

@@ -43,6 +43,7 @@ impl World {
             max_attempts: 1,
             spec: json!({ "id": id, "prompt": "p" }),
             hash: "h".into(),
+            awaits_person: false,
         };
         store.sync_tasks(&[t], now()).unwrap();
         let actor = claim(&store, id, "owner-1", "dev-1");
@@ -504,6 +505,7 @@ fn the_write_hook_fails_closed_and_names_the_holder() {
                 max_attempts: 1,
                 spec: json!({}),
                 hash: "h".into(),
+                awaits_person: false,
             }],
             now(),
         )

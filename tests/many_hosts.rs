@@ -452,6 +452,7 @@ fn status_shows_hosts_and_marks_the_dead_ones() {
             max_attempts: 1,
             spec: serde_json::json!({}),
             hash: "h".into(),
+            awaits_person: false,
         }],
         now,
     )

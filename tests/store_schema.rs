@@ -33,7 +33,7 @@ fn migrates_a_v1_store_keeping_its_rows() {
 
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
 
     let tasks = s.tasks().unwrap();
     assert_eq!(tasks.len(), 2);
@@ -81,6 +81,15 @@ fn migrates_a_v1_store_keeping_its_rows() {
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(s.fleet("k").unwrap(), Some(serde_json::json!(true)));
     assert!(s.integrity_check().unwrap().is_empty());
+    // v4's tables work on the migrated file.
+    let reg = borg::store::agents::AgentRegistration {
+        id: "a".into(),
+        capabilities: vec!["x".into()],
+        version: None,
+        token_sha256: "00".into(),
+    };
+    s.register_agent(&reg, 1).unwrap();
+    assert_eq!(s.agent_by_token("00").unwrap().unwrap().id, "a");
 }
 
 #[test]

@@ -102,6 +102,19 @@ pub enum Command {
     },
     /// Git mode: a task's diff against its start commit.
     Diff(DiffArgs),
+    /// Serve the coordination API, the event stream, metrics and the dashboard.
+    Serve(ServeArgs),
+}
+
+/// `borg serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: BORG_SERVE_LISTEN] [default: 127.0.0.1:3456]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Admin token; required to listen off loopback [env: BORG_SERVE_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
 }
 
 /// `borg diff`.
@@ -253,6 +266,10 @@ pub struct RunArgs {
     /// Progress display
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Also serve the API and dashboard while the run lasts (`--serve=ADDR` to choose
+    /// the address; default [serve] listen)
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "")]
+    pub serve: Option<String>,
     /// Only enqueue the list and wait while other hosts (`borg worker`) run it,
     /// printing progress and the final report
     #[arg(long)]

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod messages;
 pub mod roles;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod task;
 pub mod transcript;
@@ -84,6 +85,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Mcp => helpers::mcp(&ctx).await,
         Command::Hook { event } => Ok(helpers::hook(event)),
         Command::Diff(a) => diff::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }
 

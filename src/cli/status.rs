@@ -1,7 +1,8 @@
-//! `borg status`: the fleet at a glance, read from the store (so it works from another
-//! terminal while `borg run` writes): instances and what they run, the queue by state,
-//! parking and breaker, run totals and per-role metrics, and the hosts of the fleet
-//! (`hosts`).
+//! `borg status`: the fleet at a glance (`show::fleet`), as text or JSON, once or
+//! every second: the hosts of the fleet (`hosts`), instances and what they run,
+//! outside agents' work, the queue by state (tasks of external roles wait for an
+//! outside agent), parking and breaker, file leases, the newest decisions and
+//! messages, run totals and per-role metrics.
 
 mod hosts;
 
@@ -9,58 +10,47 @@ use super::{print_json, Ctx};
 use crate::cli::StatusArgs;
 use crate::error::EXIT_OK;
 use crate::input::config::Overrides;
-use crate::outcome::Status;
 use crate::run::attempt::now_ms;
+use crate::show::fleet::{view, InstanceView, OutsideView, StatusView, QUEUE_STATES};
 use crate::show::report;
-use crate::store::{Store, TaskRow};
+use crate::store::agents::AGENT_HOST;
+use crate::store::{OwnerInfo, Store};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
-/// One instance line.
+/// What `borg status` shows: the hosts, then the fleet view (flattened in the JSON).
 #[derive(Debug, Serialize)]
-struct InstanceView {
-    id: String,
-    role: String,
-    state: String,
-    task: Option<String>,
-    attempt: Option<i64>,
-    tool: Option<String>,
-    elapsed_ms: Option<i64>,
-    turns: u64,
-    cost_usd: f64,
-    /// What its agent reported (`report_progress`) and the file it works on.
-    progress: Option<u8>,
-    step: Option<String>,
-    current_file: Option<String>,
+struct Shown {
+    hosts: Vec<hosts::HostView>,
+    #[serde(flatten)]
+    fleet: StatusView,
 }
 
-/// The whole view.
-#[derive(Debug, Serialize)]
-struct StatusView {
-    hosts: Vec<hosts::HostView>,
-    instances: Vec<InstanceView>,
-    queue: BTreeMap<&'static str, Vec<String>>,
-    parked: Option<serde_json::Value>,
-    breaker: Option<serde_json::Value>,
-    totals: report::Totals,
-    roles: BTreeMap<String, report::RoleMetrics>,
-    handoffs: Vec<crate::store::HandoffRow>,
-    /// Live file leases.
-    leases: Vec<crate::store::coord::LeaseRow>,
-    /// The newest decisions.
-    decisions: Vec<crate::store::coord::DecisionRow>,
-    /// The newest messages.
-    messages: Vec<crate::store::coord::MessageRow>,
+/// The owners that are borg processes: outside agents (`borg serve`) have a section
+/// of their own and no heartbeat to judge.
+fn borg_owners(store: &dyn Store) -> anyhow::Result<Vec<OwnerInfo>> {
+    Ok(store
+        .owners()?
+        .into_iter()
+        .filter(|o| o.host != AGENT_HOST)
+        .collect())
 }
 
 /// Runs `borg status`.
 pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let s = ctx.settings(Overrides::default())?;
     let store = ctx.store(&s)?;
+    let external = ctx.roles(&s).map(|r| r.external()).unwrap_or_default();
     loop {
-        let v = view(store.as_ref(), s.run.lease)?;
+        let now = now_ms();
+        let fleet = view(store.as_ref(), &external, 5, now)?;
+        let tasks = store.tasks()?;
+        let v = Shown {
+            hosts: hosts::hosts(&borg_owners(store.as_ref())?, &tasks, s.run.lease, now),
+            fleet,
+        };
         if a.json {
             print_json(&v)?;
         } else {
@@ -77,110 +67,14 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// The queue's states, in the order the text view lists them; the JSON view has a key
-/// for each even when empty, so both are built from this one list.
-const QUEUE_STATES: [&str; 7] = [
-    "ready", "running", "waiting", "parked", "done", "failed", "skipped",
-];
-
-fn view(store: &dyn Store, lease: Duration) -> anyhow::Result<StatusView> {
-    let now = now_ms();
-    let tasks = store.tasks()?;
-    let by_id: HashMap<&str, &TaskRow> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
-    let parked = store.fleet("parked")?.filter(|v| {
-        v.get("until_ms")
-            .and_then(|u| u.as_i64())
-            .is_some_and(|u| u > now)
-    });
-    let mut queue: BTreeMap<&'static str, Vec<String>> =
-        QUEUE_STATES.into_iter().map(|k| (k, Vec::new())).collect();
-    for t in &tasks {
-        let k = match t.status {
-            Status::Running => "running",
-            Status::Succeeded => "done",
-            Status::Skipped => "skipped",
-            Status::Pending | Status::RateLimited => {
-                let deps_done = t.depends_on.iter().all(|d| {
-                    by_id
-                        .get(d.as_str())
-                        .is_some_and(|p| p.status == Status::Succeeded)
-                });
-                if !deps_done {
-                    "waiting"
-                } else if parked.is_some() || t.not_before_ms > now {
-                    "parked"
-                } else {
-                    "ready"
-                }
-            }
-            _ => "failed",
-        };
-        queue.entry(k).or_default().push(t.id.clone());
-    }
-    let instances = instance_views(store, now)?;
-    let mut reports = Vec::new();
-    for t in &tasks {
-        reports.push(report::live_task_report(t, &store.attempts(&t.id)?));
-    }
-    let (totals, roles) = report::totals(&reports);
-    Ok(StatusView {
-        hosts: hosts::hosts(&store.owners()?, &tasks, lease, now),
-        instances,
-        queue,
-        parked,
-        breaker: store
-            .fleet("breaker")?
-            .filter(|b| b.get("open").and_then(|o| o.as_bool()).unwrap_or(false)),
-        totals,
-        roles,
-        handoffs: store.handoffs(None)?,
-        leases: store.leases(now)?.into_iter().filter(|l| l.live).collect(),
-        decisions: store.decisions(None, 5)?,
-        messages: store.messages(5)?,
-    })
-}
-
-/// Each instance with what it runs now (from its live transcript and the activity its
-/// agent reported).
-fn instance_views(store: &dyn Store, now: i64) -> anyhow::Result<Vec<InstanceView>> {
-    let running = store.running_attempts()?;
-    let acts = store.activities()?;
-    let mut instances = Vec::new();
-    for i in store.instances()? {
-        let att = running.iter().find(|a| a.start.instance == i.id);
-        let act = att.and_then(|a| acts.iter().find(|x| x.task == a.task && x.fence == a.fence));
-        let live = att.and_then(|a| {
-            crate::outcome::transcript::summarize_file(std::path::Path::new(&a.start.stdout_log))
-                .ok()
-        });
-        instances.push(InstanceView {
-            id: i.id.clone(),
-            role: i.role.clone(),
-            state: if att.is_some() {
-                "busy".into()
-            } else {
-                "idle".into()
-            },
-            task: att.map(|a| a.task.clone()),
-            attempt: att.map(|a| a.attempt),
-            tool: live.as_ref().and_then(|l| l.current_tool.clone()),
-            elapsed_ms: att.map(|a| now - a.started_ms),
-            turns: live.as_ref().map(|l| l.num_turns).unwrap_or(0),
-            cost_usd: live.as_ref().map(|l| l.cost_usd).unwrap_or(0.0),
-            progress: act.and_then(|a| a.activity.percent),
-            step: act.and_then(|a| a.activity.step.clone()),
-            current_file: act.and_then(|a| a.activity.current_file.clone()),
-        });
-    }
-    Ok(instances)
-}
-
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
 /// hence the ignored `fmt::Result`s.
-fn text(v: &StatusView) -> String {
+fn text(shown: &Shown) -> String {
     let mut o = String::new();
-    hosts::write_hosts(&mut o, &v.hosts);
+    let v = &shown.fleet;
+    hosts::write_hosts(&mut o, &shown.hosts);
     write_instances(&mut o, &v.instances);
+    write_outside(&mut o, &v.outside);
     write_queue(&mut o, &v.queue);
     write_alerts(&mut o, v);
     write_coordination(&mut o, v);
@@ -261,6 +155,26 @@ fn write_instances(o: &mut String, instances: &[InstanceView]) {
     }
 }
 
+/// The tasks outside agents hold, with their latest progress.
+fn write_outside(o: &mut String, outside: &[OutsideView]) {
+    if outside.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "OUTSIDE AGENTS");
+    for w in outside {
+        let (pct, step) = w
+            .progress
+            .as_ref()
+            .map(|p| (format!("{:.0}%", p.report.percent), p.report.step.clone()))
+            .unwrap_or_else(|| ("-".into(), String::new()));
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<11} {:<24} {:>5} {}",
+            w.agent, w.role, w.task, pct, step
+        );
+    }
+}
+
 /// One line per queue state: its count and the first few ids.
 fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
     let _ = writeln!(o, "QUEUE");
@@ -272,9 +186,14 @@ fn write_queue(o: &mut String, queue: &BTreeMap<&'static str, Vec<String>>) {
         } else {
             String::new()
         };
+        let note = match (k, ids.is_empty()) {
+            ("outside", false) => "  (waiting for an outside agent)",
+            ("approval", false) => "  (waiting for a person: borg handoff accept ID)",
+            _ => "",
+        };
         let _ = writeln!(
             o,
-            "  {:<8} {:>5}  {}{}",
+            "  {:<8} {:>5}  {}{}{note}",
             k,
             ids.len(),
             shown.join(", "),

@@ -94,6 +94,7 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         hash: spec.definition_hash(),
         // The stored form is the task list's definition (a handoff-less `StoredSpec`).
         spec: serde_json::to_value(&spec).unwrap_or_default(),
+        awaits_person: false,
     })
 }
 

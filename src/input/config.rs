@@ -9,9 +9,11 @@
 mod file;
 mod load;
 mod rules;
+mod serve;
 
 pub use super::values::{parse_duration, PERMISSION_MODES};
 use crate::input::gates::GateSpec;
+pub use serve::{check_listen, HandoffSettings, ServeSettings, DEFAULT_LISTEN};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -237,6 +239,10 @@ pub struct Settings {
     pub verify: VerifySettings,
     /// The merge queue.
     pub merge: MergeSettings,
+    /// `borg serve`.
+    pub serve: ServeSettings,
+    /// Handoffs.
+    pub handoff: HandoffSettings,
 }
 
 /// Values given on the command line; `None` means "not given".
@@ -334,6 +340,8 @@ impl Default for Settings {
                 verify: None,
                 fix: false,
             },
+            serve: ServeSettings::default(),
+            handoff: HandoffSettings::default(),
         }
     }
 }
@@ -396,6 +404,9 @@ impl Settings {
             "CLAUDE_CODE_MAX_RETRIES",
             "API_TIMEOUT_MS",
             "BORG_LOG",
+            "BORG_SERVE_LISTEN",
+            "BORG_SERVE_TOKEN",
+            "BORG_HANDOFF_APPROVAL",
         ]
     }
 }

@@ -7,7 +7,7 @@ pub mod config;
 pub mod gates;
 pub mod roles;
 pub mod tasklist;
-mod values;
+pub mod values;
 
 /// Byte offset -> 1-based (line, column) in `text`, the column counting characters.
 ///

@@ -1,6 +1,7 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, writable, verify, review, fix_rounds). The five shipped roles are also built
+//! permission_mode, allowed_tools, max_turns, writable, external, approval, verify, review,
+//! fix_rounds). The five shipped roles are also built
 //! into the binary, so borg works from any directory.
 
 use crate::input::gates::GateSpec;
@@ -29,6 +30,13 @@ pub struct RoleMeta {
     /// coordination hook.
     #[serde(default)]
     pub writable: Vec<String>,
+    /// Done only by outside agents over `borg serve`: borg never starts a child for a
+    /// task of this role (seed 000 hands such work to other tools).
+    #[serde(default)]
+    pub external: bool,
+    /// Whether handoffs to this role wait for a person: `"auto"` or `"person"`
+    /// (unset: `[handoff] approval`).
+    pub approval: Option<String>,
     /// Verification gates of the role's tasks (`"auto"` or command lines), over
     /// `[verify] commands`.
     #[serde(
@@ -227,6 +235,21 @@ impl RoleSet {
     }
 }
 
+/// The values of `approval` (front matter and `[handoff] approval`): handoffs run at
+/// once, or wait for a person to accept them.
+pub const APPROVALS: &[&str] = &["auto", "person"];
+
+impl RoleSet {
+    /// The roles outside agents do (`external = true`): borg starts no child for them.
+    pub fn external(&self) -> Vec<String> {
+        self.roles
+            .iter()
+            .filter(|r| r.meta.external)
+            .map(|r| r.name.clone())
+            .collect()
+    }
+}
+
 /// The shipped role files, built in so borg works from any directory.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("architect", include_str!("../../roles/architect.md")),
@@ -302,6 +325,14 @@ pub fn parse_role_text(path: &Path, text: &str) -> Result<(RoleMeta, String), Ro
         return Err(bad(
             "max_turns = 0: use a whole number >= 1, or leave it out".into(),
         ));
+    }
+    if let Some(a) = &meta.approval {
+        if !APPROVALS.contains(&a.as_str()) {
+            return Err(bad(format!(
+                "approval = {a:?}: use one of {}",
+                APPROVALS.join(", ")
+            )));
+        }
     }
     if meta.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
         return Err(bad("model = \"\": name a model, or leave it out".into()));

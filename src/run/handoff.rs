@@ -1,7 +1,12 @@
 //! Handoffs becoming tasks: after an attempt succeeded, its declared handoff
 //! (`handoff_to`) and the handoffs its agent requested (still open) each become a
 //! follow-up task for the target role, whose prompt carries the handoff's context.
+//! Under `approval = "person"` (`[handoff]` or the target role's front matter) the
+//! task is created but waits for a person to accept its handoff; a declared handoff
+//! then gets a handoff row of its own, so that there is something to accept.
 
+use crate::input::config::HandoffSettings;
+use crate::input::roles::RoleSet;
 use crate::input::tasklist::TaskSpec;
 use crate::outcome::AttemptRecord;
 use crate::run::prompt::HandoffContext;
@@ -9,8 +14,37 @@ use crate::run::spec::{new_task, StoredSpec};
 use crate::store::{
     call, ClaimToken, HandoffRequest, HandoffRow, HandoffState, NewTask, Store, TaskRow,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+/// Which handoffs wait for a person: `[handoff] approval`, overridden by the target
+/// role's `approval`.
+#[derive(Debug, Clone, Default)]
+pub struct Approval {
+    /// `[handoff] approval = "person"`.
+    pub person: bool,
+    /// Roles that say otherwise: role → waits for a person.
+    pub roles: HashMap<String, bool>,
+}
+
+impl Approval {
+    /// From the settings and the roles.
+    pub fn new(settings: &HandoffSettings, roles: &RoleSet) -> Approval {
+        Approval {
+            person: settings.approval == "person",
+            roles: roles
+                .roles
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.meta.approval.as_deref()? == "person")))
+                .collect(),
+        }
+    }
+
+    /// Whether a handoff to `role` waits for a person.
+    pub fn waits(&self, role: &str) -> bool {
+        self.roles.get(role).copied().unwrap_or(self.person)
+    }
+}
 
 /// The follow-up tasks of one succeeded attempt, inserted with its finish.
 #[derive(Debug, Default)]
@@ -32,6 +66,8 @@ pub struct Source<'a> {
     pub instance: &'a str,
     /// The attempt's record.
     pub record: &'a AttemptRecord,
+    /// Which handoffs wait for a person.
+    pub approval: &'a Approval,
 }
 
 /// The follow-up tasks of a succeeded attempt: the declared handoff, then every
@@ -67,16 +103,44 @@ pub async fn follow_ups(store: &Arc<dyn Store>, token: &ClaimToken, src: &Source
             state: None,
             next_steps: vec![],
         };
-        out.new_tasks
-            .extend(handoff_task(src, &req, &existing, &mut taken));
+        if let Some(mut t) = handoff_task(src, &req, &existing, &mut taken) {
+            if let Some(h) = declared_row(store, token, src, &req).await {
+                t.awaits_person = true;
+                out.converted.push((h, t.id.clone()));
+            }
+            out.new_tasks.push(t);
+        }
     }
     for h in open {
-        if let Some(t) = handoff_task(src, &h.request, &existing, &mut taken) {
+        if let Some(mut t) = handoff_task(src, &h.request, &existing, &mut taken) {
+            t.awaits_person = src.approval.waits(&h.request.to_role);
             out.converted.push((h.id, t.id.clone()));
             out.new_tasks.push(t);
         }
     }
     out
+}
+
+/// A declared handoff that waits for a person gets a handoff row (requested under the
+/// claim, like an agent's), so that a person has something to accept; None when it
+/// runs at once (or the row could not be written: then it runs at once too).
+async fn declared_row(
+    store: &Arc<dyn Store>,
+    token: &ClaimToken,
+    src: &Source<'_>,
+    req: &HandoffRequest,
+) -> Option<i64> {
+    if !src.approval.waits(&req.to_role) {
+        return None;
+    }
+    let (token, req, inst) = (token.clone(), req.clone(), src.instance.to_string());
+    let now = chrono::Utc::now().timestamp_millis();
+    call(store, move |st| {
+        st.request_handoff(&token, Some(&inst), &req, now)
+    })
+    .await
+    .map_err(|e| tracing::warn!("cannot record the declared handoff: {e}"))
+    .ok()
 }
 
 /// A requested handoff is converted when it is still open (pending, or accepted by a

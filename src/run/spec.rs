@@ -53,6 +53,7 @@ pub fn new_task(spec: &StoredSpec, default_retries: u32) -> NewTask {
         max_attempts: spec.task.retries.unwrap_or(default_retries) as i64 + 1,
         spec: serde_json::to_value(spec).unwrap_or_default(),
         hash: definition_hash(&spec.task),
+        awaits_person: false,
     }
 }
 

@@ -12,6 +12,7 @@
 //!   refused with `StoreError::StaleClaim` when the fence moved on;
 //! - each state change appends to the event log in the same transaction.
 
+pub mod agents;
 pub mod coord;
 mod error;
 pub mod feed;
@@ -24,6 +25,7 @@ pub mod sqlite;
 mod verify;
 
 use crate::outcome::Status;
+pub use agents::AgentStore;
 pub use coord::CoordStore;
 pub use error::StoreError;
 pub use git::GitStore;
@@ -34,9 +36,11 @@ pub use verify::VerifyStore;
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code. Capabilities of later features are supertraits
-/// ([`CoordStore`], [`GitStore`], [`VerifyStore`], [`MergeStore`]), so every backend
-/// implements them.
-pub trait Store: Send + Sync + coord::CoordStore + GitStore + VerifyStore + MergeStore {
+/// ([`AgentStore`], [`CoordStore`], [`GitStore`], [`VerifyStore`], [`MergeStore`]), so
+/// every backend implements them.
+pub trait Store:
+    Send + Sync + AgentStore + coord::CoordStore + GitStore + VerifyStore + MergeStore
+{
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;
     /// Updates an owner's heartbeat.
@@ -78,7 +82,8 @@ pub trait Store: Send + Sync + coord::CoordStore + GitStore + VerifyStore + Merg
     ) -> Result<i64, StoreError>;
     /// Handoffs, newest last; `task` filters by source task.
     fn handoffs(&self, task: Option<&str>) -> Result<Vec<HandoffRow>, StoreError>;
-    /// A person accepts a handoff.
+    /// A person accepts a handoff. A task already made from it that waited for a person
+    /// (`NewTask::awaits_person`) becomes claimable in the same commit.
     fn accept_handoff(&self, id: i64, now_ms: i64) -> Result<HandoffRow, StoreError>;
     /// A person rejects a handoff (its task, if created and not started, is skipped).
     fn reject_handoff(&self, id: i64, reason: &str, now_ms: i64) -> Result<HandoffRow, StoreError>;
@@ -112,7 +117,9 @@ pub trait Store: Send + Sync + coord::CoordStore + GitStore + VerifyStore + Merg
     /// Removes an instance row.
     fn remove_instance(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Fleet-wide key/value state (parked-until, breaker, run totals), JSON values.
+    /// Fleet-wide key/value state (parked-until, breaker, run totals), JSON values. A
+    /// change of `breaker` or `parked` appends a `fleet-breaker` / `fleet-parked` event
+    /// (data: the new value, actor `borg`) in the same transaction.
     fn set_fleet(
         &self,
         key: &str,

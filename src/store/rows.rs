@@ -49,6 +49,12 @@ pub struct NewTask {
     pub spec: serde_json::Value,
     /// Hash of the definition, to notice a changed definition between runs.
     pub hash: String,
+    /// A task made from a handoff that must wait for a person: inserted with its
+    /// source's success, its handoff left `pending` (linked to it), and not claimable
+    /// until a person accepts the handoff (`[handoff] approval = "person"`). Only
+    /// meaningful for tasks in `AttemptFinish::new_tasks` named by `converted_handoffs`.
+    #[serde(default)]
+    pub awaits_person: bool,
 }
 
 /// What `sync_tasks` did with a task list.

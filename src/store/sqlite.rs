@@ -8,6 +8,7 @@
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
 //! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
 //! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`).
+//! `agents` is the outside agents of `borg serve` (`AgentStore`).
 //!
 //! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
 //! transaction (so a read-then-write never needs a lock upgrade that could fail with
@@ -15,6 +16,7 @@
 //! commit (`batch`). Errors are converted at the boundary, where the database path is
 //! known, so every error message names the file.
 
+mod agents;
 mod batch;
 mod claims;
 mod coord;

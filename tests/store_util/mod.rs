@@ -184,6 +184,7 @@ pub fn nt(id: &str, role: &str, priority: i64, order: i64, deps: &[&str]) -> New
         max_attempts: 3,
         spec: serde_json::json!({ "prompt": format!("do {id}") }),
         hash: format!("h-{id}"),
+        awaits_person: false,
     }
 }
 

@@ -41,6 +41,13 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     let mut inputs = inputs;
     let git = (&mut inputs.git, inputs.list.as_ref(), &inputs.settings);
     repo::prepare(ctx, &a, git, store.as_ref())?;
+    let server = match serve_beside(&a, &inputs, &store).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = store.release_owner(&owner.id, now_ms());
+            return Err(e);
+        }
+    };
     let synced = sync_list(store.as_ref(), &inputs, a.list.as_deref())?;
     let started_at = chrono::Utc::now();
     let opts = RunOptions {
@@ -56,6 +63,10 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     };
     let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await?;
     let _ = store.release_owner(&owner.id, now_ms());
+    if let Some((stop, handle)) = server {
+        stop.cancel();
+        let _ = handle.await;
+    }
     let facts = report::RunFacts {
         run_id: &owner.id,
         started_at,
@@ -79,6 +90,25 @@ pub(crate) async fn open_store(
     let owner = crate::run::recovery::register(store.as_ref(), host_id)?;
     crate::run::recovery::maintenance(&store, &owner).await?;
     Ok((store, owner))
+}
+
+/// `--serve[=ADDR]`: the server, started on the run's store before the run (exit 2
+/// when its address cannot be used), stopped after it.
+async fn serve_beside(
+    a: &RunArgs,
+    inputs: &Inputs,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<
+    Option<(
+        tokio_util::sync::CancellationToken,
+        tokio::task::JoinHandle<()>,
+    )>,
+> {
+    let Some(listen) = &a.serve else {
+        return Ok(None);
+    };
+    let s = super::serve::start(&inputs.settings, &inputs.roles, store.clone(), listen).await?;
+    Ok(Some(s))
 }
 
 /// The list as synced into the store.

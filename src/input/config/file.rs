@@ -35,6 +35,10 @@ struct FileConfig {
     #[serde(default)]
     roles: BTreeMap<Spanned<String>, FileRole>,
     #[serde(default)]
+    serve: super::serve::FileServe,
+    #[serde(default)]
+    handoff: super::serve::FileHandoff,
+    #[serde(default)]
     coord: FileCoord,
     #[serde(default)]
     git: FileGit,
@@ -214,6 +218,21 @@ impl FileCx<'_> {
     }
 }
 
+impl super::serve::Check for FileCx<'_> {
+    fn string(&self, section: &str, key: &str, v: &Val) -> Result<String, ConfigError> {
+        FileCx::string(self, section, key, v)
+    }
+    fn uint(&self, section: &str, key: &str, v: &Val, min: u64) -> Result<u64, ConfigError> {
+        FileCx::uint(self, section, key, v, min)
+    }
+    fn positive(&self, section: &str, key: &str, v: &Val) -> Result<Duration, ConfigError> {
+        self.duration(section, key, v, false)
+    }
+    fn bad(&self, section: &str, key: &str, v: &Val, m: &str) -> ConfigError {
+        self.invalid(section, key, v, m)
+    }
+}
+
 /// Applies one config file's text to `s`. Returns whether it set the store
 /// (`[paths] store` or `[store] url`).
 pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bool, ConfigError> {
@@ -234,6 +253,8 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     cx.apply_coord(&mut s.coord, &file.coord)?;
     cx.apply_verify(&mut s.verify, &file.verify)?;
     cx.apply_merge(&mut s.merge, &file.merge)?;
+    super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
+    super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
     Ok(file.paths.store.is_some() || file.store.url.is_some())
 }
 

@@ -175,6 +175,10 @@ fn apply_env(
     let store_set = layer.apply_paths(&mut s.paths);
     layer.apply_run(&mut s.run)?;
     layer.apply_claude(&mut s.claude)?;
+    let get = |n: &str| nonempty(vars, n).map(|v| v.trim().to_string());
+    let bad =
+        |n: &str, key: &str, value: &str, message: &str| layer.invalid(n, key, value, message);
+    super::serve::apply_env(&mut s.serve, &mut s.handoff, &get, &bad)?;
     Ok(store_set)
 }
 

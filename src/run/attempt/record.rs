@@ -8,7 +8,7 @@
 use super::{now_ms, Attempt, AttemptDone};
 use crate::outcome::fault::Classified;
 use crate::outcome::Status;
-use crate::run::handoff::{follow_ups, FollowUps, Source};
+use crate::run::handoff::{follow_ups, Approval, FollowUps, Source};
 use crate::run::spec::StoredSpec;
 use crate::store::{call, AttemptFinish, Disposition, StoreError, TaskRow};
 use crate::workspace::instance::SessionEntry;
@@ -30,11 +30,13 @@ pub(crate) async fn commit(
     append_session(&att, &classified, spec);
     let disposition = decide(&classified, &att.claim.task);
     let next = if classified.status == Status::Succeeded {
+        let approval = Approval::new(&att.shared.settings.handoff, &att.shared.roles);
         let src = Source {
             task: &att.claim.task,
             spec,
             instance: &att.instance.id,
             record: &att.record,
+            approval: &approval,
         };
         follow_ups(&att.shared.store, &att.claim.token, &src).await
     } else {

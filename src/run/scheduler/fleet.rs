@@ -34,12 +34,15 @@ impl Fleet {
     }
 
     /// The roles that may start one more attempt now (`max_instances` per role).
+    /// External roles are never among them: outside agents do their tasks.
     pub fn roles_with_room(&self, shared: &Shared) -> Vec<String> {
         let limits = &shared.settings.roles;
         shared
             .roles
-            .names()
-            .into_iter()
+            .roles
+            .iter()
+            .filter(|r| !r.meta.external)
+            .map(|r| r.name.clone())
             .filter(|r| {
                 limits
                     .get(r)

@@ -147,6 +147,7 @@ impl<'p> Scheduler<'p> {
         }
         let fleet = Fleet::new(instances, pins);
         let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
+        note_outside(&store, &shared, &scope, progress).await;
         Ok(Scheduler {
             shared,
             store,
@@ -332,6 +333,34 @@ impl<'p> Scheduler<'p> {
         self.summary.interrupted = self.shutdown.stop.is_cancelled();
         self.summary.scope = std::mem::take(&mut self.scope.ids).into_iter().collect();
         self.summary
+    }
+}
+
+/// Says once which tasks of the run only outside agents can do (external roles): the
+/// run waits for them, and borg starts no child for them.
+async fn note_outside(
+    store: &Arc<dyn Store>,
+    shared: &Shared,
+    scope: &Scope,
+    progress: &mut dyn Progress,
+) {
+    let external = shared.roles.external();
+    if external.is_empty() {
+        return;
+    }
+    let tasks = db(store, |st| st.tasks()).await.unwrap_or_default();
+    let waiting: Vec<String> = tasks
+        .into_iter()
+        .filter(|t| scope.ids.is_empty() || scope.ids.contains(&t.id))
+        .filter(|t| external.contains(&t.role) && !t.status.is_terminal())
+        .map(|t| t.id)
+        .collect();
+    if !waiting.is_empty() {
+        progress.event(&Event::Note(format!(
+            "{} task(s) of external roles wait for outside agents (borg serve): {}",
+            waiting.len(),
+            waiting.join(", ")
+        )));
     }
 }
 

@@ -23,7 +23,8 @@ fn ms(d: Duration) -> i64 {
 
 /// The claim query: the best claimable task, pending or with an expired lease (lazy
 /// takeover), locked. A dependency on an id the store does not know counts as not
-/// satisfied (LEFT JOIN).
+/// satisfied (LEFT JOIN); a task made from a handoff that still waits for a person
+/// (the handoff is `pending`) is not claimable.
 const CLAIM_SQL: &str = "
 SELECT t.id, t.status FROM tasks t
 WHERE (t.status = 'pending' OR (t.status = 'running' AND t.lease_expires_ms < $1))
@@ -33,6 +34,8 @@ WHERE (t.status = 'pending' OR (t.status = 'running' AND t.lease_expires_ms < $1
   AND (t.instance IS NULL OR t.instance = ANY($3::text[]))
   AND (cardinality($4::text[]) = 0 OR t.id = ANY($4::text[]))
   AND (NOT $5::boolean OR EXISTS (SELECT 1 FROM run_scope s WHERE s.owner = $6 AND s.task = t.id))
+  AND (t.from_handoff IS NULL OR NOT EXISTS
+      (SELECT 1 FROM handoffs h WHERE h.id = t.from_handoff AND h.state = 'pending'))
   AND NOT EXISTS (SELECT 1 FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
                   WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))
 ORDER BY t.priority DESC, t.ord, t.id
@@ -400,7 +403,11 @@ async fn apply_outcome(
                 tasks::insert_new(tx, nt, now, from, &token.owner, Some(&token.task)).await?;
             }
             for (h, new_task) in &f.converted_handoffs {
-                handoffs::accept_converted(tx, token, *h, new_task, now).await?;
+                let waits = f
+                    .new_tasks
+                    .iter()
+                    .any(|t| t.id == *new_task && t.awaits_person);
+                handoffs::accept_converted(tx, token, *h, new_task, now, waits).await?;
             }
         }
         Status::Pending if f.status != Status::RateLimited => {

@@ -138,11 +138,17 @@ pub(crate) async fn accept_converted(
     h: i64,
     new_task: &str,
     now: i64,
+    waits: bool,
 ) -> R<()> {
+    // A task that waits for a person leaves its handoff as it is (pending, or accepted
+    // by a person before the source finished): see the SQLite store.
+    let state = if waits { "state" } else { "'accepted'" };
     let n = exec(
         tx,
-        "UPDATE handoffs SET state = 'accepted', new_task = $1, updated_ms = $2
-         WHERE id = $3 AND task = $4 AND state IN ('pending', 'accepted')",
+        &format!(
+            "UPDATE handoffs SET state = {state}, new_task = $1, updated_ms = $2
+             WHERE id = $3 AND task = $4 AND state IN ('pending', 'accepted')"
+        ),
         &[&new_task, &now, &h, &token.task],
     )
     .await?;
@@ -154,7 +160,12 @@ pub(crate) async fn accept_converted(
         .into());
     }
     let data = json!({ "handoff": h, "new_task": new_task });
-    claim_event(tx, now, token, "handoff-accepted", &data).await
+    let kind = if waits {
+        "handoff-awaiting"
+    } else {
+        "handoff-accepted"
+    };
+    claim_event(tx, now, token, kind, &data).await
 }
 
 /// Pending handoffs of a task whose attempt did not succeed are dropped.

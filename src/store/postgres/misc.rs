@@ -129,6 +129,9 @@ pub(crate) async fn set_fleet(
     value: &serde_json::Value,
     now: i64,
 ) -> R<()> {
+    // As in the SQLite store: a change of the breaker or of parking is an event.
+    let logged = matches!(key, "breaker" | "parked");
+    let changed = logged && fleet(tx, key).await?.as_ref() != Some(value);
     exec(
         tx,
         "INSERT INTO fleet (key, value, updated_ms) VALUES ($1, $2, $3)
@@ -136,6 +139,9 @@ pub(crate) async fn set_fleet(
         &[&key, &value.to_string(), &now],
     )
     .await?;
+    if changed {
+        event(tx, now, None, None, "borg", &format!("fleet-{key}"), value).await?;
+    }
     Ok(())
 }
 

@@ -9,7 +9,8 @@
 //! migrations; `read` turns rows into the store's
 //! types; `claims`, `release`, `tasks`, `handoffs` and `misc` are the SQLite store's
 //! files of the same names, in PostgreSQL; `listen` turns NOTIFY into change notes;
-//! `api` is the `Store` impl.
+//! `api` is the `Store` impl; `agents` the `AgentStore` impl (outside agents of
+//! `borg serve`).
 //!
 //! Differences that do not change semantics: claims lock their row with `FOR UPDATE
 //! SKIP LOCKED` instead of SQLite's single writer; every call is one transaction at
@@ -17,6 +18,7 @@
 //! is the caller's `now_ms`, as for SQLite, so the hosts' clocks must agree to well
 //! within a lease (NTP does that).
 
+mod agents;
 mod api;
 mod claims;
 mod coord;

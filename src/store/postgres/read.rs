@@ -72,7 +72,7 @@ fn opt_json(s: Option<String>) -> R<Option<serde_json::Value>> {
 }
 
 /// One task row (without its dependencies, which the caller fills in).
-fn task_row(r: &Row) -> R<TaskRow> {
+pub(crate) fn task_row(r: &Row) -> R<TaskRow> {
     Ok(TaskRow {
         id: r.try_get(0)?,
         role: r.try_get(1)?,

@@ -19,7 +19,9 @@
 //!   decisions, messages and read receipts, the shared context, attempt activity,
 //!   lease violations, agent-created tasks; `tasks.status` allows the statuses of
 //!   checked work (`verify_failed`, `out_of_scope`, `integration_failed`).
-//! - v3: checked work (the SQLite store's v6): the baseline cache of verification
+//! - v3: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`): SQLite's v6.
+//! - v4: checked work (the SQLite store's v7): the baseline cache of verification
 //!   gates, the merge queue's targets (claimable, with a lease and a fencing token) and
 //!   entries.
 
@@ -27,7 +29,7 @@ use super::errors::{E, R};
 use crate::store::StoreError;
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The channel every state change is announced on.
 pub const CHANNEL: &str = "borg_events";
@@ -224,8 +226,26 @@ CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
 CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
 "#;
 
-/// v2 → v3: checked work, in the shape of the SQLite store's v6.
+/// v2 → v3: outside agents and task progress (SQLite's v6).
 const V3: &str = r#"
+CREATE TABLE agents (
+    id            TEXT COLLATE "C" PRIMARY KEY,
+    capabilities  TEXT NOT NULL,
+    version       TEXT,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    registered_ms BIGINT NOT NULL
+);
+CREATE TABLE task_progress (
+    task       TEXT COLLATE "C" PRIMARY KEY,
+    fence      BIGINT NOT NULL,
+    owner      TEXT COLLATE "C" NOT NULL,
+    report     TEXT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+"#;
+
+/// v3 → v4: checked work, in the shape of the SQLite store's v7.
+const V4: &str = r#"
 CREATE TABLE verify_baselines (
     commit_id TEXT COLLATE "C" NOT NULL, gate TEXT COLLATE "C" NOT NULL, result TEXT NOT NULL,
     created_ms BIGINT NOT NULL, PRIMARY KEY (commit_id, gate));
@@ -242,7 +262,7 @@ CREATE TABLE merge_entries (
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; refuses a newer
 /// schema and a database that holds another program's tables.

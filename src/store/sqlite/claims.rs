@@ -20,7 +20,9 @@ fn ms(d: Duration) -> i64 {
 
 /// Filters shared by both halves of the claim query. The dependency test is a NOT
 /// EXISTS over task_deps joined to tasks; a LEFT JOIN so that a dependency on an id the
-/// store does not know counts as not satisfied.
+/// store does not know counts as not satisfied. A task made from a handoff that still
+/// waits for a person (the handoff is `pending`) is not claimable (the same filter as
+/// `agents::NOT_AWAITING`).
 const CLAIMABLE: &str = "
       t.not_before_ms <= :now
   AND t.counted_attempts < t.max_attempts
@@ -28,6 +30,8 @@ const CLAIMABLE: &str = "
   AND (t.instance IS NULL OR t.instance IN (SELECT value FROM json_each(:idle)))
   AND (:any_id OR t.id IN (SELECT value FROM json_each(:only)))
   AND (NOT :scoped OR EXISTS (SELECT 1 FROM run_scope s WHERE s.owner = :owner AND s.task = t.id))
+  AND (t.from_handoff IS NULL OR NOT EXISTS
+      (SELECT 1 FROM handoffs h WHERE h.id = t.from_handoff AND h.state = 'pending'))
   AND NOT EXISTS (SELECT 1 FROM task_deps d LEFT JOIN tasks p ON p.id = d.dep
                   WHERE d.task = t.id AND (p.status IS NULL OR p.status <> 'succeeded'))";
 
@@ -422,7 +426,11 @@ fn apply_outcome(
                 tasks::insert_new(tx, nt, now, from, &token.owner, Some(&token.task))?;
             }
             for (h, new_task) in &f.converted_handoffs {
-                handoffs::accept_converted(tx, token, *h, new_task, now)?;
+                let waits = f
+                    .new_tasks
+                    .iter()
+                    .any(|t| t.id == *new_task && t.awaits_person);
+                handoffs::accept_converted(tx, token, *h, new_task, now, waits)?;
             }
         }
         Status::Pending if f.status != Status::RateLimited => {

@@ -135,19 +135,25 @@ pub(crate) fn reject_handoff(
     load_handoff(tx, id)
 }
 
-/// A handoff of the task that just succeeded became task `new_task`: accepted in the
-/// same commit as the success.
+/// A handoff of the task that just succeeded became task `new_task`, in the same
+/// commit as the success: accepted, or, when the task `waits` for a person, linked to
+/// it and left pending (the task is not claimable until `accept_handoff`).
 pub(crate) fn accept_converted(
     tx: &Transaction<'_>,
     token: &ClaimToken,
     h: i64,
     new_task: &str,
     now: i64,
+    waits: bool,
 ) -> R<()> {
+    // A handoff a person accepted before the source finished stays accepted.
+    let state = if waits { "state" } else { "'accepted'" };
     let n = exec(
         tx,
-        "UPDATE handoffs SET state = 'accepted', new_task = ?1, updated_ms = ?2
-         WHERE id = ?3 AND task = ?4 AND state IN ('pending', 'accepted')",
+        &format!(
+            "UPDATE handoffs SET state = {state}, new_task = ?1, updated_ms = ?2
+             WHERE id = ?3 AND task = ?4 AND state IN ('pending', 'accepted')"
+        ),
         params![new_task, now, h, token.task],
     )?;
     if n == 0 {
@@ -157,11 +163,16 @@ pub(crate) fn accept_converted(
         ))
         .into());
     }
+    let kind = if waits {
+        "handoff-awaiting"
+    } else {
+        "handoff-accepted"
+    };
     claim_event(
         tx,
         now,
         token,
-        "handoff-accepted",
+        kind,
         &json!({ "handoff": h, "new_task": new_task }),
     )
 }

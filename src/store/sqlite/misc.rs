@@ -122,12 +122,20 @@ pub(crate) fn set_fleet(
     value: &serde_json::Value,
     now: i64,
 ) -> R<()> {
+    // A change of the breaker or of parking (not a rewrite of the same value) is an
+    // event, so that watchers of the log (borg serve's event stream, other borgs'
+    // change feeds) see them; other keys are bookkeeping.
+    let logged = matches!(key, "breaker" | "parked");
+    let changed = logged && fleet(tx, key)?.as_ref() != Some(value);
     exec(
         tx,
         "INSERT INTO fleet (key, value, updated_ms) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
         params![key, value.to_string(), now],
     )?;
+    if changed {
+        event(tx, now, None, None, "borg", &format!("fleet-{key}"), value)?;
+    }
     Ok(())
 }
 

@@ -11,6 +11,9 @@ use std::collections::HashMap;
 pub(crate) const TASK_COLS: &str = "id, role, priority, ord, instance, status, fence, owner, lease_expires_ms, attempts, \
      counted_attempts, max_attempts, not_before_ms, spec, hash, from_handoff, last_record, updated_ms";
 
+/// How many columns `TASK_COLS` names (a query may select more after them).
+pub(crate) const TASK_COLS_LEN: usize = 18;
+
 /// Attempt columns in the order `attempt_row` reads them.
 pub(crate) const ATTEMPT_COLS: &str =
     "task, attempt, fence, owner, status, instance, uid, shim_pid, pid, pgid, start_time, \
@@ -36,7 +39,7 @@ fn opt_json(s: Option<String>) -> R<Option<serde_json::Value>> {
 }
 
 /// One task row (without its dependencies, which the caller fills in).
-fn task_row(r: &Row<'_>) -> R<TaskRow> {
+pub(crate) fn task_row(r: &Row<'_>) -> R<TaskRow> {
     Ok(TaskRow {
         id: r.get(0)?,
         role: r.get(1)?,

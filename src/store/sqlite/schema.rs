@@ -19,7 +19,9 @@
 //!   tasks created by agents; and the statuses of checked work (`verify_failed`,
 //!   `out_of_scope`, `integration_failed`) allowed in `tasks.status` (the CHECK is
 //!   widened in place, see [`widen_statuses`]).
-//! - v6: checked work: the baseline cache of verification gates (`verify_baselines`)
+//! - v6: outside agents of `borg serve` (`agents`, token hashes only) and the latest
+//!   progress each task reported (`task_progress`).
+//! - v7: checked work: the baseline cache of verification gates (`verify_baselines`)
 //!   and the merge queue (`merge_targets`, claimable with a lease and a fencing token;
 //!   `merge_entries`, what each task's merge came to).
 
@@ -28,7 +30,7 @@ use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -315,8 +317,26 @@ CREATE INDEX agent_tasks_owner ON agent_tasks (owner);
 CREATE INDEX agent_tasks_parent ON agent_tasks (parent);
 "#;
 
-/// v5 → v6: checked work (see `store::verify` and `store::merge`).
+/// v5 → v6: outside agents (`borg serve`) and task progress reports.
 pub(crate) const V6: &str = r#"
+CREATE TABLE agents (
+    id            TEXT PRIMARY KEY NOT NULL,
+    capabilities  TEXT NOT NULL CHECK (json_valid(capabilities)),
+    version       TEXT,
+    token_sha256  TEXT NOT NULL UNIQUE,
+    registered_ms INTEGER NOT NULL
+) STRICT;
+CREATE TABLE task_progress (
+    task       TEXT PRIMARY KEY NOT NULL,
+    fence      INTEGER NOT NULL,
+    owner      TEXT NOT NULL,
+    report     TEXT NOT NULL CHECK (json_valid(report)),
+    updated_ms INTEGER NOT NULL
+) STRICT;
+"#;
+
+/// v6 → v7: checked work (see `store::verify` and `store::merge`).
+pub(crate) const V7: &str = r#"
 CREATE TABLE verify_baselines (
     commit_id  TEXT NOT NULL,
     gate       TEXT NOT NULL,
@@ -352,7 +372,7 @@ CREATE TABLE merge_entries (
 "#;
 
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// The statuses `tasks.status` accepts from v5 on: v1's, plus those of checked work.
 const OLD_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited')";
