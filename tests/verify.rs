@@ -428,3 +428,33 @@ fn bad_gates_and_reviewers_exit_2_naming_the_field() {
         assert!(sb.argv("vfy-bad-k3").is_empty(), "no child may start");
     }
 }
+
+#[test]
+fn template_mode_gates_run_in_the_instance_without_a_baseline() {
+    let sb = Sandbox::new();
+    config(&sb, &format!("commands = [\"{GATE}\"]"));
+    sb.write("template/calc.py", CALC);
+    sb.write("template/test_calc.py", TESTS);
+    let id = "vfy-tmpl-k3";
+    scenario(&sb, id, &breaks_sub(true));
+    let tmpl = sb.path().join("template");
+    let (out, rep) = sb.run_json(&task_toml(id, ""), &["--template", tmpl.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let t = task(&rep, id);
+    assert_eq!(t["status"], "succeeded", "{t:#}");
+    assert_eq!(t["fix_rounds"], 1);
+    let first = &t["rounds"][0];
+    assert_eq!(first["regressions"][0], "test_calc.CalcTest.test_sub");
+    let g = &t["verified"]["gates"][0];
+    assert_eq!(
+        (g["exit_code"].as_i64(), g["compared_by"].as_str()),
+        (Some(0), Some("exit"))
+    );
+    assert!(
+        g["baseline_exit_code"].is_null(),
+        "no start commit, no baseline"
+    );
+    let inst = t["instance"].as_str().unwrap();
+    let calc = std::fs::read_to_string(sb.ws().join(inst).join("project-files/calc.py")).unwrap();
+    assert_eq!(calc, CALC);
+}
