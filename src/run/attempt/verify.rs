@@ -222,10 +222,24 @@ fn gate_job(att: &Attempt, a: &Admitted, round: u32) -> GateJob {
         .instance
         .logs_dir()
         .join(format!("{}.{}.verify.log", task.id, att.record.attempt));
+    let mut env = claude::environment(&att.shared.parent_env, s, task, &identity);
+    // Python's bytecode caches are keyed by the source's mtime in whole seconds and
+    // its size: a fix made within the second of the last gate run, of the same size,
+    // would be tested as the old code. Gates neither write nor read them (the prefix
+    // names a folder nothing is written to), unless the user set these.
+    let pycache = att.instance.path.join("gate-pycache").display().to_string();
+    for (k, v) in [
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        ("PYTHONPYCACHEPREFIX", pycache),
+    ] {
+        if !env.iter().any(|(e, _)| e == k) {
+            env.push((k.into(), v));
+        }
+    }
     GateJob {
         command: String::new(),
         cwd: att.instance.project_dir(),
-        env: claude::environment(&att.shared.parent_env, s, task, &identity),
+        env,
         log,
         label: String::new(),
         timeout: s.verify.timeout,
