@@ -1,14 +1,14 @@
 //! The `borg` binary: parses the command line, sets up diagnostics, calls the
 //! library and maps the outcome to an exit code (0 ok, 1 failed, 2 bad input,
-//! 130 interrupted). The hidden `__shim` mode runs before anything else, then the
+//! 130 interrupted). The hidden `__reaper` mode runs before anything else, then the
 //! helpers' credential scrub (and the hook's fast path).
 
 use clap::Parser;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some(borg::supervise::shim::SUBCOMMAND) {
-        borg::supervise::shim::main(&args[2..]);
+    if args.get(1).map(String::as_str) == Some(borg::supervise::reaper::SUBCOMMAND) {
+        borg::supervise::reaper::main(&args[2..]);
     }
     // The helpers claude starts inherit its whole environment, credentials included:
     // drop them before any thread exists. The hook answers without the async runtime.
@@ -36,20 +36,22 @@ fn main() {
         eprintln!("borg: error: {e:#}");
         borg::error::exit_code(&e)
     });
-    // Every child was awaited inside dispatch; nothing of ours is left running.
+    // Every child was awaited inside dispatch; the reaper, if one was started, ends
+    // with nothing left to kill, and is waited for.
+    borg::supervise::reaper::shutdown();
     drop(rt);
     std::process::exit(code);
 }
 
 /// Diagnostics on stderr, filtered by BORG_LOG (env-filter syntax; default warn).
 fn init_logging(format: borg::cli::LogFormat) {
-    // BORG_LOG may also come from ./.env, like every other setting (the environment wins).
+    // BORG_LOG may also come from ./.env, like every other setting (the environment
+    // wins), read by the same reader with the same rules. A .env the settings refuse
+    // gives no BORG_LOG here: loading the settings reports it (exit 2).
     let spec = std::env::var("BORG_LOG").ok().or_else(|| {
-        dotenvy::from_path_iter(".env")
-            .ok()?
-            .filter_map(Result::ok)
-            .find(|(k, _)| k == "BORG_LOG")
-            .map(|(_, v)| v)
+        borg::input::config::Settings::dotenv_var(std::path::Path::new(".env"), "BORG_LOG")
+            .ok()
+            .flatten()
     });
     let filter = spec
         .and_then(|s| tracing_subscriber::EnvFilter::try_new(s).ok())

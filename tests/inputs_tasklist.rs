@@ -318,3 +318,21 @@ fn inherited_dependency_skips_the_task_it_names() {
     assert!(list.tasks[0].depends_on.is_empty());
     assert_eq!(list.tasks[1].depends_on, vec!["setup"]);
 }
+
+#[test]
+fn session_is_fresh_or_continue_and_defaults_apply() {
+    use borg::input::tasklist::SessionMode;
+    let l = parse(&format!(
+        "[defaults]\nsession = \"continue\"\n{}[[task]]\nid = \"y\"\nprompt = \"p\"\nsession = \"fresh\"\n",
+        task_x("")
+    ))
+    .unwrap();
+    assert_eq!(l.tasks[0].session, Some(SessionMode::Continue));
+    assert_eq!(l.tasks[1].session, Some(SessionMode::Fresh));
+    assert_eq!(parse(&task_x("")).unwrap().tasks[0].session, None);
+    let e = err(&task_x("session = \"forever\"\n"));
+    assert!(
+        e.contains("session") && e.contains("continue") && e.contains("line 4"),
+        "{e}"
+    );
+}

@@ -281,3 +281,105 @@ fn report_file_logs_attempt_and_status_watch_work_as_named() {
         .count();
     assert!(frames >= 2, "status --watch drew {frames} frame(s)");
 }
+
+#[test]
+fn dotenv_is_read_once_with_one_rule_for_every_setting_borg_log_included() {
+    // `.env` gives BORG_LOG twice: the last assignment wins, as for every other
+    // setting (BORG_CONCURRENCY here).
+    let sb = Sandbox::new();
+    sb.write(
+        ".env",
+        "BORG_LOG=error\nBORG_CONCURRENCY=1\nBORG_LOG=borg=debug\nBORG_CONCURRENCY=2\n",
+    );
+    let (out, rep) = sb.run_json(&one("dotenv-once-x7", "#fake result \"ok\""), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "dotenv-once-x7")["status"], "succeeded");
+    let err = stderr(&out);
+    assert!(
+        err.contains("DEBUG"),
+        "BORG_LOG from .env did not take its last value: {err}"
+    );
+    // A .env line borg cannot read is refused by both readers alike: exit 2, naming it.
+    sb.write(".env", "BORG_LOG=borg=debug\nthis is not an assignment\n");
+    let out = sb.run(&one("dotenv-once-x8", "#fake result \"ok\""), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(".env"), "{err}");
+    assert!(
+        !err.contains("DEBUG"),
+        "logging read a .env the settings refused: {err}"
+    );
+}
+
+/// Voluntary and involuntary context switches of every thread of `pid` so far: each
+/// voluntary one is a wakeup after a sleep.
+fn wakeups(pid: u32) -> u64 {
+    let mut n = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+    {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap_or_default();
+        for l in status.lines() {
+            if l.starts_with("voluntary_ctxt_switches")
+                || l.starts_with("nonvoluntary_ctxt_switches")
+            {
+                n += l
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn logs_follow_sleeps_until_the_log_or_the_store_changes() {
+    // While the followed task is silent, `logs --follow` has nothing to do: it waits
+    // for filesystem notifications instead of waking up on a timer to look.
+    let sb = Sandbox::new();
+    let file = sb.write(
+        "tasks.toml",
+        &one(
+            "quiet-f9z2",
+            "#fake text \"first line\"\n#fake turn\n#fake sleep 5000\n#fake result \"last line\"",
+        ),
+    );
+    let mut run = sb
+        .fake_run(&file, &["--progress", "none"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut follow = sb
+        .borg(&["logs", "quiet-f9z2", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("first line"));
+    assert!(first.is_some(), "logs --follow did not show the first line");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = wakeups(follow.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let woke = wakeups(follow.id()) - before;
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let _ = run.wait();
+    let _ = follow.wait();
+    assert!(
+        rest.iter().any(|l| l.contains("last line")),
+        "logs --follow missed the end: {rest:?}"
+    );
+    // Polling every 100 ms (and reading the store each time) made 140 here; a silent
+    // stretch now costs about a dozen, one write to the store by the run (its lease
+    // maintenance, every few seconds) a few dozen more.
+    assert!(
+        woke < 70,
+        "logs --follow woke up {woke} times in 2 s of silence"
+    );
+}

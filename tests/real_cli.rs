@@ -83,6 +83,15 @@ struct Rig {
 
 impl Rig {
     fn new(scripts: Vec<Script>) -> Option<Rig> {
+        Rig::with_api(|| MockApi::start(scripts))
+    }
+
+    /// A rig whose mock API counts prompt caching (`MockApi::start_caching`).
+    fn caching(scripts: Vec<Script>) -> Option<Rig> {
+        Rig::with_api(|| MockApi::start_caching(scripts))
+    }
+
+    fn with_api(api: impl FnOnce() -> MockApi) -> Option<Rig> {
         let claude = real_claude()?;
         let sb = Sandbox::new();
         // Short stop-ladder graces; nothing for fake-claude.
@@ -94,7 +103,7 @@ impl Rig {
         std::fs::create_dir_all(sb.path().join("claude-tmp")).unwrap();
         Some(Rig {
             sb,
-            api: MockApi::start(scripts),
+            api: api(),
             claude,
         })
     }
@@ -914,6 +923,192 @@ fn a_timed_out_task_says_it_timed_out() {
         err.contains("timed out") || err.contains("timeout"),
         "{err}\n{ctx}"
     );
+}
+
+/// A task's scripted turns: write `file`, then say `done`. Chosen by `marker` in the
+/// task's own prompt, its turns counted from there (so that a resumed conversation,
+/// which carries earlier tasks, still gets this task's turns).
+fn marked_task(marker: &str, file: &str, done: &str) -> Script {
+    Script::new(vec![
+        Turn::tool(
+            "Write",
+            json!({"file_path": format!("{{{{CWD}}}}/{file}"), "content": format!("{marker}\n")}),
+        ),
+        Turn::text(done),
+    ])
+    .when(marker)
+    .per_prompt()
+}
+
+/// `n` tasks on one instance, each after the previous one, with this `session` mode.
+fn chain(n: usize, instance: &str, session: &str) -> String {
+    let mut list = format!("[defaults]\ninstance = \"{instance}\"\nsession = \"{session}\"\n\n");
+    for i in 1..=n {
+        let deps = if i > 1 {
+            format!("depends_on = [\"step-{}\"]\n", i - 1)
+        } else {
+            String::new()
+        };
+        list.push_str(&format!(
+            "[[task]]\nid = \"step-{i}\"\n{deps}prompt = \"Task MARK-{i}: write file{i}.txt.\"\n\n"
+        ));
+    }
+    list
+}
+
+/// Scripts for [`chain`]: the newest marker first, since a resumed conversation holds
+/// the earlier ones too.
+fn chain_scripts(n: usize) -> Vec<Script> {
+    (1..=n)
+        .rev()
+        .map(|i| {
+            marked_task(
+                &format!("MARK-{i}"),
+                &format!("file{i}.txt"),
+                &format!("step {i} done"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_continued_session_sends_the_earlier_tasks_conversation_to_the_api() {
+    let Some(rig) = Rig::new(chain_scripts(2)) else {
+        return;
+    };
+    let (out, rep) = rig.run(
+        &chain(2, "dev-cont", "continue"),
+        &["--timeout", "90s"],
+        &[],
+    );
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    assert_eq!(task(&rep, "step-2")["status"], "succeeded", "{ctx}");
+    // One session for both tasks: the second resumed the first.
+    let sessions = rig.api.session_ids();
+    assert_eq!(sessions.len(), 1, "{ctx}");
+    assert_eq!(
+        task(&rep, "step-1")["session_id"],
+        sessions[0].as_str(),
+        "{ctx}"
+    );
+    assert_eq!(
+        task(&rep, "step-2")["session_id"],
+        sessions[0].as_str(),
+        "{ctx}"
+    );
+    // The second task's first request carries the first task's messages: its prompt,
+    // its Write and its answer, then the new task alone (no summary of the first).
+    let second: Vec<_> = rig
+        .api
+        .messages()
+        .into_iter()
+        .filter(|p| p.script == Some(0))
+        .collect();
+    assert!(!second.is_empty(), "{ctx}");
+    let msgs = second[0].body["messages"].to_string();
+    for want in ["MARK-1", "file1.txt", "step 1 done", "MARK-2"] {
+        assert!(
+            msgs.contains(want),
+            "{want} missing from the resumed request: {msgs}"
+        );
+    }
+    assert!(!msgs.contains("Your earlier tasks"), "{msgs}");
+    let pf = rig.project_files(&rep, "step-2");
+    assert!(pf.join("file1.txt").is_file() && pf.join("file2.txt").is_file());
+}
+
+#[test]
+fn concurrent_children_keep_their_state_in_their_own_config_folders_and_resume_from_them() {
+    let scripts = vec![
+        marked_task("MARK-C3", "c3.txt", "c3 done"),
+        marked_task("MARK-A1", "a1.txt", "a1 done"),
+        marked_task("MARK-B2", "b2.txt", "b2 done"),
+    ];
+    let Some(rig) = Rig::new(scripts) else {
+        return;
+    };
+    let list = "[[task]]\nid = \"cfg-a\"\ninstance = \"cfg-one\"\nprompt = \"Task MARK-A1.\"\n\n\
+                [[task]]\nid = \"cfg-b\"\ninstance = \"cfg-two\"\nprompt = \"Task MARK-B2.\"\n\n\
+                [[task]]\nid = \"cfg-c\"\ninstance = \"cfg-one\"\nsession = \"continue\"\ndepends_on = [\"cfg-a\"]\nprompt = \"Task MARK-C3.\"\n";
+    let (out, rep) = rig.run(list, &["--timeout", "90s", "--concurrency", "2"], &[]);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    for (id, inst) in [("cfg-a", "cfg-one"), ("cfg-b", "cfg-two")] {
+        let cfg = rig.sb.ws().join(inst).join("claude-config");
+        assert!(
+            cfg.join(".claude.json").is_file(),
+            "{inst}: no .claude.json\n{ctx}"
+        );
+        let session = task(&rep, id)["session_id"].as_str().unwrap().to_string();
+        let transcript = std::fs::read_dir(cfg.join("projects"))
+            .unwrap()
+            .flatten()
+            .any(|d| d.path().join(format!("{session}.jsonl")).is_file());
+        assert!(transcript, "{inst}: no transcript of {session}\n{ctx}");
+    }
+    // HOME stayed untouched.
+    assert!(!rig.home().join(".claude.json").exists(), "{ctx}");
+    assert!(!rig.home().join(".claude/projects").exists(), "{ctx}");
+    // The continued task resumed cfg-a's session from cfg-one's folder.
+    assert_eq!(task(&rep, "cfg-c")["status"], "succeeded", "{ctx}");
+    assert_eq!(
+        task(&rep, "cfg-c")["session_id"],
+        task(&rep, "cfg-a")["session_id"],
+        "{ctx}"
+    );
+    let resumed: Vec<_> = rig
+        .api
+        .messages()
+        .into_iter()
+        .filter(|p| p.script == Some(0))
+        .collect();
+    assert!(
+        resumed[0].body["messages"].to_string().contains("a1 done"),
+        "{ctx}"
+    );
+}
+
+/// The input tokens of a run's requests as the scripted API counts them, and the
+/// tokens borg reported (input, cache reads), for one session mode.
+fn token_figures(mode: &str, n: usize) -> Option<Value> {
+    let rig = Rig::caching(chain_scripts(n))?;
+    let (out, rep) = rig.run(&chain(n, "dev-tokens", mode), &["--timeout", "120s"], &[]);
+    let ctx = rig.context(&out, &rep);
+    assert_eq!(out.status.code(), Some(0), "{ctx}");
+    let posts = rig.api.messages();
+    let sent: u64 = posts
+        .iter()
+        .map(|p| mock_api::request_tokens(&p.body))
+        .sum();
+    let t = &rep["totals"]["tokens"];
+    Some(json!({
+        "mode": mode, "tasks": n, "requests": posts.len(), "sent": sent,
+        "input": t["input"], "cache_read": t["cache_read"],
+    }))
+}
+
+/// Fresh sessions against continued ones, five tasks on one instance: the figures of
+/// the README's Performance section (`bench/run.sh tokens` prints them).
+#[test]
+fn tokens_fresh_vs_continue_for_five_tasks_on_one_instance() {
+    let Some(fresh) = token_figures("fresh", 5) else {
+        return;
+    };
+    let Some(cont) = token_figures("continue", 5) else {
+        return;
+    };
+    eprintln!("TOKENS {fresh}");
+    eprintln!("TOKENS {cont}");
+    let n = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
+    // Continuing resends the conversation, which the prompt cache then serves: more
+    // sent, more read from the cache, fewer tokens paid at the full input price.
+    assert!(n(&cont, "sent") > n(&fresh, "sent"), "{fresh} {cont}");
+    assert!(
+        n(&cont, "cache_read") > n(&fresh, "cache_read"),
+        "{fresh} {cont}"
+    );
+    assert!(n(&cont, "input") < n(&fresh, "input"), "{fresh} {cont}");
 }
 
 /// Git mode with the real CLI: its Write, Edit and Bash tools work in an instance's

@@ -496,3 +496,52 @@ fn a_run_takes_only_its_own_lists_tasks_and_their_handoffs() {
         .collect();
     assert_eq!(pending, vec!["a-1", "a-2"]);
 }
+
+#[test]
+fn a_panicking_attempt_frees_its_instance_and_role_slot_for_the_rest_of_the_run() {
+    // One developer slot: if the panicked attempt kept it, nothing else would run and
+    // the run would never end.
+    let sb = Sandbox::new();
+    sb.config("");
+    let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
+    sb.write(
+        "config.toml",
+        &format!("{cfg}\n[roles.developer]\nmax_instances = 1\n"),
+    );
+    let file = sb.write(
+        "tasks.toml",
+        &format!(
+            "{}{}",
+            one("boom-p4n1", "#fake result \"never\""),
+            one("after-p4n1", "#fake result \"ran\"")
+        ),
+    );
+    let mut child = sb
+        .run_cmd(&file, &["--json", "--concurrency", "1"])
+        .env("BORG_FAILPOINT", "attempt-panic:boom-p4n1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ended = wait_until(Duration::from_secs(30), || {
+        child.try_wait().ok().flatten().is_some()
+    });
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        ended,
+        "the run hung after a panicked attempt: {}",
+        stderr(&out)
+    );
+    let rep = json_of(&out);
+    assert_eq!(task(&rep, "after-p4n1")["status"], "succeeded", "{rep:#}");
+    let boom = task(&rep, "boom-p4n1");
+    assert_eq!(boom["status"], "failed", "{rep:#}");
+    assert!(
+        boom["error"].as_str().unwrap_or("").contains("panicked"),
+        "{boom}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+}

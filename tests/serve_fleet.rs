@@ -2,7 +2,8 @@
 //! children share the work (every task done once; a task claimed over HTTP is never
 //! started by borg, and the reverse; an agent's completion runs its dependents); the
 //! event stream over SSE and WebSocket survives reconnects with nothing lost or
-//! repeated, from a second server too; handoffs that wait for a person.
+//! repeated, from a second server too, and names every kind of change the seed and the
+//! issue list; handoffs that wait for a person; the memory wait on the dashboard.
 
 mod common;
 mod serve_util;
@@ -477,4 +478,163 @@ fn the_api_and_the_event_stream_work_on_a_postgresql_store() {
         .collect();
     assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), want);
     assert!(got.iter().any(|e| e.1 == "task-completed"));
+}
+
+#[test]
+fn the_event_stream_carries_every_kind_of_change_under_the_seeds_names() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("tester", "capabilities = [\"testing\"]"),
+        ],
+    );
+    let u = uniq();
+    let (ok, bad) = (format!("k1-{u}"), format!("k2-{u}"));
+    seed(
+        &sb,
+        &format!(
+            "[[task]]\nid = \"{ok}\"\nprompt = \"x\"\n[[task]]\nid = \"{bad}\"\nprompt = \"y\"\n"
+        ),
+    );
+    let s = Server::start(&sb, &[]);
+    let token = register(&s, "agent-k", &["coding"]);
+    let url = |p: String| s.url(&p);
+    post(
+        &url(format!("/api/claude/tasks/{ok}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{ok}/progress")),
+        Some(&token),
+        &json!({"percentComplete": 40, "currentStep": "typing"}),
+    )
+    .data();
+    // A file lease taken and given back, and a shared context saved.
+    let lock = post(
+        &s.url("/api/claude/locks"),
+        Some(&token),
+        &json!({"path": "src/k.rs", "operation": "write"}),
+    );
+    let lt = lock.data()["lockToken"].as_str().unwrap().to_string();
+    let auth = [("Authorization", format!("Bearer {token}"))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    call(
+        "DELETE",
+        &url(format!("/api/claude/locks/{lt}")),
+        &auth,
+        None,
+    )
+    .data();
+    call(
+        "PUT",
+        &url(format!("/api/claude/context/ctx-{u}")),
+        &auth,
+        Some(r#"{"metadata": {"phase": "k"}}"#),
+    )
+    .data();
+    post(
+        &s.url("/api/claude/handoff"),
+        Some(&token),
+        &json!({"taskId": ok, "fromAgent": "agent-k", "toAgent": "tester",
+                "reason": "needs tests", "currentState": "written", "nextSteps": ["test it"]}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{ok}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "done"}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{bad}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{bad}/complete")),
+        Some(&token),
+        &json!({"success": false, "output": "could not", "error": "it broke"}),
+    )
+    .data();
+    // A person's decision and message, and the fleet's breaker and parking.
+    sb.succeed(&[
+        "decisions",
+        "add",
+        "--category",
+        "api",
+        "--title",
+        "Use REST",
+        "--description",
+        "why not",
+    ]);
+    sb.succeed(&["messages", "send", "--to", "all", "hello from a person"]);
+    let store = open(&sb);
+    let t = now();
+    store
+        .set_fleet("breaker", &json!({"open": true, "message": "401"}), t)
+        .unwrap();
+    store
+        .set_fleet(
+            "parked",
+            &json!({"until_ms": t + 60_000, "kind": "five_hour"}),
+            t,
+        )
+        .unwrap();
+
+    let target = store.last_event_id().unwrap();
+    let got = read_sse(&s.url("/api/events?since=0"), None, |g| {
+        g.last().is_some_and(|e| e.0 >= target)
+    });
+    let types: Vec<&str> = got.iter().map(|e| e.1.as_str()).collect();
+    for t in [
+        "task-claimed",
+        "progress-update",
+        "lock-acquired",
+        "lock-released",
+        "context-updated",
+        "handoff-requested",
+        "task-completed",
+        "task-failed",
+        "decision-logged",
+        "message",
+        "breaker-changed",
+        "park-changed",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+}
+
+#[test]
+fn the_dashboard_and_the_status_route_say_when_no_child_starts_for_want_of_memory() {
+    let sb = Sandbox::new();
+    roles(&sb, &[("developer", "capabilities = [\"coding\"]")]);
+    let s = Server::start(&sb, &[]);
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    assert_eq!(panels.status, 200);
+    assert!(!panels.text.contains("id=\"memory\""), "{}", panels.text);
+    // What the scheduler records while MemAvailable is below min_available_memory.
+    let mib = 1024 * 1024;
+    open(&sb)
+        .set_fleet(
+            "memory",
+            &json!({"waiting": true, "available_bytes": 300 * mib, "min_available_bytes": 1024 * mib}),
+            now(),
+        )
+        .unwrap();
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    assert!(
+        panels.text.contains("id=\"memory\"")
+            && panels
+                .text
+                .contains("300 MiB available, below min_available_memory (1024 MiB)"),
+        "{}",
+        panels.text
+    );
+    let status = get(&s.url("/api/status"), None);
+    assert_eq!(status.data()["memory"]["waiting"], true, "{}", status.text);
 }

@@ -1006,3 +1006,66 @@ conformance! {
         assert_eq!(left, vec!["p:theirs".to_string()]);
     }
 }
+
+conformance! {
+    fn a_lazy_takeover_drops_the_old_attempts_pending_handoffs(b) {
+        // As release_expired does: the handoff an attempt requested is only worth
+        // something if that attempt succeeds, and an attempt whose lease ran out never will.
+        let (_d, s) = fresh_with_a(b);
+        let mut r = req("o1", &["dev"], 1);
+        r.lease = Duration::from_millis(10);
+        let c = claim(&s, &r);
+        let h = s
+            .request_handoff(&c.token, None, &handoff("tester", "old"), 2)
+            .unwrap();
+        // o1's lease ran out; o2's claim takes the task over lazily, no sweep in between.
+        let c2 = claim(&s, &req("o2", &["dev"], 100));
+        assert_eq!(c2.task.id, "a");
+        assert_eq!(s.handoffs(None).unwrap()[0].state, HandoffState::Dropped);
+        assert!(matches!(
+            s.accept_handoff(h, 101),
+            Err(StoreError::Conflict(_))
+        ));
+        // The new attempt's success must not turn the old attempt's request into a task.
+        s.start_attempt(&c2.token, &AttemptStart::default())
+            .unwrap();
+        s.finish_attempt(&c2.token, &fin_final(Status::Succeeded, 102))
+            .unwrap();
+        let ids: Vec<String> = s.tasks().unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(ids, ["a"], "the old attempt's handoff became a task");
+    }
+}
+
+/// A succeeded finish whose record names the session the attempt ran.
+fn fin_session(session: &str, now: i64) -> AttemptFinish {
+    let mut f = fin_final(Status::Succeeded, now);
+    f.record = serde_json::json!({ "status": "succeeded", "session_id": session });
+    f
+}
+
+conformance! {
+    fn an_instances_last_session_and_the_whole_fleet_in_one_view(b) {
+        let (_d, s) = fresh_with(b, &[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &[])]);
+        let on = |instance: &str| AttemptStart {
+            instance: instance.into(),
+            ..AttemptStart::default()
+        };
+        assert_eq!(s.last_session("i1").unwrap(), None);
+        let ca = claim(&s, &req("o", &["dev"], 1));
+        s.start_attempt(&ca.token, &on("i1")).unwrap();
+        s.finish_attempt(&ca.token, &fin_session("S-one", 2)).unwrap();
+        let cb = claim(&s, &req("o", &["dev"], 3));
+        s.start_attempt(&cb.token, &on("i1")).unwrap();
+        // Still running: no record yet, so the finished one is the newest session.
+        assert_eq!(s.last_session("i1").unwrap().as_deref(), Some("S-one"));
+        s.finish_attempt(&cb.token, &fin_session("S-two", 4)).unwrap();
+        assert_eq!(s.last_session("i1").unwrap().as_deref(), Some("S-two"));
+        assert_eq!(s.last_session("i2").unwrap(), None);
+        s.set_fleet("memory", &serde_json::json!({"waiting": true}), 5).unwrap();
+        let v = s.fleet_view(6).unwrap();
+        assert_eq!(v.tasks.len(), 2);
+        let att: Vec<(String, i64)> = v.attempts.iter().map(|a| (a.task.clone(), a.attempt)).collect();
+        assert_eq!(att, [("a".to_string(), 1), ("b".to_string(), 1)]);
+        assert_eq!(v.fleet["memory"]["waiting"], true);
+    }
+}

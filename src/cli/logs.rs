@@ -1,7 +1,10 @@
 //! `borg logs ID`: the transcript of a task (or of every task an instance ran), for
 //! people by default, byte-exact with `--raw`, and live with `--follow`, which goes on
 //! across attempts, waits for a task that has not started and survives borg restarting
-//! (it only reads the store and the log files).
+//! (it only reads the store and the log files). While following it sleeps until the
+//! log or the store is written (filesystem notifications, see `wait`).
+
+mod wait;
 
 use super::Ctx;
 use crate::cli::LogsArgs;
@@ -13,8 +16,8 @@ use crate::store::location::StoreLocation;
 use crate::store::Store;
 use crate::workspace::instance::Workspaces;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use wait::Waiter;
 
 /// One log to show.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,7 +43,16 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
         && std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut shown: Vec<(String, u32)> = Vec::new();
     let mut waited = false;
+    let mut waiter = Waiter::new();
     loop {
+        let new_watch = match &at {
+            StoreLocation::Sqlite(file) => watch_store(&mut waiter, file),
+            // A database server's changes make no notification here: look on a timer.
+            StoreLocation::Postgres(_) => {
+                waiter.poll_only();
+                false
+            }
+        };
         if store.is_none() && at.exists() {
             store = ctx.store(&s).ok();
         }
@@ -63,7 +75,7 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
             if !a.raw {
                 println!("── {} · attempt {} ──", l.task, l.attempt);
             }
-            show(l, &a, color, store.as_deref()).await?;
+            show(l, &a, color, store.as_deref(), &mut waiter).await?;
             shown.push((l.task.clone(), l.attempt));
             progressed = true;
         }
@@ -77,8 +89,24 @@ pub async fn run(ctx: &Ctx, a: LogsArgs) -> anyhow::Result<i32> {
             eprintln!("borg: waiting for {} to start…", a.id);
             waited = true;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if !new_watch {
+            waiter.wait().await;
+        }
     }
+}
+
+/// Wakes the follower on writes to the store (its folder), or to the folder it will be
+/// created in. True when a watch was just added (see [`Waiter::watch`]).
+fn watch_store(waiter: &mut Waiter, store: &Path) -> bool {
+    let dir = store
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut fresh = waiter.watch(dir);
+    if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fresh |= waiter.watch(up);
+    }
+    fresh
 }
 
 /// True when the task is in a terminal state (nothing more will be written).
@@ -150,6 +178,7 @@ async fn show(
     a: &LogsArgs,
     color: bool,
     store: Option<&dyn Store>,
+    waiter: &mut Waiter,
 ) -> anyhow::Result<()> {
     let mut renderer = Renderer::new(color);
     let mut splitter = LineSplitter::new(8 * 1024 * 1024);
@@ -197,7 +226,10 @@ async fn show(
         if !running {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fresh = l.stdout.parent().is_some_and(|dir| waiter.watch(dir));
+        if !fresh {
+            waiter.wait().await;
+        }
     }
     if !a.raw {
         let mut lines = Vec::new();

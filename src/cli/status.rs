@@ -11,7 +11,7 @@ use crate::cli::StatusArgs;
 use crate::error::EXIT_OK;
 use crate::input::config::Overrides;
 use crate::run::attempt::now_ms;
-use crate::show::fleet::{view, InstanceView, OutsideView, StatusView, QUEUE_STATES};
+use crate::show::fleet::{shape, InstanceView, OutsideView, StatusView, QUEUE_STATES};
 use crate::show::report;
 use crate::store::agents::AGENT_HOST;
 use crate::store::{OwnerInfo, Store};
@@ -30,12 +30,12 @@ struct Shown {
 
 /// The owners that are borg processes: outside agents (`borg serve`) have a section
 /// of their own and no heartbeat to judge.
-fn borg_owners(store: &dyn Store) -> anyhow::Result<Vec<OwnerInfo>> {
-    Ok(store
-        .owners()?
-        .into_iter()
+fn borg_owners(owners: &[OwnerInfo]) -> Vec<OwnerInfo> {
+    owners
+        .iter()
         .filter(|o| o.host != AGENT_HOST)
-        .collect())
+        .cloned()
+        .collect()
 }
 
 /// Runs `borg status`.
@@ -44,13 +44,7 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
     let store = ctx.store(&s)?;
     let external = ctx.roles(&s).map(|r| r.external()).unwrap_or_default();
     loop {
-        let now = now_ms();
-        let fleet = view(store.as_ref(), &external, 5, now)?;
-        let tasks = store.tasks()?;
-        let v = Shown {
-            hosts: hosts::hosts(&borg_owners(store.as_ref())?, &tasks, s.run.lease, now),
-            fleet,
-        };
+        let v = frame(store.as_ref(), &external, s.run.lease)?;
         if a.json {
             print_json(&v)?;
         } else {
@@ -65,6 +59,18 @@ pub async fn run(ctx: &Ctx, a: StatusArgs) -> anyhow::Result<i32> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// One frame: the whole fleet read in one go (one read of the store, one snapshot),
+/// then shaped.
+fn frame(store: &dyn Store, external: &[String], lease: Duration) -> anyhow::Result<Shown> {
+    let now = now_ms();
+    let v = store.fleet_view(now)?;
+    let hosts = hosts::hosts(&borg_owners(&v.owners), &v.tasks, lease, now);
+    Ok(Shown {
+        hosts,
+        fleet: shape(v, external, now),
+    })
 }
 
 /// The text view: instances, queue, alerts, totals. Writing to a `String` cannot fail,
@@ -213,6 +219,15 @@ fn write_alerts(o: &mut String, v: &StatusView) {
         let kind = p.get("kind").and_then(|k| k.as_str()).unwrap_or("usage");
         let _ = writeln!(o, "PARKED   parked until {until} ({kind} limit)");
     }
+    if let Some(m) = &v.memory {
+        let mib = |k: &str| m.get(k).and_then(|x| x.as_u64()).unwrap_or(0) / (1024 * 1024);
+        let _ = writeln!(
+            o,
+            "MEMORY   waiting: {} MiB available, below min_available_memory ({} MiB); no new child starts, tasks wait",
+            mib("available_bytes"),
+            mib("min_available_bytes")
+        );
+    }
     if let Some(b) = &v.breaker {
         let _ = writeln!(
             o,
@@ -261,5 +276,66 @@ fn write_totals(o: &mut String, t: &report::Totals, roles: &BTreeMap<String, rep
             m.p95_duration_ms as f64 / 1000.0,
             m.cost_usd
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{ClaimRequest, NewTask, Store};
+
+    /// A store of `n` tasks, each claimed and started once.
+    fn store_of(n: usize) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let st = SqliteStore::open(&dir.path().join("borg.db")).unwrap();
+        let tasks: Vec<NewTask> = (0..n)
+            .map(|i| NewTask {
+                id: format!("t{i:03}"),
+                role: "developer".into(),
+                priority: 0,
+                order: i as i64,
+                depends_on: vec![],
+                instance: None,
+                max_attempts: 1,
+                spec: serde_json::json!({"prompt": "p"}),
+                hash: format!("h{i}"),
+                awaits_person: false,
+            })
+            .collect();
+        st.sync_tasks(&tasks, 0).unwrap();
+        let req = ClaimRequest {
+            owner: "o".into(),
+            roles: vec!["developer".into()],
+            idle_instances: vec![],
+            reuse: vec![],
+            only: vec![],
+            scoped: false,
+            lease: Duration::from_secs(60),
+            now_ms: 1,
+        };
+        while let Some(c) = st.claim_next(&req).unwrap() {
+            let start = crate::store::AttemptStart {
+                instance: "i".into(),
+                ..Default::default()
+            };
+            st.start_attempt(&c.token, &start).unwrap();
+        }
+        (dir, st)
+    }
+
+    #[test]
+    fn a_frame_reads_the_store_once_whatever_the_number_of_tasks() {
+        for n in [3, 40] {
+            let (_d, st) = store_of(n);
+            let before = st.read_transactions();
+            let v = frame(&st, &[], Duration::from_secs(60)).unwrap().fleet;
+            assert_eq!(v.queue["running"].len(), n);
+            assert_eq!(
+                st.read_transactions() - before,
+                1,
+                "one frame of {n} tasks read the store more than once"
+            );
+        }
     }
 }

@@ -81,6 +81,7 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         verify: None,
         review: None,
         fix_rounds: None,
+        session: None,
         order: parent.order.max(0) as usize,
     };
     Ok(NewTask {

@@ -86,6 +86,43 @@ pub struct ClaudeSettings {
     pub max_retries: u32,
     /// `API_TIMEOUT_MS` given to the child unless the user set it.
     pub api_timeout_ms: u64,
+    /// Where each child's Claude configuration lives (`CLAUDE_CONFIG_DIR`).
+    pub config_dir: ConfigDirMode,
+}
+
+/// `[claude] config_dir`: one Claude config folder per instance, or the user's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConfigDirMode {
+    /// Per instance when the run's concurrency is above 1, else shared.
+    #[default]
+    Auto,
+    /// `workspaces/<id>/claude-config/` for each instance: concurrent children never
+    /// race on one `.claude.json`.
+    PerInstance,
+    /// The CLI's own folder (`CLAUDE_CONFIG_DIR` if set, else `~/.claude`).
+    Shared,
+}
+
+impl ConfigDirMode {
+    /// `auto`, `per-instance` or `shared`; else a message naming them.
+    pub fn parse(v: &str) -> Result<ConfigDirMode, String> {
+        match v {
+            "auto" => Ok(ConfigDirMode::Auto),
+            "per-instance" => Ok(ConfigDirMode::PerInstance),
+            "shared" => Ok(ConfigDirMode::Shared),
+            _ => Err("expected \"per-instance\", \"shared\" or \"auto\"".into()),
+        }
+    }
+
+    /// Whether each instance gets its own folder, for a run of this concurrency.
+    pub fn per_instance(self, concurrency: usize) -> bool {
+        match self {
+            ConfigDirMode::Auto => concurrency > 1,
+            ConfigDirMode::PerInstance => true,
+            ConfigDirMode::Shared => false,
+        }
+    }
 }
 
 /// Run-time limits and watchdogs.
@@ -131,6 +168,12 @@ pub struct RunSettings {
     pub lease: Duration,
     /// Longest stdout line parsed; longer ones are logged but not parsed.
     pub max_line_bytes: usize,
+    /// No new child starts while the machine's `MemAvailable` is below this (bytes;
+    /// 0: no check).
+    pub min_available_memory: u64,
+    /// Stop an attempt whose whole process tree holds more resident memory than this
+    /// (bytes; None: no limit).
+    pub max_attempt_memory: Option<u64>,
 }
 
 /// Where things live.
@@ -295,6 +338,7 @@ impl Default for Settings {
                 env: BTreeMap::new(),
                 max_retries: 2,
                 api_timeout_ms: 120_000,
+                config_dir: ConfigDirMode::Auto,
             },
             run: RunSettings {
                 concurrency: 4,
@@ -312,6 +356,8 @@ impl Default for Settings {
                 budget_usd: None,
                 lease: Duration::from_secs(60),
                 max_line_bytes: 8 * 1024 * 1024,
+                min_available_memory: 1 << 30,
+                max_attempt_memory: None,
             },
             roles: BTreeMap::new(),
             git: GitSettings {
@@ -376,6 +422,14 @@ impl Settings {
             settings.paths.store = settings.paths.workspaces.join(STORE_FILE);
         }
         Ok(settings)
+    }
+
+    /// One variable of the `.env` file at `path`, read by the one `.env` reader with
+    /// the rules every setting is read with: the last assignment wins, and a line that
+    /// is no assignment makes the file an error (a missing file is empty). Used by what
+    /// runs before the settings are loaded (diagnostics' `BORG_LOG`).
+    pub fn dotenv_var(path: &Path, name: &str) -> Result<Option<String>, ConfigError> {
+        Ok(load::read_dotenv(path)?.remove(name).map(|(v, _)| v))
     }
 
     /// The environment variables borg itself reads (documented in `.env.example`).

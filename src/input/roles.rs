@@ -1,8 +1,8 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, writable, external, approval, verify, review,
-//! fix_rounds). The five shipped roles are also built
-//! into the binary, so borg works from any directory.
+//! permission_mode, allowed_tools, max_turns, session, writable, external, approval,
+//! verify, review, fix_rounds). The five shipped roles are also built into the binary,
+//! so borg works from any directory.
 
 use crate::input::gates::GateSpec;
 use crate::input::values::{valid_id, PERMISSION_MODES};
@@ -25,6 +25,10 @@ pub struct RoleMeta {
     pub allowed_tools: Vec<String>,
     /// `--max-turns` for tasks of this role.
     pub max_turns: Option<u32>,
+    /// `session = "continue"`: the role's tasks resume their instance's previous
+    /// session (a task's own `session` wins).
+    #[serde(default)]
+    pub session: Option<super::values::SessionMode>,
     /// Where tasks of this role may write: globs relative to the repository root
     /// (`["tests/**", "*.md"]`); empty = anywhere. Enforced before each write by the
     /// coordination hook.

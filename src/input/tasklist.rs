@@ -8,6 +8,7 @@
 mod fields;
 mod validate;
 
+pub use super::values::SessionMode;
 use crate::input::gates::GateSpec;
 use fields::{build_task, read_fields, Fields};
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,10 @@ pub struct TaskSpec {
     /// Fix rounds allowed (over the role's and `[verify] fix_rounds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fix_rounds: Option<u32>,
+    /// Fresh session or the instance's previous one resumed (None: the role's choice,
+    /// else fresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionMode>,
     /// Position in the file (0-based), the tie-breaker after priority.
     pub order: usize,
 }
@@ -210,6 +215,7 @@ pub const TASK_KEYS: &[&str] = &[
     "verify",
     "review",
     "fix_rounds",
+    "session",
 ];
 
 /// The role a task gets when neither it nor `[defaults]` names one.

@@ -1,4 +1,4 @@
-//! Value readers the settings, the task list and the roles share: durations,
+//! Value readers the settings, the task list and the roles share: durations, sizes,
 //! permission modes and ids.
 //!
 //! They live below `config` and `tasklist` so that the two read the same forms with
@@ -39,6 +39,73 @@ pub(crate) fn toml_duration(v: &toml::Value) -> Result<Duration, String> {
     }
 }
 
+/// Parses an amount of memory: a number of bytes, or a number with a unit: `K`, `M`,
+/// `G`, `T` and `KiB` … `TiB` are powers of 1024, `KB` … `TB` powers of 1000
+/// ("1GiB", "512 MiB", "1.5G"). `off` and `0` are 0.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("not an amount of memory: {t:?}; try \"512MiB\", \"2GiB\" or \"off\"");
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(0);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = (t[..split].trim(), t[split..].trim());
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let scale: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(bad()),
+    };
+    let bytes = n * scale;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// A TOML amount of memory: a string for [`parse_size`] or a whole number of bytes.
+pub(crate) fn toml_size(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::String(s) => parse_size(s),
+        toml::Value::Integer(n) if *n >= 0 => Ok(*n as u64),
+        _ => Err("expected an amount of memory such as \"512MiB\" or \"2GiB\"".into()),
+    }
+}
+
+/// Whether a task starts a new claude session or resumes its instance's last one
+/// (`session = "fresh" | "continue"` on a task, in `[defaults]` or a role).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionMode {
+    /// A new session (the default): the prompt carries the role and a summary of the
+    /// instance's earlier tasks.
+    #[default]
+    Fresh,
+    /// The instance's previous session, resumed (`--resume`): the agent remembers its
+    /// earlier tasks, and the prompt carries only the new task.
+    Continue,
+}
+
+impl SessionMode {
+    /// `fresh` or `continue`; else a message naming both.
+    pub fn parse(v: &str) -> Result<SessionMode, String> {
+        match v {
+            "fresh" => Ok(SessionMode::Fresh),
+            "continue" => Ok(SessionMode::Continue),
+            _ => Err("expected \"fresh\" or \"continue\"".into()),
+        }
+    }
+}
+
 /// One of `PERMISSION_MODES`, else a message listing them.
 pub(crate) fn permission_mode(v: &str) -> Result<String, String> {
     if PERMISSION_MODES.contains(&v) {
@@ -63,4 +130,21 @@ pub fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_binary_and_decimal_units() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(3 << 29));
+        assert_eq!(parse_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("off"), Ok(0));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
 }

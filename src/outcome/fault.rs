@@ -44,6 +44,19 @@ pub struct Classified {
     pub limit_kind: Option<String>,
 }
 
+/// What the CLI says when `--resume` names a session it does not have.
+const NO_CONVERSATION: &str = "No conversation found";
+
+/// The CLI refused to resume: `--resume` named a session it does not have (in its
+/// config folder, for this working directory), and it did nothing else.
+pub fn resume_refused(summary: &TranscriptSummary) -> bool {
+    summary.result.as_ref().is_some_and(|r| {
+        r.is_error
+            && r.subtype == "error_during_execution"
+            && r.errors.iter().any(|e| e.contains(NO_CONVERSATION))
+    })
+}
+
 /// Classifies an attempt.
 ///
 /// Precedence: a successful `result` beats everything that happened after it (a
@@ -100,6 +113,10 @@ pub fn classify(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Classified
         }
         Some(Watchdog::Idle) => {
             return outcome(Status::TimedOut, FaultClass::Transient, "idle", error)
+        }
+        // Retrying would most likely grow the same way again.
+        Some(Watchdog::Memory) => {
+            return outcome(Status::Killed, FaultClass::Permanent, "memory", error)
         }
         _ => {}
     }
@@ -176,7 +193,7 @@ fn result_fault(summary: &TranscriptSummary, r: &ResultEvent) -> (FaultClass, St
     match r.subtype.as_str() {
         "error_max_turns" => return (FaultClass::Permanent, "max_turns".into()),
         "error_max_budget_usd" => return (FaultClass::Permanent, "max_budget".into()),
-        "error_during_execution" if errors.contains("No conversation found") => {
+        "error_during_execution" if errors.contains(NO_CONVERSATION) => {
             return (FaultClass::Permanent, "resume_unknown".into())
         }
         _ => {}
@@ -276,7 +293,10 @@ fn signal_of(exit: &ExitInfo) -> Option<i32> {
 fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<String> {
     // A watchdog stop is the news: whatever the CLI said after borg's SIGINT
     // ("aborted during a tool call") is only its reaction to being stopped.
-    if matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle)) {
+    if matches!(
+        facts.watchdog,
+        Some(Watchdog::Timeout | Watchdog::Idle | Watchdog::Memory)
+    ) {
         let what = describe(summary, facts);
         let after = summary
             .result
@@ -311,8 +331,11 @@ fn error_text(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> Option<Strin
     }
     // When borg itself stopped the child, that is the news; stderr would only hold
     // whatever the child happened to print last.
-    let stopped_by_borg =
-        facts.interrupted || matches!(facts.watchdog, Some(Watchdog::Timeout | Watchdog::Idle));
+    let stopped_by_borg = facts.interrupted
+        || matches!(
+            facts.watchdog,
+            Some(Watchdog::Timeout | Watchdog::Idle | Watchdog::Memory)
+        );
     if !stopped_by_borg {
         if let Some(tail) = stderr_tail(facts.stderr_tail, 500) {
             return Some(tail);
@@ -359,6 +382,9 @@ fn describe(summary: &TranscriptSummary, facts: &EndFacts<'_>) -> String {
     match facts.watchdog {
         Some(Watchdog::Timeout) => return "timed out after the wall-clock timeout".into(),
         Some(Watchdog::Idle) => return "no output for longer than the idle timeout".into(),
+        Some(Watchdog::Memory) => {
+            return "stopped: its process tree's memory passed max_attempt_memory".into()
+        }
         _ => {}
     }
     if let Some(rl) = &summary.rate_limit {

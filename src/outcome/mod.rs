@@ -259,6 +259,8 @@ pub enum Watchdog {
     Idle,
     /// `result_grace`: still alive too long after its `result` line.
     ResultGrace,
+    /// `max_attempt_memory`: the whole tree's resident memory passed the limit.
+    Memory,
 }
 
 impl Watchdog {
@@ -268,6 +270,7 @@ impl Watchdog {
             Watchdog::Timeout => "timeout",
             Watchdog::Idle => "idle_timeout",
             Watchdog::ResultGrace => "result_grace",
+            Watchdog::Memory => "memory",
         }
     }
 }
@@ -345,6 +348,14 @@ pub struct AttemptRecord {
     pub stop_latency_ms: Option<u64>,
     /// Session resumed by this attempt.
     pub resumed_session: Option<String>,
+    /// The largest resident memory of the attempt's whole process tree, MiB (rounded
+    /// up), sampled from `/proc` by the reaper; None when never measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mb: Option<u64>,
+    /// `session = "continue"` could not resume the instance's session, so the attempt
+    /// ran in a fresh one: which session, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_fallback: Option<String>,
     /// Status of borg's MCP server in the child's init line (`connected`, `failed`,
     /// `pending`), when coordination was on.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -215,6 +215,7 @@ pub fn follow_up_spec(task: &TaskRow, id: &str, role: &str) -> TaskSpec {
         verify: None,
         review: None,
         fix_rounds: None,
+        session: None,
         order: task.order as usize,
     }
 }

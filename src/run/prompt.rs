@@ -1,6 +1,10 @@
 //! The prompt a child receives on stdin, in this order: the role context, a short
 //! summary of the instance's earlier tasks, the task's prompt verbatim, then what the
 //! work depends on: each dependency's outcome and, for a handoff, its context.
+//!
+//! A task that continues its instance's session (`session = "continue"`) gets only the
+//! task and what it depends on ([`build_continued`]): the session already holds the
+//! role and the earlier tasks, for real.
 
 use crate::input::roles::Role;
 use crate::outcome::{FileChange, Status};
@@ -78,7 +82,32 @@ pub fn build(
         }
         p.push('\n');
     }
-    p.push_str("## Your task\n\n");
+    push_task(&mut p, "## Your task\n\n", task_prompt, deps, handoff);
+    p
+}
+
+/// The prompt of a task that resumes its instance's previous session: the new task
+/// and its dependencies' and handoff's context, without the role context or the
+/// summary of earlier tasks the session already holds.
+pub fn build_continued(
+    task_prompt: &str,
+    deps: &[DepOutcome],
+    handoff: Option<&HandoffContext>,
+) -> String {
+    let mut p = String::with_capacity(task_prompt.len() + 512);
+    push_task(&mut p, "## Your next task\n\n", task_prompt, deps, handoff);
+    p
+}
+
+/// The task under `heading`, then its handoff context and dependencies.
+fn push_task(
+    p: &mut String,
+    heading: &str,
+    task_prompt: &str,
+    deps: &[DepOutcome],
+    handoff: Option<&HandoffContext>,
+) {
+    p.push_str(heading);
     p.push_str(task_prompt);
     if !task_prompt.ends_with('\n') {
         p.push('\n');
@@ -105,7 +134,7 @@ pub fn build(
                 let _ = writeln!(p, "- {s}");
             }
         }
-        write_files(&mut p, &h.files_changed);
+        write_files(p, &h.files_changed);
         if let Some(r) = &h.result_text {
             let _ = writeln!(p, "Its final report:\n{}", quote(r));
         }
@@ -114,13 +143,12 @@ pub fn build(
         p.push_str("\n## What this task depends on\n");
         for d in deps {
             let _ = writeln!(p, "\n### Task `{}` ({} role): {}", d.id, d.role, d.status);
-            write_files(&mut p, &d.files_changed);
+            write_files(p, &d.files_changed);
             if let Some(r) = &d.result_text {
                 let _ = writeln!(p, "Its final report:\n{}", quote(r));
             }
         }
     }
-    p
 }
 
 /// Git mode: where the work happens and what becomes of it.

@@ -79,22 +79,15 @@ pub async fn maintenance(store: &Arc<dyn Store>, me: &OwnerInfo) -> Result<(), S
 /// the recorded pid is still the same process) and any process carrying the attempt's
 /// cookie. A reused pid is never hit: start time and boot id must match.
 pub fn sweep(attempts: &[AttemptRow]) {
-    use nix::sys::signal::Signal;
-    let boot = crate::supervise::procs::boot_id();
     for a in attempts {
         let st = &a.start;
-        if st.boot_id != boot {
-            continue;
-        }
-        if crate::supervise::procs::same_process(st.pid, st.start_time, &boot) {
-            crate::supervise::procs::signal_group(st.pgid as i32, Signal::SIGKILL);
-            crate::supervise::procs::signal(st.pid as i32, Signal::SIGKILL);
-        }
-        if !st.uid.is_empty() {
-            for p in crate::supervise::procs::with_env("BORG_ATTEMPT_UID", &st.uid) {
-                crate::supervise::procs::signal(p, Signal::SIGKILL);
-            }
-        }
+        crate::supervise::procs::kill_leftovers(
+            st.pid,
+            st.pgid,
+            st.start_time,
+            &st.boot_id,
+            &st.uid,
+        );
     }
 }
 

@@ -51,6 +51,11 @@ pub trait Progress: Send {
         _elapsed: std::time::Duration,
     ) {
     }
+    /// Whether [`Progress::live`] shows anything: when not, the run loop does not wake
+    /// up twice a second to call it.
+    fn wants_live(&self) -> bool {
+        false
+    }
     /// Sets the number of tasks in scope and how many are done.
     fn totals(&mut self, _done: usize, _total: usize, _cost_usd: f64) {}
     /// Removes every live line (before the final report is printed).
@@ -179,6 +184,10 @@ impl Progress for Tty {
                 self.multi.suspend(|| plain.event(ev));
             }
         }
+    }
+
+    fn wants_live(&self) -> bool {
+        true
     }
 
     fn live(

@@ -56,6 +56,9 @@ pub struct TaskReport {
     pub leaked: bool,
     /// The result text of the last attempt.
     pub result: Option<String>,
+    /// The largest resident memory of any attempt's whole process tree, MiB.
+    #[serde(default)]
+    pub peak_rss_mb: Option<u64>,
     /// The definition changed after it succeeded (not re-run).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub changed_after_success: bool,
@@ -216,6 +219,7 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
             .map(|w| w.as_str().to_string()),
         leaked: last.is_some_and(|r| r.leaked),
         result: last.and_then(|r| r.result_text.clone()),
+        peak_rss_mb: recs.iter().filter_map(|r| r.peak_rss_mb).max(),
         changed_after_success: false,
         decisions: last.map(|r| r.decisions.clone()).unwrap_or_default(),
         messages: MessageCounts::default(),

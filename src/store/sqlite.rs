@@ -7,14 +7,13 @@
 //! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
 //! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
 //! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
-//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`).
-//! `agents` is the outside agents of `borg serve` (`AgentStore`).
+//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`); `view` the
+//! whole-fleet view. `agents` is the outside agents of `borg serve` (`AgentStore`).
 //!
-//! Every read runs in one transaction; every write runs in a `BEGIN IMMEDIATE`
-//! transaction (so a read-then-write never needs a lock upgrade that could fail with
-//! SQLITE_BUSY despite the timeout), grouped with the writes queued meanwhile into one
-//! commit (`batch`). Errors are converted at the boundary, where the database path is
-//! known, so every error message names the file.
+//! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (a
+//! read-then-write never needs a lock upgrade that could fail with SQLITE_BUSY despite the
+//! timeout), grouped with the writes queued meanwhile into one commit (`batch`). Errors
+//! are converted where the database path is known, so every message names the file.
 
 mod agents;
 mod batch;
@@ -30,7 +29,9 @@ mod netfs;
 mod read;
 mod release;
 mod schema;
+mod sessions;
 mod tasks;
+mod view;
 
 use super::*;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
@@ -54,6 +55,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// Every write goes through it (see `batch`).
     writer: batch::Writer,
+    reads: std::sync::atomic::AtomicU64,
 }
 
 /// Internal error: either a database error (converted with the path at the boundary)
@@ -145,6 +147,7 @@ impl SqliteStore {
             busy,
             conn: Mutex::new(conn),
             writer,
+            reads: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -212,6 +215,8 @@ impl SqliteStore {
     /// Runs `f` in a deferred (read) transaction, so multi-statement reads see one
     /// snapshot.
     fn read<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> R<T>) -> Result<T, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         enter(self.busy);
         let res = (|| {

@@ -39,6 +39,8 @@ const ALLOW_EXACT: &[&str] = &[
     "SHELL",
     "API_TIMEOUT_MS",
     "IS_SANDBOX",
+    // The user's own Claude config folder (`[claude] config_dir = "shared"`).
+    "CLAUDE_CONFIG_DIR",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "NO_PROXY",
@@ -332,6 +334,7 @@ mod tests {
             verify: None,
             review: None,
             fix_rounds: None,
+            session: None,
             order: 0,
         };
         let id = ChildIdentity {

@@ -1,6 +1,6 @@
 //! Facts about processes read from `/proc`, and signals sent by pid.
 //!
-//! borg only ever signals processes it can prove it started: the shim's descendants
+//! borg only ever signals processes it can prove it started: the reaper's descendants
 //! (found by walking parent links), process groups it created, or processes whose
 //! recorded start time and boot id still match (so a reused pid is never hit).
 
@@ -75,11 +75,20 @@ pub fn all() -> Vec<ProcStat> {
 
 /// Every descendant of `root` (not `root` itself), found by following parent links.
 pub fn descendants(root: i32) -> Vec<i32> {
-    let procs = all();
+    descendants_in(&children_map(&all()), root)
+}
+
+/// Children of each process, from one scan of `/proc`: parent pid → child pids.
+pub fn children_map(procs: &[ProcStat]) -> HashMap<i32, Vec<i32>> {
     let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for p in &procs {
+    for p in procs {
         children.entry(p.ppid).or_default().push(p.pid);
     }
+    children
+}
+
+/// Every descendant of `root` in a children map (not `root` itself).
+pub fn descendants_in(children: &HashMap<i32, Vec<i32>>, root: i32) -> Vec<i32> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut stack = vec![root];
@@ -92,6 +101,87 @@ pub fn descendants(root: i32) -> Vec<i32> {
         }
     }
     out
+}
+
+/// The direct children of `pid`: its threads' `children` files when the kernel has
+/// them (one small read for a single-threaded process), else a scan of `/proc`.
+pub fn children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in tasks.filter_map(|e| e.ok()) {
+        match fs::read_to_string(t.path().join("children")) {
+            Ok(text) => out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            ),
+            Err(_) => {
+                return all()
+                    .into_iter()
+                    .filter(|p| p.ppid == pid)
+                    .map(|p| p.pid)
+                    .collect()
+            }
+        }
+    }
+    out
+}
+
+/// Resident memory of one process in KiB (`/proc/PID/statm`), 0 when it is gone.
+pub fn rss_kb(pid: i32) -> u64 {
+    static PAGE_KB: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let page = *PAGE_KB.get_or_init(|| {
+        // SAFETY: sysconf with a constant name has no preconditions.
+        let b = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if b > 0 {
+            b as u64 / 1024
+        } else {
+            4
+        }
+    });
+    fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
+/// The value of `key` in the environment a process started with, if readable.
+pub fn environ_value(pid: i32, key: &str) -> Option<String> {
+    let env = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = format!("{key}=");
+    env.split(|&b| b == 0)
+        .find_map(|kv| kv.strip_prefix(prefix.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Kills what is left of an attempt whose supervisor is gone: the recorded process
+/// group while the recorded pid is still the same process (start time and boot id
+/// match, so a reused pid is never hit), and every process carrying the attempt's
+/// cookie `uid`. Returns how many processes were signalled.
+pub fn kill_leftovers(pid: i64, pgid: i64, start_time: u64, boot: &str, uid: &str) -> usize {
+    let mut n = 0;
+    if same_process(pid, start_time, boot) {
+        signal_group(pgid as i32, Signal::SIGKILL);
+        signal(pid as i32, Signal::SIGKILL);
+        n += 1;
+    }
+    if !uid.is_empty() && boot == boot_id() {
+        for p in with_env("BORG_ATTEMPT_UID", uid) {
+            signal(p, Signal::SIGKILL);
+            n += 1;
+        }
+    }
+    n
+}
+
+/// The machine's available memory (`MemAvailable` of `/proc/meminfo`), bytes; None
+/// when unreadable.
+pub fn mem_available() -> Option<u64> {
+    let text = fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Pids whose environment holds `key=value` (the attempt cookie), self excluded.

@@ -1,17 +1,19 @@
-//! The runner: runs one attempt of a task as a claude child under the shim, streams
-//! its output to the logs and the transcript parser, enforces the watchdogs, and stops
-//! it through the stop ladder (SIGINT, SIGTERM, then SIGKILL of the whole tree).
+//! The runner: runs one attempt of a task as a claude child under the reaper, streams
+//! its output to the logs and the transcript parser, enforces the watchdogs (time,
+//! silence, life after the result, memory), and stops it through the stop ladder
+//! (SIGINT, SIGTERM, then SIGKILL of the whole tree).
 //!
-//! Data path: claude writes straight into borg's pipes (the shim only forks it). One
+//! Data path: claude writes straight into borg's pipes (the reaper only starts it). One
 //! reader task per pipe moves chunks into a small bounded queue, so a slow disk or
 //! parser delays the reader only once that queue is full, and memory stays bounded
 //! whatever the child writes; a blocking consumer appends the raw bytes to the log
 //! and splits lines for the parser. Completion never waits on EOF alone: after claude
-//! exits, the pipes get `leak_timeout` to close, then the shim kills what is left.
+//! exits, the pipes get `leak_timeout` to close, then the reaper kills what is left.
 //!
-//! [`run_attempt`] is a pipeline of stages, each in its own file: `spawn` starts the
-//! shim and wires its pipes, `stream` is the data path of one pipe, `watch` is the
-//! event loop (the shim's reports, borg's requests, the watchdogs) and `stop` the
+//! [`run_attempt`] is a pipeline of stages, each in its own file: `spawn` makes the
+//! pipes and has the reaper start claude, `stream` is the data path of one pipe,
+//! `watch` is the event loop (the reaper's reports, borg's requests, the watchdogs)
+//! and `stop` the
 //! ladder it climbs; the finish (the watch's conclusions, the streams' results) closes
 //! `run_attempt` itself.
 
@@ -45,6 +47,8 @@ pub struct Watchdogs {
     pub term_grace: Duration,
     /// After claude exits: wait for pipes and descendants.
     pub leak_timeout: Duration,
+    /// Stop the attempt once its whole tree's resident memory passes this (KiB).
+    pub max_memory_kb: Option<u64>,
 }
 
 /// Everything needed to start one attempt.
@@ -76,8 +80,8 @@ pub struct AttemptPlan {
 /// Pids of a started attempt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChildIds {
-    /// The shim (borg's direct child).
-    pub shim_pid: i32,
+    /// The reaper (borg's direct child, claude's parent).
+    pub reaper_pid: i32,
     /// claude.
     pub pid: i32,
     /// claude's process group (claude leads it).
@@ -139,15 +143,23 @@ pub struct AttemptOutput {
     pub stderr_bytes: u64,
     /// From the first stop action to the whole tree gone.
     pub stop_latency: Option<Duration>,
+    /// The largest resident memory of the whole tree, sampled by the reaper (KiB).
+    pub peak_rss_kb: u64,
 }
 
-/// Messages to the watch: the shim's status reports and the streams' events.
+/// Messages to the watch: the reaper's reports and the streams' events.
 enum Ev {
     Started(i32, u64),
     Exited(i32),
     Signaled(i32),
     Killed(usize),
     SpawnError(String),
+    /// The tree passed its memory limit (KiB).
+    Memory(u64),
+    /// claude and its whole tree are gone (the tree's peak memory, KiB).
+    Done(u64),
+    /// The reaper died: nothing more will come from it.
+    ReaperLost,
     StatusClosed,
     StdoutEof,
     StderrEof,
@@ -174,12 +186,10 @@ pub async fn run_attempt(
         }
     };
     let mut watch = watch::Watch::new(&plan, started, &spawned, Box::new(on_start));
-    watch
-        .run(&mut spawned.child, &mut spawned.events, &ctl)
-        .await;
+    watch.run(&mut spawned.events, &ctl).await;
     // The watch may give up on pipes held by processes outside our reach before the
-    // shim was reaped: kill its tree and reap it now.
-    watch.reap_shim(&mut spawned.child).await;
+    // reaper said the tree was gone: kill it again and wait for that.
+    watch.settle(&mut spawned.events).await;
     let mut out = watch.into_output();
     spawned.streams.collect(&mut out).await;
     out.duration = started.elapsed();

@@ -40,6 +40,8 @@ pub struct GateJob {
     pub ladder: (Duration, Duration, Duration),
     /// `[verify] junit`: the JUnit XML files it writes.
     pub junit: Option<String>,
+    /// Its whole tree's resident memory limit, KiB (`[run] max_attempt_memory`).
+    pub max_memory_kb: Option<u64>,
 }
 
 /// What one gate run did.
@@ -90,6 +92,7 @@ pub async fn run(job: &GateJob, ctl: Control) -> GateOutput {
             interrupt_grace: int,
             term_grace: term,
             leak_timeout: leak,
+            max_memory_kb: job.max_memory_kb,
         },
         max_line: 64 * 1024,
         log_cap: Some(LOG_CAP),

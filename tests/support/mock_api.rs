@@ -21,6 +21,14 @@
 //! name files in whatever workspace borg gave the CLI.
 //!
 //! Every request is recorded ([`MockApi::requests`]): method, path, headers, JSON body.
+//!
+//! Prompt caching, when asked for ([`MockApi::start_caching`]): a request's input is
+//! counted as its leading blocks (each system block, the tool list, each message) at
+//! [`BYTES_PER_TOKEN`]; the blocks a request shares, from its start, with an earlier
+//! request are reported as `cache_read_input_tokens`, the rest as `input_tokens`. That
+//! is Anthropic's prefix cache with a breakpoint after every block and no minimum size,
+//! close enough to compare conversations that resend their history with ones that do
+//! not.
 #![allow(dead_code)]
 
 use axum::body::{Body, Bytes};
@@ -38,6 +46,9 @@ use std::time::{Duration, Instant};
 pub const INPUT_TOKENS: u64 = 1000;
 /// Output tokens reported per turn.
 pub const OUTPUT_TOKENS: u64 = 100;
+
+/// With caching on: bytes of request JSON counted as one input token.
+pub const BYTES_PER_TOKEN: u64 = 4;
 
 /// One content block of a scripted assistant turn.
 #[derive(Debug, Clone)]
@@ -162,6 +173,9 @@ pub struct Script {
     pub faults: VecDeque<Fault>,
     /// A fault for every request once `faults` is used up.
     pub always: Option<Fault>,
+    /// Turns are counted from the newest user message holding the marker (a
+    /// conversation resumed with `--resume` carries earlier tasks' turns before it).
+    pub per_prompt: bool,
 }
 
 impl Script {
@@ -182,6 +196,13 @@ impl Script {
     /// Queues a fault for the next request.
     pub fn then_fail(mut self, f: Fault) -> Script {
         self.faults.push_back(f);
+        self
+    }
+
+    /// Counts turns from the newest user message holding the marker (see
+    /// [`Script::per_prompt`]); needs a marker.
+    pub fn per_prompt(mut self) -> Script {
+        self.per_prompt = true;
         self
     }
 
@@ -237,6 +258,8 @@ struct State {
     scripts: Mutex<Vec<Script>>,
     log: Mutex<Vec<Logged>>,
     next_id: AtomicU64,
+    /// With caching on: hashes of every block prefix of earlier requests.
+    cache: Option<Mutex<std::collections::HashSet<u64>>>,
 }
 
 /// The running mock. Dropping it stops the server and cancels open requests.
@@ -251,11 +274,21 @@ impl MockApi {
     /// Starts a server answering from `scripts` (the first without a marker, or else the
     /// first, is the default).
     pub fn start(scripts: Vec<Script>) -> MockApi {
+        Self::start_with(scripts, false)
+    }
+
+    /// [`MockApi::start`] with prompt caching counted (see the module doc).
+    pub fn start_caching(scripts: Vec<Script>) -> MockApi {
+        Self::start_with(scripts, true)
+    }
+
+    fn start_with(scripts: Vec<Script>, caching: bool) -> MockApi {
         let state = Arc::new(State {
             started: Instant::now(),
             scripts: Mutex::new(scripts),
             log: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
+            cache: caching.then(|| Mutex::new(std::collections::HashSet::new())),
         });
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -435,7 +468,10 @@ fn messages(st: &State, req: &Value, n: u64) -> (Response, String, usize) {
             );
         };
         let fault = script.faults.pop_front().or_else(|| script.always.clone());
-        let done = assistant_turns(req);
+        let done = match (&script.marker, script.per_prompt) {
+            (Some(m), true) => assistant_turns_since(req, m),
+            _ => assistant_turns(req),
+        };
         let turn = script
             .turns
             .get(done)
@@ -446,7 +482,12 @@ fn messages(st: &State, req: &Value, n: u64) -> (Response, String, usize) {
     let stream = req["stream"].as_bool() == Some(true);
     let cwd = working_directory(req).unwrap_or_default();
     let model = req["model"].as_str().unwrap_or("claude-mock").to_string();
-    let msg = render(&turn, &cwd, &model, n);
+    let mut msg = render(&turn, &cwd, &model, n);
+    if let Some(cache) = &st.cache {
+        let (input, read) = cached_usage(cache, req);
+        msg["usage"]["input_tokens"] = json!(input);
+        msg["usage"]["cache_read_input_tokens"] = json!(read);
+    }
     match fault {
         Some(Fault::Status {
             status,
@@ -541,6 +582,74 @@ fn collect_text(v: &Value, out: &mut String) {
         }),
         _ => {}
     }
+}
+
+/// How many assistant turns follow the newest user message holding `marker`.
+fn assistant_turns_since(req: &Value, marker: &str) -> usize {
+    let msgs = req["messages"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let start = msgs
+        .iter()
+        .rposition(|m| {
+            let mut t = String::new();
+            collect_text(&m["content"], &mut t);
+            m["role"] == "user" && t.contains(marker)
+        })
+        .unwrap_or(0);
+    msgs[start..]
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .count()
+}
+
+/// A request's input as blocks, in order: each system block, the tool list, each
+/// message.
+fn input_blocks(req: &Value) -> Vec<String> {
+    let mut out: Vec<String> = match &req["system"] {
+        Value::Array(a) => a.iter().map(|b| b["text"].to_string()).collect(),
+        Value::Null => vec![],
+        other => vec![other.to_string()],
+    };
+    out.push(req["tools"].to_string());
+    out.extend(
+        req["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["content"].to_string()),
+    );
+    out
+}
+
+/// The estimated input tokens of a request (its blocks at [`BYTES_PER_TOKEN`]).
+pub fn request_tokens(req: &Value) -> u64 {
+    input_blocks(req)
+        .iter()
+        .map(|b| b.len() as u64)
+        .sum::<u64>()
+        / BYTES_PER_TOKEN
+}
+
+/// (input_tokens, cache_read_input_tokens) of a request, and its prefixes cached.
+fn cached_usage(cache: &Mutex<std::collections::HashSet<u64>>, req: &Value) -> (u64, u64) {
+    use std::hash::{Hash, Hasher};
+    let mut seen = match cache.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let (mut total, mut read, mut hit) = (0u64, 0u64, true);
+    for b in input_blocks(req) {
+        b.hash(&mut h);
+        let key = h.finish();
+        let tokens = b.len() as u64 / BYTES_PER_TOKEN;
+        total += tokens;
+        hit = hit && seen.contains(&key);
+        if hit {
+            read += tokens;
+        }
+        seen.insert(key);
+    }
+    (total - read, read)
 }
 
 /// How many assistant turns the conversation already holds.

@@ -105,6 +105,8 @@ pub enum Step {
     IgnoreSignals,
     /// Write this many bytes of JSON lines as fast as possible (to stderr when true).
     Flood(u64, bool),
+    /// Allocate this many bytes, touch every page and keep them to the end.
+    Alloc(u64),
     /// One JSON line of this many bytes.
     HugeLine(u64),
     /// Lines with invalid UTF-8 between valid ones.

@@ -157,6 +157,7 @@
 //! | `grandchild-setsid` (alias `setsid-grandchild`) | spawns a grandchild (this binary in a hidden sleeper mode) in **its own session**, ignoring SIGINT and SIGTERM, stdio on /dev/null, with the full environment (`BORG_TASK_ID` …), sleeping forever; its pid goes to the state dir's `grandchildren` |
 //! | `grandchild-holds-stdout [MS]` (alias `leak-grandchild`) | spawns a grandchild in our process group that inherits stdout/stderr and sleeps MS (default 1 h), so the pipe stays open after we exit |
 //! | `ignore-signals` | this process ignores SIGINT and SIGTERM from now on |
+//! | `alloc BYTES` | allocates BYTES, writes every page (so they count in its resident memory) and keeps them until it exits |
 //! | `flood BYTES [stderr]` | at least BYTES of valid assistant JSON lines (~1 KiB each, whole lines) on stdout as fast as possible, or plain text lines on stderr; then go on |
 //! | `huge-line BYTES` | one valid assistant JSON line of BYTES bytes (newline included), streamed |
 //! | `bad-utf8` | a valid line, a JSON line with invalid UTF-8 in a string, a garbage line, a line with a split multi-byte char, a valid line |

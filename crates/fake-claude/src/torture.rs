@@ -1,5 +1,6 @@
-//! Supervision torture: processes that escape or outlive fake-claude, and output that
-//! is huge, fast or not UTF-8 (docs/supervision.md F1, F2, F4, F11, F12).
+//! Supervision torture: processes that escape or outlive fake-claude, output that is
+//! huge, fast or not UTF-8 (docs/supervision.md F1, F2, F4, F11, F12), and memory that
+//! grows (`alloc`).
 
 use crate::out::{Out, R};
 use std::io::Write;
@@ -124,4 +125,17 @@ pub fn huge_line(out: &mut Out, prefix: &str, suffix: &str, total: u64) -> R {
     }
     out.raw(suffix.as_bytes())?;
     out.raw(b"\n")
+}
+
+/// `alloc BYTES`: allocates and writes every page of BYTES (so the kernel counts it as
+/// resident), and keeps it for the rest of the process's life.
+pub fn alloc(bytes: u64) {
+    let Ok(n) = usize::try_from(bytes) else {
+        return;
+    };
+    let mut block = vec![0u8; n];
+    for i in (0..n).step_by(4096) {
+        block[i] = 1;
+    }
+    std::mem::forget(block);
 }

@@ -6,10 +6,10 @@ mod checks;
 
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{
-    ClaudeSettings, ConfigError, CoordSettings, GitSettings, PathsSettings, RoleLimits,
-    RunSettings, Settings,
+    ClaudeSettings, ConfigDirMode, ConfigError, CoordSettings, GitSettings, PathsSettings,
+    RoleLimits, RunSettings, Settings,
 };
-use crate::input::values::{permission_mode, toml_duration, valid_id};
+use crate::input::values::{permission_mode, toml_duration, toml_size, valid_id};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,6 +103,7 @@ struct FileClaude {
     sandbox: Option<bool>,
     max_retries: Option<Val>,
     api_timeout_ms: Option<Val>,
+    config_dir: Option<Val>,
     env: Option<BTreeMap<String, String>>,
 }
 
@@ -124,6 +125,8 @@ struct FileRun {
     budget_usd: Option<Val>,
     lease: Option<Val>,
     max_line_bytes: Option<Val>,
+    min_available_memory: Option<Val>,
+    max_attempt_memory: Option<Val>,
 }
 
 #[derive(Deserialize, Default)]
@@ -198,6 +201,10 @@ impl FileCx<'_> {
     fn usize(&self, section: &str, key: &str, v: &Val, min: u64) -> Result<usize, ConfigError> {
         let n = self.uint(section, key, v, min)?;
         usize::try_from(n).map_err(|_| self.invalid(section, key, v, "too large"))
+    }
+
+    fn size(&self, section: &str, key: &str, v: &Val) -> Result<u64, ConfigError> {
+        toml_size(v.get_ref()).map_err(|m| self.invalid(section, key, v, &m))
     }
 
     fn dollars(&self, section: &str, key: &str, v: &Val) -> Result<f64, ConfigError> {
@@ -341,6 +348,11 @@ impl FileCx<'_> {
         if let Some(v) = &c.api_timeout_ms {
             s.api_timeout_ms = self.uint(cl, "api_timeout_ms", v, 1)?;
         }
+        if let Some(v) = &c.config_dir {
+            let m = self.string(cl, "config_dir", v)?;
+            s.config_dir =
+                ConfigDirMode::parse(&m).map_err(|e| self.invalid(cl, "config_dir", v, &e))?;
+        }
         if let Some(env) = &c.env {
             s.env
                 .extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -387,6 +399,12 @@ impl FileCx<'_> {
         }
         if let Some(v) = &r.max_line_bytes {
             s.max_line_bytes = self.usize(rn, "max_line_bytes", v, 1024)?;
+        }
+        if let Some(v) = &r.min_available_memory {
+            s.min_available_memory = self.size(rn, "min_available_memory", v)?;
+        }
+        if let Some(v) = &r.max_attempt_memory {
+            s.max_attempt_memory = Some(self.size(rn, "max_attempt_memory", v)?).filter(|&n| n > 0);
         }
         Ok(())
     }

@@ -88,7 +88,7 @@ fn nonempty<'a>(vars: &'a BTreeMap<String, String>, name: &str) -> Option<&'a st
 
 /// `.env` as name → (value, line), read without touching the process environment.
 /// A missing file is an empty layer.
-fn read_dotenv(path: &Path) -> Result<BTreeMap<String, (String, usize)>, ConfigError> {
+pub(super) fn read_dotenv(path: &Path) -> Result<BTreeMap<String, (String, usize)>, ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),

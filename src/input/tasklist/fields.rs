@@ -5,7 +5,7 @@
 use super::validate::closest;
 use super::{Cx, RawTable, TaskListError, TaskSpec, DEFAULT_ROLE, TASK_KEYS};
 use crate::input::gates::GateSpec;
-use crate::input::values::{permission_mode, toml_duration, valid_id};
+use crate::input::values::{permission_mode, toml_duration, valid_id, SessionMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ pub(super) struct Fields {
     verify: Option<GateSpec>,
     review: Option<String>,
     fix_rounds: Option<u32>,
+    session: Option<SessionMode>,
 }
 
 /// Reads and type-checks every key of one table; `who` names it in messages
@@ -83,6 +84,10 @@ impl Fields {
             "permission_mode" => {
                 let s = as_str(v).ok_or("expected a permission mode")?;
                 self.permission_mode = Some(permission_mode(&s)?);
+            }
+            "session" => {
+                let s = as_str(v).ok_or("expected \"fresh\" or \"continue\"")?;
+                self.session = Some(SessionMode::parse(&s)?);
             }
             "priority" => self.priority = Some(v.as_integer().ok_or("expected an integer")?),
             "retries" => self.retries = Some(small_uint(v).ok_or("expected a whole number >= 0")?),
@@ -288,6 +293,7 @@ fn with_defaults(
         verify: own.verify.or_else(|| defaults.verify.clone()),
         review: own.review.or_else(|| defaults.review.clone()),
         fix_rounds: own.fix_rounds.or(defaults.fix_rounds),
+        session: own.session.or(defaults.session),
         order,
     }
 }

@@ -13,6 +13,7 @@ use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
 use crate::supervise::runner::{self, AttemptOutput, AttemptPlan, ChildIds, Control, LiveView};
+use crate::workspace::claude_config;
 use crate::workspace::snapshot::Snapshot;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -79,11 +80,12 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         store: &att.shared.store_path,
     };
     let (stdout_log, stderr_log) = att.instance.attempt_logs(&task.id, att.record.attempt);
-    prepare_logs(&att.instance.logs_dir(), &[&stdout_log, &stderr_log]);
+    prepare_logs(&att.instance.logs_dir(), &stdout_log);
+    let env = environment(att, task, &identity);
     AttemptPlan {
         program: att.shared.claude.clone(),
         args: claude::args(s, &opts, p.resume.as_deref()),
-        env: claude::environment(&att.shared.parent_env, s, task, &identity),
+        env,
         cwd: att.instance.project_dir(),
         prompt,
         stdout_log,
@@ -92,6 +94,22 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         max_line: s.run.max_line_bytes,
         log_cap: None,
     }
+}
+
+/// A claude child's environment: the allowlisted one with its identity, and the
+/// instance's own Claude config folder when instances have one (a fix round's
+/// `--resume` finds the session there).
+pub(super) fn environment(
+    att: &Attempt,
+    task: &TaskSpec,
+    identity: &ChildIdentity<'_>,
+) -> Vec<(String, String)> {
+    let s = &att.shared.settings;
+    let mut env = claude::environment(&att.shared.parent_env, s, task, identity);
+    if s.claude.config_dir.per_instance(s.run.concurrency) {
+        config_dir(att, &mut env);
+    }
+    env
 }
 
 /// A claude child's watchdogs: the task's, else the run's.
@@ -103,6 +121,25 @@ pub(super) fn watchdogs(s: &Settings, task: &TaskSpec) -> Watchdogs {
         interrupt_grace: s.run.interrupt_grace,
         term_grace: s.run.term_grace,
         leak_timeout: s.run.leak_timeout,
+        max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
+    }
+}
+
+/// The instance's own Claude config folder as the child's `CLAUDE_CONFIG_DIR` (made
+/// and seeded with the user's credentials link when missing). Should it fail, the
+/// child runs with the user's folder, as `config_dir = "shared"` would, and says so.
+fn config_dir(att: &Attempt, env: &mut Vec<(String, String)>) {
+    let user = claude_config::user_dir(&att.shared.parent_env);
+    let path = std::path::absolute(&att.instance.path).unwrap_or(att.instance.path.clone());
+    match claude_config::prepare(&path, user.as_deref()) {
+        Ok(dir) => {
+            env.retain(|(k, _)| k != "CLAUDE_CONFIG_DIR");
+            env.push(("CLAUDE_CONFIG_DIR".into(), dir.display().to_string()));
+        }
+        Err(e) => tracing::warn!(
+            instance = %att.instance.id,
+            "cannot make the instance's Claude config folder ({e}); using the shared one"
+        ),
     }
 }
 
@@ -143,20 +180,19 @@ pub(crate) async fn snapshot(project: &Path) -> Snapshot {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-/// Creates the logs directory if missing and both log files, one after the other.
-/// Created concurrently by the two stream consumers, the files contended for the
-/// directory's lock (a dispatch-bound run spent ~4% of its CPU spinning on it); a
-/// `mkdir` of an existing directory takes that lock too, hence the check first.
-pub(super) fn prepare_logs(dir: &Path, logs: &[&Path]) {
+/// Creates the logs directory if missing and the stdout log (`borg logs --follow`
+/// finds it from the start). The stderr log is made by its stream at its first byte:
+/// most children write nothing there, and a file create is among the costliest
+/// steps of an attempt on some filesystems. A `mkdir` of an existing directory takes
+/// the directory's lock, hence the check first.
+pub(super) fn prepare_logs(dir: &Path, stdout_log: &Path) {
     if !dir.is_dir() {
         let _ = std::fs::create_dir_all(dir);
     }
-    for log in logs {
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log);
-    }
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stdout_log);
 }
 
 /// The durable record of the child's start, written once its pids are known and
@@ -180,7 +216,7 @@ pub(super) fn start_record(
         let start = AttemptStart {
             instance,
             uid,
-            shim_pid: ids.shim_pid as i64,
+            shim_pid: ids.reaper_pid as i64,
             pid: ids.pid as i64,
             pgid: ids.pgid as i64,
             start_time: ids.start_time,
@@ -221,7 +257,7 @@ impl Heartbeat {
             loop {
                 tokio::select! {
                     _ = done.cancelled() => return None,
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tokio::time::sleep(until_beat(every)) => {}
                 }
                 let tk = token.clone();
                 let sent = tokio::time::Instant::now();
@@ -251,8 +287,17 @@ impl Heartbeat {
     }
 
     /// Stops renewing; says why the claim was lost, if it was.
+    /// (See [`until_beat`] for when the renewals happen.)
     pub(super) async fn stop(self) -> Option<String> {
         self.stop.cancel();
         self.task.await.ok().flatten()
     }
+}
+
+/// The time to the next heartbeat: the next multiple of `every` on the wall clock, so
+/// that the heartbeats of all running attempts fall at the same moment and the store
+/// commits them together (one transaction, one fsync) instead of one by one.
+fn until_beat(every: Duration) -> Duration {
+    let period = every.as_millis().max(1) as i64;
+    Duration::from_millis((period - now_ms().rem_euclid(period)) as u64)
 }

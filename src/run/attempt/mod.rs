@@ -2,12 +2,13 @@
 //! with a typed input and output, in a file named for it:
 //!
 //! 1. [`admit`]: the stored definition and its role, or a permanent failure;
-//! 2. [`prepare`]: the workspace and the prompt. In template mode the dependencies'
-//!    changed files are carried over; in git mode ([`start`]) the worktree is put on
-//!    the task's branch at its start commit (the base with the dependencies merged),
-//!    or, when they conflict, the task waits for a resolve task ([`wait`]);
-//!    then [`coordinate`]: the child's MCP server and hooks (`coord`);
-//! 3. [`child`]: the claude child under supervision, with its heartbeat;
+//! 2. [`prepare`]: the workspace, the session to resume and the prompt. In template
+//!    mode the dependencies' changed files are carried over; in git mode ([`start`])
+//!    the worktree is put on the task's branch at its start commit (the base with the
+//!    dependencies merged), or, when they conflict, the task waits for a resolve task
+//!    ([`wait`]); then [`coordinate`]: the child's MCP server and hooks (`coord`);
+//! 3. [`child`]: the claude child under supervision, with its heartbeat (run again at
+//!    once in a fresh session when a continued session cannot be resumed);
 //! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
 //!    the commit of its work and git's diff, [`seal`]), classified;
 //! 5. [`verify`]: borg's own checks of work said to be done: the role's write
@@ -35,7 +36,7 @@ mod wait;
 use crate::git::Repo;
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
-use crate::outcome::fault::Classified;
+use crate::outcome::fault::{resume_refused, Classified};
 use crate::outcome::AttemptRecord;
 use crate::store::{Claim, Disposition, Store, TaskRow};
 use crate::supervise::runner::{Control, LiveView};
@@ -112,6 +113,7 @@ pub async fn run(
     live: Arc<Mutex<LiveView>>,
     decide: impl FnOnce(&Classified, &TaskRow) -> Disposition + Send + 'static,
 ) -> AttemptDone {
+    failpoint_panic(&claim.task.id);
     let mut att = Attempt::new(shared, claim, instance);
     let admitted = match admit::check(&att) {
         Ok(a) => a,
@@ -119,7 +121,7 @@ pub async fn run(
             return record::commit(att, refused.classified, refused.spec.as_deref(), decide).await
         }
     };
-    let prepared = match prepare::workspace(&mut att, &admitted).await {
+    let mut prepared = match prepare::workspace(&mut att, &admitted).await {
         Ok(p) => p,
         Err(prepare::Unready::Waits { task, why }) => {
             return wait::for_new_task(att, task, why).await
@@ -134,7 +136,13 @@ pub async fn run(
         Err(refused) => return record::commit(att, refused, Some(&admitted.spec), decide).await,
     };
     let (vctl, vlive) = (ctl.clone(), live.clone());
-    let ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
+    let (c, l, k) = (ctl.clone(), live.clone(), coord.clone());
+    let mut ran = child::run(&mut att, &admitted, &prepared, prompt, k, c, l).await;
+    if prepared.continued && ran.lost.is_none() && resume_refused(&ran.out.summary) {
+        prepared = prepare::fresh_after_refusal(&mut att, prepared);
+        let prompt = prepare::prompt(&att, &admitted, &prepared);
+        ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
+    }
     let observed = observe::outcome(&mut att, ran).await;
     let checked = verify::check(&mut att, &admitted, observed.classified, vctl, vlive).await;
     let mut done = record::commit(att, checked, Some(&admitted.spec), decide).await;
@@ -161,6 +169,20 @@ impl Attempt {
             record,
             git: None,
         }
+    }
+}
+
+/// A failure injected on purpose: `BORG_FAILPOINT=attempt-panic:TASK` makes the
+/// attempt task of TASK panic, which is how the tests check that the run loop survives
+/// a panicking attempt (it frees the attempt's instance and role slot and fails the
+/// task). Never set in normal use.
+fn failpoint_panic(task: &str) {
+    if std::env::var("BORG_FAILPOINT")
+        .ok()
+        .and_then(|v| v.strip_prefix("attempt-panic:").map(|t| t == task))
+        == Some(true)
+    {
+        panic!("failpoint attempt-panic:{task}");
     }
 }
 

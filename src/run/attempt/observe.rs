@@ -57,6 +57,7 @@ pub(crate) async fn outcome(att: &mut Attempt, ran: Ran) -> Observed {
     r.duration_ms = out.duration.as_millis() as u64;
     r.oversized_lines = sm.oversized_lines;
     r.stop_latency_ms = out.stop_latency.map(|d| d.as_millis() as u64);
+    r.peak_rss_mb = (out.peak_rss_kb > 0).then(|| out.peak_rss_kb.div_ceil(1024));
     super::seal::seal(att, &mut classified).await;
     Observed {
         classified,

@@ -3,11 +3,14 @@
 //! see what the developer wrote): in template mode their changed files are copied
 //! in; in git mode the worktree is put on the task's branch at the base with their
 //! results merged ([`super::start`]), or the task waits for a resolve task when they
-//! conflict. A task parked on a usage limit resumes its session so its work is kept.
+//! conflict. A task parked on a usage limit resumes its session so its work is kept,
+//! and a task with `session = "continue"` resumes its instance's previous session
+//! (then the prompt carries only the new task).
 
 use super::admit::Admitted;
 use super::start::{self, Begun};
 use super::Attempt;
+use crate::input::tasklist::SessionMode;
 use crate::outcome::fault::Classified;
 use crate::outcome::{AttemptRecord, FaultClass, FileChange, Status};
 use crate::run::prompt::{self, DepOutcome};
@@ -17,8 +20,11 @@ use crate::store::{call, NewTask, TaskRow};
 pub(crate) struct Prepared {
     /// Outcomes of the task's dependencies, for the prompt.
     pub deps: Vec<DepOutcome>,
-    /// The session to resume, when the last attempt hit a usage limit.
+    /// The session to resume: the task's own after a usage limit, or the instance's
+    /// previous one for `session = "continue"`.
     pub resume: Option<String>,
+    /// `resume` is the instance's previous session, continued.
+    pub continued: bool,
     /// The prompt's coordination section (decisions, messages, others' leases).
     pub brief: String,
 }
@@ -53,11 +59,58 @@ pub(crate) async fn workspace(att: &mut Attempt, a: &Admitted) -> Result<Prepare
     } else {
         carry_over(att, &rows);
     }
+    let (resume, continued) = match resumed_session(att) {
+        Some(s) => (Some(s), false),
+        None => match continued_session(att, a).await {
+            Some(s) => (Some(s), true),
+            None => (None, false),
+        },
+    };
     Ok(Prepared {
         deps,
-        resume: resumed_session(att),
+        resume,
+        continued,
         brief: brief(att, a).await,
     })
+}
+
+/// For `session = "continue"` (the task's, else its role's): the instance's newest
+/// session, if it has one.
+async fn continued_session(att: &Attempt, a: &Admitted) -> Option<String> {
+    let mode = a
+        .spec
+        .task
+        .session
+        .or(a.role.meta.session)
+        .unwrap_or_default();
+    if mode != SessionMode::Continue {
+        return None;
+    }
+    let id = att.instance.id.clone();
+    call(&att.shared.store, move |st| st.last_session(&id))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!("cannot read the instance's last session: {e}");
+            None
+        })
+}
+
+/// The CLI refused to resume the instance's session (it does not have it: another
+/// config folder, or a transcript removed): the attempt goes on at once in a fresh
+/// session, with the full prompt, and its record says so.
+pub(crate) fn fresh_after_refusal(att: &mut Attempt, p: Prepared) -> Prepared {
+    let old = p.resume.unwrap_or_default();
+    let note = format!(
+        "could not resume the instance's session {old} (No conversation found); ran in a fresh session"
+    );
+    tracing::info!(task = %att.record.task, "{note}");
+    att.record.session_fallback = Some(note);
+    Prepared {
+        deps: p.deps,
+        resume: None,
+        continued: false,
+        brief: p.brief,
+    }
 }
 
 /// The coordination section of the prompt; the messages in it are delivered (read).
@@ -158,19 +211,24 @@ fn resumed_session(att: &Attempt) -> Option<String> {
 }
 
 /// The prompt: role context, the instance's recent history, the task, its
-/// dependencies and handoff context; in git mode, where the work happens.
+/// dependencies and handoff context (only the last three when the session
+/// continues); in git mode, where the work happens.
 pub(crate) fn prompt(att: &Attempt, a: &Admitted, p: &Prepared) -> String {
-    let history = att
-        .instance
-        .recent_history(prompt::HISTORY)
-        .unwrap_or_default();
-    let mut text = prompt::build(
-        &a.role,
-        &history,
-        &a.spec.task.prompt,
-        &p.deps,
-        a.spec.handoff.as_ref(),
-    );
+    let mut text = if p.continued {
+        prompt::build_continued(&a.spec.task.prompt, &p.deps, a.spec.handoff.as_ref())
+    } else {
+        let history = att
+            .instance
+            .recent_history(prompt::HISTORY)
+            .unwrap_or_default();
+        prompt::build(
+            &a.role,
+            &history,
+            &a.spec.task.prompt,
+            &p.deps,
+            a.spec.handoff.as_ref(),
+        )
+    };
     if let Some(g) = &att.git {
         text.push_str(&prompt::git_note(&g.branch, !p.deps.is_empty()));
     }

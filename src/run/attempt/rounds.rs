@@ -6,7 +6,7 @@
 //! and each is recorded in the store as the attempt's running child, so that a borg
 //! restarted meanwhile finds (and stops) the right process.
 
-use super::child::{prepare_logs, start_record, watchdogs, with_coordination};
+use super::child::{environment, prepare_logs, start_record, watchdogs, with_coordination};
 use super::Attempt;
 use crate::coord::files::ChildCoord;
 use crate::input::roles::Role;
@@ -64,14 +64,14 @@ pub(crate) async fn run(
     let base = format!("{}.{}.{}", f.task.id, att.record.attempt, f.name);
     let stdout_log = dir.join(format!("{base}.stdout.jsonl"));
     let stderr_log = dir.join(format!("{base}.stderr.log"));
-    prepare_logs(&dir, &[&stdout_log, &stderr_log]);
+    prepare_logs(&dir, &stdout_log);
     let mut args = claude::args(s, &opts, f.resume.as_deref());
     let users = args.len() - s.claude.extra_args.len();
     args.splice(users..users, f.extra);
     let mut plan = AttemptPlan {
         program: att.shared.claude.clone(),
         args,
-        env: claude::environment(&att.shared.parent_env, s, &f.task, &identity),
+        env: environment(att, &f.task, &identity),
         cwd: att.instance.project_dir(),
         prompt: f.prompt,
         stdout_log: stdout_log.clone(),

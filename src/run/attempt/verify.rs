@@ -245,6 +245,7 @@ fn gate_job(att: &Attempt, a: &Admitted, round: u32) -> GateJob {
         timeout: s.verify.timeout,
         ladder: (s.run.interrupt_grace, s.run.term_grace, s.run.leak_timeout),
         junit: s.verify.junit.clone(),
+        max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
     }
 }
 

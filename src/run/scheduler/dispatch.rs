@@ -1,5 +1,6 @@
 //! Starting what can start: while a slot is free (global concurrency, per-role
-//! `max_instances`), claim the best ready task in the store, give it an instance of
+//! `max_instances`) and the machine has the memory (`min_available_memory`), claim
+//! the best ready task in the store, give it an instance of
 //! its role (acquired in the same transaction when one is idle, else picked or
 //! created), and start its attempt.
 
@@ -23,10 +24,13 @@ impl Scheduler<'_> {
         if !self.dispatching() || self.parked_until.is_some() || !self.budget_left() {
             return Ok(());
         }
-        if self.running.len() >= self.opts.concurrency {
+        if self.running.len() >= self.opts.concurrency || !self.memory_admits().await {
             return Ok(());
         }
-        let taken = self.taken_by_others().await;
+        let taken = match self.taken.take() {
+            Some(t) => t,
+            None => self.taken_by_others().await,
+        };
         while self.running.len() < self.opts.concurrency {
             let mut roles = self.fleet.roles_with_room(&self.shared);
             if let Some(only) = &self.opts.roles {
@@ -63,6 +67,7 @@ impl Scheduler<'_> {
                 self.launch(claim, inst);
             }
         }
+        self.taken = Some(taken);
         Ok(())
     }
 
@@ -138,17 +143,25 @@ impl Scheduler<'_> {
         let now = std::time::Instant::now();
         self.lives
             .insert(claim.task.id.clone(), (live.clone(), now));
+        let launched = super::Launched {
+            task: claim.task.id.clone(),
+            role: claim.task.role.clone(),
+            instance: inst.id.clone(),
+            attempt: claim.attempt as u32,
+            token: claim.token.clone(),
+        };
         let shared = self.shared.clone();
         let (base, cap) = (
             shared.settings.run.backoff_base,
             shared.settings.run.backoff_cap,
         );
-        self.running.spawn(async move {
+        let handle = self.running.spawn(async move {
             let store = shared.store.clone();
             let decide = move |c: &_, t: &_| disposition(c, t, base, cap);
             let done = attempt::run(shared, claim, inst, ctl, live, decide).await;
             free_if_lost(&store, done).await
         });
+        self.launched.insert(handle.id(), launched);
     }
 }
 

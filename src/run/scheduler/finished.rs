@@ -6,23 +6,27 @@
 
 use super::Scheduler;
 use crate::outcome::Status;
+use crate::outcome::{AttemptRecord, FaultClass};
 use crate::run::attempt::AttemptDone;
 use crate::run::policy::react;
 use crate::show::progress::Event;
-use crate::store::call as db;
+use crate::store::{call as db, AttemptFinish, Disposition};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use tokio::task::JoinError;
 
 impl Scheduler<'_> {
     /// An attempt task ended.
-    pub(super) async fn on_finished(&mut self, joined: Result<AttemptDone, JoinError>) {
+    pub(super) async fn on_finished(
+        &mut self,
+        joined: Result<(tokio::task::Id, AttemptDone), JoinError>,
+    ) {
         let done = match joined {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!("an attempt task failed: {e}");
-                return;
+            Ok((id, d)) => {
+                self.launched.remove(&id);
+                d
             }
+            Err(e) => return self.on_panicked(e).await,
         };
         tracing::info!(task = %done.task, status = %done.classified.status, cause = ?done.classified.cause, "attempt finished");
         self.fleet.release(&done.instance, &done.role);
@@ -48,6 +52,8 @@ impl Scheduler<'_> {
         if done.classified.status == Status::Interrupted {
             self.summary.stopped_tasks.push(done.task.clone());
         }
+        // A usage limit parks the fleet (in the store, by the policy below).
+        self.parked_stale |= done.classified.status == Status::RateLimited;
         let s = &self.shared.settings;
         react(
             &done,
@@ -59,6 +65,69 @@ impl Scheduler<'_> {
         )
         .await;
         self.count(&done).await;
+    }
+
+    /// An attempt task panicked (a bug) or was cancelled: its instance and role slot
+    /// are freed, and its task fails with the panic's message (in the store, with its
+    /// claim, so that the instance is free there too), instead of staying busy for the
+    /// rest of the run.
+    async fn on_panicked(&mut self, e: JoinError) {
+        let Some(l) = self.launched.remove(&e.id()) else {
+            tracing::error!("an attempt task failed: {e}");
+            return;
+        };
+        let why = match e.try_into_panic() {
+            Ok(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into()),
+            Err(e) => e.to_string(),
+        };
+        let error = format!("borg's attempt task panicked (a bug in borg): {why}");
+        tracing::error!(task = %l.task, "{error}");
+        self.fleet.release(&l.instance, &l.role);
+        self.lives.remove(&l.task);
+        self.fail_panicked(&l, &error).await;
+        self.progress.event(&Event::Finished {
+            task: l.task,
+            status: Status::Failed,
+            duration_ms: 0,
+            cost_usd: 0.0,
+            error: Some(error),
+            done: self.counts.0 .1 + 1,
+            total: self.counts.0 .0,
+        });
+    }
+
+    /// Records the panicked attempt as failed (permanent, cause `internal`), which also
+    /// frees its instance in the store.
+    async fn fail_panicked(&self, l: &super::Launched, error: &str) {
+        let record = AttemptRecord {
+            task: l.task.clone(),
+            attempt: l.attempt,
+            instance: l.instance.clone(),
+            role: l.role.clone(),
+            status: Some(Status::Failed),
+            fault: Some(FaultClass::Permanent),
+            cause: Some("internal".into()),
+            error: Some(error.to_string()),
+            started_at: chrono::Utc::now().to_rfc3339(),
+            ..AttemptRecord::default()
+        };
+        let fin = AttemptFinish {
+            status: Status::Failed,
+            record: serde_json::to_value(&record).unwrap_or_default(),
+            disposition: Disposition::Final(Status::Failed),
+            new_tasks: vec![],
+            converted_handoffs: vec![],
+            cost_usd: 0.0,
+            now_ms: crate::run::attempt::now_ms(),
+        };
+        let token = l.token.clone();
+        if let Err(e) = db(&self.store, move |st| st.finish_attempt(&token, &fin)).await {
+            tracing::error!(task = %l.task, "cannot record the failed attempt: {e}");
+        }
     }
 
     /// The tasks an attempt created (handoff or resolve tasks) belong to this run, and

@@ -24,13 +24,17 @@
 mod dispatch;
 mod finished;
 mod fleet;
+mod memory;
 mod others;
+
+pub use memory::FLEET_KEY as MEMORY_FLEET_KEY;
 
 use crate::run::attempt::{now_ms, AttemptDone, Shared};
 use crate::run::policy::Breaker;
 use crate::run::summary::{local_time, RunOptions, RunSummary, StopReason};
 use crate::show::progress::{Event, Progress};
 use crate::store::feed::{self, ChangeFeed};
+use crate::store::location::StoreLocation;
 use crate::store::{call as db, OwnerInfo, Store, StoreError};
 use crate::supervise::runner::LiveView;
 use crate::supervise::signals::Shutdown;
@@ -45,14 +49,28 @@ const REDRAW: Duration = Duration::from_millis(500);
 
 /// Something the loop waits for.
 enum Wake {
-    /// An attempt task ended.
-    Finished(Box<Result<AttemptDone, JoinError>>),
+    /// An attempt task ended (or panicked).
+    Finished(Box<Result<(tokio::task::Id, AttemptDone), JoinError>>),
     /// Another process changed the store.
     StoreChanged,
     /// A deadline passed (maintenance, parking, a backoff, a redraw).
     Timer,
     /// The first Ctrl-C / SIGTERM / SIGHUP.
     Stop,
+}
+
+/// A launched attempt task, as the run loop must know it to clean up after a panic.
+struct Launched {
+    /// The task.
+    task: String,
+    /// Its role (the role slot it holds).
+    role: String,
+    /// The instance it occupies.
+    instance: String,
+    /// The attempt number.
+    attempt: u32,
+    /// Its claim.
+    token: crate::store::ClaimToken,
 }
 
 /// The tasks this run works on.
@@ -74,6 +92,9 @@ pub(crate) struct Scheduler<'p> {
     summary: RunSummary,
     fleet: Fleet,
     running: JoinSet<AttemptDone>,
+    /// What each attempt task runs, by its task id: what to free and fail should it
+    /// panic (a `JoinError` says nothing else).
+    launched: HashMap<tokio::task::Id, Launched>,
     lives: HashMap<String, (Arc<Mutex<LiveView>>, Instant)>,
     breaker: Breaker,
     scope: Scope,
@@ -82,12 +103,20 @@ pub(crate) struct Scheduler<'p> {
     park_started: Option<i64>,
     /// The fleet is parked until then, epoch ms.
     parked_until: Option<i64>,
+    /// The parking state must be read again: the store changed, an attempt hit a usage
+    /// limit, or a deadline passed (else it is not read after every event).
+    parked_stale: bool,
+    /// Instances other borgs use, as last read; read again once another process
+    /// changed the store (only others' changes can change it).
+    taken: Option<HashSet<String>>,
     /// The next lease maintenance, epoch ms.
     next_maintenance: i64,
     /// Backoffs this run knows of (its own retries, tasks given back), epoch ms.
     retry_at: Vec<i64>,
     /// (tasks in scope, terminal ones), and when that was counted.
     counts: ((usize, usize), Instant),
+    /// Waiting for memory (`min_available_memory`): when to look again, epoch ms.
+    memory_wait: Option<i64>,
     /// The store has been unreachable since then.
     store_down: Option<Instant>,
     /// Statuses at the last look (to tell what other hosts finished since).
@@ -119,6 +148,7 @@ pub async fn run(
             Wake::Stop => s.on_stop(),
         }
     }
+    s.end_memory_wait().await;
     Ok(s.into_summary())
 }
 
@@ -146,7 +176,11 @@ impl<'p> Scheduler<'p> {
             instances.retain(|i| crate::git::worktree::Worktree::of_instance(&i.path).exists());
         }
         let fleet = Fleet::new(instances, pins);
-        let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL);
+        let file = match StoreLocation::of(&shared.store_path) {
+            StoreLocation::Sqlite(p) => Some(p),
+            StoreLocation::Postgres(_) => None,
+        };
+        let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL, file.as_deref());
         note_outside(&store, &shared, &scope, progress).await;
         Ok(Scheduler {
             shared,
@@ -158,15 +192,19 @@ impl<'p> Scheduler<'p> {
             summary: RunSummary::default(),
             fleet,
             running: JoinSet::new(),
+            launched: HashMap::new(),
             lives: HashMap::new(),
             breaker: Breaker::default(),
             scope,
             feed,
             park_started: None,
             parked_until: None,
+            parked_stale: true,
+            taken: None,
             next_maintenance: 0,
             retry_at: Vec::new(),
             counts: ((0, 0), Instant::now() - Duration::from_secs(1)),
+            memory_wait: None,
             store_down: None,
             seen: HashMap::new(),
         })
@@ -193,12 +231,14 @@ impl<'p> Scheduler<'p> {
     /// Parking (and its limit, `max_park`) and the budget: either may stop the run.
     async fn check_limits(&mut self) {
         let now = now_ms();
-        self.parked_until = db(&self.store, |st| st.fleet("parked"))
-            .await
-            .ok()
-            .flatten()
-            .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()))
-            .filter(|&u| u > now);
+        if std::mem::take(&mut self.parked_stale) {
+            self.parked_until = db(&self.store, |st| st.fleet("parked"))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|v| v.get("until_ms").and_then(|x| x.as_i64()));
+        }
+        self.parked_until = self.parked_until.filter(|&u| u > now);
         match self.parked_until {
             Some(until) => {
                 let started = *self.park_started.get_or_insert(now);
@@ -267,6 +307,9 @@ impl<'p> Scheduler<'p> {
 
     /// Refreshes the live line of every running task.
     fn draw_live(&mut self) {
+        if !self.progress.wants_live() {
+            return;
+        }
         for (task, (live, since)) in &self.lives {
             if let Ok(v) = live.lock() {
                 self.progress.live(task, &v, since.elapsed());
@@ -280,7 +323,7 @@ impl<'p> Scheduler<'p> {
         let dispatching = self.dispatching();
         let running = !self.running.is_empty();
         tokio::select! {
-            Some(joined) = self.running.join_next(), if running => Wake::Finished(Box::new(joined)),
+            Some(joined) = self.running.join_next_with_id(), if running => Wake::Finished(Box::new(joined)),
             _ = self.shutdown.stop.cancelled(), if dispatching => Wake::Stop,
             _ = self.feed.changed(), if dispatching => Wake::StoreChanged,
             _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
@@ -288,7 +331,8 @@ impl<'p> Scheduler<'p> {
     }
 
     /// The earliest of: the next maintenance, the end of parking, a known backoff,
-    /// and the next redraw while tasks run.
+    /// and the next redraw while tasks run (only when live lines are shown: an idle
+    /// fleet should not wake borg twice a second for nothing).
     fn next_deadline(&self) -> Instant {
         let now = now_ms();
         let mut at = self.next_maintenance;
@@ -298,11 +342,14 @@ impl<'p> Scheduler<'p> {
         if let Some(r) = self.retry_at.iter().min() {
             at = at.min(*r);
         }
+        if let Some(m) = self.memory_wait {
+            at = at.min(m);
+        }
         if let Some(o) = self.outage_deadline() {
             at = at.min(o);
         }
         let mut deadline = Instant::now() + Duration::from_millis((at - now).max(0) as u64);
-        if !self.running.is_empty() {
+        if !self.running.is_empty() && self.progress.wants_live() {
             deadline = deadline.min(Instant::now() + REDRAW);
         }
         deadline
@@ -312,6 +359,8 @@ impl<'p> Scheduler<'p> {
     /// hosts finished are shown, a named list's new tasks taken in.
     async fn on_store_changed(&mut self) {
         tracing::trace!("the store changed");
+        self.parked_stale = true;
+        self.taken = None;
         self.refresh_list().await;
         self.follow_others().await;
     }
@@ -319,6 +368,8 @@ impl<'p> Scheduler<'p> {
     /// A deadline passed: forget the backoffs that ended (maintenance and parking are
     /// checked by the loop itself).
     fn on_timer(&mut self) {
+        self.parked_stale = true;
+        self.taken = None;
         let now = now_ms();
         self.retry_at.retain(|&t| t > now);
     }

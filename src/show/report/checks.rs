@@ -59,6 +59,7 @@ mod tests {
             fault: None,
             watchdog: None,
             leaked: false,
+            peak_rss_mb: None,
             result: None,
             changed_after_success: false,
             decisions: vec![],

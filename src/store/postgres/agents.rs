@@ -150,7 +150,8 @@ async fn progress(
     claim_event(tx, now, token, "progress", &serde_json::to_value(report)?).await
 }
 
-async fn progress_rows(tx: &Tx<'_>) -> R<Vec<ProgressRow>> {
+/// The latest progress report of each claim an outside agent holds now.
+pub(super) async fn progress_rows(tx: &Tx<'_>) -> R<Vec<ProgressRow>> {
     let found = rows(
         tx,
         "SELECT p.task, p.fence, p.owner, p.report, p.updated_ms FROM task_progress p

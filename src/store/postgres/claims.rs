@@ -101,6 +101,8 @@ async fn take_over(tx: &Tx<'_>, id: &str, req: &ClaimRequest) -> R<()> {
         .ok_or_else(|| E::Store(StoreError::NotFound(format!("task {id}"))))?;
     let (old_fence, old_owner): (i64, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
     interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner).await?;
+    // As on release_expired: the old attempt's requested handoffs go with it.
+    handoffs::drop_handoffs(tx, id, req.now_ms, &req.owner).await?;
     super::coord::end_claim_leases(tx, id, old_fence).await?;
     event(
         tx,

@@ -9,8 +9,8 @@
 //! migrations; `read` turns rows into the store's
 //! types; `claims`, `release`, `tasks`, `handoffs` and `misc` are the SQLite store's
 //! files of the same names, in PostgreSQL; `listen` turns NOTIFY into change notes;
-//! `api` is the `Store` impl; `agents` the `AgentStore` impl (outside agents of
-//! `borg serve`).
+//! `api` is the `Store` impl, `view` its whole-fleet view and sessions; `agents` the
+//! `AgentStore` impl (outside agents of `borg serve`).
 //!
 //! Differences that do not change semantics: claims lock their row with `FOR UPDATE
 //! SKIP LOCKED` instead of SQLite's single writer; every call is one transaction at
@@ -36,6 +36,7 @@ mod read;
 mod release;
 mod schema;
 mod tasks;
+mod view;
 
 use crate::store::StoreError;
 use engine::Engine;

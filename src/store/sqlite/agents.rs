@@ -41,26 +41,7 @@ impl AgentStore for SqliteStore {
         self.write(move |tx| progress(tx, &token, &report, lease, now_ms))
     }
     fn progress(&self) -> Result<Vec<ProgressRow>, StoreError> {
-        self.read(|tx| {
-            let mut st = tx.prepare_cached(
-                "SELECT p.task, p.fence, p.owner, p.report, p.updated_ms FROM task_progress p
-                 JOIN tasks t ON t.id = p.task AND t.fence = p.fence AND t.status = 'running'
-                 ORDER BY p.task",
-            )?;
-            let mut rows = st.query([])?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next()? {
-                let text: String = r.get(3)?;
-                out.push(ProgressRow {
-                    task: r.get(0)?,
-                    fence: r.get(1)?,
-                    owner: r.get(2)?,
-                    report: serde_json::from_str(&text)?,
-                    updated_ms: r.get(4)?,
-                });
-            }
-            Ok(out)
-        })
+        self.read(progress_rows)
     }
     fn ready_tasks(
         &self,
@@ -195,3 +176,26 @@ fn ready(tx: &Transaction<'_>, roles: &[String], now: i64, limit: usize) -> R<Ve
 /// person (its handoff is `pending`): see `Store::accept_handoff`.
 pub(crate) const NOT_AWAITING: &str = "(t.from_handoff IS NULL OR NOT EXISTS
       (SELECT 1 FROM handoffs h WHERE h.id = t.from_handoff AND h.state = 'pending'))";
+
+/// The latest progress report of each claim an outside agent holds now (reports of
+/// claims that ended or changed hands are left out).
+pub(super) fn progress_rows(tx: &Transaction<'_>) -> R<Vec<ProgressRow>> {
+    let mut st = tx.prepare_cached(
+        "SELECT p.task, p.fence, p.owner, p.report, p.updated_ms FROM task_progress p
+         JOIN tasks t ON t.id = p.task AND t.fence = p.fence AND t.status = 'running'
+         ORDER BY p.task",
+    )?;
+    let mut rows = st.query([])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(3)?;
+        out.push(ProgressRow {
+            task: r.get(0)?,
+            fence: r.get(1)?,
+            owner: r.get(2)?,
+            report: serde_json::from_str(&text)?,
+            updated_ms: r.get(4)?,
+        });
+    }
+    Ok(out)
+}

@@ -5,6 +5,7 @@
 //! the very statement that writes, so there is no window between the check and the
 //! write; a miss becomes `StaleClaim` and the transaction rolls back untouched.
 
+use super::handoffs::drop_handoffs;
 use super::read::{self, claim_event, event, exec};
 use super::release::interrupt_attempts_of;
 use super::{handoffs, tasks, E, R};
@@ -105,12 +106,14 @@ fn pick(tx: &Transaction<'_>, req: &ClaimRequest) -> R<Option<(String, String)>>
 }
 
 /// Lazy takeover: the previous claim's lease ran out. Its attempt (if it got as far as
-/// starting) is over as far as the store is concerned.
+/// starting) is over as far as the store is concerned, and so are the handoffs it
+/// requested (as on `release_expired`: they only count if that attempt succeeds).
 fn take_over(tx: &Transaction<'_>, id: &str, req: &ClaimRequest) -> R<()> {
     let (old_fence, old_owner): (i64, Option<String>) = tx
         .prepare_cached("SELECT fence, owner FROM tasks WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     interrupt_attempts_of(tx, id, req.now_ms, "lease expired", &req.owner)?;
+    drop_handoffs(tx, id, req.now_ms, &req.owner)?;
     super::coord::end_claim_leases(tx, id, old_fence)?;
     event(
         tx,

@@ -63,6 +63,7 @@ fn open_light(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
         busy,
         conn: std::sync::Mutex::new(conn),
         writer,
+        reads: std::sync::atomic::AtomicU64::new(0),
     })
 }
 

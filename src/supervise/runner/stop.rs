@@ -1,10 +1,14 @@
 //! The stop ladder of one attempt: SIGINT, then SIGTERM, then the kill of the whole
-//! tree. Every rung is a signal to the shim, which forwards SIGINT and SIGTERM to
-//! claude and answers SIGUSR1 by killing every descendant; the ladder knows which rung
-//! it is on since when, and when borg first acted to stop the attempt.
+//! tree. Every rung is a request to the reaper, which forwards SIGINT and SIGTERM to
+//! claude and kills every process of the tree on the last rung; the ladder knows which
+//! rung it is on since when, and when borg first acted to stop the attempt.
+//!
+//! Should the reaper be gone, the ladder acts by itself on what it knows of claude
+//! (its pid and start time, so a reused pid is never hit) and the attempt cookie.
 
 use super::{Watchdogs, AFTER_KILL};
 use crate::supervise::procs;
+use crate::supervise::reaper::AttemptHandle;
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 
@@ -17,16 +21,29 @@ enum Rung {
     Interrupt(Instant),
     /// SIGTERM sent.
     Terminate(Instant),
-    /// SIGUSR1 sent: the shim kills the whole tree.
+    /// The kill asked: the reaper kills the whole tree.
     Killed(Instant),
+}
+
+/// What the ladder knows of claude, for acting without the reaper.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Target {
+    /// claude's pid (0 before it started).
+    pub pid: i32,
+    /// Its start time.
+    pub start_time: u64,
+    /// The attempt cookie.
+    pub uid: String,
 }
 
 /// Where one attempt stands on the stop ladder.
 pub(super) struct Ladder {
-    shim_pid: i32,
-    /// The shim was reaped: its pid may name another process now, so it is never
-    /// signalled again.
-    shim_reaped: bool,
+    handle: AttemptHandle,
+    /// The reaper said the tree is gone: nothing is asked any more.
+    done: bool,
+    /// The reaper is gone: the ladder acts by itself.
+    lost: bool,
+    target: Target,
     rung: Rung,
     /// The first stop action (a rung, or an immediate kill), from which stop latency
     /// counts; killing what claude left behind after it exited is no stop.
@@ -34,29 +51,45 @@ pub(super) struct Ladder {
 }
 
 impl Ladder {
-    /// A ladder for the shim `shim_pid`, on the ground.
-    pub(super) fn new(shim_pid: i32) -> Self {
+    /// A ladder for the attempt behind `handle`, on the ground.
+    pub(super) fn new(handle: AttemptHandle, uid: String) -> Self {
         Ladder {
-            shim_pid,
-            shim_reaped: false,
+            handle,
+            done: false,
+            lost: false,
+            target: Target {
+                uid,
+                ..Target::default()
+            },
             rung: Rung::Ground,
             stop_began: None,
         }
     }
 
-    /// The shim's pid (0 if it had none).
-    pub(super) fn shim_pid(&self) -> i32 {
-        self.shim_pid
+    /// The reaper's pid.
+    pub(super) fn reaper_pid(&self) -> i32 {
+        self.handle.reaper_pid()
     }
 
-    /// Records that the shim was reaped.
-    pub(super) fn set_shim_reaped(&mut self) {
-        self.shim_reaped = true;
+    /// claude started as `pid` at `start_time`.
+    pub(super) fn set_started(&mut self, pid: i32, start_time: u64) {
+        self.target.pid = pid;
+        self.target.start_time = start_time;
     }
 
-    /// The shim was reaped.
-    pub(super) fn shim_reaped(&self) -> bool {
-        self.shim_reaped
+    /// Records that the tree is gone.
+    pub(super) fn set_done(&mut self) {
+        self.done = true;
+    }
+
+    /// Records that the reaper is gone.
+    pub(super) fn set_lost(&mut self) {
+        self.lost = true;
+    }
+
+    /// Nothing more will come from the reaper: the tree is gone, or the reaper is.
+    pub(super) fn done(&self) -> bool {
+        self.done || self.lost
     }
 
     /// No rung climbed and nothing killed.
@@ -129,24 +162,48 @@ impl Ladder {
         self.stop_began.map(|s| s.elapsed())
     }
 
-    /// Reaps a shim the watch gave up on (pipes held by processes outside our reach),
-    /// killing its tree first; waits at most [`AFTER_KILL`].
-    pub(super) async fn reap_shim(&self, child: &mut tokio::process::Child) {
-        if !self.shim_reaped {
-            self.signal(Signal::SIGUSR1);
-            let _ = tokio::time::timeout(AFTER_KILL, child.wait()).await;
-        }
+    /// Asks for the kill again, without changing the rung (the watch gave up waiting
+    /// for the tree; see [`super::watch::Watch::settle`]).
+    pub(super) fn kill_again(&self) {
+        self.kill_tree();
     }
 
     fn send_kill(&mut self, now: Instant) {
         self.rung = Rung::Killed(now);
-        self.signal(Signal::SIGUSR1);
+        self.kill_tree();
+    }
+
+    fn kill_tree(&self) {
+        if self.done {
+            return;
+        }
+        if self.lost || !self.handle.kill() {
+            // No reaper to ask: kill what can be proven to be the attempt's.
+            let t = &self.target;
+            let boot = procs::boot_id();
+            procs::kill_leftovers(t.pid as i64, t.pid as i64, t.start_time, &boot, &t.uid);
+        }
     }
 
     fn signal(&self, sig: Signal) {
-        // Only while the shim is unreaped: its pid cannot have been reused.
-        if !self.shim_reaped {
-            procs::signal(self.shim_pid, sig);
+        if self.done {
+            return;
+        }
+        if self.lost || !self.handle.signal(sig) {
+            let t = &self.target;
+            if procs::same_process(t.pid as i64, t.start_time, &procs::boot_id()) {
+                procs::signal(t.pid, sig);
+            }
+        }
+    }
+}
+
+impl Drop for Ladder {
+    /// An attempt dropped before its tree was seen gone (a panic in borg, or the
+    /// attempt's future cancelled) must not leave its tree running unwatched.
+    fn drop(&mut self) {
+        if !self.done {
+            self.kill_tree();
         }
     }
 }

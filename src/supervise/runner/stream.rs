@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Child;
+use tokio::net::unix::pipe;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -41,13 +41,14 @@ impl Streams {
     /// watchdog through `activity`) and stderr (logged, its tail kept). Their events go
     /// to `ev`, which is dropped here so that the channel closes with the last job.
     pub(super) fn start(
-        child: &mut Child,
+        stdout: Option<pipe::Receiver>,
+        stderr: Option<pipe::Receiver>,
         plan: &AttemptPlan,
         ev: mpsc::UnboundedSender<Ev>,
         activity: Arc<AtomicU64>,
         live: Option<Arc<Mutex<LiveView>>>,
     ) -> Self {
-        let stdout = child.stdout.take().map(|s| {
+        let stdout = stdout.map(|s| {
             spawn_stream(
                 s,
                 plan.stdout_log.clone(),
@@ -58,7 +59,7 @@ impl Streams {
                 plan.log_cap,
             )
         });
-        let stderr = child.stderr.take().map(|s| {
+        let stderr = stderr.map(|s| {
             spawn_stream(
                 s,
                 plan.stderr_log.clone(),
@@ -105,6 +106,10 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
     cap: Option<u64>,
 ) -> JoinHandle<StreamResult> {
+    let log = LogFile::new(log, cap);
+    if parse.is_none() {
+        return tokio::spawn(keep_tail(pipe, log, ev, eof));
+    }
     let (tx, rx) = mpsc::channel::<Vec<u8>>(QUEUE);
     let t0 = Instant::now();
     let result_ev = ev.clone();
@@ -124,67 +129,47 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
         }
         let _ = ev.send(eof);
     });
-    tokio::task::spawn_blocking(move || consume(rx, Log::open(log, cap), parse, result_ev))
+    tokio::task::spawn_blocking(move || consume(rx, log, parse, result_ev))
 }
 
-/// A log file being appended to, up to its cap.
-struct Log {
-    path: PathBuf,
-    file: Option<std::fs::File>,
-    /// Bytes that may still be written (None: no cap).
-    room: Option<u64>,
-}
-
-impl Log {
-    fn open(path: PathBuf, cap: Option<u64>) -> Log {
-        let file = match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-        {
-            Ok(f) => Some(f),
-            Err(e) => {
-                tracing::error!(
-                    "cannot open log {}: {e}; output is parsed but not kept",
-                    path.display()
-                );
-                None
+/// The stderr stream, in the reader task itself: what it does per chunk (append to the
+/// log, keep the tail) is too little to be worth a blocking thread per attempt, and
+/// most children write nothing there.
+async fn keep_tail<R: AsyncRead + Unpin>(
+    mut pipe: R,
+    mut file: LogFile,
+    ev: mpsc::UnboundedSender<Ev>,
+    eof: Ev,
+) -> StreamResult {
+    let (mut bytes, mut tail) = (0u64, Vec::new());
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                bytes += n as u64;
+                file.write(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL * 2 {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
             }
-        };
-        Log {
-            path,
-            file,
-            room: cap,
         }
     }
-
-    /// Appends what fits; the first chunk over the cap leaves a note instead.
-    fn write(&mut self, chunk: &[u8]) {
-        let Some(f) = self.file.as_mut() else {
-            return;
-        };
-        let part = match self.room {
-            None => chunk,
-            Some(0) => return,
-            Some(n) => &chunk[..chunk.len().min(n as usize)],
-        };
-        let mut res = f.write_all(part);
-        if let Some(n) = self.room.as_mut() {
-            *n -= part.len() as u64;
-            if *n == 0 {
-                res = res.and_then(|()| f.write_all(b"\n[borg: output capped here]\n"));
-            }
-        }
-        if let Err(e) = res {
-            tracing::error!("writing log {}: {e}", self.path.display());
-            self.file = None;
-        }
+    if tail.len() > STDERR_TAIL {
+        tail.drain(..tail.len() - STDERR_TAIL);
+    }
+    let _ = ev.send(eof);
+    StreamResult {
+        summary: None,
+        tail,
+        bytes,
     }
 }
 
 fn consume(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    mut log: Log,
+    mut file: LogFile,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
     ev: mpsc::UnboundedSender<Ev>,
 ) -> StreamResult {
@@ -201,7 +186,7 @@ fn consume(
     };
     while let Some(chunk) = rx.blocking_recv() {
         bytes += chunk.len() as u64;
-        log.write(&chunk);
+        file.write(&chunk);
         match (splitter.as_mut(), parser.as_mut()) {
             (Some(sp), Some(p)) => {
                 sp.push(&chunk, |l| feed(p, l));
@@ -239,6 +224,74 @@ fn consume(
         summary,
         tail,
         bytes,
+    }
+}
+
+/// A raw log, opened (created) at the first chunk: a stream that carries nothing
+/// (stderr, most of the time) costs no file. Once a write fails, output is still
+/// parsed but no longer kept. With a cap (a verification gate's), what comes after
+/// it is dropped and a note says so.
+struct LogFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    failed: bool,
+    /// Bytes that may still be written (None: no cap).
+    room: Option<u64>,
+}
+
+impl LogFile {
+    fn new(path: PathBuf, cap: Option<u64>) -> Self {
+        LogFile {
+            path,
+            file: None,
+            failed: false,
+            room: cap,
+        }
+    }
+
+    fn write(&mut self, chunk: &[u8]) {
+        let chunk = match self.room {
+            None => chunk,
+            Some(0) => return,
+            Some(n) => {
+                let part = &chunk[..chunk.len().min(n as usize)];
+                self.room = Some(n - part.len() as u64);
+                part
+            }
+        };
+        self.append(chunk);
+        if self.room == Some(0) {
+            self.append(b"\n[borg: output capped here]\n");
+        }
+    }
+
+    fn append(&mut self, chunk: &[u8]) {
+        if self.failed {
+            return;
+        }
+        if self.file.is_none() {
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path);
+            match opened {
+                Ok(f) => self.file = Some(f),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot open log {}: {e}; output is parsed but not kept",
+                        self.path.display()
+                    );
+                    self.failed = true;
+                    return;
+                }
+            }
+        }
+        if let Some(f) = self.file.as_mut() {
+            if let Err(e) = f.write_all(chunk) {
+                tracing::error!("writing log {}: {e}", self.path.display());
+                self.failed = true;
+            }
+        }
     }
 }
 

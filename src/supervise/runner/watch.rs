@@ -1,20 +1,17 @@
-//! Watching a running attempt: one state machine that takes the events of the status
-//! pipe and the streams, the shim's exit, borg's stop and kill requests and its own
-//! deadlines, enforces the watchdogs and climbs the stop ladder, until the shim is
-//! reaped and every pipe closed (or the tree is dead and waiting longer is pointless).
+//! Watching a running attempt: one state machine that takes the reaper's reports and
+//! the streams' events, borg's stop and kill requests and its own deadlines, enforces
+//! the watchdogs and climbs the stop ladder, until the reaper says the tree is gone
+//! and every pipe is closed (or the tree is dead and waiting longer is pointless).
 
 use super::spawn::Spawned;
 use super::stop::Ladder;
-use super::{AttemptOutput, AttemptPlan, ChildIds, Control, Ev, Watchdogs};
+use super::{AttemptOutput, AttemptPlan, ChildIds, Control, Ev, Watchdogs, AFTER_KILL};
 use crate::outcome::{ExitInfo, Watchdog};
 use std::ops::ControlFlow;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::process::Child;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// The caller's hook run once claude's pids are known (a store write); an error stops
@@ -32,15 +29,13 @@ pub(super) struct Watch {
     last_activity: Arc<AtomicU64>,
     on_start: Option<OnStart>,
     ladder: Ladder,
-    /// claude's end was seen (its exit, its spawn error, or the shim's).
+    /// claude's end was seen (its exit, its spawn error, the tree's end, the reaper's).
     claude_end: Option<Instant>,
     /// The `result` line was parsed: the result_grace watchdog runs from here.
     result_at: Option<Instant>,
     stdout_eof: bool,
     stderr_eof: bool,
     status_closed: bool,
-    /// The shim's own exit status, once reaped.
-    shim_status: Option<ExitStatus>,
     out: AttemptOutput,
 }
 
@@ -60,31 +55,24 @@ impl Watch {
             program: plan.program.clone(),
             last_activity: spawned.last_activity.clone(),
             on_start: Some(on_start),
-            ladder: Ladder::new(spawned.shim_pid),
+            ladder: Ladder::new(spawned.handle.clone(), cookie(plan)),
             claude_end: None,
             result_at: None,
             stdout_eof: !stdout_open,
             stderr_eof: !stderr_open,
             status_closed: false,
-            shim_status: None,
             out: AttemptOutput::default(),
         }
     }
 
-    /// The event loop: runs until the shim is reaped and every pipe closed, or until
+    /// The event loop: runs until the tree is gone and every pipe closed, or until
     /// the wait after the final kill is over.
-    pub(super) async fn run(
-        &mut self,
-        child: &mut Child,
-        events: &mut UnboundedReceiver<Ev>,
-        ctl: &Control,
-    ) {
+    pub(super) async fn run(&mut self, events: &mut UnboundedReceiver<Ev>, ctl: &Control) {
         while !self.is_over() {
             let now = Instant::now();
             let next = self.next_deadline();
             tokio::select! {
                 ev = events.recv() => self.on_event(ev).await,
-                st = child.wait(), if !self.ladder.shim_reaped() => self.on_shim_exit(st),
                 _ = ctl.stop.cancelled(), if self.may_interrupt() => self.on_stop_requested(),
                 _ = ctl.kill.cancelled(), if !self.ladder.kill_sent() => self.on_kill_requested(),
                 _ = tokio::time::sleep_until(next.max(now).into()) => {
@@ -96,23 +84,32 @@ impl Watch {
         }
     }
 
-    /// Reaps the shim if the watch gave up on it (see [`Ladder::reap_shim`]). Takes
-    /// `&mut self` because a `Watch` is not `Sync` (its `on_start` need not be), and
-    /// the attempt's future must stay `Send`.
-    pub(super) async fn reap_shim(&mut self, child: &mut Child) {
-        self.ladder.reap_shim(child).await;
+    /// When the watch gave up before the reaper said the tree was gone: asks for the
+    /// kill again and waits at most [`AFTER_KILL`] for the tree's end.
+    pub(super) async fn settle(&mut self, events: &mut UnboundedReceiver<Ev>) {
+        if self.ladder.done() {
+            return;
+        }
+        self.ladder.kill_again();
+        let until = Instant::now() + AFTER_KILL;
+        while !self.ladder.done() {
+            match tokio::time::timeout_at(until.into(), events.recv()).await {
+                Ok(Some(ev)) => self.on_event(Some(ev)).await,
+                Ok(None) | Err(_) => return,
+            }
+        }
     }
 
-    /// What happened, with the conclusions only the end can draw: a shim that never
+    /// What happened, with the conclusions only the end can draw: a reaper that never
     /// started claude, a kill nobody asked for, the stop latency.
     pub(super) fn into_output(mut self) -> AttemptOutput {
         let out = &mut self.out;
         if out.exit.is_none() && out.spawn_error.is_none() && out.ids.is_none() {
-            // The shim never reported claude's start: it failed (or was killed) first.
-            out.spawn_error = Some(shim_failed(self.shim_status));
+            // The reaper never reported claude's start: it died (or was killed) first.
+            out.spawn_error = Some("the reaper ended before starting claude".into());
         }
-        // The shim killed processes though borg never stopped the attempt: something of
-        // the tree outlived claude.
+        // The reaper killed processes though borg never stopped the attempt: something
+        // of the tree outlived claude.
         if out.killed_processes > 0
             && self.ladder.on_ground()
             && out.watchdog.is_none()
@@ -125,7 +122,7 @@ impl Watch {
     }
 
     fn is_over(&self) -> bool {
-        self.ladder.shim_reaped() && self.stdout_eof && self.stderr_eof && self.status_closed
+        self.ladder.done() && self.stdout_eof && self.stderr_eof && self.status_closed
     }
 
     /// The next moment something must be checked: the end of the wait after the kill,
@@ -167,6 +164,16 @@ impl Watch {
                 self.out.spawn_error = Some(format!("cannot start {program}: {e}"));
                 self.claude_end.get_or_insert(Instant::now());
             }
+            Some(Ev::Memory(rss_kb)) => self.on_memory(rss_kb),
+            Some(Ev::Done(peak_kb)) => {
+                self.out.peak_rss_kb = self.out.peak_rss_kb.max(peak_kb);
+                self.ladder.set_done();
+                self.claude_end.get_or_insert(Instant::now());
+            }
+            Some(Ev::ReaperLost) => {
+                self.ladder.set_lost();
+                self.claude_end.get_or_insert(Instant::now());
+            }
             Some(Ev::StatusClosed) => self.status_closed = true,
             Some(Ev::StdoutEof) => self.stdout_eof = true,
             Some(Ev::StderrEof) => self.stderr_eof = true,
@@ -185,8 +192,9 @@ impl Watch {
     /// lost claim) kills the attempt at once.
     async fn on_claude_started(&mut self, pid: i32, start_time: u64) {
         tracing::debug!(pid, start_time, "claude started");
+        self.ladder.set_started(pid, start_time);
         let ids = ChildIds {
-            shim_pid: self.ladder.shim_pid(),
+            reaper_pid: self.ladder.reaper_pid(),
             pid,
             pgid: pid,
             start_time,
@@ -212,10 +220,18 @@ impl Watch {
         self.claude_end.get_or_insert(Instant::now());
     }
 
-    fn on_shim_exit(&mut self, status: std::io::Result<ExitStatus>) {
-        self.ladder.set_shim_reaped();
-        self.shim_status = status.ok();
-        self.claude_end.get_or_insert(Instant::now());
+    /// The tree passed the memory limit: the memory watchdog fires, unless the
+    /// attempt is already being stopped or is over.
+    fn on_memory(&mut self, rss_kb: u64) {
+        self.out.peak_rss_kb = self.out.peak_rss_kb.max(rss_kb);
+        if self.ladder.on_ground() && self.claude_end.is_none() {
+            tracing::info!(
+                "watchdog memory fired: the tree holds {} MiB",
+                rss_kb / 1024
+            );
+            self.out.watchdog = Some(Watchdog::Memory);
+            self.ladder.interrupt(Instant::now());
+        }
     }
 
     /// A stop is only started while claude runs and nothing else stops it.
@@ -281,15 +297,11 @@ impl Watch {
     }
 }
 
-/// The spawn error of a shim that ended before starting claude.
-fn shim_failed(status: Option<ExitStatus>) -> String {
-    let how = status.map(|st| match (st.code(), st.signal()) {
-        (Some(c), _) => format!("exit code {c}"),
-        (_, Some(sig)) => format!("signal {sig}"),
-        _ => "unknown status".into(),
-    });
-    format!(
-        "the shim ended before starting claude ({})",
-        how.unwrap_or_else(|| "not reaped".into())
-    )
+/// The attempt cookie of a plan (the reaper finds the attempt's orphans by it).
+fn cookie(plan: &AttemptPlan) -> String {
+    plan.env
+        .iter()
+        .find(|(k, _)| k == "BORG_ATTEMPT_UID")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }

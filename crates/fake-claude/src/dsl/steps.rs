@@ -322,7 +322,7 @@ fn attempt_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
     }))
 }
 
-/// The supervision torture steps: grandchildren, `ignore-signals`, `flood`,
+/// The supervision torture steps: grandchildren, `ignore-signals`, `flood`, `alloc`,
 /// `huge-line`, `bad-utf8`, `instant`.
 fn torture_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
     Ok(Some(match name {
@@ -347,6 +347,10 @@ fn torture_step(name: &str, args: &[String]) -> Result<Option<Step>, String> {
                 Some(o) => return Err(format!("flood: expected 'stderr', got '{o}'")),
             };
             Step::Flood(bytes(&args[0])?, e)
+        }
+        "alloc" => {
+            want(args, 1, 1, "alloc BYTES")?;
+            Step::Alloc(bytes(&args[0])?)
         }
         "huge-line" => {
             want(args, 1, 1, "huge-line BYTES")?;

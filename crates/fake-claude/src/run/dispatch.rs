@@ -72,6 +72,10 @@ impl Engine {
                 Ok(())
             }
             Step::Flood(n, to_stderr) => self.flood(*n, *to_stderr),
+            Step::Alloc(n) => {
+                crate::torture::alloc(*n);
+                Ok(())
+            }
             Step::HugeLine(n) => self.huge_line(*n),
             Step::BadUtf8 => {
                 self.close_turn()?;
