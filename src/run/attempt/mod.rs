@@ -8,7 +8,7 @@
 //!    dependencies merged), or, when they conflict, the task waits for a resolve task
 //!    ([`wait`]); then [`coordinate`]: the child's MCP server and hooks (`coord`);
 //! 3. [`child`]: the claude child under supervision, with its heartbeat (run again at
-//!    once in a fresh session when a continued session cannot be resumed);
+//!    once in a fresh session when the session it resumes cannot be resumed);
 //! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
 //!    the commit of its work and git's diff, [`seal`]), classified;
 //! 5. [`verify`]: borg's own checks of work said to be done: the role's write
@@ -138,7 +138,10 @@ pub async fn run(
     let (vctl, vlive) = (ctl.clone(), live.clone());
     let (c, l, k) = (ctl.clone(), live.clone(), coord.clone());
     let mut ran = child::run(&mut att, &admitted, &prepared, prompt, k, c, l).await;
-    if prepared.continued && ran.lost.is_none() && resume_refused(&ran.out.summary) {
+    // Whichever session it resumed (a continued one, or one parked on a usage limit
+    // and taken up by another instance whose config folder does not hold it), a
+    // refusal runs the task again at once in a fresh session.
+    if prepared.resume.is_some() && ran.lost.is_none() && resume_refused(&ran.out.summary) {
         prepared = prepare::fresh_after_refusal(&mut att, prepared);
         let prompt = prepare::prompt(&att, &admitted, &prepared);
         ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
