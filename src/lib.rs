@@ -25,4 +25,5 @@ pub mod serve;
 pub mod show;
 pub mod store;
 pub mod supervise;
+pub mod verify;
 pub mod workspace;

@@ -1,8 +1,8 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, session, writable, external, approval, verify,
-//! review, fix_rounds). The five shipped roles are also built into the binary, so borg works
-//! from any directory.
+//! permission_mode, allowed_tools, max_turns, session, writable, external, approval,
+//! verify, review, fix_rounds). The five shipped roles are also built into the binary,
+//! so borg works from any directory.
 
 use crate::input::gates::GateSpec;
 use crate::input::values::{valid_id, PERMISSION_MODES};

@@ -2,13 +2,12 @@
 //! `BEGIN IMMEDIATE`, a busy timeout on every connection, schema migrations by
 //! `PRAGMA user_version`.
 //!
-//! Layout: this file opens the database and maps errors; `schema` holds the migration
-//! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
-//! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
-//! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` owners, instances and fleet values;
-//! `coord*` coordination; `view` the fleet view; `agents` the outside agents of `borg
-//! serve`; `merge` the verification baselines and the merge queue (`MergeStore`).
+//! Layout: this file opens the database and maps errors; `schema` the migration steps;
+//! `netfs` refuses network filesystems; `read` turns rows into the store's types; `claims`
+//! the claim/lease/attempt life cycle; `release` hands back dead owners' and expired
+//! claims; `tasks` task-list sync, retry and skip; `handoffs` the handoff life cycle;
+//! `misc` owners, instances, fleet values; `coord*` coordination; `view` the fleet view;
+//! `agents` borg serve's outside agents; `merge` the merge queue and gates' baselines.
 //!
 //! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (no
 //! lock upgrade that could fail with SQLITE_BUSY), grouped with the writes queued meanwhile
