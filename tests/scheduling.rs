@@ -545,3 +545,45 @@ fn a_panicking_attempt_frees_its_instance_and_role_slot_for_the_rest_of_the_run(
     );
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn a_usage_limited_session_the_cli_no_longer_has_is_run_again_fresh_not_failed() {
+    // With per-instance config folders, a task parked on a usage limit may be taken up
+    // by another instance, whose folder does not hold its session; the CLI then
+    // answers "No conversation found". The task must go on, in a fresh session.
+    let sb = Sandbox::new();
+    sb.config(FAST);
+    let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
+    sb.write(
+        "config.toml",
+        &format!("{cfg}FAKE_CLAUDE_STRICT_SESSIONS = \"1\"\n"),
+    );
+    let tasks = one(
+        "gone-park-s1",
+        "#fake first 1 rate-limit 3\n#fake result \"went on\"",
+    );
+    let c = sb.spawn_run(&tasks, &["--json"]);
+    let (seen, status) = wait_for_park(&sb);
+    assert!(seen, "status never showed the park: {status}");
+    // The session is gone from the CLI's point of view.
+    std::fs::remove_dir_all(sb.state().join("sessions")).unwrap();
+    let (finished, out) = finish_within(c, Duration::from_secs(30));
+    assert!(finished, "the run never ended: {}", stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep = json_of(&out);
+    assert_eq!(task(&rep, "gone-park-s1")["status"], "succeeded", "{rep:#}");
+    let runs = sb.argv("gone-park-s1");
+    assert_eq!(runs.len(), 3, "limited, resume refused, fresh");
+    let session = runs[0]["session_id"].as_str().unwrap().to_string();
+    let resume = |r: &serde_json::Value| {
+        argv_strings(r)
+            .iter()
+            .find_map(|x| x.strip_prefix("--resume=").map(String::from))
+    };
+    assert_eq!(resume(&runs[1]).as_deref(), Some(session.as_str()));
+    assert_eq!(resume(&runs[2]), None);
+    let v = sb.json(&["task", "show", "gone-park-s1", "--json"]);
+    let rec = &v["attempts"][1]["record"];
+    let note = rec["session_fallback"].as_str().unwrap_or("");
+    assert!(note.contains(&session) && note.contains("fresh"), "{rec}");
+}

@@ -1,7 +1,8 @@
 //! `borg serve`'s API against seed 000: its request/response examples (ids adjusted),
 //! through real HTTP on loopback with the real binary; the permission model; rate
-//! limits; tokens, CSRF and Host checks; and a bad-input corpus against every route
-//! (4xx in the error shape, no panic, the store unchanged).
+//! limits; tokens, CSRF and Host checks (and tokens never logged); metrics; and a
+//! bad-input corpus against every route (4xx in the error shape, no panic, the store
+//! unchanged).
 
 mod common;
 mod serve_util;
@@ -855,4 +856,86 @@ fn file_locks_and_context_go_through_the_coordination_store() {
         Some("{}"),
     )
     .error(409, "TASK_NOT_CLAIMED");
+}
+
+#[test]
+fn tokens_never_reach_the_log_even_at_trace_level() {
+    let sb = Sandbox::new();
+    world(&sb);
+    seed(&sb, SEED_TASK);
+    let admin = "admin-secret-5f1c9e";
+    let mut c = sb.borg(&["serve", "--listen", "127.0.0.1:0", "--roles", "roles"]);
+    c.env("BORG_LOG", "trace").env("BORG_SERVE_TOKEN", admin);
+    let s = Server::spawn(c);
+    let reg = call(
+        "POST",
+        &s.url("/api/claude/register"),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        Some(
+            r#"{"agentId": "claude-code", "capabilities": ["typescript-development", "contract-definition"], "version": "1"}"#,
+        ),
+    );
+    let token = reg.data().as_str().unwrap().to_string();
+    get(&s.url("/api/claude/tasks"), Some(&token)).data();
+    post(
+        &s.url("/api/claude/tasks/task_001/claim"),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    get(
+        &s.url("/api/claude/tasks"),
+        Some("reg_00000000-0000-0000-0000-000000000000"),
+    )
+    .error(401, "INVALID_TOKEN");
+    // Something was logged at trace level, and neither token is in it.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = s.stderr();
+    assert!(log.lines().count() > 1, "{log}");
+    assert!(!log.contains(&token), "the agent's token was logged: {log}");
+    assert!(!log.contains(admin), "the admin token was logged: {log}");
+}
+
+#[test]
+fn metrics_count_cost_and_tokens_by_role_and_the_parking() {
+    let sb = Sandbox::new();
+    let (out, _) = sb.run_json(
+        "[[task]]\nid = \"m-cost\"\nprompt = \"#fake result \\\"ok\\\"\"\n",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", common::stderr(&out));
+    let s = Server::start(&sb, &[]);
+    let line = |text: &str, prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let m = get(&s.url("/metrics"), None);
+    assert!(line(&m.text, "borg_cost_usd_total{role=\"developer\"}") > 0.0);
+    assert!(
+        line(
+            &m.text,
+            "borg_tokens_total{role=\"developer\",kind=\"input\"}"
+        ) > 0.0
+    );
+    assert!(
+        line(
+            &m.text,
+            "borg_tokens_total{role=\"developer\",kind=\"output\"}"
+        ) > 0.0
+    );
+    assert_eq!(line(&m.text, "borg_parked"), 0.0);
+    let t = now();
+    open(&sb)
+        .set_fleet(
+            "parked",
+            &json!({"until_ms": t + 600_000, "kind": "five_hour"}),
+            t,
+        )
+        .unwrap();
+    let m = get(&s.url("/metrics"), None);
+    assert_eq!(line(&m.text, "borg_parked"), 1.0, "{}", m.text);
 }

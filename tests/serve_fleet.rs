@@ -2,7 +2,10 @@
 //! children share the work (every task done once; a task claimed over HTTP is never
 //! started by borg, and the reverse; an agent's completion runs its dependents); the
 //! event stream over SSE and WebSocket survives reconnects with nothing lost or
-//! repeated, from a second server too; handoffs that wait for a person.
+//! repeated, from a second server too, and names every kind of change the seed and the
+//! issue list; handoffs that wait for a person (accepted or rejected with the CLI or over
+//! HTTP as the dashboard does); the memory wait and the tasks of
+//! external roles on the dashboard.
 
 mod common;
 mod serve_util;
@@ -453,6 +456,13 @@ fn the_api_and_the_event_stream_work_on_a_postgresql_store() {
     )
     .data();
     busy(&s, &token, &a, 2);
+    // The fleet view (status and dashboard), read in one go from PostgreSQL, holds the
+    // agent's claim and its latest progress.
+    let st = get(&s.url("/api/status"), None);
+    let outside = &st.data()["outside"];
+    assert_eq!(outside[0]["task"], a, "{}", st.text);
+    assert_eq!(outside[0]["agent"], "pg-agent", "{}", st.text);
+    assert_eq!(outside[0]["progress"]["task"], a, "{}", st.text);
     post(
         &s.url(&format!("/api/claude/tasks/{a}/complete")),
         Some(&token),
@@ -477,4 +487,339 @@ fn the_api_and_the_event_stream_work_on_a_postgresql_store() {
         .collect();
     assert_eq!(got.iter().map(|e| e.0).collect::<Vec<_>>(), want);
     assert!(got.iter().any(|e| e.1 == "task-completed"));
+}
+
+#[test]
+fn the_event_stream_carries_every_kind_of_change_under_the_seeds_names() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("tester", "capabilities = [\"testing\"]"),
+        ],
+    );
+    let u = uniq();
+    let (ok, bad) = (format!("k1-{u}"), format!("k2-{u}"));
+    seed(
+        &sb,
+        &format!(
+            "[[task]]\nid = \"{ok}\"\nprompt = \"x\"\n[[task]]\nid = \"{bad}\"\nprompt = \"y\"\n"
+        ),
+    );
+    let s = Server::start(&sb, &[]);
+    let token = register(&s, "agent-k", &["coding"]);
+    let url = |p: String| s.url(&p);
+    post(
+        &url(format!("/api/claude/tasks/{ok}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{ok}/progress")),
+        Some(&token),
+        &json!({"percentComplete": 40, "currentStep": "typing"}),
+    )
+    .data();
+    // A file lease taken and given back, and a shared context saved.
+    let lock = post(
+        &s.url("/api/claude/locks"),
+        Some(&token),
+        &json!({"path": "src/k.rs", "operation": "write"}),
+    );
+    let lt = lock.data()["lockToken"].as_str().unwrap().to_string();
+    let auth = [("Authorization", format!("Bearer {token}"))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    call(
+        "DELETE",
+        &url(format!("/api/claude/locks/{lt}")),
+        &auth,
+        None,
+    )
+    .data();
+    call(
+        "PUT",
+        &url(format!("/api/claude/context/ctx-{u}")),
+        &auth,
+        Some(r#"{"metadata": {"phase": "k"}}"#),
+    )
+    .data();
+    post(
+        &s.url("/api/claude/handoff"),
+        Some(&token),
+        &json!({"taskId": ok, "fromAgent": "agent-k", "toAgent": "tester",
+                "reason": "needs tests", "currentState": "written", "nextSteps": ["test it"]}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{ok}/complete")),
+        Some(&token),
+        &json!({"success": true, "output": "done"}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{bad}/claim")),
+        Some(&token),
+        &json!({}),
+    )
+    .data();
+    post(
+        &url(format!("/api/claude/tasks/{bad}/complete")),
+        Some(&token),
+        &json!({"success": false, "output": "could not", "error": "it broke"}),
+    )
+    .data();
+    // A person's decision and message, and the fleet's breaker and parking.
+    sb.succeed(&[
+        "decisions",
+        "add",
+        "--category",
+        "api",
+        "--title",
+        "Use REST",
+        "--description",
+        "why not",
+    ]);
+    sb.succeed(&["messages", "send", "--to", "all", "hello from a person"]);
+    let store = open(&sb);
+    let t = now();
+    store
+        .set_fleet("breaker", &json!({"open": true, "message": "401"}), t)
+        .unwrap();
+    store
+        .set_fleet(
+            "parked",
+            &json!({"until_ms": t + 60_000, "kind": "five_hour"}),
+            t,
+        )
+        .unwrap();
+
+    let target = store.last_event_id().unwrap();
+    let got = read_sse(&s.url("/api/events?since=0"), None, |g| {
+        g.last().is_some_and(|e| e.0 >= target)
+    });
+    let types: Vec<&str> = got.iter().map(|e| e.1.as_str()).collect();
+    for t in [
+        "task-claimed",
+        "progress-update",
+        "lock-acquired",
+        "lock-released",
+        "context-updated",
+        "handoff-requested",
+        "task-completed",
+        "task-failed",
+        "decision-logged",
+        "message",
+        "breaker-changed",
+        "park-changed",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+}
+
+#[test]
+fn the_dashboard_and_the_status_route_say_when_no_child_starts_for_want_of_memory() {
+    let sb = Sandbox::new();
+    roles(&sb, &[("developer", "capabilities = [\"coding\"]")]);
+    let s = Server::start(&sb, &[]);
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    assert_eq!(panels.status, 200);
+    assert!(!panels.text.contains("id=\"memory\""), "{}", panels.text);
+    // What the scheduler records while MemAvailable is below min_available_memory.
+    let mib = 1024 * 1024;
+    open(&sb)
+        .set_fleet(
+            "memory",
+            &json!({"waiting": true, "available_bytes": 300 * mib, "min_available_bytes": 1024 * mib}),
+            now(),
+        )
+        .unwrap();
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    assert!(
+        panels.text.contains("id=\"memory\"")
+            && panels
+                .text
+                .contains("300 MiB available, below min_available_memory (1024 MiB)"),
+        "{}",
+        panels.text
+    );
+    let status = get(&s.url("/api/status"), None);
+    assert_eq!(status.data()["memory"]["waiting"], true, "{}", status.text);
+}
+
+#[test]
+fn the_dashboard_shows_tasks_of_external_roles_as_waiting_for_an_outside_agent() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("outside", "capabilities = [\"ide\"]\nexternal = true"),
+        ],
+    );
+    let u = uniq();
+    let ext = format!("x-{u}");
+    seed(
+        &sb,
+        &format!("[[task]]\nid = \"{ext}\"\nrole = \"outside\"\nprompt = \"in the IDE\"\n"),
+    );
+    let s = Server::start(&sb, &[]);
+    let panels = get(&s.url("/api/dashboard/panels"), None);
+    let html = &panels.text;
+    let at = html
+        .find("data-queue=\"outside\"")
+        .unwrap_or_else(|| panic!("no outside queue in {html}"));
+    let dd = &html[at..at + html[at..].find("</dd>").unwrap()];
+    assert!(dd.contains(&ext), "{dd}");
+    assert!(
+        html.contains("outside (waiting for an outside agent) <b>1</b>"),
+        "{html}"
+    );
+    let ready = html.find("data-queue=\"ready\"").unwrap();
+    let dd = &html[ready..ready + html[ready..].find("</dd>").unwrap()];
+    assert!(!dd.contains(&ext), "an external task shown as ready: {dd}");
+}
+
+#[test]
+fn a_person_accepts_or_rejects_waiting_handoffs_over_http_as_the_dashboard_does() {
+    let sb = Sandbox::new();
+    roles(
+        &sb,
+        &[
+            ("developer", "capabilities = [\"coding\"]"),
+            ("tester", "capabilities = [\"testing\"]"),
+        ],
+    );
+    sb.config("");
+    let cfg = std::fs::read_to_string(sb.path().join("config.toml")).unwrap();
+    sb.write(
+        "config.toml",
+        &format!("{cfg}\n[handoff]\napproval = \"person\"\n"),
+    );
+    let u = uniq();
+    let (a, b) = (format!("hr-a-{u}"), format!("hr-b-{u}"));
+    seed(
+        &sb,
+        &format!(
+            "[[task]]\nid = \"{a}\"\nprompt = \"x\"\n[[task]]\nid = \"{b}\"\nprompt = \"y\"\n"
+        ),
+    );
+    let s = Server::start(&sb, &[]);
+    let token = register(&s, "agent-h", &["coding", "testing"]);
+    for id in [&a, &b] {
+        post(
+            &s.url(&format!("/api/claude/tasks/{id}/claim")),
+            Some(&token),
+            &json!({}),
+        )
+        .data();
+        post(
+            &s.url("/api/claude/handoff"),
+            Some(&token),
+            &json!({"taskId": id, "fromAgent": "agent-h", "toAgent": "tester",
+                    "reason": "needs tests", "currentState": "written", "nextSteps": ["test"]}),
+        )
+        .data();
+        post(
+            &s.url(&format!("/api/claude/tasks/{id}/complete")),
+            Some(&token),
+            &json!({"success": true, "output": "done"}),
+        )
+        .data();
+    }
+    let store = open(&sb);
+    let waiting = |src: &str| {
+        store
+            .handoffs(Some(src))
+            .unwrap()
+            .into_iter()
+            .find(|h| h.state == borg::store::HandoffState::Pending && h.new_task.is_some())
+            .unwrap_or_else(|| panic!("no waiting handoff of {src}"))
+    };
+    let (ha, hb) = (waiting(&a), waiting(&b));
+    let (ta, tb) = (ha.new_task.clone().unwrap(), hb.new_task.clone().unwrap());
+    // Waiting for a person: not offered to the agent.
+    let offered = get(
+        &s.url("/api/claude/tasks?capabilities=testing"),
+        Some(&token),
+    );
+    assert_eq!(offered.data(), &json!([]), "{}", offered.text);
+    // The dashboard's CSRF token, as its buttons send it.
+    let page = get(&s.url("/"), None);
+    let csrf = page
+        .text
+        .split("name=\"borg-csrf\" content=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let h = [("X-Borg-Csrf", csrf.as_str())];
+    let acc = call(
+        "POST",
+        &s.url(&format!("/api/handoffs/{}/accept", ha.id)),
+        &h,
+        Some("{}"),
+    );
+    assert_eq!(acc.data()["status"], "accepted", "{}", acc.text);
+    let rej = call(
+        "POST",
+        &s.url(&format!("/api/handoffs/{}/reject", hb.id)),
+        &h,
+        Some(r#"{"reason": "not needed now"}"#),
+    );
+    assert_eq!(rej.data()["status"], "rejected", "{}", rej.text);
+    // The list a person reads.
+    let listed = get(&s.url("/api/handoffs"), None);
+    let states: Vec<(String, String)> = listed
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["taskId"].as_str().unwrap_or("").to_string(),
+                h["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(a.clone(), "accepted".into())),
+        "{}",
+        listed.text
+    );
+    assert!(
+        states.contains(&(b.clone(), "rejected".into())),
+        "{}",
+        listed.text
+    );
+    // The accepted one is offered now; the rejected one is skipped with the reason.
+    let offered = get(
+        &s.url("/api/claude/tasks?capabilities=testing"),
+        Some(&token),
+    );
+    let ids: Vec<&str> = offered
+        .data()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids, vec![ta.as_str()], "{}", offered.text);
+    assert_eq!(store.task(&tb).unwrap().unwrap().status.as_str(), "skipped");
+    let why = store
+        .events_since(0, 100_000)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "skipped" && e.task.as_deref() == Some(tb.as_str()))
+        .unwrap();
+    assert!(
+        why.data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not needed now"),
+        "{why:?}"
+    );
 }

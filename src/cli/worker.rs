@@ -164,6 +164,7 @@ fn as_run(a: &Claims) -> RunArgs {
         no_repo: false,
         repo: a.repo.clone(),
         base: None,
+        merge: false,
         serve: None,
     }
 }

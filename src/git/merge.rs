@@ -73,7 +73,7 @@ impl Repo {
     }
 
     /// The merge base of two commits (None: unrelated histories).
-    fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
+    pub(super) fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
         let cmd = self.git.at(&self.dir).args(["merge-base", a, b]);
         let out = cmd.run()?;
         match out.code {
@@ -99,7 +99,7 @@ impl Repo {
 
     /// A merge commit of `tree` with parents `ours` and `theirs`, dated at the later
     /// of their commit times.
-    fn merge_commit(
+    pub(super) fn merge_commit(
         &self,
         tree: &str,
         ours: &str,
@@ -117,6 +117,20 @@ impl Repo {
             .filter_map(|l| l.trim().parse::<i64>().ok())
             .max()
             .unwrap_or(0);
+        self.commit_merge_at(tree, ours, theirs, msg, when)
+    }
+
+    /// A merge commit of `tree` with parents `ours` and `theirs`, dated `when` (epoch
+    /// seconds): authored and committed by borg, so the same inputs make the same
+    /// commit.
+    pub(super) fn commit_merge_at(
+        &self,
+        tree: &str,
+        ours: &str,
+        theirs: &str,
+        msg: &Message,
+        when: i64,
+    ) -> Result<String, GitError> {
         let date = format!("{when} +0000");
         let out = self
             .git

@@ -16,6 +16,10 @@
 //!   of its resolution;
 //! - [`diff`]: files changed between two commits, from `--raw -M` and `--numstat`;
 //! - [`recover`]: what a killed borg left: a dirty worktree, a stale `index.lock`;
+//! - [`scratch`]: worktrees borg runs gates in (a baseline, the merge queue's
+//!   candidate), and the clean-up after a gate in a task's worktree;
+//! - [`target`]: the merge queue's side of git: a target branch moved only by
+//!   compare-and-swap, who has it checked out, the `Borg-Task` trailers on it;
 //! - [`remote`]: the remote hosts share: `ls-remote`, fetch, and atomic pushes with
 //!   leases (the primitives of every exchange between hosts, the merge queue's too);
 //! - [`mirror`]: a host's mirror of that remote (`workspaces/.repo`), its worktrees'
@@ -35,6 +39,8 @@ pub mod recover;
 pub mod remote;
 pub mod repo;
 pub mod resolve;
+pub mod scratch;
+pub mod target;
 pub mod worktree;
 
 pub use repo::{Repo, RepoError};
@@ -180,8 +186,9 @@ impl Git {
             out.retain(|(name, _)| name != k);
             out.push((k.into(), v.into()));
         }
+        let path = env.get("PATH").map(String::as_str).unwrap_or_default();
         Git {
-            bin: PathBuf::from("git"),
+            bin: which("git", path).unwrap_or_else(|| PathBuf::from("git")),
             env: out,
         }
     }
@@ -206,6 +213,20 @@ impl Git {
             what: out.text(),
         })
     }
+}
+
+/// The first executable `name` in the folders of `path`. Starting a program by its
+/// full path lets the standard library use `posix_spawn` rather than copying borg with
+/// `fork` (which it must do to search a `PATH` that differs from borg's own): with
+/// hundreds of gits a run, that is most of their start-up cost.
+pub fn which(name: &str, path: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .filter(|d| d.is_absolute())
+        .map(|d| d.join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Parses `git version 2.47.3` (vendor suffixes such as `.windows.1` or

@@ -3,6 +3,7 @@
 //! into it, run the scheduler until the list is done, then report.
 
 pub(crate) mod inputs;
+mod merge;
 pub(crate) mod repo;
 mod report;
 
@@ -29,7 +30,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         let Some(list) = &inputs.list else {
             return Err(UsageError("--dry-run needs a task list".into()).into());
         };
-        return dry_run(list, &inputs.claude, a.json);
+        return dry_run(list, &inputs, a.json);
     }
     let version = if a.no_work {
         None
@@ -61,7 +62,17 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         budget_usd: inputs.settings.run.budget_usd,
         ..RunOptions::default()
     };
-    let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await?;
+    let merging = merge::wanted(&a, &inputs)?;
+    let shared = shared(ctx, inputs, &store);
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let mut summary = schedule(ctx, a.progress, &shared, &owner, opts.clone(), &shutdown).await?;
+    let merged = match (merging, &synced.name) {
+        (true, name) => {
+            let fleet = (&shared, &owner, &shutdown, a.progress);
+            merge::after_run(ctx, fleet, name.as_deref(), opts, &mut summary).await?
+        }
+        _ => None,
+    };
     let _ = store.release_owner(&owner.id, now_ms());
     if let Some((stop, handle)) = server {
         stop.cancel();
@@ -74,6 +85,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         scope: &synced.scope,
         changed_after_success: &synced.changed_after_success,
         summary: &summary,
+        merge: merged,
     };
     let rep = report::build(store.as_ref(), &facts)?;
     report::deliver(&rep, &a, &summary)
@@ -117,6 +129,8 @@ struct Synced {
     scope: Vec<String>,
     /// Tasks whose definition changed after they succeeded.
     changed_after_success: Vec<String>,
+    /// The list's name (None without a list).
+    name: Option<String>,
 }
 
 /// Inserts new tasks and updates changed pending ones, and registers them under the
@@ -135,6 +149,7 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
         return Ok(Synced {
             scope: Vec::new(),
             changed_after_success: Vec::new(),
+            name: None,
         });
     };
     let retries = inputs.settings.run.retries;
@@ -157,25 +172,23 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
     let ids: Vec<String> = list.tasks.iter().map(|t| t.id.clone()).collect();
     let name = name.map_or_else(|| crate::run::lists::default_name(&list.path), String::from);
     crate::run::lists::register(store, &name, &ids)?;
+    if inputs.git.is_some() {
+        store.set_fleet(
+            crate::cli::merge::LIST_KEY,
+            &serde_json::json!(name),
+            now_ms(),
+        )?;
+    }
     Ok(Synced {
         scope: with_handoffs(store, ids)?,
         changed_after_success: rep.changed_after_success,
+        name: Some(name),
     })
 }
 
-/// Runs the scheduler with `opts`, with signal handling and progress display.
-pub(crate) async fn execute(
-    ctx: &Ctx,
-    progress: ProgressMode,
-    inputs: Inputs,
-    store: &Arc<dyn Store>,
-    owner: &OwnerInfo,
-    opts: RunOptions,
-) -> anyhow::Result<RunSummary> {
-    execute_until(ctx, progress, inputs, store, owner, opts, None).await
-}
-
-/// [`execute`], also stopped (as by the first SIGTERM) when `until` is cancelled.
+/// Runs the scheduler with `opts`, with signal handling and progress display (what
+/// `borg worker` does); also stopped, as by the first SIGTERM, when `until` is
+/// cancelled.
 pub(crate) async fn execute_until(
     ctx: &Ctx,
     progress: ProgressMode,
@@ -185,17 +198,7 @@ pub(crate) async fn execute_until(
     opts: RunOptions,
     until: Option<tokio_util::sync::CancellationToken>,
 ) -> anyhow::Result<RunSummary> {
-    let settings = inputs.settings;
-    let shared = Arc::new(Shared {
-        workspaces: crate::workspace::instance::Workspaces::new(&settings.paths.workspaces),
-        store_path: settings.paths.store.clone(),
-        settings,
-        roles: inputs.roles,
-        claude: inputs.claude,
-        parent_env: ctx.env.clone(),
-        store: store.clone(),
-        git: inputs.git.map(|c| Arc::new(c.repo)),
-    });
+    let shared = shared(ctx, inputs, store);
     let shutdown = Shutdown::install().context("installing signal handlers")?;
     if let Some(until) = until {
         let stop = shutdown.stop.clone();
@@ -204,8 +207,42 @@ pub(crate) async fn execute_until(
             stop.cancel();
         });
     }
+    schedule(ctx, progress, &shared, owner, opts, &shutdown).await
+}
+
+/// What every attempt of the run shares.
+fn shared(ctx: &Ctx, inputs: Inputs, store: &Arc<dyn Store>) -> Arc<Shared> {
+    let settings = inputs.settings;
+    Arc::new(Shared {
+        workspaces: crate::workspace::instance::Workspaces::new(&settings.paths.workspaces),
+        store_path: settings.paths.store.clone(),
+        settings,
+        roles: inputs.roles,
+        claude: inputs.claude,
+        parent_env: ctx.env.clone(),
+        store: store.clone(),
+        git: inputs.git.map(|c| Arc::new(c.repo)),
+    })
+}
+
+/// One run of the scheduler with its progress display.
+async fn schedule(
+    ctx: &Ctx,
+    progress: ProgressMode,
+    shared: &Arc<Shared>,
+    owner: &OwnerInfo,
+    opts: RunOptions,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RunSummary> {
     let mut progress = progress_display(ctx, progress);
-    let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await;
+    let summary = scheduler::run(
+        shared.clone(),
+        owner.clone(),
+        opts,
+        shutdown.clone(),
+        progress.as_mut(),
+    )
+    .await;
     progress.finish();
     Ok(summary?)
 }
@@ -226,36 +263,65 @@ fn with_handoffs(store: &dyn Store, ids: Vec<String>) -> anyhow::Result<Vec<Stri
     Ok(crate::run::lists::with_handoffs(&store.tasks()?, ids))
 }
 
-/// Prints the plan: waves of tasks that can run together.
-fn dry_run(list: &TaskList, claude: &std::path::Path, json: bool) -> anyhow::Result<i32> {
+/// Prints the plan: waves of tasks that can run together, and the gates each task
+/// will run (`"auto"` detected in the repository, else the template).
+fn dry_run(list: &TaskList, inputs: &Inputs, json: bool) -> anyhow::Result<i32> {
     let waves = crate::run::plan::waves(&list.tasks);
+    let project = match (&inputs.git, &inputs.settings.paths.template) {
+        (Some(g), _) => g.repo.dir.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => std::path::PathBuf::from("."),
+    };
+    let gates: Vec<crate::verify::gates::Gates> = list
+        .tasks
+        .iter()
+        .map(|t| match inputs.roles.get(&t.role) {
+            Ok(r) => crate::verify::gates::resolve(&inputs.settings.verify, r, t, &project),
+            Err(_) => Default::default(),
+        })
+        .collect();
     if json {
         let w: Vec<Vec<&str>> = waves
             .iter()
             .map(|w| w.iter().map(|&i| list.tasks[i].id.as_str()).collect())
             .collect();
-        super::print_json(
-            &serde_json::json!({"tasks": list.tasks.len(), "claude": claude, "waves": w}),
-        )?;
-    } else {
-        use std::io::Write;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        writeln!(
-            out,
-            "{}: {} tasks in {} waves; claude: {}",
-            list.path.display(),
-            list.tasks.len(),
-            waves.len(),
-            claude.display()
-        )?;
-        for (n, w) in waves.iter().enumerate() {
-            let ids: Vec<String> = w
-                .iter()
-                .map(|&i| format!("{} ({})", list.tasks[i].id, list.tasks[i].role))
-                .collect();
-            writeln!(out, "wave {}: {}", n + 1, ids.join(", "))?;
-        }
-        out.flush()?;
+        let g: serde_json::Map<String, serde_json::Value> = list
+            .tasks
+            .iter()
+            .zip(&gates)
+            .map(|(t, g)| (t.id.clone(), serde_json::json!(g.commands)))
+            .collect();
+        super::print_json(&serde_json::json!({
+            "tasks": list.tasks.len(), "claude": inputs.claude, "waves": w, "gates": g
+        }))?;
+        return Ok(EXIT_OK);
     }
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(
+        out,
+        "{}: {} tasks in {} waves; claude: {}",
+        list.path.display(),
+        list.tasks.len(),
+        waves.len(),
+        inputs.claude.display()
+    )?;
+    for (n, w) in waves.iter().enumerate() {
+        let ids: Vec<String> = w
+            .iter()
+            .map(|&i| format!("{} ({})", list.tasks[i].id, list.tasks[i].role))
+            .collect();
+        writeln!(out, "wave {}: {}", n + 1, ids.join(", "))?;
+    }
+    if gates
+        .iter()
+        .any(|g| !g.commands.is_empty() || g.auto.is_some())
+    {
+        writeln!(out, "gates:")?;
+        for (t, g) in list.tasks.iter().zip(&gates) {
+            writeln!(out, "  {}: {}", t.id, crate::verify::gates::describe(g))?;
+        }
+    }
+    out.flush()?;
     Ok(EXIT_OK)
 }

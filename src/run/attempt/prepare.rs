@@ -96,14 +96,18 @@ async fn continued_session(att: &Attempt, a: &Admitted) -> Option<String> {
         })
 }
 
-/// The CLI refused to resume the instance's session (it does not have it: another
+/// The CLI refused to resume the session (it does not have it: another instance's
 /// config folder, or a transcript removed): the attempt goes on at once in a fresh
 /// session, with the full prompt, and its record says so.
 pub(crate) fn fresh_after_refusal(att: &mut Attempt, p: Prepared) -> Prepared {
     let old = p.resume.unwrap_or_default();
-    let note = format!(
-        "could not resume the instance's session {old} (No conversation found); ran in a fresh session"
-    );
+    let whose = if p.continued {
+        "the instance's session"
+    } else {
+        "the session parked on a usage limit"
+    };
+    let note =
+        format!("could not resume {whose} {old} (No conversation found); ran in a fresh session");
     tracing::info!(task = %att.record.task, "{note}");
     att.record.session_fallback = Some(note);
     Prepared {

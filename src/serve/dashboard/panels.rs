@@ -51,6 +51,15 @@ fn alerts(o: &mut String, v: &StatusView) {
             esc(&until.unwrap_or_default())
         );
     }
+    if let Some(m) = &v.memory {
+        let mib = |k: &str| m.get(k).and_then(|x| x.as_u64()).unwrap_or(0) / (1024 * 1024);
+        let _ = write!(
+            o,
+            "<div class=\"alert bad\" id=\"memory\">Waiting for memory: {} MiB available, below min_available_memory ({} MiB); no new child starts</div>",
+            mib("available_bytes"),
+            mib("min_available_bytes")
+        );
+    }
     if let Some(b) = &v.breaker {
         let m = b.get("message").and_then(|m| m.as_str()).unwrap_or("");
         let _ = write!(
