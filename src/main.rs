@@ -20,6 +20,10 @@ fn main() {
         // claude starts `borg mcp` with exactly that argv: the lean path, as for the hook.
         Some("mcp") if args.len() == 2 => {
             borg::coord::env::scrub_credentials();
+            // Diagnostics only when asked for: the log filter costs every child's start.
+            if std::env::var_os("BORG_LOG").is_some() {
+                init_logging(borg::cli::LogFormat::Text);
+            }
             std::process::exit(borg::cli::helpers::mcp_main());
         }
         Some("mcp") => borg::coord::env::scrub_credentials(),

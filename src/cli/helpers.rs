@@ -15,7 +15,8 @@ const MAX_PAYLOAD: u64 = 512 << 20;
 /// `borg mcp` as claude starts it (`main` calls it before parsing anything else):
 /// serves until claude closes stdin; 1 when it cannot start. Every child of a
 /// coordinated run starts one and most never call a tool, so it starts lean: no
-/// command-line parser, no settings or `.env`, no log filter, a current-thread
+/// command-line parser, no settings or `.env`, no log filter unless `BORG_LOG` is set in
+/// its environment, a current-thread
 /// runtime (tool calls still run on a blocking thread, made at the first call), and
 /// the store opened at the first tool call.
 pub fn mcp_main() -> i32 {
