@@ -377,12 +377,21 @@ fn a_live_follower_gets_other_processes_and_the_servers_own_events() {
                 &json!({"agentId": "live-agent", "capabilities": ["coding"], "version": "1.0.0"}),
             )
             .data();
+            std::time::Instant::now()
         })
     };
     let got = read_sse(&url, None, |g| {
         g.iter().any(|e| e.1 == "retry-requested") && g.iter().any(|e| e.1 == "agent-registered")
     });
-    writer.join().unwrap();
+    let received = std::time::Instant::now();
+    let written = writer.join().unwrap();
+    // Woken by the changes, not by the feed's safety look (5 s apart, the first one
+    // about 4 s after the last write here).
+    assert!(
+        received.duration_since(written) < Duration::from_secs(2),
+        "the events came {:?} after the last write",
+        received.duration_since(written)
+    );
     let ids: Vec<i64> = got.iter().map(|e| e.0).collect();
     let mut sorted = ids.clone();
     sorted.sort_unstable();
