@@ -23,4 +23,5 @@ pub mod serve;
 pub mod show;
 pub mod store;
 pub mod supervise;
+pub mod verify;
 pub mod workspace;

@@ -400,6 +400,9 @@ fn shipped_config_toml_is_the_defaults() {
     assert!(!all.claude.extra_args.is_empty());
     assert!(!all.claude.env.is_empty());
     assert!(all.run.budget_usd.is_some());
+    assert!(all.verify.commands.is_some());
+    assert!(all.verify.junit.is_some());
+    assert!(all.verify.review_role.is_some());
     assert!(all
         .roles
         .get("developer")
@@ -416,6 +419,9 @@ fn shipped_config_toml_is_the_defaults() {
     all.claude.extra_args.clear();
     all.claude.env.clear();
     all.run.budget_usd = None;
+    all.verify.commands = None;
+    all.verify.junit = None;
+    all.verify.review_role = None;
     all.roles.clear();
     assert_eq!(json(&all), json(&Settings::default()));
 }

@@ -33,7 +33,7 @@ fn migrates_a_v1_store_keeping_its_rows() {
 
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 6);
+    assert_eq!(SCHEMA_VERSION, 7);
 
     let tasks = s.tasks().unwrap();
     assert_eq!(tasks.len(), 2);

@@ -433,6 +433,10 @@ fn json_schema() {
     );
     assert_eq!(s.tools_used.get("StructuredOutput"), Some(&1));
     assert!(s.tool_files.is_empty());
+    assert_eq!(
+        s.result.as_ref().unwrap().structured_output,
+        Some(serde_json::json!({"passed": 3, "failed": 0}))
+    );
 }
 
 #[test]

@@ -78,6 +78,9 @@ pub fn build(store: &dyn Store, env: &AttemptEnv, ask: &TaskAsk) -> Result<NewTa
         max_turns: None,
         max_budget_usd: None,
         permission_mode: None,
+        verify: None,
+        review: None,
+        fix_rounds: None,
         session: None,
         order: parent.order.max(0) as usize,
     };

@@ -31,6 +31,23 @@ impl Repo {
             what: "cannot read its --raw/--numstat output".into(),
         })
     }
+
+    /// The patch from `from` to `to` as text (for a reviewer's prompt), at most
+    /// `max` bytes of it read.
+    pub fn patch(&self, from: &str, to: &str, max: usize) -> Result<String, GitError> {
+        let cmd = self.git.at(&self.dir).args([
+            "diff",
+            "-M",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--no-color",
+            from,
+            to,
+        ]);
+        let out = cmd.ok()?;
+        let end = out.stdout.len().min(max);
+        Ok(String::from_utf8_lossy(&out.stdout[..end]).into_owned())
+    }
 }
 
 /// Parses `--raw --numstat -z` output: every raw entry first, then every numstat

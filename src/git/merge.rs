@@ -73,7 +73,7 @@ impl Repo {
     }
 
     /// The merge base of two commits (None: unrelated histories).
-    fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
+    pub(super) fn merge_base(&self, a: &str, b: &str) -> Result<Option<String>, GitError> {
         let cmd = self.git.at(&self.dir).args(["merge-base", a, b]);
         let out = cmd.run()?;
         match out.code {
@@ -99,7 +99,7 @@ impl Repo {
 
     /// A merge commit of `tree` with parents `ours` and `theirs`, dated at the later
     /// of their commit times.
-    fn merge_commit(
+    pub(super) fn merge_commit(
         &self,
         tree: &str,
         ours: &str,

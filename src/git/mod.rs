@@ -16,6 +16,10 @@
 //!   of its resolution;
 //! - [`diff`]: files changed between two commits, from `--raw -M` and `--numstat`;
 //! - [`recover`]: what a killed borg left: a dirty worktree, a stale `index.lock`.
+//! - [`scratch`]: worktrees borg runs gates in (a baseline, the merge queue's
+//!   candidate), and the clean-up after a gate in a task's worktree;
+//! - [`target`]: the merge queue's side of git: a target branch moved only by
+//!   compare-and-swap, who has it checked out, the `Borg-Task` trailers on it.
 //!
 //! Nothing here touches the user's work tree, index, HEAD, stash, or a ref outside
 //! `refs/heads/<prefix>` and `refs/borg/`.
@@ -26,6 +30,8 @@ pub mod merge;
 pub mod recover;
 pub mod repo;
 pub mod resolve;
+pub mod scratch;
+pub mod target;
 pub mod worktree;
 
 pub use repo::{Repo, RepoError};

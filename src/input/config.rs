@@ -12,6 +12,7 @@ mod rules;
 mod serve;
 
 pub use super::values::{parse_duration, PERMISSION_MODES};
+use crate::input::gates::GateSpec;
 pub use serve::{check_listen, HandoffSettings, ServeSettings, DEFAULT_LISTEN};
 
 use serde::{Deserialize, Serialize};
@@ -231,6 +232,37 @@ pub struct CoordSettings {
     pub lease_ttl: Duration,
 }
 
+/// Verification of finished work (`[verify]`): gates, baseline, fix rounds, review.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySettings {
+    /// The gates of tasks whose task and role name none (None: no gate).
+    pub commands: Option<GateSpec>,
+    /// Wall-clock limit of one gate run.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Judge failures against the same gate at the task's start commit.
+    pub baseline: bool,
+    /// JUnit XML files the gates write (a glob relative to the worktree).
+    pub junit: Option<String>,
+    /// Fix rounds when neither the task nor its role says.
+    pub fix_rounds: u32,
+    /// The role that reviews work when neither the task nor its role names one.
+    pub review_role: Option<String>,
+}
+
+/// The merge queue (`[merge]`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MergeSettings {
+    /// Run the queue as tasks finish (`borg run --merge`).
+    pub auto: bool,
+    /// Branches per batch.
+    pub batch: usize,
+    /// Integration gates (None: the `[verify] commands`).
+    pub verify: Option<GateSpec>,
+    /// A rejected task gets a fix task for its role.
+    pub fix: bool,
+}
+
 /// Every setting, resolved.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
@@ -246,6 +278,10 @@ pub struct Settings {
     pub coord: CoordSettings,
     /// Git mode.
     pub git: GitSettings,
+    /// Verification of finished work.
+    pub verify: VerifySettings,
+    /// The merge queue.
+    pub merge: MergeSettings,
     /// `borg serve`.
     pub serve: ServeSettings,
     /// Handoffs.
@@ -335,6 +371,20 @@ impl Default for Settings {
                 on_violation: "warn".into(),
                 max_agent_tasks: 20,
                 lease_ttl: Duration::from_secs(15 * 60),
+            },
+            verify: VerifySettings {
+                commands: None,
+                timeout: Duration::from_secs(10 * 60),
+                baseline: true,
+                junit: None,
+                fix_rounds: 2,
+                review_role: None,
+            },
+            merge: MergeSettings {
+                auto: false,
+                batch: 4,
+                verify: None,
+                fix: false,
             },
             serve: ServeSettings::default(),
             handoff: HandoffSettings::default(),

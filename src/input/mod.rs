@@ -4,6 +4,7 @@
 //! file, the line and the offending name.
 
 pub mod config;
+pub mod gates;
 pub mod roles;
 pub mod tasklist;
 pub mod values;

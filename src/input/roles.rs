@@ -1,8 +1,10 @@
 //! Roles: markdown files (`roles/NAME.md`) whose body seeds an instance's session and
 //! prompts, with optional TOML front matter between `+++` lines (capabilities, model,
-//! permission_mode, allowed_tools, max_turns, session, writable, external, approval). The
-//! five shipped roles are also built into the binary, so borg works from any directory.
+//! permission_mode, allowed_tools, max_turns, session, writable, external, approval,
+//! verify, review, fix_rounds). The five shipped roles are also built into the binary,
+//! so borg works from any directory.
 
+use crate::input::gates::GateSpec;
 use crate::input::values::{valid_id, PERMISSION_MODES};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,28 @@ pub struct RoleMeta {
     /// Whether handoffs to this role wait for a person: `"auto"` or `"person"`
     /// (unset: `[handoff] approval`).
     pub approval: Option<String>,
+    /// Verification gates of the role's tasks (`"auto"` or command lines), over
+    /// `[verify] commands`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "gates_field"
+    )]
+    pub verify: Option<GateSpec>,
+    /// The role that reviews this role's work, over `[verify] review_role`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    /// Fix rounds of this role's tasks, over `[verify] fix_rounds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_rounds: Option<u32>,
+}
+
+/// `verify` of the front matter, its errors naming the key.
+fn gates_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<GateSpec>, D::Error> {
+    let v = toml::Value::deserialize(d)?;
+    GateSpec::from_toml(&v)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("verify: {e}")))
 }
 
 /// One role.
@@ -155,7 +179,26 @@ impl RoleSet {
             return Err(RoleError::Empty(dir.to_path_buf()));
         }
         roles.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(RoleSet { roles })
+        let set = RoleSet { roles };
+        set.check_reviewers()?;
+        Ok(set)
+    }
+
+    /// A role's `review` must name a role of the set.
+    fn check_reviewers(&self) -> Result<(), RoleError> {
+        let names = self.names();
+        for r in &self.roles {
+            if let Some(rev) = r.meta.review.as_ref().filter(|n| !names.contains(n)) {
+                return Err(RoleError::FrontMatter {
+                    path: r.path.clone().unwrap_or_else(|| PathBuf::from(&r.name)),
+                    message: format!(
+                        "review = {rev:?}: unknown role; roles that exist: {}",
+                        names.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The five roles compiled into the binary (architect, developer, documenter,

@@ -9,6 +9,7 @@ mod fields;
 mod validate;
 
 pub use super::values::SessionMode;
+use crate::input::gates::GateSpec;
 use fields::{build_task, read_fields, Fields};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -57,6 +58,15 @@ pub struct TaskSpec {
     pub max_budget_usd: Option<f64>,
     /// `--permission-mode` for this task.
     pub permission_mode: Option<String>,
+    /// Verification gates (over the role's and `[verify] commands`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<GateSpec>,
+    /// The role that reviews the work (over the role's and `[verify] review_role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    /// Fix rounds allowed (over the role's and `[verify] fix_rounds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix_rounds: Option<u32>,
     /// Fresh session or the instance's previous one resumed (None: the role's choice,
     /// else fresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +212,9 @@ pub const TASK_KEYS: &[&str] = &[
     "max_turns",
     "max_budget_usd",
     "permission_mode",
+    "verify",
+    "review",
+    "fix_rounds",
     "session",
 ];
 

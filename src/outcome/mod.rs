@@ -5,8 +5,12 @@
 
 pub mod fault;
 pub mod lines;
+pub mod testnames;
 pub mod testsummary;
 pub mod transcript;
+pub mod verified;
+
+pub use verified::Checks;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -35,9 +39,15 @@ pub enum Status {
     Killed,
     /// Stopped by a usage limit; the fleet parks and the task resumes later.
     RateLimited,
-    /// The agent changed files it was not allowed to (another attempt's lease, with
-    /// `[coord] on_violation = "fail"`).
+    /// The agent changed files it was not allowed to: another attempt's lease (with
+    /// `[coord] on_violation = "fail"`), or outside its role's `writable` scope.
     OutOfScope,
+    /// The agent said it was done, but borg's verification gates (or its reviewer)
+    /// kept finding problems after every fix round.
+    VerifyFailed,
+    /// The task's work broke the integration gates of the merge queue (found by
+    /// bisection), so it was not merged.
+    IntegrationFailed,
 }
 
 impl Status {
@@ -55,6 +65,8 @@ impl Status {
             Status::Killed => "killed",
             Status::RateLimited => "rate_limited",
             Status::OutOfScope => "out_of_scope",
+            Status::VerifyFailed => "verify_failed",
+            Status::IntegrationFailed => "integration_failed",
         }
     }
 
@@ -72,6 +84,8 @@ impl Status {
             "killed" => Status::Killed,
             "rate_limited" => Status::RateLimited,
             "out_of_scope" => Status::OutOfScope,
+            "verify_failed" => Status::VerifyFailed,
+            "integration_failed" => Status::IntegrationFailed,
             _ => return None,
         })
     }
@@ -208,8 +222,14 @@ pub enum FaultClass {
     /// borg's coordination server (`borg mcp`) was not connected when the child
     /// started, so its leases and messages could not work: the attempt is failed.
     CoordinationUnavailable,
-    /// The agent broke the rules of the fleet (changed a file another attempt held).
+    /// The agent broke the rules of the fleet (changed a file another attempt held,
+    /// or one outside its role's scope).
     OutOfScope,
+    /// borg's own checks (gates, review) still failed when the fix rounds were spent:
+    /// more attempts of the same kind would not help, so it is not retried.
+    Verification,
+    /// The merge queue's integration gates failed with this task's work.
+    Integration,
 }
 
 impl FaultClass {
@@ -223,6 +243,8 @@ impl FaultClass {
             FaultClass::Interrupted => "interrupted",
             FaultClass::CoordinationUnavailable => "coordination_unavailable",
             FaultClass::OutOfScope => "out_of_scope",
+            FaultClass::Verification => "verification",
+            FaultClass::Integration => "integration",
         }
     }
 }
@@ -350,6 +372,10 @@ pub struct AttemptRecord {
     /// Git mode: what the attempt did in the repository.
     #[serde(flatten)]
     pub git: GitFacts,
+    /// What borg checked itself: gates, fix rounds, review (absent when nothing was
+    /// checked).
+    #[serde(flatten)]
+    pub checks: Checks,
 }
 
 /// What an attempt did in the repository (git mode); every field absent in template

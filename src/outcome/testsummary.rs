@@ -46,7 +46,7 @@ pub fn might_contain_summary(text: &[u8]) -> bool {
 
 /// Removes ANSI colour and cursor sequences, which test runners print when they think
 /// they talk to a terminal and which would break the anchored patterns below.
-fn strip_ansi(text: &str) -> Cow<'_, str> {
+pub(crate) fn strip_ansi(text: &str) -> Cow<'_, str> {
     if !text.contains('\x1b') {
         return Cow::Borrowed(text);
     }

@@ -46,6 +46,9 @@ pub struct ResultEvent {
     pub duration_ms: u64,
     /// Number of entries in `permission_denials`.
     pub permission_denials: u64,
+    /// `structured_output`: the JSON the model gave under `--json-schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_output: Option<serde_json::Value>,
 }
 
 /// A usage-limit notice: a `rate_limit_event` (or the old result text form).
@@ -376,6 +379,7 @@ impl TranscriptParser {
             total_cost_usd: cost,
             duration_ms: ev.duration_ms.u64(),
             permission_denials: ev.permission_denials.0,
+            structured_output: ev.structured_output,
         };
         self.summary.cost_usd = cost;
         self.summary.tokens = if ev.model_usage.models > 0 {

@@ -212,6 +212,9 @@ pub fn follow_up_spec(task: &TaskRow, id: &str, role: &str) -> TaskSpec {
         max_turns: None,
         max_budget_usd: None,
         permission_mode: None,
+        verify: None,
+        review: None,
+        fix_rounds: None,
         session: None,
         order: task.order as usize,
     }

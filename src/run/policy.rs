@@ -113,7 +113,13 @@ pub async fn react(
             let v = serde_json::json!({"until_ms": until, "kind": kind, "task": done.task});
             let _ = db(store, move |st| st.set_fleet("parked", &v, now_ms())).await;
         }
-        Some(FaultClass::Permanent | FaultClass::Interrupted | FaultClass::OutOfScope) => {}
+        Some(
+            FaultClass::Permanent
+            | FaultClass::Interrupted
+            | FaultClass::OutOfScope
+            | FaultClass::Verification
+            | FaultClass::Integration,
+        ) => {}
     }
     if matches!(c.fault, Some(FaultClass::Transient)) {
         if let Ok(Some(t)) = db(store, {

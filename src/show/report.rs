@@ -2,12 +2,13 @@
 //! for machines (`--json`, `--report FILE`), JUnit XML for CI systems (`--junit`),
 //! and per-role metrics (tasks, success rate, mean and p95 duration, cost, tokens).
 
-use crate::outcome::{AttemptRecord, FileDiff, LeaseViolation, Status, TestCounts, Tokens};
+use crate::outcome::{AttemptRecord, Checks, FileDiff, LeaseViolation, Status, TestCounts, Tokens};
 use crate::store::{AttemptRow, TaskRow};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+mod checks;
 mod git;
 pub use git::GitReport;
 use git::{git_cells, has_git};
@@ -76,6 +77,10 @@ pub struct TaskReport {
     /// Git mode: branch, commits, diffstat, resolve links (absent in template mode).
     #[serde(flatten)]
     pub git: GitReport,
+    /// What borg checked of the last attempt: `verified`, `fix_rounds`, `rounds`,
+    /// `review`, `out_of_scope` (each absent when not checked).
+    #[serde(flatten)]
+    pub checks: Checks,
 }
 
 /// Messages of a task's agents.
@@ -224,6 +229,7 @@ pub fn task_report(t: &TaskRow, attempts: &[AttemptRow], not_started: Option<&st
             .collect(),
         created_tasks: last.map(|r| r.created_tasks.clone()).unwrap_or_default(),
         git: GitReport::of(t, last),
+        checks: last.map(|r| r.checks.clone()).unwrap_or_default(),
     }
 }
 
@@ -314,16 +320,12 @@ pub fn table(r: &Report) -> String {
             [
                 t.id.clone(),
                 t.role.clone(),
-                t.status.to_string(),
+                checks::status_cell(t),
                 t.attempts.to_string(),
                 format!("{:.1}s", t.duration_ms as f64 / 1000.0),
                 format!("${:.4}", t.cost_usd),
                 t.files_changed.len().to_string(),
-                if t.tests == TestCounts::default() {
-                    "-".into()
-                } else {
-                    format!("{}/{}", t.tests.passed, t.tests.passed + t.tests.failed)
-                },
+                checks::tests_cell(t),
             ]
             .into_iter()
             .chain(git_cells(r, t))

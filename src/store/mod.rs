@@ -18,10 +18,12 @@ mod error;
 pub mod feed;
 mod git;
 pub mod location;
+pub mod merge;
 pub mod postgres;
 mod rows;
 pub mod sessions;
 pub mod sqlite;
+mod verify;
 pub mod view;
 
 use crate::outcome::Status;
@@ -29,17 +31,27 @@ pub use agents::AgentStore;
 pub use coord::CoordStore;
 pub use error::StoreError;
 pub use git::GitStore;
+pub use merge::MergeStore;
 pub use rows::*;
 pub use sessions::SessionStore;
 use std::time::Duration;
+pub use verify::VerifyStore;
 pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code. Capabilities of later features are supertraits
-/// ([`AgentStore`], [`CoordStore`], [`GitStore`], [`ViewStore`], [`SessionStore`]), so
-/// every backend implements them.
+/// ([`AgentStore`], [`CoordStore`], [`GitStore`], [`ViewStore`], [`SessionStore`],
+/// [`VerifyStore`], [`MergeStore`]), so every backend implements them.
 pub trait Store:
-    Send + Sync + AgentStore + coord::CoordStore + GitStore + ViewStore + SessionStore
+    Send
+    + Sync
+    + AgentStore
+    + coord::CoordStore
+    + GitStore
+    + ViewStore
+    + SessionStore
+    + VerifyStore
+    + MergeStore
 {
     /// Registers (or refreshes) a borg process.
     fn register_owner(&self, owner: &OwnerInfo) -> Result<(), StoreError>;

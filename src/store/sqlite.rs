@@ -2,13 +2,12 @@
 //! `BEGIN IMMEDIATE`, a busy timeout on every connection, schema migrations by
 //! `PRAGMA user_version`.
 //!
-//! Layout: this file opens the database and maps errors; `schema` holds the migration
-//! steps; `netfs` refuses network filesystems; `read` turns rows into the store's types;
-//! `claims` is the claim/lease/attempt life cycle; `release` hands back the claims of
-//! dead owners and expired leases; `tasks` is task-list sync, retry and skip;
-//! `handoffs` is the handoff life cycle; `misc` is owners, instances and fleet values;
-//! `coord`, `coord_log` and `coord_impl` are coordination (`CoordStore`); `view` the
-//! whole-fleet view. `agents` is the outside agents of `borg serve` (`AgentStore`).
+//! Layout: this file opens the database and maps errors; `schema` the migration steps;
+//! `netfs` refuses network filesystems; `read` turns rows into the store's types; `claims`
+//! the claim/lease/attempt life cycle; `release` hands back dead owners' and expired
+//! claims; `tasks` task-list sync, retry and skip; `handoffs` the handoff life cycle;
+//! `misc` owners, instances, fleet values; `coord*` coordination; `view` the fleet view;
+//! `agents` borg serve's outside agents; `merge` the merge queue and gates' baselines.
 //!
 //! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (a
 //! read-then-write never needs a lock upgrade that could fail with SQLITE_BUSY despite the
@@ -23,6 +22,7 @@ mod coord_impl;
 mod coord_log;
 mod git;
 mod handoffs;
+mod merge;
 mod misc;
 mod netfs;
 mod read;

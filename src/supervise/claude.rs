@@ -331,6 +331,9 @@ mod tests {
             max_turns: None,
             max_budget_usd: None,
             permission_mode: None,
+            verify: None,
+            review: None,
+            fix_rounds: None,
             session: None,
             order: 0,
         };

@@ -72,6 +72,9 @@ pub struct AttemptPlan {
     pub watchdogs: Watchdogs,
     /// Longest stdout line that is parsed.
     pub max_line: usize,
+    /// Most bytes kept in each log (None: all). What a verification gate prints is
+    /// capped so that a runaway gate cannot fill the disk; claude's logs are not.
+    pub log_cap: Option<u64>,
 }
 
 /// Pids of a started attempt.

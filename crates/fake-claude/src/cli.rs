@@ -56,6 +56,8 @@ pub struct Args {
     pub settings: Option<String>,
     /// `--setting-sources`.
     pub setting_sources: Option<String>,
+    /// `--json-schema` (the schema text).
+    pub json_schema: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -324,6 +326,7 @@ impl Args {
             "--strict-mcp-config" => self.strict_mcp = true,
             "--settings" => self.settings = Some(first),
             "--setting-sources" => self.setting_sources = Some(first),
+            "--json-schema" => self.json_schema = Some(first),
             _ => {} // accepted and ignored: it changes nothing a scenario can show
         }
     }

@@ -23,6 +23,9 @@ pub enum Api {
     NoKey,
 }
 
+/// The tool `--json-schema` adds: the model answers through it.
+pub const STRUCTURED: &str = "StructuredOutput";
+
 /// A model-side tool call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Tool {
@@ -39,6 +42,9 @@ pub enum Tool {
     /// An MCP tool of an `--mcp-config` server: (full name `mcp__server__tool`,
     /// arguments as a JSON object text).
     Mcp(String, String),
+    /// The `StructuredOutput` tool of `--json-schema`: its input, a JSON object text.
+    /// The run ends with it (a `result` whose `structured_output` is that object).
+    Structured(String),
 }
 
 /// One scenario step.

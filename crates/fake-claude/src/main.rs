@@ -92,6 +92,7 @@
 //! | `bash "COMMAND" ["DESCRIPTION"]` | Bash tool: runs `/bin/bash -c COMMAND` in the cwd, **in its own session** (setsid), stdin /dev/null, stdout+stderr merged; a `cd` carries over to later `bash` steps (the CLI's `eval '…' && pwd -P >| file` trick). Exit 0 → content = output (`is_error:false`); else `Exit code N\n<output>`, is_error. SIGINT kills the shell's whole process group (see Signals) |
 //! | `bash-bg "COMMAND" ["DESCRIPTION"]` | Bash with `run_in_background:true`: starts the command in its own session (output to `$TMPDIR/fake-claude-<uid>/<cwd slug>/<session>/tasks/<id>.output`), prints `system/task_started`, and at once the tool result `Command running in background with ID: <id>. …` (`tool_use_result.backgroundTaskId`). At exit, after the result, running tasks get `FAKE_CLAUDE_AFTER_RESULT_MS` (5000) to finish, then their session is SIGKILLed and `system/task_updated` (`killed`) + `system/task_notification` (`stopped`) follow the result, as observed; a task that finished by then gets one `task_notification` `completed` (not observed). Without a result (SIGINT, `no-result` …) they are killed silently; SIGTERM leaves them running |
 //! | `mcp TOOL ['{JSON}']` | a call of an MCP tool of a `--mcp-config` server: `TOOL` is `mcp__server__tool`, or a bare tool name of the `borg` server (`mcp lock_files '{"paths":["a.rs"],"reason":"r"}'`); the arguments default to `{}`. The `tool_use` line carries `tool_use_meta` (display names), the call is a real `tools/call` with `_meta` naming the tool_use id, and the result line has the CLI's shape: structured content as its JSON text (`tool_use_result` `{content, structuredContent}`), plain content blocks as they are, an error as its text with `is_error` (`tool_use_result` `Error: …`). A tool no connected server offers: `<tool_use_error>Error: No such tool available: …</tool_use_error>` |
+//! | `structured '{JSON}'` | with `--json-schema` (which adds `StructuredOutput` to init's tools, after `Skill`): the StructuredOutput call with that object as input, its result `Structured output provided successfully`, then at once the success `result` with `result` = the JSON text, `structured_output` = the object and `stop_reason` `tool_use` (fixture `json-schema`); the run ends there. Without `--json-schema`: `No such tool available` |
 //! | `+ TOOLSTEP` | the tool step in the same message as the previous tool |
 //! | `turn` | end the current model message |
 //!
@@ -229,8 +230,8 @@
 //!
 //! Sub-agents, HTTP/SSE MCP servers, hooks other than PreToolUse/PostToolUse command
 //! hooks, `--include-hook-events` lines, project `.mcp.json` and `.claude/settings.json`,
-//! `--include-partial-messages` events, `--json-schema`
-//! structured output, `--continue` picking the latest session
+//! `--include-partial-messages` events, checking output against the `--json-schema`
+//! schema, `--continue` picking the latest session
 //! (it gets a new id), the Bash `timeout` (moving a command to the background), Bash
 //! output truncation, and session transcripts under `~/.claude`.
 

@@ -136,6 +136,8 @@ pub struct Engine {
     denials: Vec<String>,
     /// A result line was printed.
     result_done: bool,
+    /// The output the StructuredOutput tool took (`--json-schema`).
+    structured: Option<String>,
     /// The `allowed` rate_limit_event was printed (or a rejected one).
     rl_sent: bool,
     /// The MCP servers of `--mcp-config`.
@@ -166,6 +168,7 @@ impl Engine {
             bg: Vec::new(),
             denials: Vec::new(),
             result_done: false,
+            structured: None,
             rl_sent: false,
             mcp: crate::mcp::Servers::default(),
             mcp_calls: 0,

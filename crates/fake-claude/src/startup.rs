@@ -218,6 +218,14 @@ pub fn tools(args: &Args) -> Vec<String> {
         Some(t) if t.iter().any(|x| x == "default") => defaults(),
         Some(t) => t.clone(),
     };
+    if args.json_schema.is_some() && !tools.iter().any(|t| t == crate::dsl::STRUCTURED) {
+        // Where the real CLI lists it (fixture `json-schema`): after Skill.
+        let at = tools
+            .iter()
+            .position(|t| t == "Skill")
+            .map_or(tools.len(), |i| i + 1);
+        tools.insert(at, crate::dsl::STRUCTURED.into());
+    }
     tools.retain(|t| !args.disallowed.iter().any(|d| d == t));
     tools
 }

@@ -1198,3 +1198,38 @@ fn pre_tool_use_hooks_deny_writes_in_both_forms_and_fail_open_otherwise() {
         2
     );
 }
+
+#[test]
+fn json_schema_structured_output_like_the_fixture() {
+    let e = Env::new();
+    let mut args = STREAM.to_vec();
+    args.push("--json-schema={\"type\":\"object\"}");
+    let verdict = r#"structured '{"verdict":"approve","comments":[]}'"#;
+    let r = e.run(&args, &prompt(&[verdict, "text \"never said\""]), &[]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let tools = r.lines[0]["tools"].as_array().unwrap();
+    let at = tools.iter().position(|t| t == "StructuredOutput").unwrap();
+    assert_eq!(tools[at - 1], "Skill");
+    let call = &r.of_type("assistant")[0]["message"]["content"][0];
+    assert_eq!(call["name"], "StructuredOutput");
+    assert_eq!(call["input"]["verdict"], "approve");
+    let user = &r.of_type("user")[0];
+    assert_eq!(
+        user["tool_use_result"],
+        "Structured output provided successfully"
+    );
+    let res = r.result();
+    assert_eq!(res["structured_output"]["verdict"], "approve");
+    let text: Value = serde_json::from_str(res["result"].as_str().unwrap()).unwrap();
+    assert_eq!(text, res["structured_output"]);
+    assert_eq!(res["stop_reason"], "tool_use");
+    assert_eq!(res["num_turns"], 2);
+    // The run ends with the structured output: later steps do not run.
+    assert_eq!(r.of_type("assistant").len(), 1);
+    // Without --json-schema there is no such tool, and no structured output.
+    let r = e.run(STREAM, &prompt(&[verdict]), &[]);
+    assert_eq!(r.code, Some(0), "stderr: {}", r.stderr);
+    let user = &r.of_type("user")[0];
+    assert_eq!(user["message"]["content"][0]["is_error"], true);
+    assert!(r.result().get("structured_output").is_none());
+}

@@ -48,6 +48,7 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
         }
     }
     let roles = ctx.roles(&settings)?;
+    check_review_role(&settings, &roles)?;
     let list: Option<TaskList> = match &a.tasks {
         Some(p) => Some(tasklist::parse_file(p, &roles.names())?),
         None => None,
@@ -85,6 +86,18 @@ pub(crate) fn load(ctx: &Ctx, a: &RunArgs) -> anyhow::Result<Inputs> {
     };
     check_root_bypass(ctx, &inputs)?;
     Ok(inputs)
+}
+
+/// `[verify] review_role` must name a role.
+fn check_review_role(s: &Settings, roles: &RoleSet) -> Result<(), UsageError> {
+    let names = roles.names();
+    match &s.verify.review_role {
+        Some(r) if !names.contains(r) => Err(UsageError(format!(
+            "[verify] review_role = \"{r}\": no such role; the roles are: {}",
+            names.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The CLI refuses bypassPermissions as root outside a sandbox: say so before any

@@ -29,7 +29,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         let Some(list) = &inputs.list else {
             return Err(UsageError("--dry-run needs a task list".into()).into());
         };
-        return dry_run(list, &inputs.claude, a.json);
+        return dry_run(list, &inputs, a.json);
     }
     let version = if a.no_work {
         None
@@ -206,36 +206,65 @@ fn with_handoffs(store: &dyn Store, ids: Vec<String>) -> anyhow::Result<Vec<Stri
     Ok(crate::run::lists::with_handoffs(&store.tasks()?, ids))
 }
 
-/// Prints the plan: waves of tasks that can run together.
-fn dry_run(list: &TaskList, claude: &std::path::Path, json: bool) -> anyhow::Result<i32> {
+/// Prints the plan: waves of tasks that can run together, and the gates each task
+/// will run (`"auto"` detected in the repository, else the template).
+fn dry_run(list: &TaskList, inputs: &Inputs, json: bool) -> anyhow::Result<i32> {
     let waves = crate::run::plan::waves(&list.tasks);
+    let project = match (&inputs.git, &inputs.settings.paths.template) {
+        (Some(g), _) => g.repo.dir.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => std::path::PathBuf::from("."),
+    };
+    let gates: Vec<crate::verify::gates::Gates> = list
+        .tasks
+        .iter()
+        .map(|t| match inputs.roles.get(&t.role) {
+            Ok(r) => crate::verify::gates::resolve(&inputs.settings.verify, r, t, &project),
+            Err(_) => Default::default(),
+        })
+        .collect();
     if json {
         let w: Vec<Vec<&str>> = waves
             .iter()
             .map(|w| w.iter().map(|&i| list.tasks[i].id.as_str()).collect())
             .collect();
-        super::print_json(
-            &serde_json::json!({"tasks": list.tasks.len(), "claude": claude, "waves": w}),
-        )?;
-    } else {
-        use std::io::Write;
-        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        writeln!(
-            out,
-            "{}: {} tasks in {} waves; claude: {}",
-            list.path.display(),
-            list.tasks.len(),
-            waves.len(),
-            claude.display()
-        )?;
-        for (n, w) in waves.iter().enumerate() {
-            let ids: Vec<String> = w
-                .iter()
-                .map(|&i| format!("{} ({})", list.tasks[i].id, list.tasks[i].role))
-                .collect();
-            writeln!(out, "wave {}: {}", n + 1, ids.join(", "))?;
-        }
-        out.flush()?;
+        let g: serde_json::Map<String, serde_json::Value> = list
+            .tasks
+            .iter()
+            .zip(&gates)
+            .map(|(t, g)| (t.id.clone(), serde_json::json!(g.commands)))
+            .collect();
+        super::print_json(&serde_json::json!({
+            "tasks": list.tasks.len(), "claude": inputs.claude, "waves": w, "gates": g
+        }))?;
+        return Ok(EXIT_OK);
     }
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    writeln!(
+        out,
+        "{}: {} tasks in {} waves; claude: {}",
+        list.path.display(),
+        list.tasks.len(),
+        waves.len(),
+        inputs.claude.display()
+    )?;
+    for (n, w) in waves.iter().enumerate() {
+        let ids: Vec<String> = w
+            .iter()
+            .map(|&i| format!("{} ({})", list.tasks[i].id, list.tasks[i].role))
+            .collect();
+        writeln!(out, "wave {}: {}", n + 1, ids.join(", "))?;
+    }
+    if gates
+        .iter()
+        .any(|g| !g.commands.is_empty() || g.auto.is_some())
+    {
+        writeln!(out, "gates:")?;
+        for (t, g) in list.tasks.iter().zip(&gates) {
+            writeln!(out, "  {}: {}", t.id, crate::verify::gates::describe(g))?;
+        }
+    }
+    out.flush()?;
     Ok(EXIT_OK)
 }

@@ -2,6 +2,8 @@
 //! unknown keys refused), and `apply_file`, which checks every value and words its
 //! errors with the file, line and `[section] key` (`FileCx`).
 
+mod checks;
+
 use super::rules::{dollars, path_or_command, relative_to};
 use super::{
     ClaudeSettings, ConfigDirMode, ConfigError, CoordSettings, GitSettings, PathsSettings,
@@ -40,6 +42,10 @@ struct FileConfig {
     coord: FileCoord,
     #[serde(default)]
     git: FileGit,
+    #[serde(default)]
+    verify: checks::FileVerify,
+    #[serde(default)]
+    merge: checks::FileMerge,
 }
 
 #[derive(Deserialize, Default)]
@@ -252,6 +258,8 @@ pub(super) fn apply_file(s: &mut Settings, path: &Path, text: &str) -> Result<bo
     cx.apply_roles(&mut s.roles, &file.roles)?;
     cx.apply_git(&mut s.git, &file.git)?;
     cx.apply_coord(&mut s.coord, &file.coord)?;
+    cx.apply_verify(&mut s.verify, &file.verify)?;
+    cx.apply_merge(&mut s.merge, &file.merge)?;
     super::serve::apply_serve(&cx, &mut s.serve, &file.serve)?;
     super::serve::apply_handoff(&cx, &mut s.handoff, &file.handoff)?;
     Ok(file.paths.store.is_some() || file.store.url.is_some())

@@ -4,6 +4,7 @@
 
 use super::validate::closest;
 use super::{Cx, RawTable, TaskListError, TaskSpec, DEFAULT_ROLE, TASK_KEYS};
+use crate::input::gates::GateSpec;
 use crate::input::values::{permission_mode, toml_duration, valid_id, SessionMode};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub(super) struct Fields {
     max_turns: Option<u32>,
     max_budget_usd: Option<f64>,
     permission_mode: Option<String>,
+    verify: Option<GateSpec>,
+    review: Option<String>,
+    fix_rounds: Option<u32>,
     session: Option<SessionMode>,
 }
 
@@ -100,6 +104,11 @@ impl Fields {
             "result_grace" => self.result_grace = Some(duration(v, true)?),
             "depends_on" => self.depends_on = Some(depends_on(v)?),
             "env" => self.env = Some(env_table(v)?),
+            "verify" => self.verify = Some(GateSpec::from_toml(v)?),
+            "review" => self.review = Some(as_str(v).ok_or("expected a role name")?),
+            "fix_rounds" => {
+                self.fix_rounds = Some(small_uint(v).ok_or("expected a whole number >= 0")?)
+            }
             // "id" is read by `build_task`, and unknown keys are refused before this.
             _ => {}
         }
@@ -281,6 +290,9 @@ fn with_defaults(
         permission_mode: own
             .permission_mode
             .or_else(|| defaults.permission_mode.clone()),
+        verify: own.verify.or_else(|| defaults.verify.clone()),
+        review: own.review.or_else(|| defaults.review.clone()),
+        fix_rounds: own.fix_rounds.or(defaults.fix_rounds),
         session: own.session.or(defaults.session),
         order,
     }
@@ -298,6 +310,7 @@ fn check_roles(
     for (key, name) in [
         ("role", Some(&task.role)),
         ("handoff_to", task.handoff_to.as_ref()),
+        ("review", task.review.as_ref()),
     ] {
         let Some(name) = name else { continue };
         if !roles.is_empty() && !roles.iter().any(|r| r == name) {

@@ -55,6 +55,8 @@ pub(crate) struct Event<'a> {
     pub rate_limit_info: Obj<RateLimitInfo<'a>>,
     /// On `system/init`: each MCP server's name and status.
     pub mcp_servers: McpServers,
+    /// On `result` under `--json-schema`: the structured output.
+    pub structured_output: Option<serde_json::Value>,
 }
 
 /// `mcp_servers` of the init line: (name, status) of each server, in order; anything

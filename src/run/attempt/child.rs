@@ -7,6 +7,8 @@ use super::admit::Admitted;
 use super::prepare::Prepared;
 use super::{now_ms, Attempt};
 use crate::coord::files::ChildCoord;
+use crate::input::config::Settings;
+use crate::input::tasklist::TaskSpec;
 use crate::store::{call, AttemptStart, ClaimToken, Store, StoreError};
 use crate::supervise::claude::{self, ChildIdentity};
 use crate::supervise::runner::Watchdogs;
@@ -79,10 +81,7 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
     };
     let (stdout_log, stderr_log) = att.instance.attempt_logs(&task.id, att.record.attempt);
     prepare_logs(&att.instance.logs_dir(), &stdout_log);
-    let mut env = claude::environment(&att.shared.parent_env, s, task, &identity);
-    if s.claude.config_dir.per_instance(s.run.concurrency) {
-        config_dir(att, &mut env);
-    }
+    let env = environment(att, task, &identity);
     AttemptPlan {
         program: att.shared.claude.clone(),
         args: claude::args(s, &opts, p.resume.as_deref()),
@@ -91,16 +90,38 @@ fn plan(att: &Attempt, a: &Admitted, p: &Prepared, prompt: String, uid: &str) ->
         prompt,
         stdout_log,
         stderr_log,
-        watchdogs: Watchdogs {
-            timeout: task.timeout.unwrap_or(s.run.timeout),
-            idle_timeout: task.idle_timeout.unwrap_or(s.run.idle_timeout),
-            result_grace: task.result_grace.unwrap_or(s.run.result_grace),
-            interrupt_grace: s.run.interrupt_grace,
-            term_grace: s.run.term_grace,
-            leak_timeout: s.run.leak_timeout,
-            max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
-        },
+        watchdogs: watchdogs(s, task),
         max_line: s.run.max_line_bytes,
+        log_cap: None,
+    }
+}
+
+/// A claude child's environment: the allowlisted one with its identity, and the
+/// instance's own Claude config folder when instances have one (a fix round's
+/// `--resume` finds the session there).
+pub(super) fn environment(
+    att: &Attempt,
+    task: &TaskSpec,
+    identity: &ChildIdentity<'_>,
+) -> Vec<(String, String)> {
+    let s = &att.shared.settings;
+    let mut env = claude::environment(&att.shared.parent_env, s, task, identity);
+    if s.claude.config_dir.per_instance(s.run.concurrency) {
+        config_dir(att, &mut env);
+    }
+    env
+}
+
+/// A claude child's watchdogs: the task's, else the run's.
+pub(super) fn watchdogs(s: &Settings, task: &TaskSpec) -> Watchdogs {
+    Watchdogs {
+        timeout: task.timeout.unwrap_or(s.run.timeout),
+        idle_timeout: task.idle_timeout.unwrap_or(s.run.idle_timeout),
+        result_grace: task.result_grace.unwrap_or(s.run.result_grace),
+        interrupt_grace: s.run.interrupt_grace,
+        term_grace: s.run.term_grace,
+        leak_timeout: s.run.leak_timeout,
+        max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
     }
 }
 
@@ -125,7 +146,7 @@ fn config_dir(att: &Attempt, env: &mut Vec<(String, String)>) {
 /// Adds the child's coordination: borg's MCP server and hooks (their flags go before
 /// the user's `extra_args`, which keep the last word), its variable, and an allow
 /// rule for borg's tools (needed in every permission mode but bypassPermissions).
-fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
+pub(super) fn with_coordination(plan: &mut AttemptPlan, c: ChildCoord) {
     let rule = format!("mcp__{}", crate::coord::files::SERVER);
     let mut allowed = false;
     for a in plan.args.iter_mut() {
@@ -164,7 +185,7 @@ pub(crate) async fn snapshot(project: &Path) -> Snapshot {
 /// most children write nothing there, and a file create is among the costliest
 /// steps of an attempt on some filesystems. A `mkdir` of an existing directory takes
 /// the directory's lock, hence the check first.
-fn prepare_logs(dir: &Path, stdout_log: &Path) {
+pub(super) fn prepare_logs(dir: &Path, stdout_log: &Path) {
     if !dir.is_dir() {
         let _ = std::fs::create_dir_all(dir);
     }
@@ -176,7 +197,7 @@ fn prepare_logs(dir: &Path, stdout_log: &Path) {
 
 /// The durable record of the child's start, written once its pids are known and
 /// before it is reported running; an error (the claim was lost) kills it at once.
-fn start_record(
+pub(super) fn start_record(
     att: &Attempt,
     plan: &AttemptPlan,
     uid: String,
@@ -215,13 +236,18 @@ fn start_record(
 /// does a store that could not be reached for a whole lease (measured on this host's
 /// monotonic clock from the last renewal that worked): by then another host may have
 /// taken the task over, and this attempt's work would be discarded anyway.
-struct Heartbeat {
+pub(super) struct Heartbeat {
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Option<String>>,
 }
 
 impl Heartbeat {
-    fn start(store: &Arc<dyn Store>, token: &ClaimToken, lease: Duration, ctl: &Control) -> Self {
+    pub(super) fn start(
+        store: &Arc<dyn Store>,
+        token: &ClaimToken,
+        lease: Duration,
+        ctl: &Control,
+    ) -> Self {
         let stop = CancellationToken::new();
         let (store, token, done, kill) =
             (store.clone(), token.clone(), stop.clone(), ctl.kill.clone());
@@ -262,7 +288,7 @@ impl Heartbeat {
 
     /// Stops renewing; says why the claim was lost, if it was.
     /// (See [`until_beat`] for when the renewals happen.)
-    async fn stop(self) -> Option<String> {
+    pub(super) async fn stop(self) -> Option<String> {
         self.stop.cancel();
         self.task.await.ok().flatten()
     }

@@ -11,20 +11,26 @@
 //!    once in a fresh session when the session it resumes cannot be resumed);
 //! 4. [`observe`]: what the child did (transcript + workspace diff, or in git mode
 //!    the commit of its work and git's diff, [`seal`]), classified;
-//! 5. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
+//! 5. [`verify`]: borg's own checks of work said to be done: the role's write
+//!    scope, the verification gates (against a baseline at the start commit), a
+//!    reviewer's verdict, and fix rounds that resume the agent's session with what
+//!    failed ([`checking`], [`followup`], [`rounds`]);
+//! 6. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
 //!    worktree), session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
-//!
-//! A later stage (verification gates) slots in between observe and record.
 
 mod admit;
+mod checking;
 mod child;
 mod coordinate;
+mod followup;
 mod observe;
 mod prepare;
 mod record;
+mod rounds;
 mod seal;
 mod start;
+mod verify;
 mod wait;
 
 use crate::git::Repo;
@@ -129,6 +135,7 @@ pub async fn run(
         Ok(c) => c,
         Err(refused) => return record::commit(att, refused, Some(&admitted.spec), decide).await,
     };
+    let (vctl, vlive) = (ctl.clone(), live.clone());
     let (c, l, k) = (ctl.clone(), live.clone(), coord.clone());
     let mut ran = child::run(&mut att, &admitted, &prepared, prompt, k, c, l).await;
     // Whichever session it resumed (a continued one, or one parked on a usage limit
@@ -140,7 +147,8 @@ pub async fn run(
         ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     }
     let observed = observe::outcome(&mut att, ran).await;
-    let mut done = record::commit(att, observed.classified, Some(&admitted.spec), decide).await;
+    let checked = verify::check(&mut att, &admitted, observed.classified, vctl, vlive).await;
+    let mut done = record::commit(att, checked, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {
         done.lost_claim = observed.lost_claim;
     }

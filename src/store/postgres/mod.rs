@@ -30,6 +30,7 @@ mod errors;
 mod git;
 mod handoffs;
 mod listen;
+mod merge;
 mod misc;
 mod read;
 mod release;

@@ -21,12 +21,15 @@
 //!   checked work (`verify_failed`, `out_of_scope`, `integration_failed`).
 //! - v3: outside agents of `borg serve` (`agents`, token hashes only) and the latest
 //!   progress each task reported (`task_progress`): SQLite's v6.
+//! - v4: checked work (the SQLite store's v7): the baseline cache of verification
+//!   gates, the merge queue's targets (claimable, with a lease and a fencing token) and
+//!   entries.
 
 use super::errors::{E, R};
 use crate::store::StoreError;
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The channel every state change is announced on.
 pub const CHANNEL: &str = "borg_events";
@@ -241,8 +244,25 @@ CREATE TABLE task_progress (
 );
 "#;
 
+/// v3 → v4: checked work, in the shape of the SQLite store's v7.
+const V4: &str = r#"
+CREATE TABLE verify_baselines (
+    commit_id TEXT COLLATE "C" NOT NULL, gate TEXT COLLATE "C" NOT NULL, result TEXT NOT NULL,
+    created_ms BIGINT NOT NULL, PRIMARY KEY (commit_id, gate));
+CREATE TABLE merge_targets (
+    target TEXT COLLATE "C" PRIMARY KEY, list TEXT NOT NULL, start TEXT NOT NULL, head TEXT,
+    owner TEXT COLLATE "C", fence BIGINT NOT NULL DEFAULT 0, lease_expires_ms BIGINT,
+    gate_runs BIGINT NOT NULL DEFAULT 0, updated_ms BIGINT NOT NULL);
+CREATE TABLE merge_entries (
+    target TEXT COLLATE "C" NOT NULL REFERENCES merge_targets(target), task TEXT COLLATE "C" NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('landed','conflict','rejected')), commit_id TEXT NOT NULL,
+    merged TEXT, resolve_task TEXT COLLATE "C", files TEXT NOT NULL DEFAULT '[]', gate TEXT,
+    output_tail TEXT, fix_task TEXT COLLATE "C", updated_ms BIGINT NOT NULL,
+    PRIMARY KEY (target, task));
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; refuses a newer
 /// schema and a database that holds another program's tables.

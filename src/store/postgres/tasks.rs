@@ -9,7 +9,8 @@ use serde_json::json;
 
 /// Terminal statuses other than `succeeded`: a dependency in one of them will never be
 /// satisfied without a retry.
-const BLOCKING: &str = "('failed','timed_out','skipped','interrupted','spawn_failed','killed')";
+const BLOCKING: &str = "('failed','timed_out','skipped','interrupted','spawn_failed','killed',\
+    'out_of_scope','verify_failed','integration_failed')";
 
 async fn write_deps(tx: &Tx<'_>, id: &str, deps: &[String]) -> R<()> {
     exec(tx, "DELETE FROM task_deps WHERE task = $1", &[&id]).await?;

@@ -21,13 +21,16 @@
 //!   widened in place, see [`widen_statuses`]).
 //! - v6: outside agents of `borg serve` (`agents`, token hashes only) and the latest
 //!   progress each task reported (`task_progress`).
+//! - v7: checked work: the baseline cache of verification gates (`verify_baselines`)
+//!   and the merge queue (`merge_targets`, claimable with a lease and a fencing token;
+//!   `merge_entries`, what each task's merge came to).
 
 use super::R;
 use crate::store::StoreError;
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The newest schema version this build understands.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// v1: the initial shape.
 pub(crate) const V1: &str = r#"
@@ -332,8 +335,44 @@ CREATE TABLE task_progress (
 ) STRICT;
 "#;
 
+/// v6 → v7: checked work (see `store::verify` and `store::merge`).
+pub(crate) const V7: &str = r#"
+CREATE TABLE verify_baselines (
+    commit_id  TEXT NOT NULL,
+    gate       TEXT NOT NULL,
+    result     TEXT NOT NULL CHECK (json_valid(result)),
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (commit_id, gate)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE merge_targets (
+    target           TEXT PRIMARY KEY NOT NULL,
+    list             TEXT NOT NULL,
+    start            TEXT NOT NULL,
+    head             TEXT,
+    owner            TEXT,
+    fence            INTEGER NOT NULL DEFAULT 0,
+    lease_expires_ms INTEGER,
+    gate_runs        INTEGER NOT NULL DEFAULT 0,
+    updated_ms       INTEGER NOT NULL
+) STRICT;
+CREATE TABLE merge_entries (
+    target       TEXT NOT NULL REFERENCES merge_targets(target),
+    task         TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('landed','conflict','rejected')),
+    commit_id    TEXT NOT NULL,
+    merged       TEXT,
+    resolve_task TEXT,
+    files        TEXT NOT NULL DEFAULT '[]' CHECK (json_valid(files)),
+    gate         TEXT,
+    output_tail  TEXT,
+    fix_task     TEXT,
+    updated_ms   INTEGER NOT NULL,
+    PRIMARY KEY (target, task)
+) STRICT, WITHOUT ROWID;
+"#;
+
 /// The steps, index i taking version i to i + 1.
-const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6];
+const STEPS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4, V5, V6, V7];
 
 /// The statuses `tasks.status` accepts from v5 on: v1's, plus those of checked work.
 const OLD_STATUSES: &str = "'interrupted','spawn_failed','killed','rate_limited')";

@@ -56,6 +56,7 @@ impl Streams {
                 Ev::StdoutEof,
                 activity,
                 Some((plan.max_line, live)),
+                plan.log_cap,
             )
         });
         let stderr = stderr.map(|s| {
@@ -66,6 +67,7 @@ impl Streams {
                 Ev::StderrEof,
                 Arc::new(AtomicU64::new(0)),
                 None,
+                plan.log_cap,
             )
         });
         Streams { stdout, stderr }
@@ -102,7 +104,9 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
     eof: Ev,
     activity: Arc<AtomicU64>,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
+    cap: Option<u64>,
 ) -> JoinHandle<StreamResult> {
+    let log = LogFile::new(log, cap);
     if parse.is_none() {
         return tokio::spawn(keep_tail(pipe, log, ev, eof));
     }
@@ -133,11 +137,10 @@ fn spawn_stream<R: AsyncRead + Unpin + Send + 'static>(
 /// most children write nothing there.
 async fn keep_tail<R: AsyncRead + Unpin>(
     mut pipe: R,
-    log: PathBuf,
+    mut file: LogFile,
     ev: mpsc::UnboundedSender<Ev>,
     eof: Ev,
 ) -> StreamResult {
-    let mut file = LogFile::new(log);
     let (mut bytes, mut tail) = (0u64, Vec::new());
     let mut buf = vec![0u8; CHUNK];
     loop {
@@ -166,12 +169,11 @@ async fn keep_tail<R: AsyncRead + Unpin>(
 
 fn consume(
     mut rx: mpsc::Receiver<Vec<u8>>,
-    log: PathBuf,
+    mut file: LogFile,
     parse: Option<(usize, Option<Arc<Mutex<LiveView>>>)>,
     ev: mpsc::UnboundedSender<Ev>,
 ) -> StreamResult {
     let mut result_sent = false;
-    let mut file = LogFile::new(log);
     let mut bytes = 0u64;
     let mut tail: Vec<u8> = Vec::new();
     let (mut splitter, mut parser, live) = match parse {
@@ -227,23 +229,43 @@ fn consume(
 
 /// A raw log, opened (created) at the first chunk: a stream that carries nothing
 /// (stderr, most of the time) costs no file. Once a write fails, output is still
-/// parsed but no longer kept.
+/// parsed but no longer kept. With a cap (a verification gate's), what comes after
+/// it is dropped and a note says so.
 struct LogFile {
     path: PathBuf,
     file: Option<std::fs::File>,
     failed: bool,
+    /// Bytes that may still be written (None: no cap).
+    room: Option<u64>,
 }
 
 impl LogFile {
-    fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf, cap: Option<u64>) -> Self {
         LogFile {
             path,
             file: None,
             failed: false,
+            room: cap,
         }
     }
 
     fn write(&mut self, chunk: &[u8]) {
+        let chunk = match self.room {
+            None => chunk,
+            Some(0) => return,
+            Some(n) => {
+                let part = &chunk[..chunk.len().min(n as usize)];
+                self.room = Some(n - part.len() as u64);
+                part
+            }
+        };
+        self.append(chunk);
+        if self.room == Some(0) {
+            self.append(b"\n[borg: output capped here]\n");
+        }
+    }
+
+    fn append(&mut self, chunk: &[u8]) {
         if self.failed {
             return;
         }

@@ -63,7 +63,15 @@ const FAMILIES: &[Family] = &[
 ];
 
 /// The names of the tool steps, the only ones a `+` may precede.
-const TOOL_STEPS: &[&str] = &["write", "read", "edit", "bash", "bash-bg", "mcp"];
+const TOOL_STEPS: &[&str] = &[
+    "write",
+    "read",
+    "edit",
+    "bash",
+    "bash-bg",
+    "mcp",
+    "structured",
+];
 
 /// Parses one step from its words (non-empty). `demo` expands into several steps.
 pub fn step(w: &[String]) -> Result<Vec<Step>, String> {
@@ -154,6 +162,16 @@ fn tool_step(name: &str, args: &[String]) -> Result<Tool, String> {
                 Ok(v) if v.is_object() => Ok(Tool::Mcp(name, v.to_string())),
                 _ => Err(format!(
                     "mcp: the arguments must be a JSON object, got {json}"
+                )),
+            }
+        }
+        "structured" => {
+            want(args, 1, 1, "structured '{\"json\": \"object\"}'")?;
+            match serde_json::from_str::<serde_json::Value>(&args[0]) {
+                Ok(v) if v.is_object() => Ok(Tool::Structured(v.to_string())),
+                _ => Err(format!(
+                    "structured: the output must be a JSON object, got {}",
+                    args[0]
                 )),
             }
         }

@@ -70,6 +70,7 @@ impl Engine {
                     .end(),
             ),
             Tool::Mcp(_, args) => ("", args.clone()),
+            Tool::Structured(json) => (crate::dsl::STRUCTURED, json.clone()),
         }
     }
 
@@ -108,6 +109,7 @@ impl Engine {
         let arg = match tool {
             Tool::Bash(c, _) | Tool::BashBg(c, _) => c.clone(),
             Tool::Write(f, _) | Tool::Edit(f, _, _, _) | Tool::Read(f) => f.clone(),
+            Tool::Structured(json) => json.clone(),
             Tool::Mcp(..) => {
                 return self
                     .cfg
@@ -141,6 +143,7 @@ impl Engine {
         let mode = self.cfg.perm_mode.as_str();
         if matches!(mode, "bypassPermissions" | "auto")
             || name == "Read"
+            || matches!(tool, Tool::Structured(_))
             || self.allowed_by_rule(name, tool)
         {
             return None;
@@ -236,6 +239,15 @@ impl Engine {
             Tool::Bash(c, _) => tools::bash(&mut self.shell_cwd, c),
             Tool::BashBg(c, d) => self.start_background(id, c, d)?,
             Tool::Mcp(full, args) => self.call_mcp(id, full, args),
+            Tool::Structured(json) => {
+                self.structured = Some(json.clone());
+                let text = "Structured output provided successfully";
+                Outcome::Ok {
+                    content: text.into(),
+                    bash: false,
+                    tur: format!("\"{text}\""),
+                }
+            }
         })
     }
 }

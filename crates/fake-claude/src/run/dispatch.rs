@@ -17,6 +17,10 @@ impl Engine {
         }
         match s {
             Step::Text(t) => self.emit_text(t),
+            Step::Tool {
+                tool: tool @ crate::dsl::Tool::Structured(_),
+                join,
+            } => self.structured_output(tool, *join),
             Step::Tool { tool, join } => self.emit_tool(tool, *join),
             Step::Turn => self.close_turn(),
             Step::Result(t) => self.ensure_result(t.as_deref()),
@@ -82,6 +86,22 @@ impl Engine {
     }
 
     // Endings.
+
+    /// `structured`: the StructuredOutput call in its message, then (the tool having
+    /// taken the output) the result at once: `result` is the JSON text,
+    /// `structured_output` the object, `stop_reason` `tool_use` (fixture
+    /// `json-schema`). Without `--json-schema` the tool does not exist.
+    fn structured_output(&mut self, tool: &crate::dsl::Tool, join: bool) -> R {
+        self.emit_tool(tool, join)?;
+        self.close_turn()?;
+        match self.structured.clone() {
+            Some(json) => {
+                self.success_result_as(&json, "tool_use", "completed")?;
+                Err(End(0))
+            }
+            None => Ok(()),
+        }
+    }
 
     /// `api-retry`: COUNT `api_retry` lines (the cap is at least COUNT), then go on.
     fn api_retry(&mut self, api: crate::dsl::Api, count: u32) -> R {

@@ -95,11 +95,15 @@ impl Engine {
             .f("total_cost_usd", self.cost)
             .o("usage", self.usage(false))
             .raw("modelUsage", &self.model_usage())
-            .raw("permission_denials", &arr(self.denials.clone()))
-            .s("terminal_reason", terminal)
-            .s("fast_mode_state", "off")
-            .s("uuid", &uuid())
-            .end();
+            .raw("permission_denials", &arr(self.denials.clone()));
+        let j = match &self.structured {
+            Some(s) => j.raw("structured_output", s),
+            None => j,
+        }
+        .s("terminal_reason", terminal)
+        .s("fast_mode_state", "off")
+        .s("uuid", &uuid())
+        .end();
         self.result_done = true;
         self.out.result(&j, text)
     }
