@@ -5,9 +5,10 @@
 //! One reader per server waits on the store's change feed (`store::feed`: inotify on
 //! an SQLite store's files, NOTIFY on PostgreSQL, each with its slow safety look, and
 //! a 50 ms poll only where neither works), then reads the new rows and broadcasts
-//! them, so an idle server does not wake 20 times a second; each client first replays from the store what it missed (after `Last-Event-ID` or
-//! `?since=`; by default from now), then follows the broadcast, skipping ids it sent
-//! already, and re-reads the store if it fell behind. Every event carries the store's
+//! them, so an idle server does not wake 20 times a second. Each client first replays
+//! from the store what it missed (after `Last-Event-ID` or `?since=`; by default from
+//! now), then follows the broadcast, skipping ids it sent already, and re-reads the
+//! store if it fell behind. Every event carries the store's
 //! id, so a client that reconnects with the last id it saw misses nothing and gets
 //! nothing twice.
 
