@@ -1568,6 +1568,106 @@ def git_attempts(env, d, repo, base, mods, config):
                "median of the ratios of each run's pair")
 
 
+# ---------------------------------------------------------------------------
+# 11. The merge queue (issue 14)
+# ---------------------------------------------------------------------------
+
+MERGE_SH = r"""#!/bin/sh
+# The queue's git sequence without the queue: each branch merged onto the target with
+# merge-tree --write-tree, a merge commit made with commit-tree, the target moved with
+# update-ref NEW OLD.
+set -e
+target=$1; shift
+head=$(git rev-parse "refs/heads/$target")
+for b in "$@"; do
+    tree=$(git merge-tree --write-tree "$head" "$b")
+    new=$(echo "Merge $b" | git commit-tree "$tree" -p "$head" -p "$b")
+    git update-ref "refs/heads/$target" "$new" "$head"
+    head=$new
+done
+"""
+
+
+def merge_setup(env, d, n, breaking=None):
+    """A repository with a unittest project and `n` finished task branches, each adding a
+    module and its test (task `breaking` adds a failing test); returns (repo, ws, config)."""
+    repo = os.path.join(d, "repo")
+    os.makedirs(repo)
+    git("init", "-q", "-b", "main", cwd=repo)
+    with open(os.path.join(repo, "test_base.py"), "w") as f:
+        f.write("import unittest\n\n\nclass T(unittest.TestCase):\n    def test_base(self):\n        pass\n")
+    git("add", "-A", cwd=repo)
+    git("commit", "-q", "-m", "project", cwd=repo)
+    tasks = []
+    for i in range(n):
+        ok = "True" if i != breaking else "False"
+        body = (f"import unittest\\n\\n\\nclass T{i}(unittest.TestCase):\\n"
+                f"    def test_{i}(self):\\n        self.assertTrue({ok})\\n")
+        tasks.append({"id": f"m{i:02d}", "prompt": f"#fake write test_m{i:02d}.py \"{body}\"\n#fake result done\n"})
+    tl = os.path.join(d, "tasks.toml")
+    write_tasks(tl, tasks)
+    ws = os.path.join(d, "ws")
+    config = os.path.join(d, "config.toml")
+    write_config(config, {"concurrency": 4})
+    r = subprocess.run(borg_cmd(env, ws, config, "run", tl, "--claude", env.fake, "--repo", repo,
+                                "--progress", "none"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if r.returncode != 0:
+        raise SystemExit(f"bench: the run making the {n} branches failed ({r.returncode})")
+    return repo, ws, config
+
+
+def bench_merge(env):
+    """The merge queue: (1) 32 non-conflicting branches with a gate of `true`, `borg merge`
+    against a shell script doing the same merge-tree + commit-tree + update-ref sequence;
+    (2) one breaking branch among 16 in one batch, with a real gate (`python3 -m
+    unittest`): the gate runs bisection spends (target <= 1 + 2*log2(16) = 9)."""
+    n = 8 if env.smoke else 32
+    d = env.path("merge")
+    os.makedirs(d)
+    repo, ws, config = merge_setup(env, d, n)
+    with open(config, "a") as f:
+        f.write("[merge]\nbatch = 4\nverify = [\"true\"]\n")
+    script = os.path.join(d, "merge.sh")
+    with open(script, "w") as f:
+        f.write(MERGE_SH)
+    base = git("rev-parse", "main", cwd=repo).strip()
+    branches = [f"borg/m{i:02d}" for i in range(n)]
+    t_borg, t_sh = [], []
+    for r in range(env.runs + 1):
+        git("branch", f"q{r}", base, cwd=repo)
+        git("branch", f"s{r}", base, cwd=repo)
+        dt, rc = timed(borg_cmd(env, ws, config, "merge", "--into", f"q{r}"))
+        dt2, rc2 = timed(["sh", script, f"s{r}", *branches], cwd=repo)
+        if rc != 0 or rc2 != 0:
+            raise SystemExit(f"bench: borg merge ({rc}) or the script ({rc2}) failed")
+        if git("rev-parse", f"q{r}^{{tree}}", cwd=repo) != git("rev-parse", f"s{r}^{{tree}}", cwd=repo):
+            raise SystemExit("bench: borg merge and the script made different trees")
+        if r:
+            t_borg.append(dt)
+            t_sh.append(dt2)
+    env.record("merge", f"{n} branches, gate `true`: borg merge", statistics.median(t_borg), "s")
+    env.record("merge", f"{n} branches: merge-tree + commit-tree + update-ref script", statistics.median(t_sh), "s")
+    env.record("merge", f"{n} branches: borg merge / script", pair_ratio(t_borg, t_sh), "x", "<= 1.5",
+               "median of the ratios of pairs run back to back")
+    merge_bisect(env)
+
+
+def merge_bisect(env):
+    """(2): 16 branches in one batch, one of them breaking `python3 -m unittest`."""
+    d = env.path("merge-bisect")
+    os.makedirs(d)
+    repo, ws, config = merge_setup(env, d, 16, breaking=11)
+    with open(config, "a") as f:
+        f.write("[merge]\nbatch = 16\nverify = [\"python3 -m unittest\"]\n")
+    r = subprocess.run(borg_cmd(env, ws, config, "merge", "--json"), capture_output=True, text=True)
+    m = json.loads(r.stdout or "{}")
+    rejected = [x["task"] for x in m.get("rejected", [])]
+    if r.returncode != 1 or rejected != ["m11"] or len(m.get("landed", [])) != 15:
+        raise SystemExit(f"bench: bisection did not find m11 alone ({r.returncode}): {r.stdout} {r.stderr}")
+    env.record("merge", "1 breaking branch in 16, one batch: gate runs", m["gate_runs"], "runs", "<= 9",
+               "1 + 2*log2(16); the baseline run at the target's start not counted")
+
+
 def pair_ratio(a, b):
     """The median of a[i] / b[i]: each pair ran close together, so a busy machine's
     slow spells hit both sides of a pair rather than one side's median."""
@@ -1600,7 +1700,7 @@ def bench_tokens(env):
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
            "idle": bench_idle, "tokens": bench_tokens, "pg": bench_pg, "coord": bench_coord,
-           "git": bench_git, "serve": bench_serve, "mcp": bench_mcp,
+           "git": bench_git, "serve": bench_serve, "merge": bench_merge, "mcp": bench_mcp,
            "serveidle": bench_serve_idle}
 
 

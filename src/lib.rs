@@ -8,7 +8,8 @@
 //! `coord` is the coordination of running agents (leases, decisions, messages, the
 //! MCP server and hooks), between the store and the attempt.
 //! `git` (git mode: worktrees, branches, merges, commits) sits beside `workspace`,
-//! below `run`.
+//! below `run`. `merge` (the merge queue) sits above `run` (it creates resolve and
+//! fix tasks) and below `show` (the report's merge section) and `cli`.
 //! A type two rooms share lives in the lower one; no room imports a higher one in a
 //! circle.
 
@@ -17,6 +18,7 @@ pub mod coord;
 pub mod error;
 pub mod git;
 pub mod input;
+pub mod merge;
 pub mod outcome;
 pub mod run;
 pub mod serve;

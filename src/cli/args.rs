@@ -104,6 +104,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Serve the coordination API, the event stream, metrics and the dashboard.
     Serve(ServeArgs),
+    /// Git mode: land the run's finished work on a target branch through the merge
+    /// queue (batches, integration gates, bisection; exit 2 on bad input, 1 when a
+    /// task was rejected or waits for its resolve task)
+    Merge(MergeArgs),
 }
 
 /// `borg serve`.
@@ -115,6 +119,24 @@ pub struct ServeArgs {
     /// Admin token; required to listen off loopback [env: BORG_SERVE_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+/// `borg merge`.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// Advance this existing branch instead of `borg/integration/<list>`; refused when
+    /// it is checked out in a work tree borg does not own
+    #[arg(long, value_name = "BRANCH")]
+    pub into: Option<String>,
+    /// Print what would land, what conflicts and in what order; change no ref
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The task list whose work is merged [default: the list of the store's last run]
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    /// Print the merge section of the report as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `borg diff`.
@@ -277,6 +299,9 @@ pub struct RunArgs {
     /// The list's name in the store, for `borg worker --list` [default: the file's stem]
     #[arg(long, value_name = "NAME")]
     pub list: Option<String>,
+    /// Git mode: run the merge queue once the run's tasks are done (as `[merge] auto`)
+    #[arg(long)]
+    pub merge: bool,
 }
 
 /// `borg worker`.

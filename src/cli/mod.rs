@@ -11,6 +11,7 @@ pub mod helpers;
 pub mod instance;
 pub mod locks;
 pub mod logs;
+pub mod merge;
 pub mod messages;
 pub mod roles;
 pub mod run;
@@ -85,6 +86,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Mcp => helpers::mcp(&ctx).await,
         Command::Hook { event } => Ok(helpers::hook(event)),
         Command::Diff(a) => diff::run(&ctx, a),
+        Command::Merge(a) => merge::run(&ctx, a).await,
         Command::Serve(a) => serve::run(&ctx, a).await,
     }
 }

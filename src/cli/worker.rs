@@ -104,6 +104,7 @@ fn as_run(a: &Claims) -> RunArgs {
         repo: None,
         no_repo: false,
         base: None,
+        merge: false,
         serve: None,
     }
 }

@@ -117,6 +117,20 @@ impl Repo {
             .filter_map(|l| l.trim().parse::<i64>().ok())
             .max()
             .unwrap_or(0);
+        self.commit_merge_at(tree, ours, theirs, msg, when)
+    }
+
+    /// A merge commit of `tree` with parents `ours` and `theirs`, dated `when` (epoch
+    /// seconds): authored and committed by borg, so the same inputs make the same
+    /// commit.
+    pub(super) fn commit_merge_at(
+        &self,
+        tree: &str,
+        ours: &str,
+        theirs: &str,
+        msg: &Message,
+        when: i64,
+    ) -> Result<String, GitError> {
         let date = format!("{when} +0000");
         let out = self
             .git

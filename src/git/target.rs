@@ -15,6 +15,7 @@
 use super::commit::Message;
 use super::merge::Step;
 use super::{GitError, Repo};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// A merge commit on a target that a queue made: its task and the task's commit.
@@ -28,27 +29,59 @@ pub struct Landed {
     pub commit: String,
 }
 
-impl Repo {
-    /// Merges `theirs` onto `ours` with a merge commit even when a fast-forward would
-    /// do; `Contained` when `theirs` is already in `ours`.
-    pub fn merge_no_ff(&self, ours: &str, theirs: &str, msg: &Message) -> Result<Step, GitError> {
-        if ours == theirs || self.is_ancestor(theirs, ours)? {
-            return Ok(Step::Contained);
-        }
-        let cmd = self.git.at(&self.dir).args([
+/// A commit's tree and commit time (epoch seconds).
+pub type Facts = (String, i64);
+
+/// Branches merged one after the other onto a commit, each with a merge commit of
+/// its own. The trees and commit times of the commits involved are read with one git
+/// up front ([`Repo::facts`]), so each merge is one `merge-tree` and one `commit-tree`.
+pub struct Merger<'r> {
+    repo: &'r Repo,
+    /// The result so far.
+    cur: String,
+    cur_tree: String,
+    cur_time: i64,
+    /// Tree and commit time of the commits being merged.
+    known: &'r HashMap<String, Facts>,
+}
+
+impl<'r> Merger<'r> {
+    /// The result so far.
+    pub fn head(&self) -> &str {
+        &self.cur
+    }
+
+    /// The result's tree and commit time.
+    pub fn head_facts(&self) -> Facts {
+        (self.cur_tree.clone(), self.cur_time)
+    }
+
+    /// Merges `theirs` onto the result with a merge commit even when a fast-forward
+    /// would do; `Contained` when merging it changes nothing (it is in the result, or
+    /// its changes are).
+    pub fn merge(&mut self, theirs: &str, msg: &Message) -> Result<Step, GitError> {
+        let cmd = self.repo.git.at(&self.repo.dir).args([
             "merge-tree",
             "--write-tree",
             "-z",
             "--name-only",
             "--no-messages",
-            ours,
+            &self.cur,
             theirs,
         ]);
         let out = cmd.run()?;
         let mut fields = out.stdout.split(|b| *b == 0);
         let tree = String::from_utf8_lossy(fields.next().unwrap_or_default()).into_owned();
         match out.code {
-            0 => Ok(Step::Merged(self.merge_commit(&tree, ours, theirs, msg)?)),
+            0 if tree == self.cur_tree => Ok(Step::Contained),
+            0 => {
+                let when = self.cur_time.max(self.known.get(theirs).map_or(0, |k| k.1));
+                let m = self
+                    .repo
+                    .commit_merge_at(&tree, &self.cur, theirs, msg, when)?;
+                (self.cur, self.cur_tree, self.cur_time) = (m.clone(), tree, when);
+                Ok(Step::Merged(m))
+            }
             1 => {
                 let mut files: Vec<String> = fields
                     .take_while(|f| !f.is_empty())
@@ -59,6 +92,53 @@ impl Repo {
             }
             _ => Err(cmd.failed(&out)),
         }
+    }
+}
+
+impl Repo {
+    /// The tree and commit time of each of `commits`, with one git.
+    pub fn facts(&self, commits: &[&str]) -> Result<HashMap<String, Facts>, GitError> {
+        let mut known = HashMap::new();
+        if commits.is_empty() {
+            return Ok(known);
+        }
+        let mut args = vec!["show", "-s", "--format=%H %T %ct"];
+        args.extend_from_slice(commits);
+        let out = self.git.at(&self.dir).args(&args).ok()?.text();
+        for l in out.lines() {
+            if let [c, t, when] = l.split_whitespace().collect::<Vec<_>>()[..] {
+                known.insert(c.to_string(), (t.to_string(), when.parse().unwrap_or(0)));
+            }
+        }
+        Ok(known)
+    }
+
+    /// A [`Merger`] onto `head` (whose facts are `at`), `known` holding the facts of
+    /// the commits it will merge.
+    pub fn merger<'r>(
+        &'r self,
+        head: &str,
+        at: Facts,
+        known: &'r HashMap<String, Facts>,
+    ) -> Merger<'r> {
+        Merger {
+            repo: self,
+            cur: head.to_string(),
+            cur_tree: at.0,
+            cur_time: at.1,
+            known,
+        }
+    }
+
+    /// Merges `theirs` onto `ours` with a merge commit even when a fast-forward would
+    /// do; `Contained` when merging it changes nothing.
+    pub fn merge_no_ff(&self, ours: &str, theirs: &str, msg: &Message) -> Result<Step, GitError> {
+        let known = self.facts(&[ours, theirs])?;
+        let at = known.get(ours).cloned().ok_or_else(|| GitError::Output {
+            args: format!("show -s {ours}"),
+            what: "no such commit".into(),
+        })?;
+        self.merger(ours, at, &known).merge(theirs, msg)
     }
 
     /// Moves `refname` to `new` if it is at `old` now (`None`: only if it does not

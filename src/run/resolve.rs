@@ -65,18 +65,31 @@ pub fn reason(ctx: &ResolveContext) -> String {
 /// The prompt of a resolve task.
 fn prompt(ctx: &ResolveContext, rows: &[TaskRow], id: &str) -> String {
     let mut p = String::new();
+    let into = match &ctx.into {
+        Some(t) => format!("the merge target `{t}` (the merge queue)"),
+        None => format!("the start of task `{}`", ctx.of),
+    };
     let _ = writeln!(
         p,
-        "Merging the work of task `{}` into the start of task `{}` conflicts. Your working directory \
+        "Merging the work of task `{}` into {into} conflicts. Your working directory \
          (branch for task `{id}`) has that merge in progress: the conflicting files hold git's conflict \
          markers (`<<<<<<<`, `=======`, `>>>>>>>`).\n",
-        ctx.theirs_task, ctx.of
+        ctx.theirs_task
     );
     p.push_str("Conflicting files:\n");
     for f in &ctx.files {
         let _ = writeln!(p, "- {f}");
     }
-    let ours = if ctx.ours_tasks.is_empty() {
+    let ours = if let Some(t) = &ctx.into {
+        if ctx.ours_tasks.is_empty() {
+            format!("the branch `{t}`")
+        } else {
+            format!(
+                "the branch `{t}` with the work of {} landed",
+                named(&ctx.ours_tasks, rows)
+            )
+        }
+    } else if ctx.ours_tasks.is_empty() {
         "the base commit".to_string()
     } else {
         format!("the base with the work of {}", named(&ctx.ours_tasks, rows))

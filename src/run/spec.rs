@@ -39,6 +39,10 @@ pub struct ResolveContext {
     pub theirs_task: String,
     /// The conflicting files.
     pub files: Vec<String>,
+    /// Set when the merge queue made the task: the target branch `of`'s work is
+    /// being merged into (`ours` is that branch's head; `of` is the task itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
 }
 
 /// The store row of a task definition.

@@ -10,6 +10,7 @@ use std::fmt::Write;
 
 mod checks;
 mod git;
+pub mod merge;
 pub use git::GitReport;
 use git::{git_cells, has_git};
 
@@ -155,6 +156,9 @@ pub struct Report {
     pub interrupted: bool,
     /// Why the run stopped early, if it did.
     pub stop_reason: Option<String>,
+    /// What the merge queue did (`borg run --merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<merge::MergeSummary>,
 }
 
 /// Builds one task's report from its row and attempts.
@@ -370,6 +374,10 @@ pub fn table(r: &Report) -> String {
                     .collect::<String>()
             );
         }
+    }
+    if let Some(m) = &r.merge {
+        out.push('\n');
+        out.push_str(&m.text());
     }
     let tt = &r.totals;
     let _ = writeln!(out, "\n{} tasks: {} succeeded, {} failed, {} skipped; {} attempts; ${:.4}; {} in / {} out tokens", tt.tasks, tt.succeeded, tt.failed, tt.skipped, tt.attempts, tt.cost_usd, tt.tokens.input, tt.tokens.output);

@@ -147,7 +147,8 @@ pub struct Landing {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MergeStep {
     /// The target's branch moved to `head`, landing `tasks` (entries become `landed`;
-    /// an entry of another state for the task is replaced).
+    /// an entry of another state for the task is replaced, keeping its resolve task
+    /// and conflicting files: they say how it landed).
     Landed {
         /// The new head of the target.
         head: String,

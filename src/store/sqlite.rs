@@ -9,10 +9,9 @@
 //! `misc` owners, instances, fleet values; `coord*` coordination; `view` the fleet view;
 //! `agents` borg serve's outside agents; `merge` the merge queue and gates' baselines.
 //!
-//! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (a
-//! read-then-write never needs a lock upgrade that could fail with SQLITE_BUSY despite the
-//! timeout), grouped with the writes queued meanwhile into one commit (`batch`). Errors
-//! are converted where the database path is known, so every message names the file.
+//! Every read runs in one transaction; every write in a `BEGIN IMMEDIATE` transaction (no
+//! lock upgrade that could fail with SQLITE_BUSY), grouped with the writes queued meanwhile
+//! into one commit (`batch`). Errors are converted where the path is known.
 
 mod agents;
 mod batch;

@@ -172,6 +172,24 @@ pub struct ChildIdentity<'a> {
     pub store: &'a Path,
 }
 
+/// The allowlisted part of borg's environment with `[claude.env]` over it: what a
+/// command borg runs for a task besides claude (a merge queue's gate) gets.
+pub fn allowlisted_env(
+    parent: &BTreeMap<String, String>,
+    settings: &Settings,
+) -> Vec<(String, String)> {
+    let mut env: BTreeMap<String, String> = parent
+        .iter()
+        .filter(|(k, _)| {
+            ALLOW_EXACT.contains(&k.as_str()) || ALLOW_PREFIX.iter().any(|p| k.starts_with(p))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.extend(settings.claude.env.clone());
+    env.remove("CLAUDECODE");
+    env.into_iter().collect()
+}
+
 /// The child's complete environment: the allowlisted part of borg's environment,
 /// `[claude.env]`, the task's env, then borg's own variables. `CLAUDECODE` never passes.
 pub fn environment(

@@ -3,6 +3,7 @@
 //! into it, run the scheduler until the list is done, then report.
 
 pub(crate) mod inputs;
+mod merge;
 pub(crate) mod repo;
 mod report;
 
@@ -61,7 +62,17 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         budget_usd: inputs.settings.run.budget_usd,
         ..RunOptions::default()
     };
-    let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await?;
+    let merging = merge::wanted(&a, &inputs)?;
+    let shared = shared(ctx, inputs, &store);
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    let mut summary = schedule(ctx, a.progress, &shared, &owner, opts.clone(), &shutdown).await?;
+    let merged = match (merging, &synced.name) {
+        (true, name) => {
+            let fleet = (&shared, &owner, &shutdown, a.progress);
+            merge::after_run(ctx, fleet, name.as_deref(), opts, &mut summary).await?
+        }
+        _ => None,
+    };
     let _ = store.release_owner(&owner.id, now_ms());
     if let Some((stop, handle)) = server {
         stop.cancel();
@@ -74,6 +85,7 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
         scope: &synced.scope,
         changed_after_success: &synced.changed_after_success,
         summary: &summary,
+        merge: merged,
     };
     let rep = report::build(store.as_ref(), &facts)?;
     report::deliver(&rep, &a, &summary)
@@ -117,6 +129,8 @@ struct Synced {
     scope: Vec<String>,
     /// Tasks whose definition changed after they succeeded.
     changed_after_success: Vec<String>,
+    /// The list's name (None without a list).
+    name: Option<String>,
 }
 
 /// Inserts new tasks and updates changed pending ones, and registers them under the
@@ -135,6 +149,7 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
         return Ok(Synced {
             scope: Vec::new(),
             changed_after_success: Vec::new(),
+            name: None,
         });
     };
     let retries = inputs.settings.run.retries;
@@ -157,9 +172,17 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
     let ids: Vec<String> = list.tasks.iter().map(|t| t.id.clone()).collect();
     let name = name.map_or_else(|| crate::run::lists::default_name(&list.path), String::from);
     crate::run::lists::register(store, &name, &ids)?;
+    if inputs.git.is_some() {
+        store.set_fleet(
+            crate::cli::merge::LIST_KEY,
+            &serde_json::json!(name),
+            now_ms(),
+        )?;
+    }
     Ok(Synced {
         scope: with_handoffs(store, ids)?,
         changed_after_success: rep.changed_after_success,
+        name: Some(name),
     })
 }
 
@@ -172,8 +195,15 @@ pub(crate) async fn execute(
     owner: &OwnerInfo,
     opts: RunOptions,
 ) -> anyhow::Result<RunSummary> {
+    let shared = shared(ctx, inputs, store);
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    schedule(ctx, progress, &shared, owner, opts, &shutdown).await
+}
+
+/// What every attempt of the run shares.
+fn shared(ctx: &Ctx, inputs: Inputs, store: &Arc<dyn Store>) -> Arc<Shared> {
     let settings = inputs.settings;
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         workspaces: crate::workspace::instance::Workspaces::new(&settings.paths.workspaces),
         store_path: settings.paths.store.clone(),
         settings,
@@ -182,10 +212,27 @@ pub(crate) async fn execute(
         parent_env: ctx.env.clone(),
         store: store.clone(),
         git: inputs.git.map(|c| Arc::new(c.repo)),
-    });
-    let shutdown = Shutdown::install().context("installing signal handlers")?;
+    })
+}
+
+/// One run of the scheduler with its progress display.
+async fn schedule(
+    ctx: &Ctx,
+    progress: ProgressMode,
+    shared: &Arc<Shared>,
+    owner: &OwnerInfo,
+    opts: RunOptions,
+    shutdown: &Shutdown,
+) -> anyhow::Result<RunSummary> {
     let mut progress = progress_display(ctx, progress);
-    let summary = scheduler::run(shared, owner.clone(), opts, shutdown, progress.as_mut()).await;
+    let summary = scheduler::run(
+        shared.clone(),
+        owner.clone(),
+        opts,
+        shutdown.clone(),
+        progress.as_mut(),
+    )
+    .await;
     progress.finish();
     Ok(summary?)
 }

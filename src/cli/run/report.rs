@@ -26,6 +26,8 @@ pub(super) struct RunFacts<'a> {
     pub changed_after_success: &'a [String],
     /// How the run ended.
     pub summary: &'a RunSummary,
+    /// What the merge queue did (`--merge`).
+    pub merge: Option<report::merge::MergeSummary>,
 }
 
 /// Builds the report from the store.
@@ -66,6 +68,7 @@ pub(super) fn build(store: &dyn Store, f: &RunFacts<'_>) -> anyhow::Result<Repor
         roles: role_metrics,
         interrupted: f.summary.interrupted,
         stop_reason: f.summary.stop.as_ref().map(|s| s.message().to_string()),
+        merge: f.merge.clone(),
     })
 }
 

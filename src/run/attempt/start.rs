@@ -197,8 +197,11 @@ impl Job {
     /// The base (or the latest resolution) with every dependency merged in order.
     fn merged_start(&self) -> Result<Plan, GitError> {
         let (mut cur, mut merged) = (self.repo.base.clone(), Vec::new());
+        // A merge queue's resolution is of the target, not of this task's start.
         let resolved = self.rows.iter().filter(|r| {
-            resolve_of(r) == Some(self.me.id.as_str()) && r.status == Status::Succeeded
+            resolve_of(r) == Some(self.me.id.as_str())
+                && r.status == Status::Succeeded
+                && r.spec["resolve"].get("into").is_none_or(|v| v.is_null())
         });
         if let Some((r, c)) = resolved
             .filter_map(|r| commit_of(r).map(|c| (r, c)))
@@ -229,6 +232,7 @@ impl Job {
                         ours_tasks: merged,
                         theirs_task: dep.id.clone(),
                         files,
+                        into: None,
                     }))
                 }
                 step => cur = step.start(&cur).to_string(),

@@ -353,7 +353,7 @@ async fn put_entry(tx: &Tx<'_>, target: &str, e: &MergeEntry) -> R<()> {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (target, task) DO UPDATE SET state = excluded.state, commit_id = excluded.commit_id,
              merged = excluded.merged, resolve_task = coalesce(excluded.resolve_task, merge_entries.resolve_task),
-             files = excluded.files, gate = excluded.gate, output_tail = excluded.output_tail,
+             files = CASE WHEN excluded.files = '[]' THEN merge_entries.files ELSE excluded.files END, gate = excluded.gate, output_tail = excluded.output_tail,
              fix_task = excluded.fix_task, updated_ms = excluded.updated_ms",
         &[
             &target,
