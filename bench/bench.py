@@ -606,7 +606,7 @@ def bench_mcp(env):
         for i in range(n):
             t = time.perf_counter()
             p = subprocess.Popen([env.borg, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 stderr=subprocess.DEVNULL, text=True, env=mcp_env(d, i), cwd=d)
+                                 stderr=subprocess.DEVNULL, text=True, env=mcp_env(d, i))
             procs.append(p)
             r = mcp_handshake(p, 1, "initialize", init)
             t_init.append(time.perf_counter() - t)
