@@ -4,7 +4,8 @@
 //! `borg run LIST --repo REMOTE --no-work` enqueuing and waiting, fake-claude as the
 //! agent writing files. Every task must succeed exactly once with its branch on the
 //! remote, containing its dependencies' work, through a SIGKILLed worker whose
-//! leftovers never land.
+//! leftovers never land. Then `borg merge` on one host integrates every task onto
+//! the remote's target (pushed with a lease), and on another lands nothing twice.
 //!
 //! Task ids carry a per-test suffix: other tests scan processes by `BORG_TASK_ID`.
 
@@ -197,6 +198,101 @@ fn remote_matches_store(s: &PgStore, remote: &Path, n: usize, sfx: &str) -> usiz
     n
 }
 
+/// `borg merge --json` on host `h` (its own workspaces and mirror): exit 0, its
+/// report.
+fn merge_on(sb: &Sandbox, url: &str, h: &str) -> serde_json::Value {
+    let ws = sb.path().join(format!("ws-{h}"));
+    let o = borg_at(sb, &ws, url, &["merge", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "borg merge on {h}: {}",
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).expect("borg merge --json")
+}
+
+/// The merge queue integrated every task onto the remote's `target`: its
+/// first-parent history from `base` is one merge commit per task (`Borg-Task`,
+/// `Borg-Queue` trailers), each merging the task's branch as the remote has it, a
+/// task after its dependencies; the target holds every task's work.
+fn integrated(remote: &Path, target: &str, base: &str, n: usize, sfx: &str) {
+    let refs = remote_refs(remote);
+    let tip = &refs[&format!("refs/heads/{target}")];
+    let log = git(
+        remote,
+        &[
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H %P",
+            &format!("{base}..{tip}"),
+        ],
+    );
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    for (k, line) in log.lines().enumerate() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f.len(), 3, "a merge commit: {line}");
+        let task = trailer(remote, f[0], "Borg-Task").unwrap_or_else(|| panic!("{line}"));
+        assert_eq!(trailer(remote, f[0], "Borg-Queue").as_deref(), Some(target));
+        assert_eq!(
+            refs.get(&format!("refs/heads/borg/{task}"))
+                .map(String::as_str),
+            Some(f[2]),
+            "{task}: its branch merged"
+        );
+        assert!(at.insert(task.clone(), k).is_none(), "{task} merged twice");
+    }
+    assert_eq!(at.len(), n, "one merge commit per task: {log}");
+    for i in 0..n {
+        for d in deps_of(i) {
+            assert!(
+                at[&id(d, sfx)] < at[&id(i, sfx)],
+                "{} before its dependency",
+                id(i, sfx)
+            );
+        }
+        let shown = git(remote, &["show", &format!("{tip}:out/{i}.txt")]);
+        assert_eq!(shown, format!("done {i}\n"));
+    }
+}
+
+/// After the hosts ran the list: `borg merge` on host `first` lands every task on
+/// the remote's target; on host `second` (its mirror behind) it lands nothing twice
+/// and leaves the target where it was.
+fn merge_on_two_hosts(
+    sb: &Sandbox,
+    url: &str,
+    remote: &Path,
+    hosts: (&str, &str),
+    base: &str,
+    n: usize,
+    sfx: &str,
+) {
+    let rep = merge_on(sb, url, hosts.0);
+    let target = rep["target"].as_str().expect("target").to_string();
+    assert_eq!(rep["landed"].as_array().map(Vec::len), Some(n), "{rep}");
+    integrated(remote, &target, base, n, sfx);
+    let tip = remote_refs(remote)[&format!("refs/heads/{target}")].clone();
+    let again = merge_on(sb, url, hosts.1);
+    assert_eq!(again["landed"].as_array().map(Vec::len), Some(n), "{again}");
+    assert_eq!(
+        remote_refs(remote)[&format!("refs/heads/{target}")],
+        tip,
+        "the second merge moved the target"
+    );
+    integrated(remote, &target, base, n, sfx);
+    let mirror = sb.path().join(format!("ws-{}/.repo", hosts.1));
+    let theirs = git(&mirror, &["rev-parse", &format!("refs/heads/{target}")]);
+    assert_eq!(
+        theirs.trim(),
+        tip,
+        "the second host's mirror has the remote's target"
+    );
+}
+
 use common::git::git_cmd;
 
 #[test]
@@ -290,6 +386,8 @@ fn three_workers_share_work_through_a_bare_remote_through_a_sigkill() {
         out.contains("out/57.txt") && !out.contains("out/56.txt"),
         "{out}"
     );
+    // The merge queue, on one host then another, integrates the work on the remote.
+    merge_on_two_hosts(&sb, &db.url, &remote, ("g1", "g3"), base.trim(), n, sfx);
     for w in [w1, w2b, w3] {
         w.stop();
     }
@@ -302,6 +400,7 @@ fn a_stale_host_back_from_a_pause_lands_nothing() {
     sb.config("lease = \"3s\"");
     let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
     let remote = bare_remote(&sb);
+    let base = git(&remote, &["rev-parse", "refs/heads/main"]);
     let n = 12;
     // p1 starts before any list names the remote: it must not run a git-mode task in
     // template mode, and starts again in git mode when it sees the record.
@@ -338,6 +437,7 @@ fn a_stale_host_back_from_a_pause_lands_nothing() {
         "p1's claims were taken over: {interrupted:?}"
     );
     assert_eq!(remote_matches_store(&s, &remote, n, sfx), n);
+    merge_on_two_hosts(&sb, &db.url, &remote, ("p2", "p1"), base.trim(), n, sfx);
     let said = paused.stop();
     assert!(said.contains("starting again in git mode"), "{said}");
     other.stop();

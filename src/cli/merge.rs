@@ -98,12 +98,19 @@ fn recorded_repo(ctx: &Ctx, s: &Settings, store: &dyn Store) -> anyhow::Result<R
     let (Some(dir), Some(base)) = (dir, base) else {
         return Err(UsageError("this store's git-mode run recorded no repository".into()).into());
     };
-    let mut repo = Repo::open(
+    let (git, p, r) = (
         Git::new(&ctx.env),
-        &dir,
         &s.git.branch_prefix,
         &s.git.resolver_role,
-    )?;
+    );
+    // Hosts sharing a remote: the queue works in this host's mirror of it.
+    if let Some(url) = v.get("remote").and_then(|u| u.as_str()) {
+        let mirror = s.paths.workspaces.join(crate::git::mirror::MIRROR_DIR);
+        let mut repo = Repo::mirror(git, url, &mirror, p, r)?;
+        repo.ensure_base(&base)?;
+        return Ok(repo);
+    }
+    let mut repo = Repo::open(git, &dir, p, r)?;
     repo.set_base(&base)?;
     Ok(repo)
 }
@@ -186,7 +193,14 @@ fn check_into(
     workspaces: &std::path::Path,
     default: &str,
 ) -> anyhow::Result<()> {
-    if repo.commit_of(&format!("refs/heads/{branch}")).is_err() {
+    let refname = format!("refs/heads/{branch}");
+    let exists = match repo.remote {
+        Some(_) => repo
+            .ls_remote(std::slice::from_ref(&refname))?
+            .contains_key(&refname),
+        None => repo.commit_of(&refname).is_ok(),
+    };
+    if !exists {
         return Err(UsageError(format!(
             "--into {branch}: no such branch in {}; create it first (`git branch {branch} <commit>`) or leave --into out to merge into borg/integration/<list>",
             repo.dir.display()

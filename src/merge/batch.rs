@@ -176,6 +176,10 @@ impl Queue<'_> {
         }
         let refname = self.spec.refname();
         if chain.head != self.head {
+            let old = self.head.clone();
+            if !self.publish(Some(&old), &chain.head)? {
+                return self.reread();
+            }
             let why = format!("borg merge: {} task(s)", chain.items.len());
             if !self
                 .repo

@@ -22,6 +22,7 @@ pub mod gate;
 pub mod order;
 pub mod plan;
 mod queue;
+mod remote;
 mod steps;
 pub mod summary;
 
@@ -46,6 +47,10 @@ pub enum MergeError {
     /// The target branch moved under the queue (someone else changed it).
     #[error("the branch {0} moved while the merge queue advanced it; nothing more was changed. Run `borg merge` again")]
     Moved(String),
+    /// The remote refused the target's push for another reason than a move (a hook,
+    /// permissions).
+    #[error("the remote refused the merge queue's push: {0}; nothing more was changed")]
+    Push(String),
     /// A task's stored definition cannot be read.
     #[error("task {0}: its stored definition cannot be read: {1}")]
     Spec(String, String),

@@ -27,9 +27,8 @@ pub struct Planned {
 
 /// The plan of `spec`'s queue.
 pub fn plan(spec: &QueueSpec, repo: &Repo, store: &dyn Store) -> Result<Vec<Planned>, MergeError> {
-    let mut head = repo
-        .ref_commit(&spec.refname())
-        .unwrap_or_else(|| spec.base.clone());
+    // In a mirror: the remote's target and task branches, fetched.
+    let mut head = super::remote::read_target(spec, repo)?.unwrap_or_else(|| spec.base.clone());
     let entries = store
         .merge_target(&spec.target)?
         .map(|(_, e)| e)

@@ -61,7 +61,7 @@ impl<'a> Queue<'a> {
         store: &'a dyn Store,
     ) -> Result<Self, MergeError> {
         let refname = spec.refname();
-        let now = repo.ref_commit(&refname);
+        let now = super::remote::read_target(spec, repo)?;
         let start = now.clone().unwrap_or_else(|| spec.base.clone());
         let claim = store.claim_target(
             &spec.target,
@@ -84,7 +84,7 @@ impl<'a> Queue<'a> {
             .merge_target(&spec.target)?
             .map(|(r, _)| r)
             .ok_or_else(|| MergeError::Moved(spec.target.clone()))?;
-        Ok(Queue {
+        let mut q = Queue {
             spec,
             repo,
             store,
@@ -100,7 +100,11 @@ impl<'a> Queue<'a> {
             head_facts,
             known: HashMap::new(),
             renewed: Instant::now(),
-        })
+        };
+        if now.is_none() && !q.publish(None, &spec.base)? {
+            q.reread()?;
+        }
+        Ok(q)
     }
 
     /// Runs the queue until a pass changes nothing, then gives the claim back.
@@ -137,7 +141,7 @@ impl<'a> Queue<'a> {
 
     /// What the target's first-parent history landed that the store has not
     /// recorded: recorded now (the branch is the truth).
-    fn reconcile(&mut self) -> Result<(), MergeError> {
+    pub(super) fn reconcile(&mut self) -> Result<(), MergeError> {
         let Some((row, entries)) = self.store.merge_target(&self.spec.target)? else {
             return Ok(());
         };
