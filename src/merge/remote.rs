@@ -95,7 +95,8 @@ impl Queue<'_> {
     }
 
     /// The remote's target moved under the queue: reads it again, records what
-    /// landed there, and goes on from it (the pass runs again).
+    /// landed there, and goes on from it (the rest of the pass is dropped and the
+    /// pass runs again).
     pub(super) fn reread(&mut self) -> Result<(), MergeError> {
         let head = read_target(self.spec, self.repo)?
             .ok_or_else(|| MergeError::Moved(self.spec.target.clone()))?;
@@ -107,6 +108,10 @@ impl Queue<'_> {
         self.head = head;
         self.head_facts = facts;
         self.reconcile()?;
+        // The rest of this pass was ordered against the old head: it waits for the
+        // next pass, which reads the ready tasks again (a dependent never lands
+        // before what it depends on).
+        self.deferred.extend(self.spec.scope.iter().cloned());
         self.progress = true;
         Ok(())
     }
