@@ -7,7 +7,9 @@
 //! (`refs/borg/bases/<commit>`, which borg also keeps on the remote so that every
 //! host can fetch it whatever happens to the branch it came from); the task branches
 //! and attempt refs this host made (`refs/heads/<prefix>*`, `refs/borg/attempts/`),
-//! and the dependencies' branches it fetched (`refs/remotes/origin/<prefix>*`).
+//! and the dependencies' branches it fetched (`refs/remotes/origin/<prefix>*`); the
+//! merge queue's target as the remote has it (`refs/heads/<target>`, see
+//! [`Repo::read_branch`]).
 
 use super::remote::{redact, Expect, Update, REMOTE};
 use super::{Git, GitError, Repo, RepoError};
@@ -175,6 +177,39 @@ impl Repo {
                 self.prefix
             ),
         })
+    }
+
+    /// The commit of the branch `refname` (`refs/heads/…`) now. In a mirror, the
+    /// remote is the truth: the remote's task branches (`refs/heads/<prefix>*`, into
+    /// `refs/remotes/origin/<prefix>*`) and `refname` are fetched first, and the
+    /// mirror's `refname` set to the remote's (deleted when the remote has none).
+    /// Elsewhere, the local branch.
+    pub fn read_branch(&self, refname: &str) -> Result<Option<String>, GitError> {
+        if self.remote.is_none() {
+            return Ok(self.ref_commit(refname));
+        }
+        let on_remote = self
+            .ls_remote(&[refname.to_string()])?
+            .contains_key(refname);
+        let p = &self.prefix;
+        let mut specs = vec![(
+            format!("refs/heads/{p}*"),
+            format!("refs/remotes/origin/{p}*"),
+        )];
+        let fetched = refname.replacen("refs/heads/", "refs/remotes/origin/", 1);
+        if on_remote {
+            specs.push((refname.to_string(), fetched.clone()));
+        }
+        self.fetch(&specs)?;
+        let now = on_remote.then(|| self.ref_commit(&fetched)).flatten();
+        let why = "borg: the remote's branch";
+        let cmd = self.git.at(&self.dir);
+        let cmd = match &now {
+            Some(c) => cmd.args(["update-ref", "-m", why, refname, c]),
+            None => cmd.args(["update-ref", "-m", why, "-d", refname]),
+        };
+        cmd.ok()?;
+        Ok(now)
     }
 
     /// Fetches with explicit refspecs, `^` ones (negative) included.

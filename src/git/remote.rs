@@ -1,7 +1,7 @@
 //! The git remote hosts share: reading its refs, fetching from it, and pushing to it
 //! with leases. These are the primitives of every host-to-host exchange of work, used
-//! by tasks ([`super::publish`]) and meant for the merge queue (which holds its target
-//! lease in the store and pushes the target with a lease):
+//! by tasks ([`super::publish`]) and by the merge queue (which holds its target lease
+//! in the store and pushes the target with a lease, `src/merge/remote.rs`):
 //!
 //! - [`Repo::ls_remote`]: the remote's refs matching some patterns, without fetching;
 //! - [`Repo::fetch`]: named refs of the remote into named local refs (objects

@@ -28,7 +28,9 @@ pub struct Planned {
 /// The plan of `spec`'s queue.
 pub fn plan(spec: &QueueSpec, repo: &Repo, store: &dyn Store) -> Result<Vec<Planned>, MergeError> {
     // In a mirror: the remote's target and task branches, fetched.
-    let mut head = super::remote::read_target(spec, repo)?.unwrap_or_else(|| spec.base.clone());
+    let mut head = repo
+        .read_branch(&spec.refname())?
+        .unwrap_or_else(|| spec.base.clone());
     let entries = store
         .merge_target(&spec.target)?
         .map(|(_, e)| e)

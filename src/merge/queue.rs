@@ -61,7 +61,8 @@ impl<'a> Queue<'a> {
         store: &'a dyn Store,
     ) -> Result<Self, MergeError> {
         let refname = spec.refname();
-        let now = super::remote::read_target(spec, repo)?;
+        // In a mirror: fetched from the remote with the task branches.
+        let now = repo.read_branch(&refname)?;
         let start = now.clone().unwrap_or_else(|| spec.base.clone());
         let claim = store.claim_target(
             &spec.target,

@@ -2,8 +2,9 @@
 //! (`workspaces/.repo`): the remote's target is the truth, the mirror's
 //! `refs/heads/<target>` a copy of it.
 //!
-//! - where the target is read ([`read_target`]), the remote's task branches and its
-//!   target are fetched first, so the queue builds on what every host sees;
+//! - where the target is read ([`Repo::read_branch`](crate::git::Repo::read_branch)),
+//!   the remote's task branches and its target are fetched first, so the queue builds
+//!   on what every host sees;
 //! - where the target is advanced ([`Queue::publish`]), the claim is checked in the
 //!   store (fenced: a queue that lost its target lease pushes nothing), then the
 //!   target is pushed with a lease on the value the queue started from
@@ -17,56 +18,9 @@
 //! mode every function here is the local branch alone.
 
 use super::queue::{Queue, LEASE};
-use super::{MergeError, QueueSpec};
+use super::MergeError;
 use crate::git::remote::{Expect, Pushed, Update};
-use crate::git::Repo;
 use crate::run::attempt::now_ms;
-
-/// Where the remote's target is fetched to before the mirror's branch is set.
-fn fetched_ref(target: &str) -> String {
-    format!("refs/remotes/origin/{target}")
-}
-
-/// The target's commit now: in a mirror, fetched from the remote with the task
-/// branches (`refs/heads/<prefix>*` into `refs/remotes/origin/<prefix>*`) and copied
-/// to the mirror's branch (deleted there when the remote has none); else the local
-/// branch.
-pub(crate) fn read_target(spec: &QueueSpec, repo: &Repo) -> Result<Option<String>, MergeError> {
-    let refname = spec.refname();
-    if repo.remote.is_none() {
-        return Ok(repo.ref_commit(&refname));
-    }
-    let theirs = repo.ls_remote(std::slice::from_ref(&refname))?;
-    let p = &repo.prefix;
-    let mut specs = vec![(
-        format!("refs/heads/{p}*"),
-        format!("refs/remotes/origin/{p}*"),
-    )];
-    let fetched = fetched_ref(&spec.target);
-    if theirs.contains_key(&refname) {
-        specs.push((refname.clone(), fetched.clone()));
-    }
-    repo.fetch(&specs)?;
-    let now = theirs
-        .contains_key(&refname)
-        .then(|| repo.ref_commit(&fetched))
-        .flatten();
-    set_local(repo, &refname, now.as_deref())?;
-    Ok(now)
-}
-
-/// Sets the mirror's `refname` to `to` (deletes it for None): the mirror is borg's,
-/// and the remote's value is the truth for it.
-fn set_local(repo: &Repo, refname: &str, to: Option<&str>) -> Result<(), MergeError> {
-    let why = "borg merge: the remote's target";
-    let cmd = repo.git.at(&repo.dir);
-    let cmd = match to {
-        Some(c) => cmd.args(["update-ref", "-m", why, refname, c]),
-        None => cmd.args(["update-ref", "-m", why, "-d", refname]),
-    };
-    cmd.ok()?;
-    Ok(())
-}
 
 impl Queue<'_> {
     /// Moves the target on the remote from `old` (None: it must not exist) to `new`,
@@ -98,7 +52,9 @@ impl Queue<'_> {
     /// landed there, and goes on from it (the rest of the pass is dropped and the
     /// pass runs again).
     pub(super) fn reread(&mut self) -> Result<(), MergeError> {
-        let head = read_target(self.spec, self.repo)?
+        let head = self
+            .repo
+            .read_branch(&self.spec.refname())?
             .ok_or_else(|| MergeError::Moved(self.spec.target.clone()))?;
         let facts = self
             .repo
