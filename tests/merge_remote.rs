@@ -178,3 +178,33 @@ fn a_push_the_remote_refuses_stops_the_queue_and_says_so() {
     );
     assert_eq!(targets.trim(), base, "the target is where it was created");
 }
+
+#[test]
+fn run_merge_on_a_remote_lands_the_work_there_through_a_gate() {
+    let sb = Sandbox::new();
+    // The gate runs in the integration worktree made from the host's mirror.
+    sb.config("\n[merge]\nverify = [\"test -f out/0.txt\"]");
+    let sfx = &uuid::Uuid::new_v4().simple().to_string()[..6];
+    let (remote, url) = bare_remote(&sb);
+    let base = git(&remote, &["rev-parse", "refs/heads/main"])
+        .trim()
+        .to_string();
+    let (list, ids) = tasks(sfx);
+    let (out, rep) = sb.run_json(&list, &["--repo", &url, "--merge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let m = &rep["merge"];
+    assert_eq!(
+        m["landed"].as_array().map(Vec::len),
+        Some(ids.len()),
+        "{rep}"
+    );
+    assert!(m["gate_runs"].as_i64().unwrap_or(0) >= 1, "{m}");
+    let target = m["target"].as_str().expect("target");
+    let tip = git(&remote, &["rev-parse", &format!("refs/heads/{target}")]);
+    assert_eq!(m["end"].as_str(), Some(tip.trim()), "{m}");
+    let path = first_parents(&remote, &base, tip.trim());
+    let mut tasks: Vec<String> = path.iter().map(|p| p.1.clone()).collect();
+    assert!(tasks.iter().all(|t| !t.is_empty()), "{path:?}");
+    tasks.sort();
+    assert_eq!(tasks, ids, "each task's merge commit once on the remote");
+}
