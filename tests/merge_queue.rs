@@ -364,3 +364,61 @@ fn a_rejected_task_gets_a_fix_task_whose_work_lands() {
         .show("borg/integration/tasks", "test_break.py")
         .contains("assertEqual(2, 2)"));
 }
+
+#[test]
+fn with_merge_an_early_branch_lands_while_a_later_task_still_runs() {
+    let sb = Sandbox::new();
+    config(&sb, "[merge]\nverify = [\"python3 -m unittest\"]\n");
+    let repo = project(&sb);
+    let go = sb.path().join("go-mq-late-q7");
+    // The later task cannot end before the test has seen the early one land.
+    let wait = format!(
+        "#fake bash \"while [ ! -f {} ]; do sleep 0.05; done\"",
+        go.display()
+    );
+    let tasks = adds("mq-early-q7", 5, "early.py", "E = 1\\n")
+        + &task_toml(
+            "mq-late-q7",
+            0,
+            &format!("{wait}\n#fake write late.py \"L = 2\\n\"\n#fake result \"Added late.py.\""),
+        );
+    let child = sb.spawn_run(
+        &tasks,
+        &["--json", "--repo", repo.dir.to_str().unwrap(), "--merge"],
+    );
+    let t = "borg/integration/tasks";
+    let moved = wait_until(Duration::from_secs(60), || {
+        git_cmd_ok(&repo, t).is_some() && !landed(&repo, t).is_empty()
+    });
+    let mid = landed(&repo, t);
+    let mid_files = git_cmd_ok(&repo, t).map(|_| git(&repo.dir, &["ls-tree", "--name-only", t]));
+    let late_running = !task_procs("mq-late-q7").is_empty();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(moved, "the target moved while the later task ran: {}", stderr(&out));
+    let mid_tasks: Vec<&str> = mid.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(mid_tasks, ["mq-early-q7"], "only the early task had landed");
+    let mid_files = mid_files.unwrap_or_default();
+    assert!(
+        mid_files.contains("early.py") && !mid_files.contains("late.py"),
+        "{mid_files}"
+    );
+    assert!(late_running, "the later task was still running then");
+    // The run went on: the later task's work landed after it, by the same run.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep = json_of(&out);
+    assert_eq!(task(&rep, "mq-late-q7")["status"], "succeeded");
+    let m = &rep["merge"];
+    let order: Vec<&str> = m["landed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["mq-early-q7", "mq-late-q7"], "{m}");
+    let all = landed(&repo, t);
+    assert_eq!(&all[..1], &mid[..], "the early merge stayed as it landed");
+    assert!(counts(&all).values().all(|&n| n == 1), "{all:?}");
+    assert!(repo.show(t, "late.py").contains("L = 2"));
+    assert_eq!(m["end"], repo.rev(t).as_str());
+}

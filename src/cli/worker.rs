@@ -61,6 +61,7 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
         forever: true,
         roles: (!a.roles.is_empty()).then(|| a.roles.clone()),
         list: a.list.clone(),
+        merge: None,
     };
     let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await;
     let _ = store.release_owner(&owner.id, now_ms());
