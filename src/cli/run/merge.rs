@@ -6,7 +6,7 @@
 
 use super::inputs::Inputs;
 use super::Ctx;
-use crate::cli::merge::{queue_spec, LIST_KEY};
+use crate::cli::merge::{control, queue_spec, LIST_KEY};
 use crate::cli::RunArgs;
 use crate::error::UsageError;
 use crate::git::Repo;
@@ -15,6 +15,7 @@ use crate::run::attempt::Shared;
 use crate::run::integrate::{IntegrateError, Integrator, Merging};
 use crate::show::report::merge::MergeSummary;
 use crate::store::{OwnerInfo, Store};
+use crate::supervise::signals::Shutdown;
 use std::sync::Arc;
 
 /// Whether the run merges: `--merge` or `[merge] auto`, in git mode only.
@@ -46,7 +47,7 @@ impl Integrator for Queue {
         let mut spec = self.spec.clone();
         spec.scope =
             crate::run::lists::members(self.store.as_ref(), &spec.list).map_err(|e| fail(&e))?;
-        let ran = merge::run(&spec, &self.repo, self.store.as_ref()).map_err(|e| fail(&e))?;
+        let ran = merge::run(&spec, &self.repo, &self.store).map_err(|e| fail(&e))?;
         crate::run::lists::register(self.store.as_ref(), &spec.list, &ran.created)
             .map_err(|e| fail(&e))?;
         Ok(ran.created)
@@ -59,7 +60,7 @@ impl Integrator for Queue {
 pub(super) fn queue(
     ctx: &Ctx,
     shared: &Arc<Shared>,
-    owner: &OwnerInfo,
+    (owner, shutdown): (&OwnerInfo, &Shutdown),
     list: Option<&str>,
 ) -> anyhow::Result<Option<(Merging, String)>> {
     let (Some(repo), store) = (shared.git.clone(), shared.store.clone()) else {
@@ -81,7 +82,7 @@ pub(super) fn queue(
         store.as_ref(),
         &repo,
         (&list, None),
-        &owner.id,
+        (&owner.id, control(shutdown)),
     )?;
     let target = spec.target.clone();
     let q = Queue {

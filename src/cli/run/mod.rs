@@ -64,13 +64,13 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     };
     let merging = merge::wanted(&a, &inputs)?;
     let shared = shared(ctx, inputs, &store);
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
     let queue = match merging {
-        true => merge::queue(ctx, &shared, &owner, synced.name.as_deref())?,
+        true => merge::queue(ctx, &shared, (&owner, &shutdown), synced.name.as_deref())?,
         false => None,
     };
     let mut opts = opts;
     opts.merge = queue.as_ref().map(|(m, _)| m.clone());
-    let shutdown = Shutdown::install().context("installing signal handlers")?;
     let summary = schedule(ctx, a.progress, &shared, &owner, opts, &shutdown).await?;
     if let Some(e) = &summary.merge_error {
         let _ = store.release_owner(&owner.id, now_ms());

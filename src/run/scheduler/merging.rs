@@ -119,11 +119,14 @@ impl Scheduler<'_> {
         }
     }
 
-    /// The queue stopped: no more passes; the run's tasks go on.
+    /// The queue stopped: no more passes; the run's tasks go on. Stopped with the
+    /// run (Ctrl-C), it is only said: the queue continues at the next run.
     fn merge_failed(&mut self, e: String) {
         tracing::error!("{e}");
         self.progress.event(&Event::Note(e.clone()));
         self.merge = None;
-        self.summary.merge_error.get_or_insert(e);
+        if self.dispatching() {
+            self.summary.merge_error.get_or_insert(e);
+        }
     }
 }
