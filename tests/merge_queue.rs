@@ -395,7 +395,11 @@ fn with_merge_an_early_branch_lands_while_a_later_task_still_runs() {
     let late_running = !task_procs("mq-late-q7").is_empty();
     std::fs::write(&go, "").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(moved, "the target moved while the later task ran: {}", stderr(&out));
+    assert!(
+        moved,
+        "the target moved while the later task ran: {}",
+        stderr(&out)
+    );
     let mid_tasks: Vec<&str> = mid.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(mid_tasks, ["mq-early-q7"], "only the early task had landed");
     let mid_files = mid_files.unwrap_or_default();
@@ -421,4 +425,53 @@ fn with_merge_an_early_branch_lands_while_a_later_task_still_runs() {
     assert!(counts(&all).values().all(|&n| n == 1), "{all:?}");
     assert!(repo.show(t, "late.py").contains("L = 2"));
     assert_eq!(m["end"], repo.rev(t).as_str());
+}
+
+#[test]
+fn an_integration_gate_that_hangs_is_killed_with_its_tree_and_logged() {
+    let sb = Sandbox::new();
+    let pidfile = sb.path().join("bg-mq-hang.pid");
+    let gate = format!(
+        "sleep 30 & echo $! > {}; echo started; sleep 30",
+        pidfile.display()
+    );
+    config(
+        &sb,
+        &format!("[verify]\ntimeout = \"1s\"\n\n[merge]\nverify = ['{gate}']\n"),
+    );
+    let repo = project(&sb);
+    let tasks = adds("mq-hang-h3", 0, "h.py", "H = 1\\n");
+    let (out, _) = sb.run_json(&tasks, &["--repo", repo.dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let began = std::time::Instant::now();
+    let out = sb.borg(&["merge", "--json"]).output().unwrap();
+    assert!(began.elapsed() < Duration::from_secs(25), "killed at 1s");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let m = json_of(&out);
+    assert_eq!(m["rejected"][0]["task"], "mq-hang-h3", "{m}");
+    // The verification gates' runner ran it: its whole tree went, and its output is
+    // in the target's log after a header line naming the run.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    assert!(gone, "the gate's background child {pid} was killed too");
+    let log = sb
+        .ws()
+        .join(".merge/logs/borg-integration-tasks.verify.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("gate 1/1: sleep 30 &") && text.contains("started"),
+        "{text}"
+    );
+    let tail = m["rejected"][0]["output_tail"].as_str().unwrap_or_default();
+    assert!(tail.contains("killed at its timeout of 1 s"), "{m}");
 }

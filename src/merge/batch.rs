@@ -10,7 +10,6 @@
 //! conflicts only with a branch before it in the batch waits for the next pass (that
 //! branch lands first, and the conflict, if it is still one, is then with the target).
 
-use crate::verify::judge::{judge, Baseline};
 use super::order::Candidate;
 use super::queue::Queue;
 use super::MergeError;
@@ -19,6 +18,7 @@ use crate::git::merge::Step;
 use crate::git::target::Facts;
 use crate::git::worktree::Worktree;
 use crate::store::merge::{Landing, MergeStep};
+use crate::verify::judge::{judge, Baseline};
 
 /// Branches merged one after the other onto the target's head.
 pub(super) struct Chain {

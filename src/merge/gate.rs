@@ -136,4 +136,3 @@ pub fn detect(repo: &crate::git::Repo, commit: &str) -> Option<String> {
         .any(|n| has(n))
         .then(|| "python3 -m pytest -q".into())
 }
-
