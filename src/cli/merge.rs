@@ -292,11 +292,8 @@ fn gate_commands(s: &Settings, repo: &Repo) -> Vec<String> {
         None => Vec::new(),
         Some(GateSpec::Commands(c)) => c.clone(),
         Some(GateSpec::Auto) => {
-            let found = merge::gate::detect(repo, &repo.base);
-            match &found {
-                Some(c) => eprintln!("borg: merge: integration gate \"auto\": {c}"),
-                None => eprintln!("borg: merge: integration gate \"auto\": no test command found (no Cargo.toml, go.mod, package.json test script, pyproject.toml, pytest.ini or setup.cfg); no gate"),
-            }
+            let (found, said) = merge::gate::detect(repo, &repo.base);
+            eprintln!("borg: merge: integration gate \"auto\": {said}");
             found.into_iter().collect()
         }
     }

@@ -95,44 +95,30 @@ impl GateEnv {
     }
 }
 
-/// The project's own test command, from the files at `commit` (seed 001's project
-/// assessment): `Cargo.toml` → `cargo test`, `go.mod` → `go test ./...`, a
-/// `package.json` with a `test` script → `npm test`, `pyproject.toml`, `pytest.ini` or
-/// `setup.cfg` → `python3 -m pytest -q`; None when there is none of these.
-pub fn detect(repo: &crate::git::Repo, commit: &str) -> Option<String> {
-    let out = repo
+/// The project's own test command from the files at `commit` (the task-level gates'
+/// `"auto"` rule, `verify::gates::detect_from`), and what was found in one line.
+pub fn detect(repo: &Repo, commit: &str) -> (Option<String>, String) {
+    let names: Vec<String> = repo
         .git
         .at(&repo.dir)
         .args(["ls-tree", "-z", "--name-only", commit])
         .ok()
-        .ok()?;
-    let names: Vec<String> = out
-        .stdout
-        .split(|b| *b == 0)
-        .map(|n| String::from_utf8_lossy(n).into_owned())
-        .collect();
-    let has = |n: &str| names.iter().any(|x| x == n);
-    if has("Cargo.toml") {
-        return Some("cargo test".into());
-    }
-    if has("go.mod") {
-        return Some("go test ./...".into());
-    }
-    if has("package.json") {
-        let spec = format!("{commit}:package.json");
-        let text = repo
+        .map(|o| {
+            o.stdout
+                .split(|b| *b == 0)
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let read = |f: &str| {
+        let spec = format!("{commit}:{f}");
+        let o = repo
             .git
             .at(&repo.dir)
             .args(["cat-file", "blob", &spec])
             .ok()
             .ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&text.stdout).ok()?;
-        if v.get("scripts").and_then(|s| s.get("test")).is_some() {
-            return Some("npm test".into());
-        }
-    }
-    ["pyproject.toml", "pytest.ini", "setup.cfg"]
-        .iter()
-        .any(|n| has(n))
-        .then(|| "python3 -m pytest -q".into())
+        Some(String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    crate::verify::gates::detect_from(|n| names.iter().any(|x| x == n), read)
 }
