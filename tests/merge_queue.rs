@@ -475,3 +475,45 @@ fn an_integration_gate_that_hangs_is_killed_with_its_tree_and_logged() {
     let tail = m["rejected"][0]["output_tail"].as_str().unwrap_or_default();
     assert!(tail.contains("killed at its timeout of 1 s"), "{m}");
 }
+
+#[test]
+fn run_merge_killed_mid_run_and_run_again_lands_everything_once() {
+    let sb = Sandbox::new();
+    config(&sb, "[merge]\nverify = [\"python3 -m unittest\"]\n");
+    let repo = project(&sb);
+    let go = sb.path().join("go-mq-kill-r5");
+    let wait = format!(
+        "#fake bash \"while [ ! -f {} ]; do sleep 0.05; done\"",
+        go.display()
+    );
+    let tasks = adds("mq-first-r5", 5, "first.py", "F = 1\\n")
+        + &task_toml(
+            "mq-second-r5",
+            0,
+            &format!(
+                "{wait}\n#fake write second.py \"S = 2\\n\"\n#fake result \"Added second.py.\""
+            ),
+        );
+    let mut child = sb.spawn_run(&tasks, &["--repo", repo.dir.to_str().unwrap(), "--merge"]);
+    let t = "borg/integration/tasks";
+    let moved = wait_until(Duration::from_secs(60), || {
+        git_cmd_ok(&repo, t).is_some() && !landed(&repo, t).is_empty()
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    std::fs::write(&go, "").unwrap();
+    assert!(moved, "the first task landed while the second ran");
+    let before = landed(&repo, t);
+    assert_eq!(before.len(), 1, "{before:?}");
+    // The same command again: the second task runs again and lands; nothing twice.
+    let (out, rep) = sb.run_json(&tasks, &["--repo", repo.dir.to_str().unwrap(), "--merge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "mq-second-r5")["status"], "succeeded");
+    let after = landed(&repo, t);
+    let names: Vec<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["mq-first-r5", "mq-second-r5"], "{after:?}");
+    assert_eq!(&after[..1], &before[..], "no landed merge lost");
+    let m = &rep["merge"];
+    assert_eq!(m["landed"].as_array().unwrap().len(), 2, "{m}");
+    assert_eq!(m["end"], repo.rev(t).as_str());
+}
