@@ -512,6 +512,155 @@ def ctx_switches(pid):
     return total
 
 
+def bench_serve_idle(env):
+    """`borg serve` with nothing happening and one SSE client: its wakeups (context
+    switches of all its threads) and CPU over the window; then how soon the client gets
+    an event another process wrote (`borg task retry` returning -> the SSE line)."""
+    import socket
+    window = 3.0 if env.smoke else 10.0
+    log(f"[serveidle] borg serve idle for {window:.0f} s, then 5 events from another process")
+    d = env.path("serveidle")
+    os.makedirs(d)
+    config = os.path.join(d, "config.toml")
+    write_config(config, {"concurrency": 1})
+    tasks = os.path.join(d, "tasks.toml")
+    write_tasks(tasks, [{"id": "t0", "prompt": "#fake instant\n"}])
+    ws = os.path.join(d, "ws")
+    subprocess.run(borg_cmd(env, ws, config, "run", tasks, "--claude", env.fake, "--progress", "none"),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(borg_cmd(env, ws, config, "serve", "--listen", f"127.0.0.1:{port}"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    delays = []
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                http_json("GET", f"http://127.0.0.1:{port}/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        client = socket.create_connection(("127.0.0.1", port))
+        client.sendall(b"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+        time.sleep(1.0)
+        ctx0, (_, cpu0), t0 = ctx_switches(proc.pid), proc_rss_cpu(proc.pid), time.time()
+        time.sleep(window)
+        ctx1, (_, cpu1), dt = ctx_switches(proc.pid), proc_rss_cpu(proc.pid), time.time() - t0
+        client.settimeout(5)
+        for _ in range(5):
+            subprocess.run(borg_cmd(env, ws, config, "task", "retry", "t0"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            t = time.perf_counter()
+            buf = b""
+            while b"event: retry-requested" not in buf:
+                buf = buf[-64:] + client.recv(65536)
+            delays.append((time.perf_counter() - t) * 1000)
+            time.sleep(0.3)
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    env.record("serveidle", "borg serve idle, 1 SSE client: wakeups (context switches)", (ctx1 - ctx0) / dt, "/s")
+    env.record("serveidle", "borg serve idle: CPU", 100.0 * (cpu1 - cpu0) / dt, "% core")
+    env.record("serveidle", "event written by another process -> SSE client: median", statistics.median(delays), "ms")
+    env.record("serveidle", "the same: max of 5", max(delays), "ms")
+
+
+def mcp_env(d, i):
+    """The environment borg gives a child's `borg mcp` (an attempt on store `d`)."""
+    coord = {"root": d, "role": "dev", "auto_lock": True, "on_violation": "warn",
+             "lease_ttl_ms": 60000, "claim_lease_ms": 60000, "max_agent_tasks": 10,
+             "writable": [], "roles": ["dev"], "retries": 0, "started_ms": 0, "protect": []}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BORG_")}
+    env.update({"BORG_STORE": os.path.join(d, "borg.db"), "BORG_TASK_ID": f"m{i:02d}",
+                "BORG_CLAIM_TOKEN": "1", "BORG_INSTANCE_ID": f"i{i:02d}",
+                "BORG_COORD": json.dumps(coord)})
+    return env
+
+
+def mcp_handshake(p, rid, method, params):
+    p.stdin.write(json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params}) + "\n")
+    p.stdin.flush()
+    return json.loads(p.stdout.readline())
+
+
+def bench_mcp(env):
+    """What coordination's MCP server costs each child: `borg mcp` started as claude
+    starts it, from spawn to the answer of `initialize` and of `tools/list` (the CLI
+    waits for both before the first model request), and the RSS of 64 of them alive
+    after the handshake (a session that calls no tool)."""
+    n = 8 if env.smoke else 64
+    log(f"[mcp] {n} borg mcp servers: handshake time and RSS")
+    d = env.path("mcp")
+    os.makedirs(d)
+    init = {"protocolVersion": "2025-11-25", "capabilities": {},
+            "clientInfo": {"name": "claude-code", "version": "2.1.197"}}
+    procs, t_init, t_list = [], [], []
+    try:
+        for i in range(n):
+            t = time.perf_counter()
+            p = subprocess.Popen([env.borg, "mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, text=True, env=mcp_env(d, i))
+            procs.append(p)
+            r = mcp_handshake(p, 1, "initialize", init)
+            t_init.append(time.perf_counter() - t)
+            if "result" not in r:
+                raise SystemExit(f"bench: borg mcp did not initialize: {r}")
+            p.stdin.write(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}) + "\n")
+            mcp_handshake(p, 2, "tools/list", {})
+            t_list.append(time.perf_counter() - t)
+        time.sleep(0.5)
+        rss = sum(rss_kib(p.pid) for p in procs)
+        pss = sum(rollup_kib(p.pid, "Pss:") for p in procs)
+        anon = sum(rollup_kib(p.pid, "Pss_Anon:") for p in procs)
+        threads = statistics.median(threads_of(p.pid) for p in procs)
+    finally:
+        cpu = []
+        for p in procs:
+            p.stdin.close()
+        for p in procs:
+            _, status, ru = os.wait4(p.pid, 0)
+            p.returncode = os.waitstatus_to_exitcode(status)
+            cpu.append(ru.ru_utime + ru.ru_stime)
+    env.record("mcp", "spawn -> initialize answered", statistics.median(t_init) * 1000, "ms")
+    env.record("mcp", "CPU time of one borg mcp, start to exit (no tool call)", statistics.median(cpu) * 1000, "ms",
+               "", "not inflated by other load the way wall time is")
+    env.record("mcp", "spawn -> tools/list answered", statistics.median(t_list) * 1000, "ms")
+    env.record("mcp", f"RSS of {n} borg mcp after the handshake", rss / 1024, "MiB", "",
+               "a session that calls no tool")
+    env.record("mcp", f"  their PSS (shared pages split between them)", pss / 1024, "MiB")
+    env.record("mcp", f"  of which anonymous (heap, stacks)", anon / 1024, "MiB")
+    env.record("mcp", "threads of one borg mcp", threads, "")
+
+
+def rollup_kib(pid, key):
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def threads_of(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
 def bench_idle(env):
     """64 children that sleep: what supervising them costs while nothing happens. The
     RSS of everything borg runs besides the children (the reaper), borg's own RSS, and
@@ -1254,10 +1403,39 @@ def pg_scale(env, srv):
     env.record("pg", "throughput, 3 workers / 1", one / three if three else 0.0, "x")
 
 
+def pg_hook(env, srv):
+    """`borg hook pre-tool-use` on a PostgreSQL store: wall time per call (process start,
+    the store's light open, the lease check and the auto-lock commit), 1 caller alone and
+    8 at once, 64 leases held; the same calls as the coord bench's SQLite figures."""
+    n = 16 if env.smoke else 150
+    log(f"[pg] borg hook on PostgreSQL: {n} calls, 1 caller then 8 callers")
+    exe = find_test_bench("bench_coord", "BORG_BENCH_COORD_EXE")
+    figs = {}
+    for r in range(env.runs):
+        e = dict(os.environ, BORG_BENCH_COORD=str(n), BORG_BENCH_PG_URL=srv.fresh())
+        out = subprocess.run([exe, "--exact", "coord_latency_pg", "--nocapture", "--test-threads=1"],
+                             env=e, capture_output=True, text=True)
+        lines = [l for l in out.stdout.splitlines() if "BENCH coord " in l]
+        if out.returncode != 0 or not lines:
+            raise SystemExit(f"bench: the pg hook bench failed:\n{out.stdout}\n{out.stderr}")
+        for l in lines:
+            fig = json.loads(l.split("BENCH coord ", 1)[1])
+            figs.setdefault(fig["mode"], []).append(fig)
+    for mode, what in (("pg-hook-auto-lock-1-caller", "borg hook pre-tool-use on PostgreSQL, 1 caller alone"),
+                       ("pg-hook-auto-lock", "borg hook pre-tool-use on PostgreSQL, 8 callers")):
+        fs = figs.get(mode, [])
+        if not fs:
+            continue
+        med = lambda k: statistics.median(f[k] for f in fs)
+        env.record("pg", f"{what}: p50", med("p50_ms"), "ms")
+        env.record("pg", f"{what}: p99", med("p99_ms"), "ms")
+
+
 def bench_pg(env):
     srv = PgServer()
     try:
         pg_claims(env, srv)
+        pg_hook(env, srv)
         pg_wake(env, srv)
         pg_scale(env, srv)
     finally:
@@ -1551,7 +1729,8 @@ def bench_tokens(env):
 BENCHES = {"dispatch": bench_dispatch, "scale": bench_scale, "parse": bench_parse, "memory": bench_memory,
            "claims": bench_claims, "plan": bench_plan, "stop": bench_stop, "wake": bench_wake,
            "idle": bench_idle, "tokens": bench_tokens, "pg": bench_pg, "coord": bench_coord,
-           "git": bench_git, "serve": bench_serve, "merge": bench_merge}
+           "git": bench_git, "serve": bench_serve, "merge": bench_merge, "mcp": bench_mcp,
+           "serveidle": bench_serve_idle}
 
 
 def machine():

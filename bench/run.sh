@@ -5,7 +5,7 @@
 #   bench/run.sh --smoke            tiny sizes, one run, debug build: checks that the harness
 #                                   works (what CI runs; no time is ever asserted)
 #   bench/run.sh dispatch parse     only some benches (dispatch scale parse memory claims plan stop wake idle
-#                                   tokens pg coord git serve merge)
+#                                   tokens pg coord git serve merge mcp serveidle)
 #   bench/run.sh pg                 many hosts: PostgreSQL vs SQLite claims, wake-up across hosts, 3 workers vs 1
 #                                   (starts its own throwaway PostgreSQL through scripts/with-postgres.sh)
 #   bench/run.sh tokens             fresh vs continued sessions with the real CLI (scripts/install-claude.sh)
@@ -20,13 +20,14 @@ want_coord=1
 for a in "$@"; do
     case "$a" in
         --smoke) profile=debug ;;
-        dispatch|scale|parse|memory|plan|stop|wake|idle|tokens|claims|pg|coord|git|serve|merge) want_claims=0; want_coord=0 ;;
+        dispatch|scale|parse|memory|plan|stop|wake|idle|tokens|claims|pg|coord|git|serve|merge|mcp|serveidle) want_claims=0; want_coord=0 ;;
     esac
 done
 for a in "$@"; do
     case "$a" in
         --release) profile=release ;;
-        claims|pg) want_claims=1 ;;
+        claims) want_claims=1 ;;
+        pg) want_claims=1; want_coord=1 ;;
         coord) want_coord=1 ;;
     esac
 done

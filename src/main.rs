@@ -1,7 +1,7 @@
 //! The `borg` binary: parses the command line, sets up diagnostics, calls the
 //! library and maps the outcome to an exit code (0 ok, 1 failed, 2 bad input,
 //! 130 interrupted). The hidden `__reaper` mode runs before anything else, then the
-//! helpers' credential scrub (and the hook's fast path).
+//! helpers' credential scrub (and the hook's and the MCP server's fast paths).
 
 use clap::Parser;
 
@@ -16,6 +16,15 @@ fn main() {
         Some("hook") => {
             borg::coord::env::scrub_credentials();
             std::process::exit(borg::cli::helpers::hook_main(&args[2..]));
+        }
+        // claude starts `borg mcp` with exactly that argv: the lean path, as for the hook.
+        Some("mcp") if args.len() == 2 => {
+            borg::coord::env::scrub_credentials();
+            // Diagnostics only when asked for: the log filter costs every child's start.
+            if std::env::var_os("BORG_LOG").is_some() {
+                init_logging(borg::cli::LogFormat::Text);
+            }
+            std::process::exit(borg::cli::helpers::mcp_main());
         }
         Some("mcp") => borg::coord::env::scrub_credentials(),
         _ => {}

@@ -9,6 +9,8 @@
 //! `BORG_BENCH_COORD=N` calls per caller and reads the `BENCH coord {json}` lines.
 
 mod common;
+#[path = "support/pg.rs"]
+mod pg;
 
 use borg::store::coord::*;
 use borg::store::sqlite::SqliteStore;
@@ -36,6 +38,11 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 /// to close would checkpoint the WAL, which no hook does in a real run).
 fn world(dir: &std::path::Path) -> (Vec<Actor>, SqliteStore) {
     let store = SqliteStore::open(&dir.join("borg.db")).unwrap();
+    (actors_of(&store), store)
+}
+
+/// The holder's 64 leases and the 8 callers' claims in `store`; the callers' actors.
+fn actors_of(store: &dyn Store) -> Vec<Actor> {
     let ids: Vec<String> = std::iter::once("holder".to_string())
         .chain((0..CALLERS).map(|i| format!("caller{i}")))
         .collect();
@@ -103,19 +110,26 @@ fn world(dir: &std::path::Path) -> (Vec<Actor>, SqliteStore) {
         HELD
     );
     actors.remove(0);
-    (actors, store)
+    actors
 }
 
 /// The environment claude gives the helpers of `a`.
 fn env_of(dir: &std::path::Path, a: &Actor, auto_lock: bool) -> Vec<(String, String)> {
+    env_at(
+        dir,
+        &dir.join("borg.db").display().to_string(),
+        a,
+        auto_lock,
+    )
+}
+
+/// The same with the store at `store` (a path or a PostgreSQL URL).
+fn env_at(dir: &std::path::Path, store: &str, a: &Actor, auto_lock: bool) -> Vec<(String, String)> {
     let cfg = json!({ "root": dir.join("project"), "role": "developer", "auto_lock": auto_lock, "on_violation": "warn",
         "lease_ttl_ms": 900000, "claim_lease_ms": 60000, "max_agent_tasks": 20, "writable": [], "roles": ["developer"],
         "retries": 0, "started_ms": now(), "protect": [] });
     vec![
-        (
-            "BORG_STORE".into(),
-            dir.join("borg.db").display().to_string(),
-        ),
+        ("BORG_STORE".into(), store.to_string()),
         ("BORG_TASK_ID".into(), a.task.clone()),
         ("BORG_CLAIM_TOKEN".into(), a.fence.to_string()),
         ("BORG_INSTANCE_ID".into(), a.instance.clone()),
@@ -125,11 +139,23 @@ fn env_of(dir: &std::path::Path, a: &Actor, auto_lock: bool) -> Vec<(String, Str
 
 /// `n` hook calls per caller, 8 callers at once; the sorted wall times.
 fn hook_calls(dir: &std::path::Path, actors: &[Actor], n: usize, auto_lock: bool) -> Vec<Duration> {
+    let store = dir.join("borg.db").display().to_string();
+    hook_calls_at(dir, &store, actors, n, auto_lock)
+}
+
+/// The same on the store at `store`.
+fn hook_calls_at(
+    dir: &std::path::Path,
+    store: &str,
+    actors: &[Actor],
+    n: usize,
+    auto_lock: bool,
+) -> Vec<Duration> {
     let threads: Vec<_> = actors
         .iter()
         .enumerate()
         .map(|(c, a)| {
-            let env = env_of(dir, a, auto_lock);
+            let env = env_at(dir, store, a, auto_lock);
             let root = dir.join("project");
             std::thread::spawn(move || {
                 let mut lat = Vec::with_capacity(n);
@@ -284,4 +310,37 @@ fn coord_latency() {
     let fig = json!({ "mode": "mcp-lock-unlock", "calls": lat.len(), "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99),
                       "max_ms": pct(&lat, 1.0) });
     println!("BENCH coord {fig}");
+}
+
+/// `borg hook pre-tool-use` on a PostgreSQL store (`BORG_BENCH_PG_URL`, an empty
+/// database; or a fresh database of the tests' server): the same calls, so the cost
+/// of opening the store per call shows. Skipped without a server.
+#[test]
+fn coord_latency_pg() {
+    let n: usize = std::env::var("BORG_BENCH_COORD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    let db = match std::env::var("BORG_BENCH_PG_URL") {
+        Ok(u) => (u, None),
+        Err(_) => match pg::PgDb::create() {
+            Some(d) => (d.url.clone(), Some(d)),
+            None => return,
+        },
+    };
+    let url = db.0.clone();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("project")).unwrap();
+    let store = borg::store::postgres::PgStore::open(&url).unwrap();
+    let actors = actors_of(&store);
+    let lat = hook_calls_at(dir.path(), &url, &actors[..1], n, true);
+    let fig = json!({ "mode": "pg-hook-auto-lock-1-caller", "calls": lat.len(), "held": HELD, "callers": 1,
+                      "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": pct(&lat, 1.0) });
+    println!("BENCH coord {fig}");
+    let lat = hook_calls_at(dir.path(), &url, &actors, n, true);
+    let fig = json!({ "mode": "pg-hook-auto-lock", "calls": lat.len(), "held": HELD, "callers": CALLERS,
+                      "p50_ms": pct(&lat, 0.5), "p99_ms": pct(&lat, 0.99), "max_ms": pct(&lat, 1.0) });
+    println!("BENCH coord {fig}");
+    drop(store);
+    drop(db);
 }

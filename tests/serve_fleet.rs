@@ -351,6 +351,54 @@ fn events_reconnect_with_last_event_id_and_since_missing_nothing() {
     );
 }
 
+/// The event reader wakes on the store's change feed (no 50 ms poll any more): a
+/// client following live gets what another process wrote (`borg task retry` from a
+/// shell) and what the server itself wrote (a registration over HTTP), each once.
+#[test]
+fn a_live_follower_gets_other_processes_and_the_servers_own_events() {
+    let sb = Sandbox::new();
+    roles(&sb, &[("developer", "capabilities = [\"coding\"]")]);
+    let u = uniq();
+    let task = format!("live-{u}");
+    seed(&sb, &format!("[[task]]\nid = \"{task}\"\nprompt = \"x\"\n"));
+    let s = Server::start(&sb, &[]);
+    let url = s.url("/api/events");
+    let writer = {
+        let mut retry = sb.borg(&["task", "retry", &task]);
+        let register_url = s.url("/api/claude/register");
+        std::thread::spawn(move || {
+            // After the follower is connected (it starts from now).
+            std::thread::sleep(Duration::from_millis(800));
+            assert!(retry.status().unwrap().success(), "borg task retry");
+            std::thread::sleep(Duration::from_millis(300));
+            post(
+                &register_url,
+                None,
+                &json!({"agentId": "live-agent", "capabilities": ["coding"], "version": "1.0.0"}),
+            )
+            .data();
+            std::time::Instant::now()
+        })
+    };
+    let got = read_sse(&url, None, |g| {
+        g.iter().any(|e| e.1 == "retry-requested") && g.iter().any(|e| e.1 == "agent-registered")
+    });
+    let received = std::time::Instant::now();
+    let written = writer.join().unwrap();
+    // Woken by the changes, not by the feed's safety look (5 s apart, the first one
+    // about 4 s after the last write here).
+    assert!(
+        received.duration_since(written) < Duration::from_secs(2),
+        "the events came {:?} after the last write",
+        received.duration_since(written)
+    );
+    let ids: Vec<i64> = got.iter().map(|e| e.0).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "in order, each once: {got:?}");
+}
+
 #[test]
 fn handoffs_wait_for_a_person_under_person_approval() {
     let sb = Sandbox::new();

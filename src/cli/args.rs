@@ -325,6 +325,10 @@ pub struct WorkerArgs {
     /// Template copied into new instances' project-files/
     #[arg(long, value_name = "DIR")]
     pub template: Option<PathBuf>,
+    /// The git remote the fleet shares (a URL, or a bare repository on shared
+    /// storage) [env: BORG_REPO] [default: the one `borg run` recorded in the store]
+    #[arg(long, value_name = "URL", conflicts_with = "template")]
+    pub repo: Option<PathBuf>,
     /// Progress display
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

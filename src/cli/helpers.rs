@@ -12,7 +12,37 @@ use std::io::{Read, Write};
 /// Largest hook payload read (a Write's payload carries the whole file).
 const MAX_PAYLOAD: u64 = 512 << 20;
 
-/// `borg mcp`: serves until claude closes stdin; 1 when it cannot start.
+/// `borg mcp` as claude starts it (`main` calls it before parsing anything else):
+/// serves until claude closes stdin; 1 when it cannot start. Every child of a
+/// coordinated run starts one and most never call a tool, so it starts lean: no
+/// command-line parser, no settings or `.env`, no log filter unless `BORG_LOG` is set in
+/// its environment, a current-thread
+/// runtime (tool calls still run on a blocking thread, made at the first call), and
+/// the store opened at the first tool call.
+pub fn mcp_main() -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("borg mcp: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let env = AttemptEnv::from_process().map_err(|e| e.0);
+    let fault = std::env::var("BORG_MCP_FAULT").ok();
+    match rt.block_on(crate::coord::mcp::serve(env, fault)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("borg mcp: {e}");
+            1
+        }
+    }
+}
+
+/// `borg mcp` through the command line parser (global flags given): as
+/// [`mcp_main`], on the caller's runtime.
 pub async fn mcp(ctx: &Ctx) -> anyhow::Result<i32> {
     let env = AttemptEnv::from_vars(|k| ctx.env.get(k).cloned()).map_err(|e| e.0);
     let fault = ctx.env.get("BORG_MCP_FAULT").cloned();

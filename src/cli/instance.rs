@@ -54,12 +54,7 @@ fn create(
     let roles = ctx.roles(s)?;
     let role = roles.get(role)?;
     let repo = match (&s.paths.repo, &s.paths.template) {
-        (Some(dir), None) => Some(Repo::open(
-            Git::new(&ctx.env),
-            dir,
-            &s.git.branch_prefix,
-            &s.git.resolver_role,
-        )?),
+        (Some(dir), None) => Some(open_repo(ctx, s, dir)?),
         _ => None,
     };
     let project = match &repo {
@@ -74,6 +69,24 @@ fn create(
         println!("{}", i.id);
     }
     Ok(())
+}
+
+/// The repository an instance is a worktree of: a folder, or for a remote's URL this
+/// host's mirror of it, at the remote's `HEAD`.
+fn open_repo(ctx: &Ctx, s: &Settings, dir: &std::path::Path) -> anyhow::Result<Repo> {
+    let (git, p, r) = (
+        Git::new(&ctx.env),
+        &s.git.branch_prefix,
+        &s.git.resolver_role,
+    );
+    let text = dir.to_string_lossy();
+    if !crate::git::remote::is_url(&text) {
+        return Ok(Repo::open(git, dir, p, r)?);
+    }
+    let mirror = s.paths.workspaces.join(crate::git::mirror::MIRROR_DIR);
+    let mut repo = Repo::mirror(git, &text, &mirror, p, r)?;
+    repo.sync(None)?;
+    Ok(repo)
 }
 
 /// `borg instance list`, with each worktree's branch.

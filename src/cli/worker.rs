@@ -7,13 +7,17 @@
 //! `--roles` is global (the roles folder); after `worker` a value that is not a folder
 //! names the roles to claim, comma-separated (`borg worker --roles developer,tester`).
 
-use super::run::{execute, inputs, open_store};
+use super::run::{execute_until, inputs, open_store};
 use super::Ctx;
 use crate::cli::{RunArgs, WorkerArgs};
 use crate::error::{UsageError, EXIT_FAILED, EXIT_OK};
+use crate::git::repo::BASE_KEY;
 use crate::run::attempt::now_ms;
 use crate::run::summary::RunOptions;
 use crate::store::location::StoreLocation;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Runs `borg worker`.
 pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
@@ -29,20 +33,85 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
         .into());
     }
     let version = inputs::preflight(ctx, &inputs.claude).await;
-    let at = StoreLocation::of(&inputs.settings.paths.store);
+    tracing::debug!(claude_version = ?version, "worker started");
     let (store, owner) = open_store(ctx, &inputs, a.host_id.as_deref()).await?;
-    // Git mode when the store's runs worked on a repository (it must be on this host).
-    let git = (&mut inputs.git, None, &inputs.settings);
-    super::run::repo::prepare(ctx, &as_run, git, store.as_ref())?;
+    loop {
+        // Git mode when the store's runs worked on a repository or a remote.
+        let git = (&mut inputs.git, None, &inputs.settings);
+        super::run::repo::prepare(ctx, &as_run, git, store.as_ref())?;
+        let watch = (inputs.git.is_none() && inputs.settings.paths.template.is_none())
+            .then(|| watch_for_remote(store.clone()));
+        let opts = options(&a, &inputs, store.as_ref())?;
+        banner(&a, &inputs, &owner);
+        let until = watch.as_ref().map(|(t, _)| t.clone());
+        let summary = execute_until(ctx, a.progress, inputs, &store, &owner, opts, until).await;
+        let switch = watch.is_some_and(|(t, h)| {
+            h.abort();
+            t.is_cancelled()
+        });
+        if switch && summary.is_ok() {
+            inputs = inputs::load(ctx, &as_run)?;
+            continue;
+        }
+        let _ = store.release_owner(&owner.id, now_ms());
+        return Ok(ended(&owner.host_id, summary));
+    }
+}
+
+/// How often a worker in template mode looks for a remote recorded in the store.
+const REMOTE_WATCH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A worker that started on a store naming no repository works in template mode; once
+/// a `borg run --repo` records one, the returned token is cancelled (after saying so),
+/// which stops the worker as a SIGTERM would so it can start again in git mode: a
+/// template-mode worker must not take a git-mode list's tasks.
+fn watch_for_remote(store: Arc<dyn Store>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    let h = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REMOTE_WATCH).await;
+            let s = store.clone();
+            let rec = tokio::task::spawn_blocking(move || s.fleet(BASE_KEY)).await;
+            if let Ok(Ok(Some(v))) = rec {
+                if v.get("remote")
+                    .or(v.get("repo"))
+                    .is_some_and(|r| r.is_string())
+                {
+                    eprintln!("borg worker: the store now names a repository; handing back what runs and starting again in git mode");
+                    t.cancel();
+                    return;
+                }
+            }
+        }
+    });
+    (token, h)
+}
+
+/// What the worker claims.
+fn options(a: &Claims, inputs: &inputs::Inputs, store: &dyn Store) -> anyhow::Result<RunOptions> {
     let scope = match &a.list {
-        Some(name) => crate::run::lists::members(store.as_ref(), name)?,
+        Some(name) => crate::run::lists::members(store, name)?,
         None => Vec::new(),
     };
+    Ok(RunOptions {
+        scope,
+        concurrency: inputs.settings.run.concurrency.max(1),
+        budget_usd: None,
+        forever: true,
+        roles: (!a.roles.is_empty()).then(|| a.roles.clone()),
+        list: a.list.clone(),
+        merge: None,
+    })
+}
+
+/// The line a worker says when it starts claiming.
+fn banner(a: &Claims, inputs: &inputs::Inputs, owner: &crate::store::OwnerInfo) {
     eprintln!(
         "borg worker {} (pid {}) on {}: claiming {}{} with up to {} at once; Ctrl-C or SIGTERM stops it",
         owner.host_id,
         owner.pid,
-        at.shown(),
+        StoreLocation::of(&inputs.settings.paths.store).shown(),
         a.list
             .as_ref()
             .map_or("every list".to_string(), |l| format!("list {l}")),
@@ -53,40 +122,31 @@ pub async fn run(ctx: &Ctx, a: WorkerArgs) -> anyhow::Result<i32> {
         },
         inputs.settings.run.concurrency.max(1),
     );
-    tracing::debug!(claude_version = ?version, "worker started");
-    let opts = RunOptions {
-        scope,
-        concurrency: inputs.settings.run.concurrency.max(1),
-        budget_usd: None,
-        forever: true,
-        roles: (!a.roles.is_empty()).then(|| a.roles.clone()),
-        list: a.list.clone(),
-        merge: None,
-    };
-    let summary = execute(ctx, a.progress, inputs, &store, &owner, opts).await;
-    let _ = store.release_owner(&owner.id, now_ms());
+}
+
+/// The worker's last line and exit code.
+fn ended(host: &str, summary: anyhow::Result<crate::run::summary::RunSummary>) -> i32 {
     match summary {
         Ok(s) => {
             eprintln!(
-                "borg worker {}: stopped{}",
-                owner.host_id,
+                "borg worker {host}: stopped{}",
                 if s.stopped_tasks.is_empty() {
                     String::new()
                 } else {
                     format!("; handed back {}", s.stopped_tasks.join(", "))
                 }
             );
-            Ok(EXIT_OK)
+            EXIT_OK
         }
         Err(e) => {
             eprintln!("borg: error: {e:#}");
-            Ok(EXIT_FAILED)
+            EXIT_FAILED
         }
     }
 }
 
-/// The worker's arguments as `borg run`'s: no list, no report; a repository only as the
-/// store recorded it.
+/// The worker's arguments as `borg run`'s: no list, no report; a repository as given
+/// (`--repo`, `BORG_REPO`), else as the store recorded it.
 fn as_run(a: &Claims) -> RunArgs {
     RunArgs {
         tasks: None,
@@ -102,8 +162,8 @@ fn as_run(a: &Claims) -> RunArgs {
         progress: a.progress,
         no_work: false,
         list: None,
-        repo: None,
         no_repo: false,
+        repo: a.repo.clone(),
         base: None,
         merge: false,
         serve: None,
@@ -119,6 +179,7 @@ struct Claims {
     timeout: Option<std::time::Duration>,
     claude: Option<std::path::PathBuf>,
     template: Option<std::path::PathBuf>,
+    repo: Option<std::path::PathBuf>,
     progress: crate::cli::ProgressMode,
 }
 
@@ -132,6 +193,7 @@ impl From<WorkerArgs> for Claims {
             timeout: a.timeout,
             claude: a.claude,
             template: a.template,
+            repo: a.repo,
             progress: a.progress,
         }
     }

@@ -15,19 +15,28 @@
 //! - [`resolve`]: the worktree of a resolve task (the merge in progress) and the check
 //!   of its resolution;
 //! - [`diff`]: files changed between two commits, from `--raw -M` and `--numstat`;
-//! - [`recover`]: what a killed borg left: a dirty worktree, a stale `index.lock`.
+//! - [`recover`]: what a killed borg left: a dirty worktree, a stale `index.lock`;
 //! - [`scratch`]: worktrees borg runs gates in (a baseline, the merge queue's
 //!   candidate), and the clean-up after a gate in a task's worktree;
 //! - [`target`]: the merge queue's side of git: a target branch moved only by
-//!   compare-and-swap, who has it checked out, the `Borg-Task` trailers on it.
+//!   compare-and-swap, who has it checked out, the `Borg-Task` trailers on it;
+//! - [`remote`]: the remote hosts share: `ls-remote`, fetch, and atomic pushes with
+//!   leases (the primitives of every exchange between hosts, the merge queue's too);
+//! - [`mirror`]: a host's mirror of that remote (`workspaces/.repo`), its worktrees'
+//!   repository;
+//! - [`publish`]: a task's refs on the remote, fenced: the claim's fence ref, the
+//!   branch and attempt refs pushed with leases.
 //!
 //! Nothing here touches the user's work tree, index, HEAD, stash, or a ref outside
-//! `refs/heads/<prefix>` and `refs/borg/`.
+//! `refs/heads/<prefix>` and `refs/borg/` (of the repository, or of the remote).
 
 pub mod commit;
 pub mod diff;
 pub mod merge;
+pub mod mirror;
+pub mod publish;
 pub mod recover;
+pub mod remote;
 pub mod repo;
 pub mod resolve;
 pub mod scratch;
@@ -70,6 +79,21 @@ const FIXED_CONFIG: &[&str] = &[
     "submodule.recurse=false",
     "advice.detachedHead=false",
     "color.ui=false",
+];
+
+/// The `GIT_*` variables of borg's environment that reach its gits: how to reach a
+/// shared remote (ssh command, askpass helper, proxy, certificates). None of them can
+/// point git at another repository, index or configuration.
+pub const NETWORK_VARS: &[&str] = &[
+    "GIT_SSH",
+    "GIT_SSH_COMMAND",
+    "GIT_SSH_VARIANT",
+    "GIT_ASKPASS",
+    "GIT_PROXY_COMMAND",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "GIT_SSL_CERT",
+    "GIT_SSL_KEY",
 ];
 
 /// A git command failed, or could not be started.
@@ -133,12 +157,16 @@ impl Out {
 impl Git {
     /// `git` from the `PATH` of `env` (borg's own environment), with a fixed
     /// environment built from it: every `GIT_*` variable dropped (none may point git at
-    /// another repository, index or config), then `LC_ALL=C` (messages borg may read
+    /// another repository, index or config) but the few that say how to reach a
+    /// remote ([`NETWORK_VARS`]), then `LC_ALL=C` (messages borg may read
     /// stay in English), no terminal prompts, no pager, no editor.
     pub fn new(env: &BTreeMap<String, String>) -> Git {
         let mut out: Vec<(OsString, OsString)> = env
             .iter()
-            .filter(|(k, _)| !k.starts_with("GIT_") && !matches!(k.as_str(), "PAGER" | "EDITOR"))
+            .filter(|(k, _)| {
+                (!k.starts_with("GIT_") || NETWORK_VARS.contains(&k.as_str()))
+                    && !matches!(k.as_str(), "PAGER" | "EDITOR")
+            })
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         for (k, v) in [

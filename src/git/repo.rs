@@ -57,6 +57,14 @@ pub enum RepoError {
         /// Which rule it breaks.
         why: &'static str,
     },
+    /// The shared remote cannot be used.
+    #[error("the remote {url}: {detail}")]
+    Remote {
+        /// The URL (without a password).
+        url: String,
+        /// What went wrong and what to do.
+        detail: String,
+    },
     /// A fresh run would overwrite branches or attempt refs an earlier run left.
     #[error("the repository {dir} already has borg refs for tasks of this list from an earlier run ({refs}); merge what you want to keep, then delete them (`git branch -D ...`, `git update-ref -d ...`), set [git] branch_prefix, or run with that run's store")]
     RefsExist {
@@ -85,6 +93,10 @@ pub struct Repo {
     pub prefix: String,
     /// The role of resolve tasks.
     pub resolver_role: String,
+    /// The remote's URL when this is a host's mirror of a shared remote (see
+    /// [`super::mirror`]): worktrees are made from the mirror, work is exchanged
+    /// through the remote.
+    pub remote: Option<String>,
 }
 
 impl Repo {
@@ -134,6 +146,7 @@ impl Repo {
             base: String::new(),
             prefix: prefix.to_string(),
             resolver_role: resolver.to_string(),
+            remote: None,
         };
         repo.base = repo
             .commit_of("HEAD")
@@ -177,9 +190,19 @@ impl Repo {
         format!("{}{task}", self.prefix)
     }
 
+    /// Where the repository's own branches are: `refs/heads/`, or in a mirror the
+    /// remote's branches as last fetched.
+    pub fn heads(&self) -> &'static str {
+        if self.remote.is_some() {
+            "refs/remotes/origin/"
+        } else {
+            "refs/heads/"
+        }
+    }
+
     /// A branch prefix must make valid branch names, and no branch may be named like
     /// the prefix itself (`borg` blocks every `borg/...`).
-    fn check_prefix(&self) -> Result<(), RepoError> {
+    pub(crate) fn check_prefix(&self) -> Result<(), RepoError> {
         let probe = format!("{}x", self.prefix);
         let ok = self
             .git
@@ -192,7 +215,7 @@ impl Repo {
         let Some(stem) = self.prefix.strip_suffix('/') else {
             return Ok(());
         };
-        let r = format!("refs/heads/{stem}");
+        let r = format!("{}{stem}", self.heads());
         if self.commit_of(&r).is_ok() {
             return Err(RepoError::PrefixTaken {
                 dir: self.dir.clone(),
@@ -223,18 +246,9 @@ impl Repo {
         ids: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), RepoError> {
         let heads = format!("refs/heads/{}", self.prefix);
-        let out = self
-            .git
-            .at(&self.dir)
-            .args([
-                "for-each-ref",
-                "--format=%(refname)",
-                &heads,
-                "refs/borg/attempts/",
-            ])
-            .ok()
+        let text = self
+            .borg_refs(&heads)
             .map_err(|e| RepoError::Git(e.to_string()))?;
-        let text = out.text();
         let found: Vec<&str> = text.lines().collect();
         let mut hits: Vec<&str> = Vec::new();
         for id in ids {
@@ -261,6 +275,27 @@ impl Repo {
             dir: self.dir.clone(),
             refs: refs.join(", "),
         })
+    }
+
+    /// The names of the branches under `heads` and the attempt refs, one a line: of the
+    /// remote for a mirror (the shared truth), else of the repository.
+    fn borg_refs(&self, heads: &str) -> Result<String, GitError> {
+        if self.remote.is_some() {
+            let pats = [format!("{heads}*"), "refs/borg/attempts/*".to_string()];
+            let refs = self.ls_remote(&pats)?;
+            return Ok(refs.into_keys().collect::<Vec<_>>().join("\n"));
+        }
+        let out = self
+            .git
+            .at(&self.dir)
+            .args([
+                "for-each-ref",
+                "--format=%(refname)",
+                heads,
+                "refs/borg/attempts/",
+            ])
+            .ok()?;
+        Ok(out.text())
     }
 
     /// How many paths of the user's work tree differ from its `HEAD` (untracked ones
@@ -326,6 +361,14 @@ impl Repo {
 
     /// The one line said at the start of a run in git mode.
     pub fn describe(&self, how: &str) -> String {
+        if let Some(url) = &self.remote {
+            return format!(
+                "remote {} ({how}; this host's mirror {}), base {}",
+                super::remote::redact(url),
+                self.dir.display(),
+                short(&self.base)
+            );
+        }
         format!(
             "repository {} ({how}), base {}",
             self.dir.display(),
@@ -335,7 +378,7 @@ impl Repo {
 }
 
 /// Fails unless git is at least [`MIN_VERSION`].
-fn check_version(git: &Git) -> Result<(), RepoError> {
+pub(crate) fn check_version(git: &Git) -> Result<(), RepoError> {
     let v = git.version().map_err(|e| RepoError::Git(e.to_string()))?;
     if (v.0, v.1) < MIN_VERSION {
         return Err(RepoError::Git(format!(
@@ -386,7 +429,7 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
 }
 
 /// The first line of an error's git message.
-fn first_line(e: &GitError) -> String {
+pub(crate) fn first_line(e: &GitError) -> String {
     match e {
         GitError::Failed { stderr, .. } => stderr.lines().next().unwrap_or("").trim().to_string(),
         other => other.to_string(),

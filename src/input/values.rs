@@ -132,6 +132,21 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
+/// Whether a repository setting names a remote reached over a transport
+/// (`ssh://`, `https://`, `git://`, `file://`, or scp-like `user@host:path`) rather
+/// than a folder of this host.
+pub fn is_remote_url(s: &str) -> bool {
+    let s = s.trim();
+    if s.contains("://") {
+        return true;
+    }
+    // git's rule for the scp-like form: a colon before any slash.
+    match (s.find(':'), s.find('/')) {
+        (Some(c), slash) => c > 0 && slash.is_none_or(|sl| c < sl),
+        (None, _) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,13 @@
 //! Server-Sent Events and `GET /api/ws` as a WebSocket, both read from the store's
 //! durable events table, so a second `borg serve` sees what any borg wrote.
 //!
-//! One poller per server reads the table every 50 ms and broadcasts new rows; each
-//! client first replays from the store what it missed (after `Last-Event-ID` or
-//! `?since=`; by default from now), then follows the broadcast, skipping ids it sent
-//! already, and re-reads the store if it fell behind. Every event carries the store's
+//! One reader per server waits on the store's change feed (`store::feed`: inotify on
+//! an SQLite store's files, NOTIFY on PostgreSQL, each with its slow safety look, and
+//! a 50 ms poll only where neither works), then reads the new rows and broadcasts
+//! them, so an idle server does not wake 20 times a second. Each client first replays
+//! from the store what it missed (after `Last-Event-ID` or `?since=`; by default from
+//! now), then follows the broadcast, skipping ids it sent already, and re-reads the
+//! store if it fell behind. Every event carries the store's
 //! id, so a client that reconnects with the last id it saw misses nothing and gets
 //! nothing twice.
 
@@ -14,6 +17,8 @@ use super::error::{ApiError, ApiResult};
 use super::extract::ApiQuery;
 use super::App;
 use crate::store::agents::agent_of_owner;
+use crate::store::feed::{self, ChangeFeed};
+use crate::store::location::StoreLocation;
 use crate::store::{call, EventRow, Store};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -30,8 +35,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// How often the poller looks at the events table.
-pub const POLL: Duration = Duration::from_millis(50);
+/// Without change notifications (no inotify on the store's folder), how often the
+/// reader looks at the events table: the worst-case delay of an event.
+pub const POLL: Duration = crate::store::feed::POLL;
 /// Rows read from the store at once.
 const PAGE: usize = 256;
 
@@ -51,33 +57,52 @@ impl EventHub {
         }
     }
 
-    /// Polls the store until `stop`, broadcasting what is new.
+    /// Reads the store's new events after each change `feed` reports, until `stop`,
+    /// broadcasting them.
     pub async fn run(
         self: Arc<Self>,
         store: Arc<dyn Store>,
+        feed: ChangeFeed,
         stop: tokio_util::sync::CancellationToken,
     ) {
         loop {
+            // First what was written since the hub was made, then after each change.
+            self.drain(&store).await;
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
-            }
-            loop {
-                let after = self.latest.load(Ordering::Acquire);
-                let page = call(&store, move |st| st.events_since(after, PAGE))
-                    .await
-                    .unwrap_or_default();
-                let Some(last) = page.last().map(|e| e.id) else {
-                    break;
-                };
-                self.latest.store(last, Ordering::Release);
-                for e in page {
-                    // No receiver is not an error: nobody is listening now.
-                    let _ = self.tx.send(Arc::new(e));
-                }
+                _ = feed.changed() => {}
             }
         }
     }
+
+    /// Broadcasts every event after the newest one broadcast.
+    async fn drain(&self, store: &Arc<dyn Store>) {
+        loop {
+            let after = self.latest.load(Ordering::Acquire);
+            let page = call(store, move |st| st.events_since(after, PAGE))
+                .await
+                .unwrap_or_default();
+            let Some(last) = page.last().map(|e| e.id) else {
+                return;
+            };
+            self.latest.store(last, Ordering::Release);
+            for e in page {
+                // No receiver is not an error: nobody is listening now.
+                let _ = self.tx.send(Arc::new(e));
+            }
+        }
+    }
+}
+
+/// The change feed the event reader waits on: every change, this process's own
+/// included (the server writes progress, claims and handoffs itself), watched through
+/// the store's file when `store_setting` names an SQLite store.
+pub fn feed_for(store: Arc<dyn Store>, store_setting: &std::path::Path) -> ChangeFeed {
+    let file = match StoreLocation::of(store_setting) {
+        StoreLocation::Sqlite(p) => Some(p),
+        StoreLocation::Postgres(_) => None,
+    };
+    ChangeFeed::start(store, feed::NOBODY.to_string(), POLL, file.as_deref())
 }
 
 /// Where a client starts: after `Last-Event-ID`, else `?since=`, else now.

@@ -243,11 +243,12 @@ async fn login(
     }
 }
 
-/// Serves on `listener` until `app.stop` is cancelled: starts the event poller, then
+/// Serves on `listener` until `app.stop` is cancelled: starts the event reader, then
 /// answers; the event streams end with the stop, so the graceful shutdown finishes.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let stop = app.stop.clone();
-    let poller = tokio::spawn(app.hub.clone().run(app.store.clone(), stop.clone()));
+    let feed = events::feed_for(app.store.clone(), &app.settings.paths.store);
+    let poller = tokio::spawn(app.hub.clone().run(app.store.clone(), feed, stop.clone()));
     let expiry = tokio::spawn(release_expired(app.store.clone(), stop.clone()));
     let router = router(app);
     let s = stop.clone();

@@ -45,6 +45,11 @@ pub const SAFETY: Duration = Duration::from_secs(5);
 /// then, and more writes usually follow).
 pub const HOT: Duration = Duration::from_secs(1);
 
+/// An owner id that no change has (owners and agents never contain a NUL): a feed
+/// started for it reports every change, its own process's included (the event
+/// stream of `borg serve`).
+pub const NOBODY: &str = "\u{0}nobody";
+
 /// Events read at once when the newest id moved, to see who wrote them.
 const PAGE: usize = 256;
 

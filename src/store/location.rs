@@ -66,11 +66,12 @@ impl StoreLocation {
 
     /// Opens an existing store for the helpers claude runs per tool call (`borg hook`,
     /// `borg mcp`): an SQLite file without its integrity check or migrations (see
-    /// `SqliteStore::open_light`), a PostgreSQL store as usual.
+    /// `SqliteStore::open_light`), a PostgreSQL store without its migration check,
+    /// on one lazily made connection (see `PgStore::open_light`).
     pub fn open_light(&self) -> Result<Arc<dyn Store>, StoreError> {
         Ok(match self {
             StoreLocation::Sqlite(p) => Arc::new(SqliteStore::open_light(p)?),
-            StoreLocation::Postgres(u) => Arc::new(PgStore::open(u)?),
+            StoreLocation::Postgres(u) => Arc::new(PgStore::open_light(u)?),
         })
     }
 

@@ -193,17 +193,27 @@ fn sync_list(store: &dyn Store, inputs: &Inputs, name: Option<&str>) -> anyhow::
     })
 }
 
-/// Runs the scheduler with `opts`, with signal handling and progress display.
-pub(crate) async fn execute(
+/// Runs the scheduler with `opts`, with signal handling and progress display (what
+/// `borg worker` does); also stopped, as by the first SIGTERM, when `until` is
+/// cancelled.
+pub(crate) async fn execute_until(
     ctx: &Ctx,
     progress: ProgressMode,
     inputs: Inputs,
     store: &Arc<dyn Store>,
     owner: &OwnerInfo,
     opts: RunOptions,
+    until: Option<tokio_util::sync::CancellationToken>,
 ) -> anyhow::Result<RunSummary> {
     let shared = shared(ctx, inputs, store);
     let shutdown = Shutdown::install().context("installing signal handlers")?;
+    if let Some(until) = until {
+        let stop = shutdown.stop.clone();
+        tokio::spawn(async move {
+            until.cancelled().await;
+            stop.cancel();
+        });
+    }
     schedule(ctx, progress, &shared, owner, opts, &shutdown).await
 }
 

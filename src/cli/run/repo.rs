@@ -7,12 +7,16 @@
 
 use crate::cli::{Ctx, RunArgs};
 use crate::error::UsageError;
+use crate::git::mirror::MIRROR_DIR;
 use crate::git::repo::BASE_KEY;
 use crate::git::{short, Git, Repo};
 use crate::input::config::Settings;
 use crate::input::roles::RoleSet;
 use crate::input::tasklist::TaskList;
+use crate::input::values::is_remote_url as is_url;
+use crate::store::location::StoreLocation;
 use crate::store::Store;
+use std::path::Path;
 use std::path::PathBuf;
 
 /// The repository a run works on.
@@ -38,11 +42,27 @@ pub(crate) fn choose(
     let Some((dir, how)) = which(&git, a, s, list)? else {
         return Ok(None);
     };
-    let mut repo = Repo::open(git, &dir, &s.git.branch_prefix, &s.git.resolver_role)?;
+    let repo = match remote_of(&dir, s) {
+        Some(url) => {
+            let mut r = Repo::mirror(
+                git,
+                &url,
+                &mirror_dir(s),
+                &s.git.branch_prefix,
+                &s.git.resolver_role,
+            )?;
+            r.sync(a.base.as_deref())?;
+            r
+        }
+        None => {
+            let mut r = Repo::open(git, &dir, &s.git.branch_prefix, &s.git.resolver_role)?;
+            if let Some(rev) = &a.base {
+                r.set_base(rev)?;
+            }
+            r
+        }
+    };
     roles.get(&s.git.resolver_role)?;
-    if let Some(rev) = &a.base {
-        repo.set_base(rev)?;
-    }
     if let Some(l) = list {
         repo.check_ids(l.tasks.iter().map(|t| t.id.as_str()))?;
     }
@@ -51,6 +71,25 @@ pub(crate) fn choose(
         how,
         base_given: a.base.is_some(),
     }))
+}
+
+/// The remote to work through, when there is one: the repository setting is a URL,
+/// or the store is shared by hosts (then a folder is the remote too: a bare
+/// repository on shared storage, the same path on every host).
+fn remote_of(dir: &Path, s: &Settings) -> Option<String> {
+    let text = dir.to_string_lossy();
+    if is_url(&text) {
+        return Some(text.trim().to_string());
+    }
+    StoreLocation::of(&s.paths.store)
+        .is_shared()
+        .then(|| std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()))
+        .map(|p| p.display().to_string())
+}
+
+/// This host's mirror of the remote.
+fn mirror_dir(s: &Settings) -> PathBuf {
+    s.paths.workspaces.join(MIRROR_DIR)
 }
 
 /// The repository's folder and how it was chosen.
@@ -136,14 +175,19 @@ fn recorded(
     if a.no_repo || s.paths.template.is_some() {
         return Ok(None);
     }
-    let Some(dir) = store
-        .fleet(BASE_KEY)?
-        .and_then(|v| v.get("repo")?.as_str().map(PathBuf::from))
-    else {
+    let Some(rec) = store.fleet(BASE_KEY)? else {
+        return Ok(None);
+    };
+    let field = |k: &str| rec.get(k).and_then(|v| v.as_str()).map(String::from);
+    let Some(dir) = field("remote").or_else(|| field("repo")) else {
         return Ok(None);
     };
     let git = Git::new(&ctx.env);
-    let repo = Repo::open(git, &dir, &s.git.branch_prefix, &s.git.resolver_role)?;
+    let (p, r) = (&s.git.branch_prefix, &s.git.resolver_role);
+    let repo = match remote_of(Path::new(&dir), s).or(field("remote")) {
+        Some(url) => Repo::mirror(git, &url, &mirror_dir(s), p, r)?,
+        None => Repo::open(git, Path::new(&dir), p, r)?,
+    };
     Ok(Some(Chosen {
         repo,
         how: "recorded in the store",
@@ -160,28 +204,35 @@ fn settle(
     ids: &[String],
     workspaces: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let repo = &mut c.repo;
+    let head = c.repo.base.clone();
     let recorded = store.fleet(BASE_KEY)?;
-    let same_repo = recorded
-        .as_ref()
-        .and_then(|v| v.get("common_dir")?.as_str().map(PathBuf::from))
-        .is_some_and(|d| d == repo.common_dir);
+    let same_repo = recorded.as_ref().is_some_and(|v| is_same(v, &c.repo));
+    if !same_repo {
+        c.repo.check_no_refs_of(ids.iter().map(String::as_str))?;
+    }
+    // A host joining without a list (a worker, whatever URL it reaches the remote by)
+    // takes the recorded base and leaves the record as the run made it.
+    let joins = ids.is_empty()
+        && c.repo.remote.is_some()
+        && recorded
+            .as_ref()
+            .is_some_and(|v| v.get("remote").is_some_and(|r| r.is_string()));
     let kept = recorded
         .as_ref()
-        .filter(|_| same_repo && !c.base_given)
-        .and_then(|v| v.get("base")?.as_str().map(String::from))
-        .filter(|b| repo.commit_of(b).is_ok());
-    let head = repo.base.clone();
-    if !same_repo {
-        repo.check_no_refs_of(ids.iter().map(String::as_str))?;
+        .filter(|_| (same_repo || joins) && !c.base_given)
+        .and_then(|v| v.get("base")?.as_str().map(String::from));
+    keep_base(&mut c.repo, kept)?;
+    let repo = &c.repo;
+    if !joins {
+        if repo.remote.is_some() {
+            repo.publish_base()?;
+        }
+        let v = serde_json::json!({"repo": repo.remote.clone().unwrap_or_else(|| repo.dir.display().to_string()),
+            "remote": repo.remote, "common_dir": repo.common_dir, "base": repo.base});
+        store.set_fleet(BASE_KEY, &v, crate::run::attempt::now_ms())?;
     }
-    if let Some(b) = kept {
-        repo.base = b;
-    }
-    let v = serde_json::json!({"repo": repo.dir, "common_dir": repo.common_dir, "base": repo.base});
-    store.set_fleet(BASE_KEY, &v, crate::run::attempt::now_ms())?;
     let mut line = repo.describe(c.how);
-    if repo.base != head && !c.base_given {
+    if repo.base != head && !head.is_empty() && !c.base_given {
         line.push_str(&format!(
             " (kept from the earlier run; HEAD is now {})",
             short(&head)
@@ -197,6 +248,34 @@ fn settle(
     let n = repo.uncommitted();
     if n > 0 {
         eprintln!("borg: warning: {n} uncommitted change(s) in {} are not part of the base; commit them first to include them", repo.dir.display());
+    }
+    Ok(())
+}
+
+/// Whether the store's record names this repository: the same remote, or the same
+/// repository folder.
+fn is_same(rec: &serde_json::Value, repo: &Repo) -> bool {
+    let field = |k: &str| rec.get(k).and_then(|v| v.as_str());
+    match &repo.remote {
+        Some(url) => field("remote") == Some(url.as_str()),
+        None => field("common_dir").map(PathBuf::from).as_ref() == Some(&repo.common_dir),
+    }
+}
+
+/// Keeps the recorded base when there is one: in a mirror it is fetched from the
+/// remote if needed (and must be there); in a repository it is kept when it still
+/// exists. A mirror opened from the store's record has no other base.
+fn keep_base(repo: &mut Repo, kept: Option<String>) -> anyhow::Result<()> {
+    match (kept, repo.remote.is_some()) {
+        (Some(b), true) => repo.ensure_base(&b)?,
+        (Some(b), false) if repo.commit_of(&b).is_ok() => repo.base = b,
+        (None, true) if repo.base.is_empty() => {
+            return Err(UsageError(
+                "the store records no base for the remote; run `borg run TASKS.toml --repo URL` once to enqueue a list".into(),
+            )
+            .into())
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 mod checks;
 
-use super::rules::{dollars, path_or_command, relative_to};
+use super::rules::{dollars, path_or_command, relative_to, repo_path};
 use super::{
     ClaudeSettings, ConfigDirMode, ConfigError, CoordSettings, GitSettings, PathsSettings,
     RoleLimits, RunSettings, Settings,
@@ -306,7 +306,7 @@ impl FileCx<'_> {
             s.template = Some(self.rel(p));
         }
         if let Some(p) = &workspace.repo {
-            s.repo = Some(self.rel(p));
+            s.repo = Some(repo_path(self.base, p));
         }
     }
 

@@ -4,7 +4,7 @@
 //! the bad value came from.
 
 use super::file::apply_file;
-use super::rules::{dollars, path_or_command, relative_to};
+use super::rules::{dollars, path_or_command, relative_to, repo_path};
 use super::{
     ClaudeSettings, ConfigError, Overrides, PathsSettings, RunSettings, Settings, CONFIG_FILE,
     STORE_FILE,
@@ -228,7 +228,7 @@ impl<'a> EnvLayer<'a> {
             p.template = Some(self.path(v));
         }
         if let Some((_, v)) = self.first(&["BORG_REPO"]) {
-            p.repo = Some(self.path(v));
+            p.repo = Some(repo_path(self.cwd, Path::new(v)));
         }
         store.is_some()
     }
@@ -338,7 +338,7 @@ fn apply_flags(s: &mut Settings, over: &Overrides, cwd: &Path) -> Result<bool, C
         s.paths.template = Some(relative_to(cwd, p));
     }
     if let Some(p) = &over.repo {
-        s.paths.repo = Some(relative_to(cwd, p));
+        s.paths.repo = Some(repo_path(cwd, p));
     }
     if let Some(p) = &over.claude {
         s.claude.path = Some(path_or_command(cwd, &p.to_string_lossy()));

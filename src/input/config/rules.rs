@@ -16,6 +16,16 @@ pub(super) fn relative_to(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// A repository setting: a remote's URL is kept as written, a folder is taken from
+/// `base` when relative.
+pub(super) fn repo_path(base: &Path, p: &Path) -> PathBuf {
+    if crate::input::values::is_remote_url(&p.to_string_lossy()) {
+        p.to_path_buf()
+    } else {
+        relative_to(base, p)
+    }
+}
+
 /// A claude binary given as a bare name (`claude`) is a command looked up in PATH,
 /// not a file in the current directory, so only names with a `/` are anchored.
 pub(super) fn path_or_command(cwd: &Path, v: &str) -> PathBuf {

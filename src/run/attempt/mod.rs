@@ -16,7 +16,8 @@
 //!    reviewer's verdict, and fix rounds that resume the agent's session with what
 //!    failed ([`checking`], [`followup`], [`rounds`]);
 //! 6. [`record`]: in git mode the attempt's ref (and the reset of a failed attempt's
-//!    worktree), session.md, then what the task does next (done, retry, park,
+//!    worktree), with a shared remote the result pushed there ([`publish`]),
+//!    session.md, then what the task does next (done, retry, park,
 //!    handoffs) committed to the store in one transaction with the attempt's record.
 
 mod admit;
@@ -26,6 +27,7 @@ mod coordinate;
 mod followup;
 mod observe;
 mod prepare;
+mod publish;
 mod record;
 mod rounds;
 mod seal;
@@ -102,6 +104,8 @@ pub(crate) struct Attempt {
     record: AttemptRecord,
     /// Git mode: the worktree, branch and start commit, once prepared.
     git: Option<start::GitAttempt>,
+    /// The claim is known lost (the heartbeat said so): nothing is pushed.
+    claim_lost: bool,
 }
 
 /// Runs one claimed task on `instance`, stage after stage.
@@ -147,6 +151,7 @@ pub async fn run(
         ran = child::run(&mut att, &admitted, &prepared, prompt, coord, ctl, live).await;
     }
     let observed = observe::outcome(&mut att, ran).await;
+    att.claim_lost = observed.lost_claim.is_some();
     let checked = verify::check(&mut att, &admitted, observed.classified, vctl, vlive).await;
     let mut done = record::commit(att, checked, Some(&admitted.spec), decide).await;
     if done.lost_claim.is_none() {
@@ -171,6 +176,7 @@ impl Attempt {
             instance,
             record,
             git: None,
+            claim_lost: false,
         }
     }
 }

@@ -55,6 +55,7 @@ pub(crate) async fn workspace(att: &mut Attempt, a: &Admitted) -> Result<Prepare
             Begun::Ready(g) => att.git = Some(g),
             Begun::Waits { task, why } => return Err(Unready::Waits { task, why }),
             Begun::Failed(e) => return Err(Unready::Failed(git_failure(e))),
+            Begun::Unavailable(e) => return Err(Unready::Failed(remote_failure(e))),
         }
     } else {
         carry_over(att, &rows);
@@ -202,6 +203,19 @@ fn git_failure(error: String) -> Classified {
         fault: Some(FaultClass::Permanent),
         error: Some(error),
         cause: Some("git".into()),
+        resets_at: None,
+        limit_kind: None,
+    }
+}
+
+/// The shared remote could not be reached before the child started: worth trying
+/// again, like an API that could not be reached.
+fn remote_failure(error: String) -> Classified {
+    Classified {
+        status: Status::SpawnFailed,
+        fault: Some(FaultClass::Transient),
+        error: Some(error),
+        cause: Some("git_remote".into()),
         resets_at: None,
         limit_kind: None,
     }

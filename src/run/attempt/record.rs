@@ -1,13 +1,16 @@
 //! Stage 5, record: in git mode the attempt's commit kept under its ref and the
-//! worktree readied for the next task (see [`super::seal::settle`]); the attempt's
+//! worktree readied for the next task (see [`super::seal::settle`]), and with a
+//! shared remote the result pushed there, fenced ([`super::publish`]; a push the
+//! fence refuses records nothing); the attempt's
 //! entry in session.md, then what the task does next (the run's policy: done, retry,
 //! park; and the follow-up tasks of its handoffs), committed to the store in the same
 //! transaction as the attempt's record, fenced by the claim. A refused commit (the
 //! claim was lost) records nothing.
 
+use super::publish::{push_result, Published};
 use super::{now_ms, Attempt, AttemptDone};
 use crate::outcome::fault::Classified;
-use crate::outcome::Status;
+use crate::outcome::{FaultClass, Status};
 use crate::run::handoff::{follow_ups, Approval, FollowUps, Source};
 use crate::run::spec::StoredSpec;
 use crate::store::{call, AttemptFinish, Disposition, StoreError, TaskRow};
@@ -27,6 +30,21 @@ pub(crate) async fn commit(
     r.error.clone_from(&classified.error);
     r.resets_at = classified.resets_at;
     super::seal::settle(&mut att, classified.status).await;
+    let mut classified = classified;
+    if !att.claim_lost {
+        match push_result(&att, classified.status).await {
+            Published::Done => {}
+            Published::Lost(why) => return discarded(att, classified, why),
+            Published::Failed(why) => {
+                classified = unpushed(why);
+                let r = &mut att.record;
+                r.status = Some(classified.status);
+                r.fault = classified.fault;
+                r.cause.clone_from(&classified.cause);
+                r.error.clone_from(&classified.error);
+            }
+        }
+    }
     append_session(&att, &classified, spec);
     let disposition = decide(&classified, &att.claim.task);
     let next = if classified.status == Status::Succeeded {
@@ -90,6 +108,35 @@ async fn finish(att: &Attempt, fin: AttemptFinish) -> Option<String> {
             }
             Err(e) => return Some(e.to_string()),
         }
+    }
+}
+
+/// The attempt's result could not be pushed to the shared remote: a failed attempt,
+/// worth trying again (its work stays on this host under its attempt ref).
+fn unpushed(why: String) -> Classified {
+    Classified {
+        status: Status::Failed,
+        fault: Some(FaultClass::Transient),
+        error: Some(why),
+        cause: Some("git_push".into()),
+        resets_at: None,
+        limit_kind: None,
+    }
+}
+
+/// The end of an attempt whose claim another host took over: nothing is recorded.
+fn discarded(att: Attempt, classified: Classified, why: String) -> AttemptDone {
+    AttemptDone {
+        task: att.claim.task.id.clone(),
+        role: att.claim.task.role.clone(),
+        instance: att.instance.id.clone(),
+        agent_tasks: att.record.created_tasks.clone(),
+        record: att.record,
+        classified,
+        new_tasks: Vec::new(),
+        retry_at: None,
+        waits_for: None,
+        lost_claim: Some(why),
     }
 }
 

@@ -15,9 +15,11 @@
 //! borg killed during the attempt leaves nothing a later one cannot save.
 
 use super::admit::Admitted;
+use super::publish::{self, Claimed, NotTaken, Source};
 use super::Attempt;
 use crate::git::commit::Message;
 use crate::git::merge::Step;
+use crate::git::publish::{resolve_ref, Held};
 use crate::git::recover::InFlight;
 use crate::git::resolve::Fingerprint;
 use crate::git::worktree::Worktree;
@@ -25,7 +27,7 @@ use crate::git::{GitError, Repo};
 use crate::outcome::{AttemptRecord, Status};
 use crate::run::resolve::{reason, resolve_task, Resolver};
 use crate::run::spec::{resolve_of, ResolveContext, StoredSpec};
-use crate::store::{NewTask, Store, TaskRow};
+use crate::store::{ClaimToken, NewTask, Store, TaskRow};
 use std::sync::Arc;
 
 /// An attempt's place in the repository.
@@ -48,6 +50,8 @@ pub(crate) struct GitAttempt {
     pub sealed: bool,
     /// Milliseconds spent making the start commit and putting the worktree on it.
     pub start_ms: u64,
+    /// With a shared remote: what this claim holds there (its fence).
+    pub held: Option<Held>,
 }
 
 /// How preparing the branch went.
@@ -63,6 +67,8 @@ pub(crate) enum Begun {
     },
     /// git failed: why.
     Failed(String),
+    /// The shared remote could not be reached: why (worth trying again).
+    Unavailable(String),
 }
 
 /// Where the worktree goes.
@@ -91,10 +97,13 @@ pub(crate) async fn begin(att: &Attempt, a: &Admitted, rows: Vec<TaskRow>) -> Be
             start: String::new(),
         },
         me: att.claim.task.clone(),
+        token: att.claim.token.clone(),
+        lease: att.shared.settings.run.lease,
         spec: a.spec.clone(),
         rows,
         store: att.shared.store.clone(),
         retries: att.shared.settings.run.retries,
+        base: repo.base.clone(),
         repo,
     };
     tokio::task::spawn_blocking(move || job.run())
@@ -109,10 +118,16 @@ struct Job {
     instance: std::path::PathBuf,
     inflight: InFlight,
     me: TaskRow,
+    token: ClaimToken,
+    lease: std::time::Duration,
     spec: StoredSpec,
     rows: Vec<TaskRow>,
     store: Arc<dyn Store>,
     retries: u32,
+    /// The base tasks without dependencies start from: the repository's, or with a
+    /// shared remote the one the store records now (a list enqueued after this
+    /// worker started may have chosen it).
+    base: String,
 }
 
 impl Job {
@@ -127,13 +142,21 @@ impl Job {
         if let Err(e) = self.save_leftovers() {
             return Begun::Failed(format!("cannot save what an earlier attempt left: {e}"));
         }
+        let held = match self.repo.remote.is_some().then(|| self.take_fence()) {
+            Some(Ok(h)) => match self.recorded_base() {
+                Ok(()) => Some(h),
+                Err(e) => return Begun::Unavailable(e),
+            },
+            Some(Err(b)) => return *b,
+            None => None,
+        };
         let plan = match self.plan() {
             Ok(p) => p,
             Err(e) => return Begun::Failed(format!("cannot make the start commit: {e}")),
         };
         let (at, start) = match plan {
             Plan::At { at, start } => (at, start),
-            Plan::Conflict(ctx) => return self.waits(ctx),
+            Plan::Conflict(ctx) => return self.waits(ctx, held.as_ref()),
         };
         self.inflight.start = start.clone();
         if let Err(e) = self.inflight.mark(&self.instance) {
@@ -152,6 +175,7 @@ impl Job {
                     sealed: false,
                     start_ms: ms,
                     conflicts,
+                    held,
                 })
             }
             Err(e) => {
@@ -177,6 +201,85 @@ impl Job {
         Ok(())
     }
 
+    /// With a shared remote: the claim takes the task's fence there, then what the
+    /// task builds on is fetched.
+    fn take_fence(&self) -> Result<Held, Box<Begun>> {
+        let held = publish::take_fence(&self.claimed()).map_err(|e| match e {
+            NotTaken::Lost(why) => Begun::Failed(format!("the claim was lost: {why}")),
+            NotTaken::Remote(why) => {
+                Begun::Unavailable(format!("cannot take the task's fence on {why}"))
+            }
+        })?;
+        publish::fetch_sources(&self.repo, &self.sources())
+            .map_err(|e| Box::new(Begun::Unavailable(e)))?;
+        Ok(held)
+    }
+
+    /// The base the store records (fetched when this mirror lacks it).
+    fn recorded_base(&mut self) -> Result<(), String> {
+        let rec = self.store.fleet(crate::git::repo::BASE_KEY);
+        let rec = rec.map_err(|e| format!("cannot read the run's base: {e}"))?;
+        let Some(b) = rec.as_ref().and_then(|v| v.get("base")?.as_str()) else {
+            return Ok(());
+        };
+        if b != self.base {
+            let mut repo = (*self.repo).clone();
+            repo.ensure_base(b).map_err(|e| e.to_string())?;
+            self.base = b.to_string();
+        }
+        Ok(())
+    }
+
+    /// The claim, as the remote protocol needs it.
+    fn claimed(&self) -> Claimed<'_> {
+        Claimed {
+            repo: &self.repo,
+            store: self.store.as_ref(),
+            token: &self.token,
+            task: &self.me,
+            attempt: self.inflight.attempt,
+            lease: self.lease,
+        }
+    }
+
+    /// The commits the task builds on and where the remote keeps them: the results of
+    /// the tasks it depends on (resolve tasks and a handoff's source included), a
+    /// resolve task's two sides, its own work when it resumes after a usage limit.
+    fn sources(&self) -> Vec<Source> {
+        let branch = |id: &str, commit: String| Source {
+            commit,
+            remote: self.repo.remote_branch(id),
+            local: self.repo.fetched_branch(id),
+            of: id.to_string(),
+        };
+        let mut out: Vec<Source> = self
+            .rows
+            .iter()
+            .filter_map(|r| commit_of(r).map(|c| branch(&r.id, c)))
+            .collect();
+        if let Some(ctx) = &self.spec.resolve {
+            let r = resolve_ref(&self.me.id);
+            out.push(Source {
+                commit: ctx.ours.clone(),
+                remote: r.clone(),
+                local: r,
+                of: format!("the merge {} waits for", ctx.of),
+            });
+            out.push(branch(&ctx.theirs_task, ctx.theirs.clone()));
+        }
+        if let Some(c) = self.parked_work() {
+            out.push(branch(&self.me.id, c));
+        }
+        out
+    }
+
+    /// The last attempt's commit when it parked on a usage limit (its work resumes).
+    fn parked_work(&self) -> Option<String> {
+        AttemptRecord::from_stored(self.me.last_record.as_ref())
+            .filter(|r| r.status == Some(Status::RateLimited))
+            .and_then(|r| r.git.commit)
+    }
+
     /// The commit to check out and the start commit.
     fn plan(&self) -> Result<Plan, GitError> {
         if let Some(ctx) = &self.spec.resolve {
@@ -196,7 +299,7 @@ impl Job {
 
     /// The base (or the latest resolution) with every dependency merged in order.
     fn merged_start(&self) -> Result<Plan, GitError> {
-        let (mut cur, mut merged) = (self.repo.base.clone(), Vec::new());
+        let (mut cur, mut merged) = (self.base.clone(), Vec::new());
         // A merge queue's resolution is of the target, not of this task's start.
         let resolved = self.rows.iter().filter(|r| {
             resolve_of(r) == Some(self.me.id.as_str())
@@ -273,8 +376,9 @@ impl Job {
         Ok(self.wt.fingerprints(&files))
     }
 
-    /// The resolve task this task must wait for.
-    fn waits(&self, ctx: ResolveContext) -> Begun {
+    /// The resolve task this task must wait for (with a shared remote, its start is
+    /// pushed there first, so any host can run it).
+    fn waits(&self, ctx: ResolveContext, held: Option<&Held>) -> Begun {
         let existing: Vec<String> = match self.store.statuses() {
             Ok(s) => s.into_iter().map(|(id, _)| id).collect(),
             Err(e) => return Begun::Failed(format!("cannot read the store: {e}")),
@@ -285,7 +389,13 @@ impl Job {
             default_retries: self.retries,
             existing: &existing,
         };
+        let ours = ctx.ours.clone();
         let task = resolve_task(&self.me, &self.spec, ctx, &self.rows, &by);
+        if let Some(h) = held {
+            if let Err(e) = publish::push_resolve_start(&self.claimed(), h, &task.id, &ours) {
+                return Begun::Unavailable(e);
+            }
+        }
         tracing::info!(task = %self.me.id, resolve = %task.id, "{why}");
         Begun::Waits { task, why }
     }

@@ -62,6 +62,9 @@ impl Scheduler<'_> {
             let Some(claim) = claim else {
                 break;
             };
+            if self.refuses_in_template_mode(&claim).await? {
+                break;
+            }
             tracing::debug!(task = %claim.task.id, fence = claim.token.fence, attempt = claim.attempt, "claimed");
             if let Some(inst) = self.instance_for(&claim).await? {
                 self.launch(claim, inst);
@@ -69,6 +72,35 @@ impl Scheduler<'_> {
         }
         self.taken = Some(taken);
         Ok(())
+    }
+
+    /// A worker in template mode never runs a task once the store names a repository
+    /// (its lists are git-mode lists): it gives the claim back, untouched, for a host in
+    /// git mode (`borg worker` starts again in git mode when it notices the record).
+    async fn refuses_in_template_mode(&mut self, claim: &Claim) -> Result<bool, StoreError> {
+        if !self.opts.forever || self.shared.git.is_some() {
+            return Ok(false);
+        }
+        let rec = db(&self.store, |st| st.fleet(crate::git::repo::BASE_KEY)).await?;
+        if !rec.is_some_and(|v| v.get("repo").is_some_and(|r| r.is_string())) {
+            return Ok(false);
+        }
+        let at = now_ms() + 2000;
+        self.retry_at.push(at);
+        let why = "the store names a git repository and this worker runs in template mode";
+        let wait = Disposition::Retry {
+            not_before_ms: at,
+            counts: false,
+        };
+        give_back(
+            &self.store,
+            &claim.token,
+            Status::Interrupted,
+            why.into(),
+            wait,
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Instances other borg processes are using now are not idle for us. Read once per

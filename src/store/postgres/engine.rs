@@ -34,6 +34,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// (the scheduler's calls, heartbeats, the change feed's reads).
 const POOL_SIZE: usize = 16;
 
+/// Connections a light store (a per-call helper) keeps at most.
+const LIGHT_POOL_SIZE: usize = 2;
+
 /// The engine of one `PgStore`.
 pub(crate) struct Engine {
     handle: tokio::runtime::Handle,
@@ -49,22 +52,29 @@ pub(crate) struct Engine {
 
 impl Engine {
     /// Starts the thread and its runtime, and a pool for `config` (no connection yet).
+    ///
+    /// `light` (the per-call helpers, see `PgStore::open_light`): a single-threaded
+    /// runtime and at most two connections, since such a process makes a handful of
+    /// calls one after the other and then exits.
     pub(crate) fn start(
         config: tokio_postgres::Config,
         shown: String,
         retry_for: Duration,
+        light: bool,
     ) -> Result<Engine, StoreError> {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (give, take) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("borg-postgres".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("borg-postgres-rt")
-                    .enable_all()
-                    .build()
-                {
+                let mut builder = if light {
+                    tokio::runtime::Builder::new_current_thread()
+                } else {
+                    let mut b = tokio::runtime::Builder::new_multi_thread();
+                    b.worker_threads(2).thread_name("borg-postgres-rt");
+                    b
+                };
+                let rt = match builder.enable_all().build() {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = give.send(Err(e.to_string()));
@@ -92,7 +102,7 @@ impl Engine {
         };
         let pool = {
             let _guard = handle.enter();
-            build_pool(config)?
+            build_pool(config, if light { LIGHT_POOL_SIZE } else { POOL_SIZE })?
         };
         Ok(Engine {
             handle,
@@ -224,7 +234,7 @@ where
 
 /// The pool: connections made on demand, checked with a cheap test on reuse (a
 /// connection the server closed is dropped, not handed out), bounded waits.
-fn build_pool(config: tokio_postgres::Config) -> Result<Pool, StoreError> {
+fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
     let mgr = Manager::from_config(
         config,
         tokio_postgres::NoTls,
@@ -233,7 +243,7 @@ fn build_pool(config: tokio_postgres::Config) -> Result<Pool, StoreError> {
         },
     );
     Pool::builder(mgr)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(30)))
         .create_timeout(Some(Duration::from_secs(10)))

@@ -106,24 +106,8 @@ impl PgStore {
     /// reported at once (`Unreachable`, `Refused`, `Corrupt`, `NewerSchema`).
     pub fn open_with(url: &str, retry_for: Duration) -> Result<PgStore, StoreError> {
         let shown = redact(url);
-        let mut config = tokio_postgres::Config::from_str(url.trim()).map_err(|e| {
-            StoreError::Refused {
-                store: shown.clone(),
-                message: format!(
-                    "not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                ),
-            }
-        })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("borg");
-        }
-        // A peer that vanished without closing (a host or network gone) is noticed in
-        // under a minute rather than the system's two hours.
-        config.keepalives_idle(Duration::from_secs(20));
-        let engine = Engine::start(config.clone(), shown.clone(), retry_for)?;
+        let config = config_of(url, &shown)?;
+        let engine = Engine::start(config.clone(), shown.clone(), retry_for, false)?;
         let cfg = config.clone();
         engine.block(async move {
             let (mut client, conn) = cfg
@@ -139,6 +123,23 @@ impl PgStore {
         // One pooled connection now: the first claim need not pay for connecting.
         let pool = engine.pool().clone();
         let _ = engine.block(async move { Ok(pool.get().await.is_ok()) });
+        Ok(PgStore {
+            engine,
+            config,
+            notes: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// Opens a store that a `borg run` or `borg worker` of this same program already
+    /// opened (and migrated), for the helpers claude starts per tool call or per child
+    /// (`borg hook`, `borg mcp`): no migration check and its advisory lock, no
+    /// connection made ahead, a single-threaded client with at most two connections.
+    /// The first call connects; a server that cannot be reached fails that call with
+    /// the same errors as [`PgStore::open`] (`Unreachable`, `Refused`).
+    pub fn open_light(url: &str) -> Result<PgStore, StoreError> {
+        let shown = redact(url);
+        let config = config_of(url, &shown)?;
+        let engine = Engine::start(config.clone(), shown, DEFAULT_RETRY_FOR, true)?;
         Ok(PgStore {
             engine,
             config,
@@ -186,4 +187,26 @@ impl PgStore {
             })
         })
     }
+}
+
+/// The client settings of `url`: borg's connect timeout, application name and
+/// keepalives unless the URL says otherwise.
+fn config_of(url: &str, shown: &str) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config =
+        tokio_postgres::Config::from_str(url.trim()).map_err(|e| StoreError::Refused {
+            store: shown.to_string(),
+            message: format!(
+                "not a valid PostgreSQL URL ({e}); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            ),
+        })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("borg");
+    }
+    // A peer that vanished without closing (a host or network gone) is noticed in
+    // under a minute rather than the system's two hours.
+    config.keepalives_idle(Duration::from_secs(20));
+    Ok(config)
 }
