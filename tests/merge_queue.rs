@@ -364,3 +364,156 @@ fn a_rejected_task_gets_a_fix_task_whose_work_lands() {
         .show("borg/integration/tasks", "test_break.py")
         .contains("assertEqual(2, 2)"));
 }
+
+#[test]
+fn with_merge_an_early_branch_lands_while_a_later_task_still_runs() {
+    let sb = Sandbox::new();
+    config(&sb, "[merge]\nverify = [\"python3 -m unittest\"]\n");
+    let repo = project(&sb);
+    let go = sb.path().join("go-mq-late-q7");
+    // The later task cannot end before the test has seen the early one land.
+    let wait = format!(
+        "#fake bash \"while [ ! -f {} ]; do sleep 0.05; done\"",
+        go.display()
+    );
+    let tasks = adds("mq-early-q7", 5, "early.py", "E = 1\\n")
+        + &task_toml(
+            "mq-late-q7",
+            0,
+            &format!("{wait}\n#fake write late.py \"L = 2\\n\"\n#fake result \"Added late.py.\""),
+        );
+    let child = sb.spawn_run(
+        &tasks,
+        &["--json", "--repo", repo.dir.to_str().unwrap(), "--merge"],
+    );
+    let t = "borg/integration/tasks";
+    let moved = wait_until(Duration::from_secs(60), || {
+        git_cmd_ok(&repo, t).is_some() && !landed(&repo, t).is_empty()
+    });
+    let mid = landed(&repo, t);
+    let mid_files = git_cmd_ok(&repo, t).map(|_| git(&repo.dir, &["ls-tree", "--name-only", t]));
+    let late_running = !task_procs("mq-late-q7").is_empty();
+    std::fs::write(&go, "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        moved,
+        "the target moved while the later task ran: {}",
+        stderr(&out)
+    );
+    let mid_tasks: Vec<&str> = mid.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(mid_tasks, ["mq-early-q7"], "only the early task had landed");
+    let mid_files = mid_files.unwrap_or_default();
+    assert!(
+        mid_files.contains("early.py") && !mid_files.contains("late.py"),
+        "{mid_files}"
+    );
+    assert!(late_running, "the later task was still running then");
+    // The run went on: the later task's work landed after it, by the same run.
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rep = json_of(&out);
+    assert_eq!(task(&rep, "mq-late-q7")["status"], "succeeded");
+    let m = &rep["merge"];
+    let order: Vec<&str> = m["landed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["mq-early-q7", "mq-late-q7"], "{m}");
+    let all = landed(&repo, t);
+    assert_eq!(&all[..1], &mid[..], "the early merge stayed as it landed");
+    assert!(counts(&all).values().all(|&n| n == 1), "{all:?}");
+    assert!(repo.show(t, "late.py").contains("L = 2"));
+    assert_eq!(m["end"], repo.rev(t).as_str());
+}
+
+#[test]
+fn an_integration_gate_that_hangs_is_killed_with_its_tree_and_logged() {
+    let sb = Sandbox::new();
+    let pidfile = sb.path().join("bg-mq-hang.pid");
+    let gate = format!(
+        "sleep 30 & echo $! > {}; echo started; sleep 30",
+        pidfile.display()
+    );
+    config(
+        &sb,
+        &format!("[verify]\ntimeout = \"1s\"\n\n[merge]\nverify = ['{gate}']\n"),
+    );
+    let repo = project(&sb);
+    let tasks = adds("mq-hang-h3", 0, "h.py", "H = 1\\n");
+    let (out, _) = sb.run_json(&tasks, &["--repo", repo.dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let began = std::time::Instant::now();
+    let out = sb.borg(&["merge", "--json"]).output().unwrap();
+    assert!(began.elapsed() < Duration::from_secs(25), "killed at 1s");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let m = json_of(&out);
+    assert_eq!(m["rejected"][0]["task"], "mq-hang-h3", "{m}");
+    // The verification gates' runner ran it: its whole tree went, and its output is
+    // in the target's log after a header line naming the run.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    assert!(gone, "the gate's background child {pid} was killed too");
+    let log = sb
+        .ws()
+        .join(".merge/logs/borg-integration-tasks.verify.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("gate 1/1: sleep 30 &") && text.contains("started"),
+        "{text}"
+    );
+    let tail = m["rejected"][0]["output_tail"].as_str().unwrap_or_default();
+    assert!(tail.contains("killed at its timeout of 1 s"), "{m}");
+}
+
+#[test]
+fn run_merge_killed_mid_run_and_run_again_lands_everything_once() {
+    let sb = Sandbox::new();
+    config(&sb, "[merge]\nverify = [\"python3 -m unittest\"]\n");
+    let repo = project(&sb);
+    let go = sb.path().join("go-mq-kill-r5");
+    let wait = format!(
+        "#fake bash \"while [ ! -f {} ]; do sleep 0.05; done\"",
+        go.display()
+    );
+    let tasks = adds("mq-first-r5", 5, "first.py", "F = 1\\n")
+        + &task_toml(
+            "mq-second-r5",
+            0,
+            &format!(
+                "{wait}\n#fake write second.py \"S = 2\\n\"\n#fake result \"Added second.py.\""
+            ),
+        );
+    let mut child = sb.spawn_run(&tasks, &["--repo", repo.dir.to_str().unwrap(), "--merge"]);
+    let t = "borg/integration/tasks";
+    let moved = wait_until(Duration::from_secs(60), || {
+        git_cmd_ok(&repo, t).is_some() && !landed(&repo, t).is_empty()
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+    std::fs::write(&go, "").unwrap();
+    assert!(moved, "the first task landed while the second ran");
+    let before = landed(&repo, t);
+    assert_eq!(before.len(), 1, "{before:?}");
+    // The same command again: the second task runs again and lands; nothing twice.
+    let (out, rep) = sb.run_json(&tasks, &["--repo", repo.dir.to_str().unwrap(), "--merge"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(task(&rep, "mq-second-r5")["status"], "succeeded");
+    let after = landed(&repo, t);
+    let names: Vec<&str> = after.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["mq-first-r5", "mq-second-r5"], "{after:?}");
+    assert_eq!(&after[..1], &before[..], "no landed merge lost");
+    let m = &rep["merge"];
+    assert_eq!(m["landed"].as_array().unwrap().len(), 2, "{m}");
+    assert_eq!(m["end"], repo.rev(t).as_str());
+}

@@ -15,6 +15,8 @@ use crate::input::config::{Overrides, Settings};
 use crate::input::gates::GateSpec;
 use crate::merge::{self, QueueSpec};
 use crate::store::Store;
+use crate::supervise::runner::Control;
+use crate::supervise::signals::Shutdown;
 use anyhow::Context;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,13 +32,14 @@ pub async fn run(ctx: &Ctx, a: MergeArgs) -> anyhow::Result<i32> {
     let owner = crate::run::recovery::register(store.as_ref(), None)?;
     crate::run::recovery::maintenance(&store, &owner).await?;
     let list = list_name(store.as_ref(), a.list.as_deref())?;
+    let shutdown = Shutdown::install().context("installing signal handlers")?;
     let spec = queue_spec(
         ctx,
         &settings,
         store.as_ref(),
         &repo,
         (&list, a.into.as_deref()),
-        &owner.id,
+        (&owner.id, control(&shutdown)),
     )?;
     if a.dry_run {
         let plan = merge::plan::plan(&spec, &repo, store.as_ref())?;
@@ -73,6 +76,14 @@ pub async fn run(ctx: &Ctx, a: MergeArgs) -> anyhow::Result<i32> {
     })
 }
 
+/// The tokens a gate is stopped by: children of the process's.
+pub(crate) fn control(s: &Shutdown) -> Control {
+    Control {
+        stop: s.stop.child_token(),
+        kill: s.kill.child_token(),
+    }
+}
+
 /// Runs the queue on the blocking pool; the tasks it created join the list.
 pub(crate) async fn run_queue(
     spec: QueueSpec,
@@ -81,7 +92,7 @@ pub(crate) async fn run_queue(
 ) -> anyhow::Result<merge::Ran> {
     let st = store.clone();
     let s = spec.clone();
-    let ran = tokio::task::spawn_blocking(move || merge::run(&s, &repo, st.as_ref()))
+    let ran = tokio::task::spawn_blocking(move || merge::run(&s, &repo, &st))
         .await
         .context("the merge queue stopped")??;
     crate::run::lists::register(store.as_ref(), &spec.list, &ran.created)?;
@@ -138,7 +149,7 @@ pub(crate) fn queue_spec(
     store: &dyn Store,
     repo: &Repo,
     (list, into): (&str, Option<&str>),
-    owner: &str,
+    (owner, ctl): (&str, Control),
 ) -> anyhow::Result<QueueSpec> {
     let scope = crate::run::lists::members(store, list)?;
     if scope.is_empty() {
@@ -177,13 +188,44 @@ pub(crate) fn queue_spec(
         fix: s.merge.fix,
         retries: s.run.retries,
         dir: ws.join(".merge").join(&stem),
-        gates: merge::gate::GateEnv {
-            env: crate::supervise::claude::allowlisted_env(&ctx.env, s),
-            timeout: s.verify.timeout,
-            logs: ws.join(".merge").join("logs"),
-        },
+        gates: gate_env(ctx, s, &ws, &stem, ctl),
         target,
     })
+}
+
+/// How the queue's gates run: the child's allowlisted environment (Python writes and
+/// reads no bytecode cache: the worktree changes trees within a second, and a cache
+/// keyed by second-granular mtimes could test the last candidate's code), the
+/// `[verify]` timeout and junit glob, the run's stop ladder and memory limit.
+fn gate_env(
+    ctx: &Ctx,
+    s: &Settings,
+    ws: &std::path::Path,
+    stem: &str,
+    ctl: Control,
+) -> merge::gate::GateEnv {
+    let mut env = crate::supervise::claude::allowlisted_env(&ctx.env, s);
+    let pycache = ws.join(".merge").join("pycache").display().to_string();
+    for (k, v) in [
+        ("PYTHONDONTWRITEBYTECODE", "1".to_string()),
+        ("PYTHONPYCACHEPREFIX", pycache),
+    ] {
+        if !env.iter().any(|(e, _)| e == k) {
+            env.push((k.into(), v));
+        }
+    }
+    merge::gate::GateEnv {
+        env,
+        timeout: s.verify.timeout,
+        log: ws
+            .join(".merge")
+            .join("logs")
+            .join(format!("{stem}.verify.log")),
+        ladder: (s.run.interrupt_grace, s.run.term_grace, s.run.leak_timeout),
+        junit: s.verify.junit.clone(),
+        max_memory_kb: s.run.max_attempt_memory.map(|b| b.div_ceil(1024)),
+        ctl,
+    }
 }
 
 /// `--into BRANCH`: an existing branch no work tree of the user's has checked out.
@@ -264,11 +306,8 @@ fn gate_commands(s: &Settings, repo: &Repo) -> Vec<String> {
         None => Vec::new(),
         Some(GateSpec::Commands(c)) => c.clone(),
         Some(GateSpec::Auto) => {
-            let found = merge::gate::detect(repo, &repo.base);
-            match &found {
-                Some(c) => eprintln!("borg: merge: integration gate \"auto\": {c}"),
-                None => eprintln!("borg: merge: integration gate \"auto\": no test command found (no Cargo.toml, go.mod, package.json test script, pyproject.toml, pytest.ini or setup.cfg); no gate"),
-            }
+            let (found, said) = merge::gate::detect(repo, &repo.base);
+            eprintln!("borg: merge: integration gate \"auto\": {said}");
             found.into_iter().collect()
         }
     }

@@ -101,6 +101,7 @@ fn options(a: &Claims, inputs: &inputs::Inputs, store: &dyn Store) -> anyhow::Re
         forever: true,
         roles: (!a.roles.is_empty()).then(|| a.roles.clone()),
         list: a.list.clone(),
+        merge: None,
     })
 }
 

@@ -10,7 +10,6 @@
 //! conflicts only with a branch before it in the batch waits for the next pass (that
 //! branch lands first, and the conflict, if it is still one, is then with the target).
 
-use super::gate::{judge, Baseline};
 use super::order::Candidate;
 use super::queue::Queue;
 use super::MergeError;
@@ -18,8 +17,8 @@ use crate::git::commit::Message;
 use crate::git::merge::Step;
 use crate::git::target::Facts;
 use crate::git::worktree::Worktree;
-use crate::run::attempt::now_ms;
 use crate::store::merge::{Landing, MergeStep};
+use crate::verify::judge::{judge, Baseline};
 
 /// Branches merged one after the other onto the target's head.
 pub(super) struct Chain {
@@ -117,28 +116,42 @@ impl Queue<'_> {
             return Ok(None);
         }
         self.runs += 1;
-        let n = self.runs;
         let wt = Worktree::scratch_at(self.repo, &self.spec.dir, &chain.head)?;
         // Counted in the store when the queue stops (one transaction fewer per batch).
         self.unrecorded_runs += 1;
         let cmds = self.spec.commands.clone();
+        let log = self.gates.log.display().to_string();
         for (i, cmd) in cmds.iter().enumerate() {
-            let name = format!("{}.{n}.{}", self.spec.log_stem(), i + 1);
-            let out = self.gates.run(cmd, &self.spec.dir, &name)?;
-            let base = if out.exit_code != Some(0) && self.spec.baseline {
-                let b = self.baseline(cmd)?;
+            let label = format!(
+                "{} at {} ({} task(s)), gate {}/{}",
+                self.spec.target,
+                crate::git::short(&chain.head),
+                chain.items.len(),
+                i + 1,
+                cmds.len()
+            );
+            let out = self.gates.run(cmd, &self.spec.dir, &label);
+            if out.interrupted || self.gates.stopping() {
+                return Err(MergeError::Stopped);
+            }
+            let base = if !out.ok() && !out.timed_out && self.spec.baseline {
+                let b = self.baseline(cmd);
                 Worktree::scratch_at(self.repo, &self.spec.dir, &chain.head)?;
-                Some(b)
+                b?
             } else {
                 None
             };
-            let j = judge(&out, base.as_ref());
+            let j = judge(cmd, &out, base.as_ref(), &log);
             tracing::info!(gate = %cmd, exit = ?out.exit_code, passed = j.passed, ms = out.duration_ms, "integration gate");
             if !j.passed {
+                let mut regressions = j.regressions;
+                if regressions.is_empty() && out.timed_out {
+                    regressions.push("the gate timed out".into());
+                }
                 return Ok(Some(Failure {
                     gate: cmd.clone(),
                     tail: out.output_tail,
-                    regressions: j.regressions,
+                    regressions,
                 }));
             }
             if i + 1 < cmds.len() {
@@ -150,23 +163,15 @@ impl Queue<'_> {
         Ok(None)
     }
 
-    /// The gate's result at the baseline commit, from the store's cache or run now.
-    fn baseline(&mut self, cmd: &str) -> Result<Baseline, MergeError> {
-        let key = format!("merge:{cmd}");
-        if let Some(v) = self.store.baseline(&self.baseline_at, &key)? {
-            if let Ok(b) = serde_json::from_value::<Baseline>(v) {
-                return Ok(b);
-            }
+    /// The gate's result at the baseline commit (the store's, or run now in the
+    /// integration worktree); None when it could not be had.
+    fn baseline(&mut self, cmd: &str) -> Result<Option<Baseline>, MergeError> {
+        let at = (self.spec.dir.as_path(), self.baseline_at.as_str());
+        let b = self.gates.baseline(self.store, self.repo, at, cmd);
+        if self.gates.stopping() {
+            return Err(MergeError::Stopped);
         }
-        Worktree::scratch_at(self.repo, &self.spec.dir, &self.baseline_at)?;
-        let name = format!("{}.baseline", self.spec.log_stem());
-        let out = self.gates.run(cmd, &self.spec.dir, &name)?;
-        let b = Baseline::from(&out);
-        let v = serde_json::to_value(&b).unwrap_or_default();
-        let kept = self
-            .store
-            .put_baseline(&self.baseline_at, &key, &v, now_ms())?;
-        Ok(serde_json::from_value(kept).unwrap_or(b))
+        Ok(b)
     }
 
     /// Moves the target to the chain's result (compare-and-swap) and records it.

@@ -29,6 +29,7 @@ pub mod summary;
 use crate::git::{GitError, Repo};
 use crate::store::{Store, StoreError};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use crate::show::report::merge::MergeSummary;
 
@@ -41,9 +42,6 @@ pub enum MergeError {
     /// The store failed, or another borg holds the target.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A gate could not be started or its log written.
-    #[error("running an integration gate: {0}")]
-    Io(#[from] std::io::Error),
     /// The target branch moved under the queue (someone else changed it).
     #[error("the branch {0} moved while the merge queue advanced it; nothing more was changed. Run `borg merge` again")]
     Moved(String),
@@ -51,6 +49,9 @@ pub enum MergeError {
     /// permissions).
     #[error("the remote refused the merge queue's push: {0}; nothing more was changed")]
     Push(String),
+    /// borg was stopped while a gate ran: nothing was judged from it.
+    #[error("stopped while an integration gate ran; nothing was rejected. Run `borg merge` again to continue")]
+    Stopped,
     /// A task's stored definition cannot be read.
     #[error("task {0}: its stored definition cannot be read: {1}")]
     Spec(String, String),
@@ -105,7 +106,7 @@ pub struct Ran {
 }
 
 /// Runs the queue on `spec.target` until a pass changes nothing.
-pub fn run(spec: &QueueSpec, repo: &Repo, store: &dyn Store) -> Result<Ran, MergeError> {
+pub fn run(spec: &QueueSpec, repo: &Repo, store: &Arc<dyn Store>) -> Result<Ran, MergeError> {
     let q = queue::Queue::open(spec, repo, store)?;
     Ok(Ran { created: q.run()? })
 }

@@ -5,6 +5,9 @@
 //! is rejected when it did not, and waits while it runs. Dependency order first (a
 //! task's commit contains its dependencies' work, so it never lands before them, and
 //! is rejected with them), then priority (highest first), then finish time, then id.
+//! A task waits while a task of higher priority has not ended, so that a queue
+//! running beside the run (`borg run --merge`) lands the same work in the same order
+//! whichever agent finishes first.
 
 use crate::outcome::{AttemptRecord, Status};
 use crate::run::spec::resolve_of;
@@ -76,7 +79,38 @@ pub fn standings(rows: &[TaskRow], scope: &[String], entries: &[MergeEntry]) -> 
         (-a.priority, finished_ms(a), &a.id).cmp(&(-b.priority, finished_ms(b), &b.id))
     });
     let ordered = topological(picked);
+    let ordered = behind_open(ordered, rows, scope);
     with_dependencies(ordered, &entry)
+}
+
+/// While a task of the scope with a higher priority has not ended, a ready task
+/// waits for it: what lands, and in what order, does not depend on which agent
+/// happened to finish first (the queue runs while the run goes on, `--merge`).
+fn behind_open(ordered: Vec<Standing>, rows: &[TaskRow], scope: &[String]) -> Vec<Standing> {
+    let ids: HashSet<&str> = scope.iter().map(String::as_str).collect();
+    let open = rows
+        .iter()
+        .filter(|r| ids.contains(r.id.as_str()) && !r.status.is_terminal())
+        .max_by_key(|r| (r.priority, std::cmp::Reverse(r.id.as_str())));
+    let Some(open) = open else {
+        return ordered;
+    };
+    let priority: HashMap<&str, i64> = rows.iter().map(|r| (r.id.as_str(), r.priority)).collect();
+    ordered
+        .into_iter()
+        .map(|s| match s {
+            Standing::Ready(c) if priority.get(c.task.as_str()) < Some(&open.priority) => {
+                Standing::Waits {
+                    why: format!(
+                        "waits for {} (priority {}) to end: it lands first",
+                        open.id, open.priority
+                    ),
+                    task: c.task,
+                }
+            }
+            other => other,
+        })
+        .collect()
 }
 
 /// A task's standing from its own entry (None: landed or rejected already).

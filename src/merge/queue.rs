@@ -13,6 +13,7 @@ use crate::run::attempt::now_ms;
 use crate::store::merge::{Landing, MergeStep, TargetClaim};
 use crate::store::{Store, TaskRow};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a claim on a target lasts without renewal.
@@ -25,7 +26,7 @@ pub(super) struct Queue<'a> {
     /// The repository.
     pub repo: &'a Repo,
     /// The store.
-    pub store: &'a dyn Store,
+    pub store: &'a Arc<dyn Store>,
     /// The claim held.
     pub claim: TargetClaim,
     /// The target's head now.
@@ -58,7 +59,7 @@ impl<'a> Queue<'a> {
     pub fn open(
         spec: &'a QueueSpec,
         repo: &'a Repo,
-        store: &'a dyn Store,
+        store: &'a Arc<dyn Store>,
     ) -> Result<Self, MergeError> {
         let refname = spec.refname();
         // In a mirror: fetched from the remote with the task branches.

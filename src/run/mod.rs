@@ -6,6 +6,7 @@
 
 pub mod attempt;
 pub mod handoff;
+pub mod integrate;
 pub mod lists;
 pub mod plan;
 pub mod policy;

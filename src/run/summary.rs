@@ -44,6 +44,8 @@ pub struct RunSummary {
     pub cost_usd: f64,
     /// Tasks whose attempts were stopped by the interrupt.
     pub stopped_tasks: Vec<String>,
+    /// The merge queue stopped with this error (`--merge`; no pass started after it).
+    pub merge_error: Option<String>,
 }
 
 /// Knobs of one run.
@@ -62,6 +64,8 @@ pub struct RunOptions {
     pub roles: Option<Vec<String>>,
     /// Work on this named list only (`borg worker --list`), followed as it grows.
     pub list: Option<String>,
+    /// Land the work as tasks succeed (`borg run --merge`): the merge queue's passes.
+    pub merge: Option<crate::run::integrate::Merging>,
 }
 
 /// Epoch ms as local HH:MM.

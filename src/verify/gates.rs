@@ -76,7 +76,18 @@ pub fn reviewer(settings: &VerifySettings, role: &Role, task: &TaskSpec) -> Opti
 /// The project's own test command, from the files at the top of `dir`, and what was
 /// found in one line.
 pub fn detect(dir: &Path) -> (Option<String>, String) {
-    let has = |f: &str| dir.join(f).is_file();
+    detect_from(
+        |f| dir.join(f).is_file(),
+        |f| std::fs::read_to_string(dir.join(f)).ok(),
+    )
+}
+
+/// The same from any view of a project's top folder (`has`: is there such a file;
+/// `read`: its text), e.g. a commit's tree for the merge queue's gates.
+pub fn detect_from(
+    has: impl Fn(&str) -> bool,
+    read: impl Fn(&str) -> Option<String>,
+) -> (Option<String>, String) {
     let found = |file: &str, cmd: &str| (Some(cmd.to_string()), format!("{file} → {cmd}"));
     if has("Cargo.toml") {
         return found("Cargo.toml", "cargo test");
@@ -84,7 +95,7 @@ pub fn detect(dir: &Path) -> (Option<String>, String) {
     if has("go.mod") {
         return found("go.mod", "go test ./...");
     }
-    if has("package.json") && npm_test_script(&dir.join("package.json")) {
+    if has("package.json") && read("package.json").is_some_and(|t| npm_test_script(&t)) {
         return found("package.json (scripts.test)", "npm test");
     }
     for f in ["pyproject.toml", "pytest.ini", "setup.cfg"] {
@@ -98,12 +109,9 @@ pub fn detect(dir: &Path) -> (Option<String>, String) {
     )
 }
 
-/// Whether `package.json` has a real `test` script (not npm's placeholder).
-fn npm_test_script(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+/// Whether a `package.json` has a real `test` script (not npm's placeholder).
+fn npm_test_script(text: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
         return false;
     };
     v["scripts"]["test"]

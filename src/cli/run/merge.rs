@@ -1,23 +1,22 @@
-//! `borg run --merge` (or `[merge] auto = true`): once the run's tasks are done, the
-//! merge queue lands their work on `borg/integration/<list>`; the resolve and fix
-//! tasks it creates are run by the same scheduler, and the queue runs again to land
-//! them, until it creates nothing more (or the run is stopped).
+//! `borg run --merge` (or `[merge] auto = true`): the merge queue lands the run's
+//! work on `borg/integration/<list>` while the run goes on. The run loop takes a
+//! pass of the queue each time a task succeeds (`run::scheduler`, through the
+//! [`Integrator`] made here); the resolve and fix tasks a pass creates are run by the
+//! same run, and the run ends when both its tasks and the queue are done.
 
 use super::inputs::Inputs;
-use super::{schedule, Ctx};
-use crate::cli::merge::{queue_spec, run_queue, LIST_KEY};
-use crate::cli::{ProgressMode, RunArgs};
+use super::Ctx;
+use crate::cli::merge::{control, queue_spec, LIST_KEY};
+use crate::cli::RunArgs;
 use crate::error::UsageError;
+use crate::git::Repo;
+use crate::merge::{self, QueueSpec};
 use crate::run::attempt::Shared;
-use crate::run::summary::{RunOptions, RunSummary};
+use crate::run::integrate::{IntegrateError, Integrator, Merging};
 use crate::show::report::merge::MergeSummary;
-use crate::store::OwnerInfo;
+use crate::store::{OwnerInfo, Store};
 use crate::supervise::signals::Shutdown;
 use std::sync::Arc;
-
-/// Most rounds of queue and created tasks (each round lands what the last one's
-/// resolve tasks resolved; a conflict that keeps coming back stops here).
-const MAX_ROUNDS: usize = 6;
 
 /// Whether the run merges: `--merge` or `[merge] auto`, in git mode only.
 pub(super) fn wanted(a: &RunArgs, inputs: &Inputs) -> anyhow::Result<bool> {
@@ -31,15 +30,39 @@ pub(super) fn wanted(a: &RunArgs, inputs: &Inputs) -> anyhow::Result<bool> {
     Ok(asked && inputs.git.is_some() && !a.no_work)
 }
 
-/// Runs the queue, then the tasks it created, until it creates none; returns the
-/// report's merge section.
-pub(super) async fn after_run(
+/// The queue of the run's list, as the run loop drives it.
+struct Queue {
+    /// The queue's settings, checked once before the run (the scope is read again
+    /// at each pass: the tasks the queue creates join the list).
+    spec: QueueSpec,
+    /// The repository.
+    repo: Repo,
+    /// The store.
+    store: Arc<dyn Store>,
+}
+
+impl Integrator for Queue {
+    fn pass(&self) -> Result<Vec<String>, IntegrateError> {
+        let fail = |e: &dyn std::fmt::Display| IntegrateError(e.to_string());
+        let mut spec = self.spec.clone();
+        spec.scope =
+            crate::run::lists::members(self.store.as_ref(), &spec.list).map_err(|e| fail(&e))?;
+        let ran = merge::run(&spec, &self.repo, &self.store).map_err(|e| fail(&e))?;
+        crate::run::lists::register(self.store.as_ref(), &spec.list, &ran.created)
+            .map_err(|e| fail(&e))?;
+        Ok(ran.created)
+    }
+}
+
+/// The run's queue and its target, checked before any task runs (a target checked
+/// out in the user's work tree is exit 2 now, not after the run); None without a
+/// list to merge.
+pub(super) fn queue(
     ctx: &Ctx,
-    (shared, owner, shutdown, progress): (&Arc<Shared>, &OwnerInfo, &Shutdown, ProgressMode),
+    shared: &Arc<Shared>,
+    (owner, shutdown): (&OwnerInfo, &Shutdown),
     list: Option<&str>,
-    opts: RunOptions,
-    summary: &mut RunSummary,
-) -> anyhow::Result<Option<MergeSummary>> {
+) -> anyhow::Result<Option<(Merging, String)>> {
     let (Some(repo), store) = (shared.git.clone(), shared.store.clone()) else {
         return Ok(None);
     };
@@ -53,35 +76,27 @@ pub(super) async fn after_run(
             None => return Ok(None),
         },
     };
-    let mut target = None;
-    for _ in 0..MAX_ROUNDS {
-        if summary.interrupted || summary.stop.is_some() {
-            break;
-        }
-        let spec = queue_spec(
-            ctx,
-            &shared.settings,
-            store.as_ref(),
-            &repo,
-            (&list, None),
-            &owner.id,
-        )?;
-        target = Some(spec.target.clone());
-        let ran = run_queue(spec, (*repo).clone(), store.clone()).await?;
-        if ran.created.is_empty() {
-            break;
-        }
-        let mut o = opts.clone();
-        o.scope = ran.created;
-        let more = schedule(ctx, progress, shared, owner, o, shutdown).await?;
-        summary.scope.extend(more.scope);
-        summary.interrupted |= more.interrupted;
-        summary.stop = summary.stop.take().or(more.stop);
-        summary.cost_usd += more.cost_usd;
-        summary.stopped_tasks.extend(more.stopped_tasks);
-    }
-    let Some(t) = target else {
+    let spec = queue_spec(
+        ctx,
+        &shared.settings,
+        store.as_ref(),
+        &repo,
+        (&list, None),
+        (&owner.id, control(shutdown)),
+    )?;
+    let target = spec.target.clone();
+    let q = Queue {
+        spec,
+        repo: (*repo).clone(),
+        store,
+    };
+    Ok(Some((Merging(Arc::new(q)), target)))
+}
+
+/// The report's merge section, once the run is over.
+pub(super) fn summary(shared: &Shared, target: &str) -> anyhow::Result<Option<MergeSummary>> {
+    let Some(repo) = &shared.git else {
         return Ok(None);
     };
-    Ok(crate::merge::summary::read(store.as_ref(), &repo, &t)?)
+    Ok(merge::summary::read(shared.store.as_ref(), repo, target)?)
 }

@@ -65,13 +65,20 @@ pub async fn run(ctx: &Ctx, a: RunArgs) -> anyhow::Result<i32> {
     let merging = merge::wanted(&a, &inputs)?;
     let shared = shared(ctx, inputs, &store);
     let shutdown = Shutdown::install().context("installing signal handlers")?;
-    let mut summary = schedule(ctx, a.progress, &shared, &owner, opts.clone(), &shutdown).await?;
-    let merged = match (merging, &synced.name) {
-        (true, name) => {
-            let fleet = (&shared, &owner, &shutdown, a.progress);
-            merge::after_run(ctx, fleet, name.as_deref(), opts, &mut summary).await?
-        }
-        _ => None,
+    let queue = match merging {
+        true => merge::queue(ctx, &shared, (&owner, &shutdown), synced.name.as_deref())?,
+        false => None,
+    };
+    let mut opts = opts;
+    opts.merge = queue.as_ref().map(|(m, _)| m.clone());
+    let summary = schedule(ctx, a.progress, &shared, &owner, opts, &shutdown).await?;
+    if let Some(e) = &summary.merge_error {
+        let _ = store.release_owner(&owner.id, now_ms());
+        return Err(anyhow::anyhow!("{e}"));
+    }
+    let merged = match &queue {
+        Some((_, target)) => merge::summary(&shared, target)?,
+        None => None,
     };
     let _ = store.release_owner(&owner.id, now_ms());
     if let Some((stop, handle)) = server {

@@ -49,6 +49,7 @@ impl Scheduler<'_> {
             self.progress.event(&Event::Note(note));
         }
         self.adopt(&done, "handoff").await;
+        self.merge_after(done.classified.status == Status::Succeeded);
         if done.classified.status == Status::Interrupted {
             self.summary.stopped_tasks.push(done.task.clone());
         }

@@ -25,6 +25,7 @@ mod dispatch;
 mod finished;
 mod fleet;
 mod memory;
+mod merging;
 mod others;
 
 pub use memory::FLEET_KEY as MEMORY_FLEET_KEY;
@@ -57,6 +58,8 @@ enum Wake {
     Timer,
     /// The first Ctrl-C / SIGTERM / SIGHUP.
     Stop,
+    /// A pass of the merge queue ended (`--merge`).
+    Merged(Box<merging::PassResult>),
 }
 
 /// A launched attempt task, as the run loop must know it to clean up after a panic.
@@ -121,6 +124,8 @@ pub(crate) struct Scheduler<'p> {
     store_down: Option<Instant>,
     /// Statuses at the last look (to tell what other hosts finished since).
     seen: HashMap<String, crate::outcome::Status>,
+    /// The merge queue, run as tasks succeed (`--merge`).
+    merge: Option<merging::MergeLoop>,
 }
 
 /// Runs tasks until the scope is done, the run is stopped, or nothing can progress.
@@ -137,6 +142,7 @@ pub async fn run(
         s.maintain_if_due().await;
         s.check_limits().await;
         s.dispatch().await?;
+        s.start_merge();
         if s.is_over().await? {
             break;
         }
@@ -146,6 +152,7 @@ pub async fn run(
             Wake::StoreChanged => s.on_store_changed().await,
             Wake::Timer => s.on_timer(),
             Wake::Stop => s.on_stop(),
+            Wake::Merged(r) => s.on_merged(*r).await,
         }
     }
     s.end_memory_wait().await;
@@ -182,6 +189,7 @@ impl<'p> Scheduler<'p> {
         };
         let feed = ChangeFeed::start(store.clone(), owner.id.clone(), feed::POLL, file.as_deref());
         note_outside(&store, &shared, &scope, progress).await;
+        let opts_merge = opts.merge.clone();
         Ok(Scheduler {
             shared,
             store,
@@ -207,6 +215,7 @@ impl<'p> Scheduler<'p> {
             memory_wait: None,
             store_down: None,
             seen: HashMap::new(),
+            merge: opts_merge.map(merging::MergeLoop::new),
         })
     }
 
@@ -280,7 +289,7 @@ impl<'p> Scheduler<'p> {
     /// Nothing runs and nothing is left to wait for: the run is stopped, or every
     /// task in scope is terminal (a task given back to wait counts as open).
     async fn is_over(&mut self) -> Result<bool, StoreError> {
-        if !self.running.is_empty() {
+        if !self.running.is_empty() || self.merge_running() {
             return Ok(false);
         }
         if !self.dispatching() {
@@ -302,7 +311,7 @@ impl<'p> Scheduler<'p> {
             .iter()
             .any(|(id, st)| (all || self.scope.ids.contains(id)) && !st.is_terminal());
         // Else: waiting on other workers' claims, on a backoff or on parking.
-        Ok(!open)
+        Ok(!open && !self.final_merge())
     }
 
     /// Refreshes the live line of every running task.
@@ -322,7 +331,9 @@ impl<'p> Scheduler<'p> {
         let deadline = self.next_deadline();
         let dispatching = self.dispatching();
         let running = !self.running.is_empty();
+        let passing = self.merge_running();
         tokio::select! {
+            r = merging::pass_end(&mut self.merge), if passing => Wake::Merged(Box::new(r)),
             Some(joined) = self.running.join_next_with_id(), if running => Wake::Finished(Box::new(joined)),
             _ = self.shutdown.stop.cancelled(), if dispatching => Wake::Stop,
             _ = self.feed.changed(), if dispatching => Wake::StoreChanged,
