@@ -395,7 +395,12 @@ pub trait CoordStore {
     ) -> Result<Vec<ViolationRow>, StoreError>;
     /// The violations of a task (of one claim when `fence` is given), oldest first.
     fn violations(&self, task: &str, fence: Option<i64>) -> Result<Vec<ViolationRow>, StoreError>;
+}
 
+/// The coordination log beside the leases: decisions, messages, the shared
+/// context, what running attempts are doing and the tasks their agents create (same
+/// rules as [`CoordStore`]: short synchronous calls, fenced where an attempt writes).
+pub trait CoordLog {
     /// Logs a decision (by an attempt, fenced; or by a person with `who = None`).
     fn log_decision(
         &self,

@@ -28,7 +28,7 @@ pub mod view;
 
 use crate::outcome::Status;
 pub use agents::AgentStore;
-pub use coord::CoordStore;
+pub use coord::{CoordLog, CoordStore};
 pub use error::StoreError;
 pub use git::GitStore;
 pub use merge::MergeStore;
@@ -40,13 +40,14 @@ pub use view::{FleetView, ViewStore};
 
 /// The coordination store. All methods are synchronous and short; call them from
 /// `spawn_blocking` in async code. Capabilities of later features are supertraits
-/// ([`AgentStore`], [`CoordStore`], [`GitStore`], [`ViewStore`], [`SessionStore`],
+/// ([`AgentStore`], [`CoordStore`], [`CoordLog`], [`GitStore`], [`ViewStore`], [`SessionStore`],
 /// [`VerifyStore`], [`MergeStore`]), so every backend implements them.
 pub trait Store:
     Send
     + Sync
     + AgentStore
     + coord::CoordStore
+    + coord::CoordLog
     + GitStore
     + ViewStore
     + SessionStore

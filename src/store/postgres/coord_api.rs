@@ -1,4 +1,4 @@
-//! `CoordStore` on PostgreSQL: each method one transaction of `coord` (leases) or
+//! `CoordStore` and `CoordLog` on PostgreSQL: each method one transaction of `coord` (leases) or
 //! `coord_log` (the rest), run on the engine like the `Store` methods of `api`.
 
 use super::{coord, coord_log, coord_work, PgStore};
@@ -97,6 +97,9 @@ impl CoordStore for PgStore {
         let task = task.to_string();
         read!(self, [task], |tx| coord_work::violations(tx, &task, fence))
     }
+}
+
+impl CoordLog for PgStore {
     fn log_decision(
         &self,
         who: Option<&Actor>,

@@ -1,4 +1,4 @@
-//! `CoordStore` for `SqliteStore`: each method is one transaction of `coord` (leases)
+//! `CoordStore` and `CoordLog` for `SqliteStore`: each method is one transaction of `coord` (leases)
 //! or `coord_log` (the rest); reads run on the read connection, writes through the
 //! writer thread (group commit).
 
@@ -126,6 +126,9 @@ impl CoordStore for SqliteStore {
     fn violations(&self, task: &str, fence: Option<i64>) -> Result<Vec<ViolationRow>, StoreError> {
         self.read(|tx| coord_log::violations(tx, task, fence))
     }
+}
+
+impl CoordLog for SqliteStore {
     fn log_decision(
         &self,
         who: Option<&Actor>,
