@@ -20,6 +20,14 @@ use store_util::*;
 
 const WORKERS: usize = 8;
 
+/// Workers of the `pg` bench: 8, or `BORG_BENCH_WORKERS` (1 gives the uncontended cost).
+fn pg_workers() -> usize {
+    std::env::var("BORG_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(WORKERS)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -121,15 +129,18 @@ fn run(label: &str, shared: bool, work: Duration) {
     );
 }
 
-/// The `pg` bench of `bench/run.sh` (issue 17): claim + complete with 8 workers, each
-/// with its own store handle (as 8 hosts would have), PostgreSQL and SQLite side by
-/// side in one run; and PostgreSQL with one shared handle (one host, 8 attempts). The
-/// PostgreSQL half needs `BORG_TEST_PG_URL` (a fresh database is made for each mode).
-/// Prints `BENCH pg {json}` lines; asserts only that every task finished once.
+/// The `pg` bench of `bench/run.sh` (issue 17): claim + complete with 8 workers, timed
+/// as figure 4 times it (the child's start recorded between, not counted) and as the
+/// whole cycle with the start; each worker with its own store handle (as 8 hosts would
+/// have) and all 8 on one shared handle (one borg, 8 attempts); SQLite and PostgreSQL
+/// side by side in one run. The PostgreSQL half needs `BORG_TEST_PG_URL` (a fresh
+/// database is made for each mode). Prints `BENCH pg {json}` lines; asserts only that
+/// every task finished once.
 #[test]
 fn pg_claims_latency() {
     let sqlite = Backend::Sqlite.db();
     run_on("sqlite-8-handles", &sqlite, false);
+    run_on("sqlite-one-handle", &Backend::Sqlite.db(), true);
     if pg::admin_url().is_none() {
         return;
     }
@@ -150,10 +161,11 @@ fn run_on(label: &str, db: &TestDb, shared: bool) {
         .collect();
     db.open().sync_tasks(&list, 0).unwrap();
     let one = Arc::new(db.open());
-    let lat = Mutex::new(Vec::<Duration>::with_capacity(n));
+    // (claim + finish, as figure 4 times it; claim + start + finish, the whole cycle)
+    let lat = Mutex::new(Vec::<(Duration, Duration)>::with_capacity(n));
     let t0 = Instant::now();
     std::thread::scope(|scope| {
-        for w in 0..WORKERS {
+        for w in 0..pg_workers() {
             let (one, lat) = (one.clone(), &lat);
             scope.spawn(move || {
                 let s = if shared { one } else { Arc::new(db.open()) };
@@ -164,18 +176,23 @@ fn run_on(label: &str, db: &TestDb, shared: bool) {
                     let Some(c) = s.claim_next(&req(&owner, &["dev"], 1_000)).unwrap() else {
                         break;
                     };
+                    let claimed = t.elapsed();
                     s.start_attempt(&c.token, &start(&owner, 100 + w as i64, 1_000))
                         .unwrap();
+                    let f = Instant::now();
                     s.finish_attempt(&c.token, &ok(1_000)).unwrap();
-                    mine.push(t.elapsed());
+                    mine.push((claimed + f.elapsed(), t.elapsed()));
                 }
                 lat.lock().unwrap().extend(mine);
             });
         }
     });
     let wall = t0.elapsed();
-    let mut v = lat.into_inner().unwrap();
+    let both = lat.into_inner().unwrap();
+    let mut v: Vec<Duration> = both.iter().map(|b| b.0).collect();
+    let mut cycle: Vec<Duration> = both.iter().map(|b| b.1).collect();
     v.sort();
+    cycle.sort();
     assert_eq!(v.len(), n, "every task claimed once");
     assert!(db
         .open()
@@ -188,10 +205,12 @@ fn run_on(label: &str, db: &TestDb, shared: bool) {
         serde_json::json!({
             "mode": label,
             "n": n,
-            "workers": WORKERS,
+            "workers": pg_workers(),
             "p50_ms": pct(&v, 0.5),
             "p99_ms": pct(&v, 0.99),
             "max_ms": pct(&v, 1.0),
+            "cycle_p50_ms": pct(&cycle, 0.5),
+            "cycle_p99_ms": pct(&cycle, 0.99),
             "per_s": n as f64 / wall.as_secs_f64(),
         })
     );

@@ -1069,3 +1069,60 @@ conformance! {
         assert_eq!(v.fleet["memory"]["waiting"], true);
     }
 }
+
+conformance! {
+    /// A PostgreSQL client can lose the answer to a finish with its connection and send
+    /// it again: the same finish twice is recorded once and both calls succeed, while
+    /// any other finish of the ended claim is still stale. The events of the claim's
+    /// life carry their data (the attempt number, the lease, the child).
+    fn the_same_finish_sent_twice_is_recorded_once(b) {
+        let (_d, s) = fresh_with(b, &[nt("a", "dev", 0, 0, &[]), nt("b", "dev", 0, 1, &[])]);
+        let c = claim(&s, &req("o", &["dev"], 1_000));
+        s.start_attempt(&c.token, &start("dev-1", 77, 1_001)).unwrap();
+        s.finish_attempt(&c.token, &ok(1_002)).unwrap();
+        s.finish_attempt(&c.token, &ok(1_002)).unwrap();
+        assert!(matches!(
+            s.finish_attempt(&c.token, &ok(1_003)),
+            Err(StoreError::StaleClaim { current: 1, .. })
+        ));
+        assert!(matches!(
+            s.finish_attempt(&c.token, &fin_final(Status::Failed, 1_002)),
+            Err(StoreError::StaleClaim { .. })
+        ));
+        // A retry's finish too, and the retried task is claimed again with fence 2.
+        let d = claim(&s, &req("o", &["dev"], 2_000));
+        let parked = fin_retry(Status::RateLimited, 2_500, false, 2_001);
+        s.finish_attempt(&d.token, &parked).unwrap();
+        s.finish_attempt(&d.token, &parked).unwrap();
+        let again = claim(&s, &req("o", &["dev"], 3_000));
+        assert_eq!((again.task.id.as_str(), again.token.fence, again.attempt), ("b", 2, 2));
+        assert!(matches!(
+            s.finish_attempt(&d.token, &parked),
+            Err(StoreError::StaleClaim { current: 2, .. })
+        ));
+
+        let ev = s.events_since(0, 100).unwrap();
+        let of = |task: &str, kind: &str| -> Vec<serde_json::Value> {
+            ev.iter()
+                .filter(|e| e.task.as_deref() == Some(task) && e.kind == kind)
+                .map(|e| e.data.clone())
+                .collect()
+        };
+        assert_eq!(of("a", "succeeded").len(), 1, "{ev:?}");
+        assert_eq!(of("b", "retry").len(), 1, "{ev:?}");
+        assert_eq!(s.attempts("a").unwrap().len(), 1);
+        let claimed = of("b", "claimed");
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(claimed[1]["attempt"], 2);
+        assert_eq!(claimed[1]["lease_expires_ms"], 63_000);
+        let started = &of("a", "started")[0];
+        assert_eq!(
+            (&started["attempt"], &started["pid"], &started["instance"]),
+            (&serde_json::json!(1), &serde_json::json!(77), &serde_json::json!("dev-1"))
+        );
+        let done = &of("a", "succeeded")[0];
+        assert_eq!((&done["attempt"], &done["attempt_status"]), (&serde_json::json!(1), &serde_json::json!("succeeded")));
+        let retry = &of("b", "retry")[0];
+        assert_eq!((&retry["not_before_ms"], &retry["counts"]), (&serde_json::json!(2_500), &serde_json::json!(false)));
+    }
+}

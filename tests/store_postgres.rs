@@ -46,6 +46,44 @@ fn a_fresh_database_is_migrated_once_by_concurrent_openers() {
     assert_eq!(claim_id(&s, &req("o", &["dev"], 1)).as_deref(), Some("a"));
 }
 
+/// A store made by a borg before v5 (no `unmet` counts) gets them on the next open,
+/// from the tasks it holds: only ready tasks are claimed, in order, and the counts
+/// follow later changes.
+#[test]
+fn a_v4_store_gets_its_unmet_counts_on_upgrade() {
+    let Some(db) = PgDb::create() else { return };
+    let s = PgStore::open(&db.url).unwrap();
+    s.sync_tasks(
+        &[
+            nt("a", "dev", 0, 0, &[]),
+            nt("b", "dev", 5, 1, &["a"]),
+            nt("c", "dev", 9, 2, &["a", "b", "ghost"]),
+        ],
+        0,
+    )
+    .unwrap();
+    let c = s.claim_next(&req("o", &["dev"], 1)).unwrap().unwrap();
+    s.finish_attempt(&c.token, &ok(2)).unwrap();
+    drop(s);
+    // Back to v4 as an older borg left it.
+    pg::sql(
+        &db.url,
+        "DROP TRIGGER tasks_succeeded_on ON tasks; DROP TRIGGER tasks_succeeded_off ON tasks;
+         DROP TRIGGER tasks_inserted_succeeded ON tasks; DROP TRIGGER task_deps_changed ON task_deps;
+         DROP FUNCTION borg_dependents_met(); DROP FUNCTION borg_dependents_unmet();
+         DROP FUNCTION borg_dep_changed(); DROP INDEX tasks_ready; ALTER TABLE tasks DROP COLUMN unmet;
+         UPDATE borg_meta SET value = '4' WHERE key = 'schema_version'",
+    )
+    .unwrap();
+    let s = PgStore::open(&db.url).unwrap();
+    let unmet = || pg::query(&db.url, "SELECT id || '=' || unmet FROM tasks ORDER BY id");
+    assert_eq!(unmet(), ["a=0", "b=0", "c=2"]);
+    assert_eq!(claim_id(&s, &req("o", &["dev"], 3)).as_deref(), Some("b"));
+    assert_eq!(claim_id(&s, &req("o", &["dev"], 3)), None);
+    s.sync_tasks(&[nt("ghost", "dev", 0, 3, &[])], 4).unwrap();
+    assert_eq!(unmet(), ["a=0", "b=0", "c=2", "ghost=0"]);
+}
+
 #[test]
 fn newer_schema_is_refused() {
     let Some(db) = PgDb::create() else { return };

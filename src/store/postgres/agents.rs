@@ -174,11 +174,12 @@ pub(super) async fn progress_rows(tx: &Tx<'_>) -> R<Vec<ProgressRow>> {
     Ok(out)
 }
 
-/// What a claim could take now (see `AgentStore::ready_tasks`).
+/// What a claim could take now (see `AgentStore::ready_tasks`), through the same
+/// partial index of ready tasks as the claim.
 async fn ready(tx: &Tx<'_>, roles: &[String], now: i64, limit: usize) -> R<Vec<ReadyTask>> {
     let sql = format!(
         "SELECT {TASK_COLS}, t.created_ms FROM tasks t
-         WHERE t.status = 'pending' AND t.not_before_ms <= $1
+         WHERE t.status = 'pending' AND t.unmet = 0 AND t.not_before_ms <= $1
            AND t.counted_attempts < t.max_attempts AND t.instance IS NULL
            AND t.role = ANY($3::text[])
            AND (t.from_handoff IS NULL OR NOT EXISTS

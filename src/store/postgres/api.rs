@@ -2,6 +2,7 @@
 //! (writes at READ COMMITTED with row locks and fence checks, reads on one snapshot),
 //! running the statements of the file named for its topic.
 
+use super::fast::{self, Fast};
 use super::{claims, handoffs, listen, misc, read, release, tasks, PgStore};
 use crate::outcome::Status;
 use crate::store::*;
@@ -14,6 +15,20 @@ macro_rules! write {
             $(let $v = $v.clone();)*
             Box::pin(async move { $body.await })
         })
+    };
+}
+
+/// One statement outside a transaction block (`Engine::single`), as `write!`.
+macro_rules! single {
+    ($self:ident, [$($v:ident),*], |$c:ident| $body:expr) => {
+        {
+            // The caller keeps its values for the slow path.
+            $(let $v = $v.clone();)*
+            $self.engine.single(move |$c| {
+                $(let $v = $v.clone();)*
+                Box::pin(async move { $body.await })
+            })
+        }
     };
 }
 
@@ -59,7 +74,13 @@ impl Store for PgStore {
         write!(self, [owner, ids], |tx| claims::add_scope(tx, &owner, &ids))
     }
     fn claim_next(&self, req: &ClaimRequest) -> Result<Option<Claim>, StoreError> {
+        if req.roles.is_empty() {
+            return Ok(None);
+        }
         let req = req.clone();
+        if let Fast::Done(c) = single!(self, [req], |c| fast::claim(c, &req))? {
+            return Ok(c);
+        }
         write!(self, [req], |tx| claims::claim_next(tx, &req))
     }
     fn heartbeat(
@@ -75,12 +96,18 @@ impl Store for PgStore {
     }
     fn start_attempt(&self, token: &ClaimToken, start: &AttemptStart) -> Result<(), StoreError> {
         let (token, start) = (token.clone(), start.clone());
-        write!(self, [token, start], |tx| claims::start_attempt(
-            tx, &token, &start
-        ))
+        if let Fast::Done(()) = single!(self, [token, start], |c| fast::start(c, &token, &start))? {
+            return Ok(());
+        }
+        write!(self, [token], |tx| claims::start_refused(tx, &token))
     }
     fn finish_attempt(&self, token: &ClaimToken, finish: &AttemptFinish) -> Result<(), StoreError> {
         let (token, finish) = (token.clone(), finish.clone());
+        if let Fast::Done(()) =
+            single!(self, [token, finish], |c| fast::finish(c, &token, &finish))?
+        {
+            return Ok(());
+        }
         write!(self, [token, finish], |tx| claims::finish_attempt(
             tx, &token, &finish
         ))

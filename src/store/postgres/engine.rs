@@ -14,10 +14,12 @@
 //! fence makes the caller's next write find out.
 
 use super::errors::{classify, Kind, E};
+use super::hot::{Conn, Hot};
 use crate::store::StoreError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::IsolationLevel;
 
@@ -41,6 +43,8 @@ const LIGHT_POOL_SIZE: usize = 2;
 pub(crate) struct Engine {
     handle: tokio::runtime::Handle,
     pool: Pool,
+    /// The connection the one-statement calls share (see `hot`).
+    hot: Arc<Hot>,
     /// The URL as shown to people (no password).
     pub shown: String,
     /// How long a call keeps retrying a lost connection before it reports the store
@@ -106,6 +110,7 @@ impl Engine {
         };
         Ok(Engine {
             handle,
+            hot: Arc::new(Hot::new(pool.clone())),
             pool,
             shown,
             retry_for,
@@ -159,6 +164,56 @@ impl Engine {
         F: for<'a, 'b> Fn(&'a Tx<'b>) -> TxFut<'a, T> + Send + Sync + 'static,
     {
         self.transact(f, true)
+    }
+
+    /// Runs `f` on the shared connection of `hot`, outside a transaction block: each
+    /// statement it sends is a transaction of its own, one round trip instead of
+    /// BEGIN, the statement and COMMIT, pipelined with the other callers'. For the hot
+    /// paths (claim, start, finish) written as one statement each.
+    ///
+    /// A lost connection is retried as in `write`, also when the statement may have
+    /// committed: the callers' statements are safe to run twice (a start is an
+    /// upsert; a finish run again finds its own earlier finish and reports success; a
+    /// claim whose answer was lost stays with this owner until its lease runs out and
+    /// is then taken over, which costs time but never correctness).
+    pub(crate) fn single<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'a> Fn(&'a Conn) -> TxFut<'a, T> + Send + Sync + 'static,
+    {
+        let (hot, shown, retry_for) = (self.hot.clone(), self.shown.clone(), self.retry_for);
+        self.block(async move {
+            let began = tokio::time::Instant::now();
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let once = async {
+                    let client = hot.get().await?;
+                    let res = f(&client).await;
+                    if matches!(&res, Err(e) if matches!(classify(e), Kind::Connection)) {
+                        hot.forget(&client).await;
+                    }
+                    res
+                };
+                let Ok(res) = tokio::time::timeout(CALL_TIMEOUT, once).await else {
+                    return Err(StoreError::Unreachable {
+                        store: shown.clone(),
+                        message: format!("no answer for {} s", CALL_TIMEOUT.as_secs()),
+                    });
+                };
+                match res {
+                    Ok(v) => return Ok(v),
+                    Err(e) => {
+                        let again = matches!(classify(&e), Kind::Retry | Kind::Connection);
+                        if !again || began.elapsed() >= retry_for {
+                            return Err(e.into_store(&shown));
+                        }
+                        tracing::debug!("store {shown}: {}; trying again", e.describe());
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        })
     }
 
     fn transact<T, F>(&self, f: F, read_only: bool) -> Result<T, StoreError>

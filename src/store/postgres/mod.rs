@@ -8,7 +8,9 @@
 //! them; `git` is the git-mode capability (`GitStore`); `schema` is the versioned
 //! migrations; `read` turns rows into the store's
 //! types; `claims`, `release`, `tasks`, `handoffs` and `misc` are the SQLite store's
-//! files of the same names, in PostgreSQL; `listen` turns NOTIFY into change notes;
+//! files of the same names, in PostgreSQL; `fast` is the claim, start and finish of
+//! the common case as one statement (one round trip) each, pipelined on the one
+//! connection of `hot`; `listen` turns NOTIFY into change notes;
 //! `api` is the `Store` impl, `view` its whole-fleet view and sessions; `agents` the
 //! `AgentStore` impl (outside agents of `borg serve`).
 //!
@@ -27,8 +29,10 @@ mod coord_log;
 mod coord_work;
 mod engine;
 mod errors;
+mod fast;
 mod git;
 mod handoffs;
+mod hot;
 mod listen;
 mod merge;
 mod misc;

@@ -271,7 +271,14 @@ pub(crate) fn finish_attempt(tx: &Transaction<'_>, token: &ClaimToken, f: &Attem
     // Refuse nonsense before writing anything.
     let next = NextState::of(token, &f.disposition)?;
     let record = f.record.to_string();
-    let attempt = end_claim(tx, token, f, &next, &record)?;
+    let Some(attempt) = end_claim(tx, token, f, &next, &record)? else {
+        // The same finish sent twice (the caller did not hear the first answer, as a
+        // PostgreSQL client can lose it with its connection) is done, not stale.
+        if already_finished(tx, token, f)? {
+            return Ok(());
+        }
+        return Err(read::stale(tx, token));
+    };
     super::coord::end_claim_leases(tx, &token.task, token.fence)?;
     write_attempt_row(tx, token, f, attempt, &record)?;
     free_instance(tx, token, f.now_ms)?;
@@ -328,14 +335,14 @@ impl NextState {
 }
 
 /// Moves the task to its next state and clears the claim, if the claim is still the
-/// live one (else `StaleClaim`). Returns the attempt number.
+/// live one (else `None`: stale, or this finish already recorded). Returns the attempt number.
 fn end_claim(
     tx: &Transaction<'_>,
     token: &ClaimToken,
     f: &AttemptFinish,
     next: &NextState,
     record: &str,
-) -> R<i64> {
+) -> R<Option<i64>> {
     let attempt: Option<i64> = {
         let mut st = tx.prepare_cached(
             "UPDATE tasks SET status = ?1, owner = NULL, lease_expires_ms = NULL, heartbeat_ms = NULL,
@@ -359,7 +366,24 @@ fn end_claim(
         )
         .optional()?
     };
-    attempt.ok_or_else(|| read::stale(tx, token))
+    Ok(attempt)
+}
+
+/// Whether this very finish is already recorded: the claim's fence is still the
+/// task's, the task no longer runs, and the claim's attempt row ended at this finish's
+/// time with its status.
+fn already_finished(tx: &Transaction<'_>, token: &ClaimToken, f: &AttemptFinish) -> R<bool> {
+    let mut st = tx.prepare_cached(
+        "SELECT 1 FROM tasks t JOIN attempts a ON a.task = t.id AND a.fence = t.fence
+         WHERE t.id = ?1 AND t.fence = ?2 AND t.status <> 'running'
+           AND a.finished_ms = ?3 AND a.status = ?4",
+    )?;
+    Ok(st.exists(params![
+        token.task,
+        token.fence,
+        f.now_ms,
+        f.status.as_str()
+    ])?)
 }
 
 /// The attempt row: normally written by start_attempt; an attempt that never started
