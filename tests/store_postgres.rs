@@ -62,8 +62,15 @@ fn a_v4_store_gets_its_unmet_counts_on_upgrade() {
         0,
     )
     .unwrap();
+    let unmet = || pg::query(&db.url, "SELECT id || '=' || unmet FROM tasks ORDER BY id");
+    assert_eq!(
+        unmet(),
+        ["a=0", "b=1", "c=3"],
+        "kept by the triggers from the sync on"
+    );
     let c = s.claim_next(&req("o", &["dev"], 1)).unwrap().unwrap();
     s.finish_attempt(&c.token, &ok(2)).unwrap();
+    assert_eq!(unmet(), ["a=0", "b=0", "c=2"]);
     drop(s);
     // Back to v4 as an older borg left it.
     pg::sql(
@@ -76,7 +83,6 @@ fn a_v4_store_gets_its_unmet_counts_on_upgrade() {
     )
     .unwrap();
     let s = PgStore::open(&db.url).unwrap();
-    let unmet = || pg::query(&db.url, "SELECT id || '=' || unmet FROM tasks ORDER BY id");
     assert_eq!(unmet(), ["a=0", "b=0", "c=2"]);
     assert_eq!(claim_id(&s, &req("o", &["dev"], 3)).as_deref(), Some("b"));
     assert_eq!(claim_id(&s, &req("o", &["dev"], 3)), None);

@@ -67,24 +67,31 @@ pub(crate) async fn insert_new(
     Ok(true)
 }
 
-/// Brings the store in line with a task list (see `Store::sync_tasks`).
+/// Brings the store in line with a task list (see `Store::sync_tasks`). The tasks the
+/// store knows are read (and locked) in one query and the new ones written in three
+/// (tasks, dependencies, events), whatever the list's length: statement by statement a
+/// 10 000-task list took 55 000 round trips, 2.5 s.
 pub(crate) async fn sync_tasks(tx: &Tx<'_>, list: &[NewTask], now: i64) -> R<SyncReport> {
+    let ids: Vec<&str> = list.iter().map(|t| t.id.as_str()).collect();
+    let mut known = std::collections::HashMap::new();
+    for r in rows(
+        tx,
+        "SELECT id, hash, status FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+        &[&ids],
+    )
+    .await?
+    {
+        let id: String = r.try_get(0)?;
+        known.insert(id, (r.try_get::<_, String>(1)?, r.try_get::<_, String>(2)?));
+    }
     let mut rep = SyncReport::default();
+    let mut fresh = Vec::new();
     for t in list {
-        let known = row(
-            tx,
-            "SELECT hash, status FROM tasks WHERE id = $1 FOR UPDATE",
-            &[&t.id],
-        )
-        .await?;
-        let known: Option<(String, String)> = match known {
-            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
-            None => None,
-        };
+        let known = known.remove(&t.id);
         let changed = |old: String| json!({ "old_hash": old, "new_hash": t.hash });
         match known {
             None => {
-                insert_new(tx, t, now, None, "sync", None).await?;
+                fresh.push(t);
                 rep.added.push(t.id.clone());
             }
             Some((hash, _)) if hash == t.hash => rep.unchanged.push(t.id.clone()),
@@ -109,10 +116,80 @@ pub(crate) async fn sync_tasks(tx: &Tx<'_>, list: &[NewTask], now: i64) -> R<Syn
             }
         }
     }
+    insert_many(tx, &fresh, now).await?;
     if rep.added.len() + rep.updated.len() >= ANALYZE_AFTER {
         tx.batch_execute("ANALYZE tasks, task_deps").await?;
     }
     Ok(rep)
+}
+
+/// Inserts the new tasks of a sync, their dependencies and their events, in three
+/// statements; the same rows and events as `insert_new` for each (`created`, or
+/// `create-skipped` for an id another sync inserted meanwhile).
+async fn insert_many(tx: &Tx<'_>, list: &[&NewTask], now: i64) -> R<()> {
+    if list.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&NewTask) -> String| list.iter().map(|t| f(t)).collect::<Vec<String>>();
+    let num = |f: fn(&NewTask) -> i64| list.iter().map(|t| f(t)).collect::<Vec<i64>>();
+    let instances: Vec<Option<&str>> = list.iter().map(|t| t.instance.as_deref()).collect();
+    let inserted: std::collections::HashSet<String> = rows(
+        tx,
+        "INSERT INTO tasks (id, role, priority, ord, instance, status, max_attempts, not_before_ms, spec, hash,
+                            created_ms, updated_ms)
+         SELECT u.id, u.role, u.priority, u.ord, u.instance, 'pending', u.max_attempts, 0, u.spec, u.hash, $9, $9
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::bigint[], $7::text[], $8::text[])
+              WITH ORDINALITY AS u(id, role, priority, ord, instance, max_attempts, spec, hash, n)
+         ORDER BY u.n
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+        &[&col(|t| t.id.clone()), &col(|t| t.role.clone()), &num(|t| t.priority), &num(|t| t.order),
+          &instances, &num(|t| t.max_attempts), &col(|t| t.spec.to_string()), &col(|t| t.hash.clone()), &now],
+    )
+    .await?
+    .iter()
+    .map(|r| r.try_get(0))
+    .collect::<Result<_, _>>()?;
+    let (mut task, mut dep, mut pos) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ev_task, mut ev_kind, mut ev_data) = (Vec::new(), Vec::new(), Vec::new());
+    for t in list {
+        let made = inserted.contains(&t.id);
+        if made {
+            for (i, d) in t.depends_on.iter().enumerate() {
+                task.push(t.id.as_str());
+                dep.push(d.as_str());
+                pos.push(i as i64);
+            }
+        }
+        let (kind, data) = match made {
+            true => (
+                "created",
+                json!({ "role": t.role, "hash": t.hash, "from_handoff": null, "parent": null }),
+            ),
+            false => (
+                "create-skipped",
+                json!({ "reason": "id exists", "parent": null }),
+            ),
+        };
+        ev_task.push(t.id.as_str());
+        ev_kind.push(kind);
+        ev_data.push(data.to_string());
+    }
+    exec(
+        tx,
+        "INSERT INTO task_deps (task, dep, pos) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+         ON CONFLICT DO NOTHING",
+        &[&task, &dep, &pos],
+    )
+    .await?;
+    exec(
+        tx,
+        "INSERT INTO events (at_ms, task, fence, actor, kind, data)
+         SELECT $1, u.task, NULL, 'sync', u.kind, u.data
+         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS u(task, kind, data, n) ORDER BY u.n",
+        &[&now, &ev_task, &ev_kind, &ev_data],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Rows a sync adds or changes before it refreshes the planner's statistics. Why: a
