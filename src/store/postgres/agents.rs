@@ -192,7 +192,7 @@ async fn ready(tx: &Tx<'_>, roles: &[String], now: i64, limit: usize) -> R<Vec<R
     let mut out = Vec::new();
     for r in rows(tx, &sql, &[&now, &limit, &roles]).await? {
         let mut task = read::task_row(&r)?;
-        let created_ms: i64 = r.try_get(18)?;
+        let created_ms: i64 = r.try_get(read::TASK_COLS_LEN)?;
         task.depends_on = read::deps_of(tx, &task.id).await?;
         out.push(ReadyTask { task, created_ms });
     }

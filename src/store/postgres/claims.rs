@@ -250,10 +250,7 @@ pub(crate) async fn finish_attempt(tx: &Tx<'_>, token: &ClaimToken, f: &AttemptF
         &[&f.now_ms, &token.task, &token.owner],
     )
     .await?;
-    let kind = match &f.disposition {
-        Disposition::Retry { .. } => "retry",
-        _ => next.status.as_str(),
-    };
+    let kind = next.event_kind(&f.disposition);
     claim_event(
         tx,
         f.now_ms,
@@ -267,14 +264,27 @@ pub(crate) async fn finish_attempt(tx: &Tx<'_>, token: &ClaimToken, f: &AttemptF
 }
 
 /// What a finish makes of the task.
-struct NextState {
-    status: Status,
-    not_before: Option<i64>,
-    counts: bool,
+pub(super) struct NextState {
+    /// The task's new status: a final one, or pending for a retry.
+    pub status: Status,
+    /// A retry waits until then.
+    pub not_before: Option<i64>,
+    /// Whether the attempt uses up one of the task's retries.
+    pub counts: bool,
 }
 
 impl NextState {
-    fn of(token: &ClaimToken, d: &Disposition) -> R<NextState> {
+    /// The kind of the finish's event: `retry`, or the final status.
+    pub(super) fn event_kind(&self, d: &Disposition) -> &'static str {
+        match d {
+            Disposition::Retry { .. } => "retry",
+            _ => self.status.as_str(),
+        }
+    }
+
+    /// The next state a disposition asks for; a non-final status given as final is
+    /// refused.
+    pub(super) fn of(token: &ClaimToken, d: &Disposition) -> R<NextState> {
         let (status, not_before, counts) = match d {
             Disposition::Succeeded | Disposition::Final(Status::Succeeded) => {
                 (Status::Succeeded, None, false)

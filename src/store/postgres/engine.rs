@@ -182,38 +182,19 @@ impl Engine {
         F: for<'a> Fn(&'a Conn) -> TxFut<'a, T> + Send + Sync + 'static,
     {
         let (hot, shown, retry_for) = (self.hot.clone(), self.shown.clone(), self.retry_for);
-        self.block(async move {
-            let began = tokio::time::Instant::now();
-            let mut pause = Duration::from_millis(50);
-            loop {
-                let once = async {
-                    let client = hot.get().await?;
-                    let res = f(&client).await;
-                    if matches!(&res, Err(e) if matches!(classify(e), Kind::Connection)) {
-                        hot.forget(&client).await;
-                    }
-                    res
-                };
-                let Ok(res) = tokio::time::timeout(CALL_TIMEOUT, once).await else {
-                    return Err(StoreError::Unreachable {
-                        store: shown.clone(),
-                        message: format!("no answer for {} s", CALL_TIMEOUT.as_secs()),
-                    });
-                };
-                match res {
-                    Ok(v) => return Ok(v),
-                    Err(e) => {
-                        let again = matches!(classify(&e), Kind::Retry | Kind::Connection);
-                        if !again || began.elapsed() >= retry_for {
-                            return Err(e.into_store(&shown));
-                        }
-                        tracing::debug!("store {shown}: {}; trying again", e.describe());
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(2));
-                    }
+        let f = Arc::new(f);
+        self.block(retrying(shown, retry_for, move || {
+            let (hot, f) = (hot.clone(), f.clone());
+            async move {
+                let client = hot.get().await.map_err(|e| (e, false))?;
+                let res = f(&client).await;
+                if matches!(&res, Err(e) if matches!(classify(e), Kind::Connection)) {
+                    hot.forget(&client).await;
                 }
+                // Safe to run again even if it committed (see above): never "committing".
+                res.map_err(|e| (e, false))
             }
-        })
+        }))
     }
 
     fn transact<T, F>(&self, f: F, read_only: bool) -> Result<T, StoreError>
@@ -222,35 +203,50 @@ impl Engine {
         F: for<'a, 'b> Fn(&'a Tx<'b>) -> TxFut<'a, T> + Send + Sync + 'static,
     {
         let (pool, shown, retry_for) = (self.pool.clone(), self.shown.clone(), self.retry_for);
-        self.block(async move {
-            let began = tokio::time::Instant::now();
-            let mut pause = Duration::from_millis(50);
-            loop {
-                let Ok(res) = tokio::time::timeout(CALL_TIMEOUT, once(&pool, &f, read_only)).await
-                else {
-                    // A server that stopped answering (a network partition): the
-                    // outcome is unknown, so no retry; the fence sorts it out.
-                    return Err(StoreError::Unreachable {
-                        store: shown.clone(),
-                        message: format!("no answer for {} s", CALL_TIMEOUT.as_secs()),
-                    });
-                };
-                match res {
-                    Ok(v) => return Ok(v),
-                    Err((e, committing)) => {
-                        let kind = classify(&e);
-                        let again = matches!(kind, Kind::Retry)
-                            || (matches!(kind, Kind::Connection) && !committing);
-                        if !again || began.elapsed() >= retry_for {
-                            return Err(e.into_store(&shown));
-                        }
-                        tracing::debug!("store {shown}: {}; trying again", e.describe());
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(2));
-                    }
-                }
-            }
-        })
+        let f = Arc::new(f);
+        self.block(retrying(shown, retry_for, move || {
+            let (pool, f) = (pool.clone(), f.clone());
+            async move { once(&pool, &*f, read_only).await }
+        }))
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or `retry_for` has passed: a
+/// deadlock or serialization failure is tried again, and so is a lost connection
+/// unless the error says it came at COMMIT (outcome unknown), with backoff from 50 ms
+/// to 2 s. A call with no answer for `CALL_TIMEOUT` is the store unreachable.
+async fn retrying<T, Fut>(
+    shown: String,
+    retry_for: Duration,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: Future<Output = Result<T, (E, bool)>>,
+{
+    let began = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let Ok(res) = tokio::time::timeout(CALL_TIMEOUT, attempt()).await else {
+            // A server that stopped answering (a network partition): the outcome is
+            // unknown, so no retry; the fence sorts it out.
+            return Err(StoreError::Unreachable {
+                store: shown.clone(),
+                message: format!("no answer for {} s", CALL_TIMEOUT.as_secs()),
+            });
+        };
+        let (e, committing) = match res {
+            Ok(v) => return Ok(v),
+            Err(failed) => failed,
+        };
+        let kind = classify(&e);
+        let again =
+            matches!(kind, Kind::Retry) || (matches!(kind, Kind::Connection) && !committing);
+        if !again || began.elapsed() >= retry_for {
+            return Err(e.into_store(&shown));
+        }
+        tracing::debug!("store {shown}: {}; trying again", e.describe());
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

@@ -12,10 +12,10 @@
 //! error). A start has no slow path: it is always this one statement. The events
 //! written are the same kinds with the same data.
 
-use super::claims::{self, CLAIM_SQL};
+use super::claims::{self, NextState, CLAIM_SQL};
 use super::errors::R;
 use super::hot::Conn;
-use super::read::{task_row, TASK_COLS};
+use super::read::{task_row, TASK_COLS, TASK_COLS_LEN};
 use crate::outcome::Status;
 use crate::store::*;
 use serde_json::json;
@@ -92,7 +92,7 @@ pub(crate) async fn claim(c: &Conn, req: &ClaimRequest) -> R<Fast<Option<Claim>>
     let Some(r) = found else {
         return Ok(Fast::Done(None));
     };
-    let n = TASK_COLS.split(',').count();
+    let n = TASK_COLS_LEN;
     let pick_status: String = r.try_get(n)?;
     if pick_status != "pending" {
         return Ok(Fast::Slow);
@@ -210,25 +210,12 @@ fn finish_is_simple(f: &AttemptFinish, next: Status) -> bool {
 /// finds its claim gone but its own earlier finish recorded (the answer to a first
 /// try was lost with the connection) is done.
 pub(crate) async fn finish(c: &Conn, token: &ClaimToken, f: &AttemptFinish) -> R<Fast<()>> {
-    let (next, not_before, counts) = match &f.disposition {
-        Disposition::Succeeded | Disposition::Final(Status::Succeeded) => {
-            (Status::Succeeded, None, false)
-        }
-        Disposition::Retry {
-            not_before_ms,
-            counts,
-        } => (Status::Pending, Some(*not_before_ms), *counts),
-        Disposition::Final(_) => return Ok(Fast::Slow),
-    };
-    if !finish_is_simple(f, next) {
+    let next = NextState::of(token, &f.disposition)?;
+    if !finish_is_simple(f, next.status) {
         return Ok(Fast::Slow);
     }
-    let kind = match &f.disposition {
-        Disposition::Retry { .. } => "retry",
-        _ => next.as_str(),
-    };
     let data = json!({ "attempt_status": f.status, "cost_usd": f.cost_usd,
-                       "not_before_ms": not_before, "counts": counts })
+                       "not_before_ms": next.not_before, "counts": next.counts })
     .to_string();
     let record = f.record.to_string();
     let st = c.prepare_cached(FINISH_FAST).await?;
@@ -236,9 +223,9 @@ pub(crate) async fn finish(c: &Conn, token: &ClaimToken, f: &AttemptFinish) -> R
         .query(
             &st,
             &[
-                &next.as_str(),
-                &not_before,
-                &i64::from(counts),
+                &next.status.as_str(),
+                &next.not_before,
+                &i64::from(next.counts),
                 &record,
                 &f.now_ms,
                 &token.task,
@@ -246,7 +233,7 @@ pub(crate) async fn finish(c: &Conn, token: &ClaimToken, f: &AttemptFinish) -> R
                 &token.owner,
                 &f.status.as_str(),
                 &f.cost_usd,
-                &kind,
+                &next.event_kind(&f.disposition),
                 &data,
             ],
         )

@@ -17,6 +17,9 @@ pub(crate) type P<'a> = &'a [&'a (dyn ToSql + Sync)];
 pub(crate) const TASK_COLS: &str = "id, role, priority, ord, instance, status, fence, owner, lease_expires_ms, attempts, \
      counted_attempts, max_attempts, not_before_ms, spec, hash, from_handoff, last_record, updated_ms";
 
+/// How many columns `TASK_COLS` names (a query's own columns follow them).
+pub(crate) const TASK_COLS_LEN: usize = 18;
+
 /// Attempt columns in the order `attempt_row` reads them.
 pub(crate) const ATTEMPT_COLS: &str =
     "task, attempt, fence, owner, status, instance, uid, shim_pid, pid, pgid, start_time, \
@@ -343,5 +346,13 @@ pub(crate) async fn stale(tx: &Tx<'_>, token: &ClaimToken) -> E {
         }),
         Ok(None) => E::Store(StoreError::NotFound(format!("task {}", token.task))),
         Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn task_cols_len_counts_task_cols() {
+        assert_eq!(super::TASK_COLS.split(',').count(), super::TASK_COLS_LEN);
     }
 }
