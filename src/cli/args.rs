@@ -29,8 +29,9 @@ pub struct GlobalArgs {
     /// `worker`, a value that is not a folder is the roles to claim: a,b
     #[arg(long, global = true, value_name = "DIR")]
     pub roles: Option<PathBuf>,
-    /// Store database [env: BORG_STORE] [default: <workspaces>/borg.db]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Store: a SQLite file, or a PostgreSQL URL (postgres://user@host/db) that
+    /// hosts share [env: BORG_STORE] [default: <workspaces>/borg.db]
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<PathBuf>,
     /// Format of borg's own diagnostics on stderr (level filter: BORG_LOG)
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
